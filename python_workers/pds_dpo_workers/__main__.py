@@ -1,0 +1,3 @@
+from pds_dpo_workers.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""`python -m pds_dpo_workers serve --kind K --model JSON ...`"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from pds_dpo_workers.errors import WorkerError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pds_dpo_workers", description="PDS-DPO gRPC ML worker")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="serve one worker kind over gRPC")
+    s.add_argument("--kind", required=True, help="image-generator, image-scorer, ...")
+    s.add_argument("--model", required=True, help="ModelSpec as proto JSON, e.g. '{\"source\":\"MODEL_SOURCE_TINY\",\"id\":\"sd\"}'")
+    s.add_argument("--store", default=None, help="shared content-addressed store root (omit: inline outputs only)")
+    s.add_argument("--cache-root", default=None, help="where tiny models are built (default: the store, else ~/.cache/pds-dpo)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=0, help="0 picks a free port; it is announced on stdout")
+    s.add_argument("--socket", default=None, help="serve on this unix socket instead of a TCP port")
+    s.add_argument("--parent-pid", type=int, default=None, help="exit when this process dies")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--log-level", default="INFO")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr, level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Imported after logging is set up: these pull in torch.
+    from pds_dpo_workers.environment import device, make_deterministic
+    from pds_dpo_workers.kinds import load_kind
+    from pds_dpo_workers.kinds.base import WorkerContext
+    from pds_dpo_workers.models.spec import parse_spec
+    from pds_dpo_workers.server import ServeOptions, serve
+    from pds_dpo_workers.store import Store
+
+    try:
+        spec = parse_spec(args.model)
+        module = load_kind(args.kind)
+    except WorkerError as e:
+        print(f"pds_dpo_workers: {e}", file=sys.stderr)
+        return 2
+    make_deterministic()
+    store = Store(os.path.abspath(args.store)) if args.store else None
+    cache_root = args.cache_root or (store.root if store else os.path.expanduser("~/.cache/pds-dpo"))
+    ctx = WorkerContext(spec=spec, store=store, cache_root=cache_root, device=device() if args.device == "auto" else args.device)
+    opts = ServeOptions(host=args.host, port=args.port, socket=args.socket, parent_pid=args.parent_pid)
+    return asyncio.run(serve(module.create(ctx), opts))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

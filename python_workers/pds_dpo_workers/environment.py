@@ -1,0 +1,54 @@
+"""What a worker runs on: library versions, device, a hash of the Python environment."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import os
+from functools import lru_cache
+
+from pds_dpo_workers.proto import common_pb2
+
+LIBRARIES = ("torch", "diffusers", "transformers", "tokenizers", "safetensors", "trl", "peft", "accelerate", "grpcio", "protobuf", "pillow", "numpy")
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+@lru_cache(maxsize=1)
+def python_env_hash() -> str:
+    """sha256 of the sorted name==version list of installed distributions."""
+    names = sorted({f"{(d.metadata['Name'] or '').lower()}=={d.version}" for d in md.distributions()})
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_info() -> common_pb2.DeviceInfo:
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return common_pb2.DeviceInfo(type="cuda", name=props.name, memory_bytes=props.total_memory, count=torch.cuda.device_count())
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return common_pb2.DeviceInfo(type="cpu", name=os.uname().machine, memory_bytes=mem, count=1)
+
+
+def make_deterministic() -> None:
+    import torch
+
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

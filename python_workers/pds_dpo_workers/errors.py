@@ -1,0 +1,30 @@
+"""Typed worker errors. Each maps to one gRPC status and a stable code."""
+
+import grpc
+
+
+class WorkerError(Exception):
+    code = "worker_error"
+    status = grpc.StatusCode.INTERNAL
+
+
+class InvalidModelSpec(WorkerError):
+    code = "invalid_model_spec"
+    status = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ModelLoadError(WorkerError):
+    code = "model_load_failed"
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class InvalidRequest(WorkerError):
+    code = "invalid_request"
+    status = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ArtifactError(WorkerError):
+    """An input artifact is missing, unreadable or does not match its hash."""
+
+    code = "artifact_error"
+    status = grpc.StatusCode.FAILED_PRECONDITION

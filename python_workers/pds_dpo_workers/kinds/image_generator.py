@@ -1,0 +1,161 @@
+"""Image generator: any text-to-image pipeline that diffusers' DiffusionPipeline loads."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from itertools import groupby
+
+import grpc
+
+from pds_dpo_workers.errors import ModelLoadError
+from pds_dpo_workers.kinds.base import WorkerContext, item_error
+from pds_dpo_workers.models.spec import resolve, torch_dtype
+from pds_dpo_workers.proto import common_pb2, image_generator_pb2 as pb, image_generator_pb2_grpc as pb_grpc
+from pds_dpo_workers.store import write_blob
+from pds_dpo_workers.streaming import Cancelled, ModelRunner
+
+DEFAULT_BATCH = 4
+# Mean pixel value (0..255) at or under which an image counts as all black.
+BLACK_LEVEL = 2.0
+
+
+def _png(pixels) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    # Fixed settings and no metadata: the same pixels always give the same bytes.
+    Image.fromarray(pixels, mode="RGB").save(buf, format="PNG", compress_level=6, optimize=False)
+    return buf.getvalue()
+
+
+def to_png(image) -> tuple[bytes, list[int]]:
+    """float HxWx3 in [0, 1] -> PNG bytes and the defects found."""
+    import numpy as np
+
+    defects = []
+    nan = np.isnan(image)
+    if nan.any():
+        defects.append(pb.IMAGE_DEFECT_NAN_PIXELS)
+        image = np.where(nan, 0.0, image)
+    pixels = (np.clip(image, 0.0, 1.0) * 255).round().astype("uint8")
+    if pixels.mean() <= BLACK_LEVEL:
+        defects.append(pb.IMAGE_DEFECT_ALL_BLACK)
+    return _png(pixels), defects
+
+
+def _invalid(item: pb.ImageGenerationItem, multiple: int) -> str | None:
+    if not item.id:
+        return "item has no id"
+    if not item.prompt.strip():
+        return "prompt is empty"
+    if item.steps <= 0:
+        return f"steps must be positive, got {item.steps}"
+    if item.width <= 0 or item.height <= 0 or item.width % multiple or item.height % multiple:
+        return f"size {item.width}x{item.height} must be positive multiples of {multiple}"
+    if item.guidance_scale < 0:
+        return f"guidance_scale must be >= 0, got {item.guidance_scale}"
+    return None
+
+
+class ImageGenerator(pb_grpc.ImageGeneratorServiceServicer):
+    kind = common_pb2.WORKER_KIND_IMAGE_GENERATOR
+    service_name = pb.DESCRIPTOR.services_by_name["ImageGeneratorService"].full_name
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.pipe = None
+        self.runner = ModelRunner()
+
+    def load(self) -> common_pb2.LoadedModel:
+        from diffusers import DiffusionPipeline
+
+        resolved = resolve(self.ctx.spec, self.ctx.cache_root)
+        try:
+            pipe = DiffusionPipeline.from_pretrained(
+                resolved.directory, local_files_only=True, torch_dtype=torch_dtype(self.ctx.spec, self.ctx.device)
+            )
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"cannot load a DiffusionPipeline from {resolved.directory}: {e}") from None
+        pipe.set_progress_bar_config(disable=True)
+        self.pipe = pipe.to(self.ctx.device)
+        return resolved.loaded_model(type(pipe).__name__)
+
+    def register(self, server: grpc.aio.Server) -> None:
+        pb_grpc.add_ImageGeneratorServiceServicer_to_server(self, server)
+
+    @property
+    def _size_multiple(self) -> int:
+        return int(getattr(self.pipe, "vae_scale_factor", 8)) * 2 if self.pipe is not None else 16
+
+    def _run(self, request: pb.GenerateRequest, emit, cancel: threading.Event) -> None:
+        import torch
+
+        total = len(request.items)
+        done = 0
+        batch = request.max_batch_size or DEFAULT_BATCH
+        valid = []
+        for item in request.items:
+            problem = _invalid(item, self._size_multiple)
+            if problem:
+                emit(pb.GenerateResponse(image=pb.GeneratedImage(id=item.id, error=item_error("invalid_input", problem))))
+                done += 1
+            else:
+                valid.append(item)
+
+        def key(it):
+            return (it.guidance_scale, it.steps, it.width, it.height, it.negative_prompt)
+
+        # One pipeline call takes one guidance scale, size and step count: group by them.
+        for _, group in groupby(sorted(valid, key=key), key=key):
+            group = list(group)
+            for start in range(0, len(group), batch):
+                chunk = group[start : start + batch]
+
+                def on_step(pipe, step, timestep, kwargs):
+                    if cancel.is_set():
+                        pipe._interrupt = True
+                    return kwargs
+
+                t0 = time.perf_counter()
+                try:
+                    out = self.pipe(
+                        prompt=[it.prompt for it in chunk],
+                        negative_prompt=[it.negative_prompt for it in chunk],
+                        guidance_scale=chunk[0].guidance_scale,
+                        num_inference_steps=chunk[0].steps,
+                        width=chunk[0].width,
+                        height=chunk[0].height,
+                        # A CPU generator per item: results do not depend on the device or on batching order.
+                        generator=[torch.Generator("cpu").manual_seed(int(it.seed)) for it in chunk],
+                        output_type="np",
+                        callback_on_step_end=on_step,
+                    )
+                except Exception as e:  # noqa: BLE001 - the batch fails, each item says why
+                    if cancel.is_set():
+                        raise Cancelled() from None
+                    for it in chunk:
+                        emit(pb.GenerateResponse(image=pb.GeneratedImage(id=it.id, error=item_error("generation_failed", f"{type(e).__name__}: {e}"))))
+                    continue
+                if cancel.is_set():
+                    raise Cancelled()
+                seconds = (time.perf_counter() - t0) / len(chunk)
+                for it, image in zip(chunk, out.images):
+                    png, defects = to_png(image)
+                    blob = write_blob(self.ctx.store, png, "image/png", request.output)
+                    emit(
+                        pb.GenerateResponse(
+                            image=pb.GeneratedImage(id=it.id, image=blob, width=it.width, height=it.height, defects=defects, seconds=seconds)
+                        )
+                    )
+                done += len(chunk)
+                emit(pb.GenerateResponse(progress=common_pb2.Progress(done=done, total=total, unit="images")))
+
+    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext):
+        async for response in self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel)):
+            yield response
+
+
+def create(ctx: WorkerContext) -> ImageGenerator:
+    return ImageGenerator(ctx)

@@ -1,0 +1,126 @@
+"""Image scorer: how well an image matches its prompt.
+
+The scoring family is the model option "type". "clip" (the default) is a PickScore/HPS
+style preference scorer on any CLIPModel: logit_scale * cos(text, image). An
+ImageReward (BLIP) family is another entry in SCORERS; the wire contract stays as it is.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from typing import Protocol
+
+import grpc
+
+from pds_dpo_workers.errors import InvalidModelSpec, ModelLoadError
+from pds_dpo_workers.kinds.base import WorkerContext, item_error
+from pds_dpo_workers.models.spec import ResolvedModel, resolve, torch_dtype
+from pds_dpo_workers.proto import common_pb2, image_scorer_pb2 as pb, image_scorer_pb2_grpc as pb_grpc
+from pds_dpo_workers.store import read_blob
+
+DEFAULT_BATCH = 16
+
+
+class ScoringFamily(Protocol):
+    model_class: str
+
+    def score(self, prompts: list[str], images: list) -> list[dict[str, float]]:
+        """One dict per image: "score" and its named components."""
+
+
+class ClipPreferenceScorer:
+    def __init__(self, resolved: ResolvedModel, device: str, dtype) -> None:
+        from transformers import CLIPModel, CLIPProcessor
+
+        self.model = CLIPModel.from_pretrained(resolved.directory, local_files_only=True, dtype=dtype).to(device).eval()
+        self.processor = CLIPProcessor.from_pretrained(resolved.directory, local_files_only=True)
+        self.device = device
+        self.model_class = type(self.model).__name__
+
+    def score(self, prompts: list[str], images: list) -> list[dict[str, float]]:
+        import torch
+
+        inputs = self.processor(text=prompts, images=images, padding=True, truncation=True, return_tensors="pt").to(self.device)
+        with torch.no_grad():
+            img = _features(self.model.get_image_features(pixel_values=inputs["pixel_values"].to(self.model.dtype)))
+            txt = _features(self.model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]))
+            img = torch.nn.functional.normalize(img.float(), dim=-1)
+            txt = torch.nn.functional.normalize(txt.float(), dim=-1)
+            cosine = (img * txt).sum(-1)
+            scale = self.model.logit_scale.float().exp()
+        return [
+            {"score": float(scale * c), "cosine": float(c), "logit_scale": float(scale)} for c in cosine.cpu()
+        ]
+
+
+def _features(out):
+    # transformers 5 may return a model output instead of a tensor.
+    return out if hasattr(out, "dim") else out.pooler_output
+
+
+SCORERS = {"clip": ClipPreferenceScorer}
+
+
+class ImageScorer(pb_grpc.ImageScorerServiceServicer):
+    kind = common_pb2.WORKER_KIND_IMAGE_SCORER
+    service_name = pb.DESCRIPTOR.services_by_name["ImageScorerService"].full_name
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        from pds_dpo_workers.streaming import ModelRunner
+
+        self.ctx = ctx
+        self.family: ScoringFamily | None = None
+        self.runner = ModelRunner()
+
+    def load(self) -> common_pb2.LoadedModel:
+        family = self.ctx.spec.options.get("type", "clip")
+        if family not in SCORERS:
+            raise InvalidModelSpec(f"unknown image scorer type {family!r}; known: {', '.join(sorted(SCORERS))}")
+        resolved = resolve(self.ctx.spec, self.ctx.cache_root)
+        try:
+            self.family = SCORERS[family](resolved, self.ctx.device, torch_dtype(self.ctx.spec, self.ctx.device))
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"cannot load a {family} scorer from {resolved.directory}: {e}") from None
+        return resolved.loaded_model(self.family.model_class)
+
+    def register(self, server: grpc.aio.Server) -> None:
+        pb_grpc.add_ImageScorerServiceServicer_to_server(self, server)
+
+    def _decode(self, item: pb.ImageScoringItem):
+        from PIL import Image
+
+        data = read_blob(self.ctx.store, item.image)
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image.convert("RGB")
+
+    def _run(self, request, emit, cancel: threading.Event) -> None:
+        total = len(request.items)
+        done = 0
+        batch = request.max_batch_size or DEFAULT_BATCH
+        for start in range(0, total, batch):
+            if cancel.is_set():
+                return
+            chunk = request.items[start : start + batch]
+            ready = []
+            for item in chunk:
+                try:
+                    ready.append((item, self._decode(item)))
+                except Exception as e:  # noqa: BLE001 - a corrupt or missing image fails its item only
+                    emit(pb.ImageScorerServiceScoreResponse(score=pb.ImageScore(id=item.id, error=item_error("invalid_image", f"{type(e).__name__}: {e}"))))
+            if ready:
+                results = self.family.score([it.prompt for it, _ in ready], [img for _, img in ready])
+                for (it, _), r in zip(ready, results):
+                    score = r.pop("score")
+                    emit(pb.ImageScorerServiceScoreResponse(score=pb.ImageScore(id=it.id, score=score, components=r)))
+            done += len(chunk)
+            emit(pb.ImageScorerServiceScoreResponse(progress=common_pb2.Progress(done=done, total=total, unit="images")))
+
+    async def Score(self, request, context: grpc.aio.ServicerContext):
+        async for response in self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel)):
+            yield response
+
+
+def create(ctx: WorkerContext) -> ImageScorer:
+    return ImageScorer(ctx)

@@ -1,0 +1,206 @@
+"""Tiny models built offline with random weights.
+
+Each builder makes a real model of a real architecture (diffusers UNet/VAE + CLIP text
+encoder, CLIPModel, ...) at toy size, seeded, and `save_pretrained`s it. Workers then load
+the saved directory through the library's own `from_pretrained`, exactly as they load real
+weights on a CUDA host. Bump BUILDER_VERSION when any builder's output changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Callable
+
+BUILDER_VERSION = 1
+
+# A fixed corpus for the toy tokenizer: deterministic, and covering the words of prompts.
+_CORPUS = """
+a photo of a cat sitting on a wooden table next to a window in the morning light
+an oil painting of a mountain lake at sunset with pine trees and a small boat
+a red vintage car parked on a narrow street in an old european city at night
+a bowl of ramen with egg noodles green onions and slices of pork on a dark table
+a futuristic city skyline with flying vehicles neon signs and tall glass towers
+a classroom with wooden desks a green chalkboard and children raising their hands
+a snowy village street decorated for the winter holiday with lights and a tree
+a thunderstorm over wheat fields with lightning and dark heavy clouds
+a close up of a sunflower with a bee collecting pollen in bright summer sun
+a factory floor with robotic arms welding car frames under bright lamps
+a woman wearing a long blue coat and a wide hat walking through a park in autumn
+a cozy living room with a sofa a fireplace bookshelves and a sleeping dog
+describe the image in detail what is happening and why what colors do you see
+how many people are there is there a tree in the picture what is the weather like
+"""
+
+
+def _train_clip_tokenizer(out_dir: str) -> None:
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import CLIPTokenizer
+
+    specials = ["<|startoftext|>", "<|endoftext|>"]
+    tok = Tokenizer(models.BPE(continuing_subword_prefix="", end_of_word_suffix="</w>", unk_token="<|endoftext|>"))
+    tok.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""), "removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        end_of_word_suffix="</w>",
+        show_progress=False,
+    )
+    tok.train_from_iterator([line for line in _CORPUS.splitlines() if line.strip()], trainer=trainer)
+    model = json.loads(tok.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    CLIPTokenizer(vocab=model["vocab"], merges=merges, model_max_length=77).save_pretrained(out_dir)
+
+
+def _seed_all(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def _text_encoder_config(vocab_size: int):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_size=32,
+        intermediate_size=37,
+        layer_norm_eps=1e-5,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=vocab_size,
+        max_position_embeddings=77,
+        projection_dim=32,
+    )
+
+
+def _build_sd(out_dir: str, seed: int, variant: str = "") -> None:
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    tok_dir = os.path.join(out_dir, "_tok")
+    _train_clip_tokenizer(tok_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(tok_dir, local_files_only=True)
+    shutil.rmtree(tok_dir)
+    _seed_all(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=64,
+    )
+    text_encoder = CLIPTextModel(_text_encoder_config(len(tokenizer)))
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1
+    )
+    # Degenerate variants: real pipelines whose decoder yields NaN or black pixels,
+    # so the defect checks are exercised through the real stack.
+    with torch.no_grad():
+        if variant == "nan":
+            vae.decoder.conv_out.bias.fill_(float("nan"))
+        elif variant == "black":
+            vae.decoder.conv_out.weight.zero_()
+            vae.decoder.conv_out.bias.fill_(-10.0)
+    pipe = StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+
+
+def _build_clip_scorer(out_dir: str, seed: int, variant: str = "") -> None:
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer, CLIPVisionConfig
+
+    _train_clip_tokenizer(out_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(out_dir, local_files_only=True)
+    _seed_all(seed)
+    text = _text_encoder_config(len(tokenizer))
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=32,
+    )
+    config = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=32)
+    model = CLIPModel(config)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out_dir)
+
+
+Builder = Callable[[str, int], None]
+
+BUILDERS: dict[str, Builder] = {
+    "sd": lambda out, seed: _build_sd(out, seed),
+    "sd-nan": lambda out, seed: _build_sd(out, seed, "nan"),
+    "sd-black": lambda out, seed: _build_sd(out, seed, "black"),
+    "clip-scorer": _build_clip_scorer,
+}
+
+
+def tiny_dir(cache_root: str, name: str, seed: int) -> str:
+    return os.path.join(cache_root, "models", "tiny", f"{name}-seed{seed}-v{BUILDER_VERSION}")
+
+
+def ensure_tiny(cache_root: str, name: str, seed: int) -> str:
+    """Build the tiny model once into the cache and return its directory."""
+    if name not in BUILDERS:
+        from pds_dpo_workers.errors import InvalidModelSpec
+
+        raise InvalidModelSpec(f"unknown tiny model {name!r}; known: {', '.join(sorted(BUILDERS))}")
+    dest = tiny_dir(cache_root, name, seed)
+    if os.path.isdir(dest):
+        return dest
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix=f".build-{name}-")
+    try:
+        BUILDERS[name](tmp, seed)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            # Another worker finished the same build first; its copy is identical.
+            if not os.path.isdir(dest):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest

@@ -1,0 +1,172 @@
+"""The worker host: one grpc.aio server per worker process.
+
+Serves grpc.health.v1 (NOT_SERVING until the model is loaded), server reflection,
+WorkerService.Describe and the kind's own service. Speaks to the process that started it
+through one JSON line per event on stdout ("listening", "serving", "load_failed"); logs go
+to stderr. SIGTERM/SIGINT cancel the batch in flight and exit 0; so does the death of the
+parent process, so a killed orchestrator never leaves a model holding a GPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from pds_dpo_workers import PROTOCOL_VERSION
+from pds_dpo_workers.environment import device_info, library_versions, python_env_hash
+from pds_dpo_workers.errors import WorkerError
+from pds_dpo_workers.proto import common_pb2, worker_pb2, worker_pb2_grpc
+
+log = logging.getLogger("pds_dpo_workers.server")
+
+# gRPC's default 4 MiB receive limit is too small for inline images and batches.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+EXIT_LOAD_FAILED = 3
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 0
+    socket: str | None = None
+    parent_pid: int | None = None
+    parent_poll_s: float = 1.0
+
+
+def announce(event: str, **fields) -> None:
+    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+    sys.stdout.flush()
+
+
+class Describer(worker_pb2_grpc.WorkerServiceServicer):
+    def __init__(self, kind: int) -> None:
+        self.kind = kind
+        self.model: common_pb2.LoadedModel | None = None
+
+    async def Describe(self, request, context):
+        if self.model is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the model is still loading")
+        return worker_pb2.DescribeResponse(
+            info=common_pb2.WorkerInfo(
+                kind=self.kind,
+                model=self.model,
+                library_versions=library_versions(),
+                device=device_info(),
+                image_digest=os.environ.get("PDS_DPO_IMAGE_DIGEST", ""),
+                protocol_version=PROTOCOL_VERSION,
+                python_env_hash=python_env_hash(),
+                pid=os.getpid(),
+            )
+        )
+
+
+def _load_in_daemon_thread(fn) -> asyncio.Future:
+    # A daemon thread, unlike asyncio.to_thread, does not keep a stopping worker alive
+    # while a slow load (or a hung filesystem) is still in progress.
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def run():
+        try:
+            result = fn()
+        except BaseException as e:  # noqa: BLE001
+            loop.call_soon_threadsafe(lambda: future.done() or future.set_exception(e))
+            return
+        loop.call_soon_threadsafe(lambda: future.done() or future.set_result(result))
+
+    threading.Thread(target=run, name="model-load", daemon=True).start()
+    return future
+
+
+async def _watch_parent(pid: int, poll_s: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            log.warning("parent process %d is gone; shutting down", pid)
+            stop.set()
+            return
+        except PermissionError:
+            pass
+        if os.getppid() != pid and os.getppid() == 1:
+            log.warning("orphaned (parent %d gone); shutting down", pid)
+            stop.set()
+            return
+        await asyncio.sleep(poll_s)
+
+
+async def serve(kind_impl, opts: ServeOptions) -> int:
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    describer = Describer(kind_impl.kind)
+    worker_pb2_grpc.add_WorkerServiceServicer_to_server(describer, server)
+    kind_impl.register(server)
+    worker_service = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
+    reflection.enable_server_reflection(
+        [kind_impl.service_name, worker_service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    served = ["", kind_impl.service_name, worker_service]
+    for name in served:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    address = f"unix:{opts.socket}" if opts.socket else f"{opts.host}:{opts.port}"
+    port = server.add_insecure_port(address)
+    await server.start()
+    announce("listening", address=address if opts.socket else f"{opts.host}:{port}", port=port, pid=os.getpid())
+    log.info("listening on %s", address if opts.socket else f"{opts.host}:{port}")
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    watchers = [asyncio.create_task(_watch_parent(opts.parent_pid, opts.parent_poll_s, stop))] if opts.parent_pid else []
+
+    exit_code = 0
+    load = _load_in_daemon_thread(kind_impl.load)
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([load, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if load.done():
+        try:
+            describer.model = load.result()
+        except WorkerError as e:
+            log.error("model load failed: %s", e)
+            announce("load_failed", code=e.code, message=str(e))
+            stop.set()
+            exit_code = EXIT_LOAD_FAILED
+        except Exception as e:  # noqa: BLE001
+            log.exception("model load failed")
+            announce("load_failed", code="model_load_failed", message=f"{type(e).__name__}: {e}")
+            stop.set()
+            exit_code = EXIT_LOAD_FAILED
+        else:
+            m = describer.model
+            log.info("loaded %s (%s, revision %s, weights %s)", m.spec.id or m.spec.path, m.model_class, m.resolved_revision, m.weights_sha256[:12])
+            for name in served:
+                await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+            announce("serving")
+    await stopping
+    log.info("shutting down: cancelling calls in flight")
+    await health_servicer.enter_graceful_shutdown()
+    # grace=None cancels the calls in flight at once; their batches stop at the next step.
+    await server.stop(grace=None)
+    for w in watchers:
+        w.cancel()
+    log.info("stopped")
+    return exit_code

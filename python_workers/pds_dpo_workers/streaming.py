@@ -1,0 +1,69 @@
+"""Run blocking model work in a thread and stream its results to a grpc.aio call.
+
+The model runs one batch at a time (a lock per worker): a second call waits its turn.
+If the call is cancelled (client cancel, deadline, server shutdown) the `cancel` event is
+set; the work checks it between sub-batches and diffusion steps and stops early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import AsyncIterator, Callable, TypeVar
+
+T = TypeVar("T")
+
+_DONE = object()
+
+Work = Callable[[Callable[[T], None], threading.Event], None]
+
+
+class ModelRunner:
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+
+    async def stream(self, work: Work) -> AsyncIterator[T]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(item: T) -> None:
+            if cancel.is_set():
+                raise Cancelled()
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def run() -> None:
+            try:
+                work(emit, cancel)
+            except Cancelled:
+                pass
+            except BaseException as e:  # noqa: BLE001 - re-raised on the event loop
+                loop.call_soon_threadsafe(queue.put_nowait, _Failure(e))
+                return
+            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        async with self._lock:
+            thread = threading.Thread(target=run, name="model-batch", daemon=True)
+            thread.start()
+            try:
+                while True:
+                    item = await queue.get()
+                    if item is _DONE:
+                        break
+                    if isinstance(item, _Failure):
+                        raise item.error
+                    yield item
+            finally:
+                cancel.set()
+                # Keep the lock until the batch has really stopped: the model is not
+                # safe to share between two batches.
+                await asyncio.to_thread(thread.join)
+
+
+class Cancelled(Exception):
+    """Raised inside the work when its call was cancelled."""
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
