@@ -1,0 +1,61 @@
+// The thin CLI: parse argv, call one function, map errors to exit codes and one line.
+import { ConfigError, EXIT, OrchestratorError } from "../errors.js";
+import { orchestratorVersion } from "../util/project.js";
+import { planCommand } from "./commands/plan.js";
+import { runCommand } from "./commands/run.js";
+import { validateCommand } from "./commands/validate.js";
+import { workersCheckCommand } from "./commands/workers-check.js";
+import { processOutput, type Output } from "./output.js";
+import { parseCLI, USAGE } from "./parse.js";
+
+function report(err: unknown, verbose: boolean, out: Output): number {
+  if (err instanceof ConfigError) {
+    for (const line of err.message.split("\n")) out.stderr(`${line}\n`);
+  } else if (err instanceof OrchestratorError) {
+    out.stderr(`error: ${err.message}\n`);
+  } else {
+    out.stderr(`internal error: ${err instanceof Error ? err.message : String(err)}\n`);
+  }
+  if (verbose && err instanceof Error && err.stack) out.stderr(`${err.stack}\n`);
+  return err instanceof OrchestratorError ? err.exitCode : EXIT.failed;
+}
+
+export async function main(argv: string[], out: Output = processOutput, signal = new AbortController().signal): Promise<number> {
+  let verbose = argv.includes("--verbose");
+  try {
+    const cmd = parseCLI(argv);
+    if ("verbose" in cmd) verbose = cmd.verbose;
+    switch (cmd.command) {
+      case "help":
+        out.stdout(`${USAGE}\n`);
+        return 0;
+      case "version":
+        out.stdout(`${orchestratorVersion()}\n`);
+        return 0;
+      case "validate":
+        return validateCommand(cmd.config, out);
+      case "plan":
+        return planCommand(cmd.config, cmd.json, out);
+      case "workers-check":
+        return await workersCheckCommand(cmd.config, cmd.store, cmd.json, out);
+      case "run": {
+        const { code, error } = await runCommand(cmd, out, signal);
+        return error === undefined ? code : report(error, verbose, out);
+      }
+    }
+  } catch (e) {
+    return report(e, verbose, out);
+  }
+}
+
+/** Process entry: Ctrl-C or SIGTERM cancels the run; workers are stopped before exit. */
+export async function runProcess(): Promise<void> {
+  const abort = new AbortController();
+  const onSignal = () => {
+    if (abort.signal.aborted) process.exit(130);
+    abort.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  process.exitCode = await main(process.argv.slice(2), processOutput, abort.signal);
+}

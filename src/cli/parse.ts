@@ -1,0 +1,82 @@
+// Pure argv parsing: `parseCLI(argv)` is unit-tested without spawning a process.
+import { parseArgs } from "node:util";
+import { STAGES, type StageName } from "../config/schema.js";
+import { UsageError } from "../errors.js";
+
+export type Command =
+  | { command: "run"; config: string; store: string; runId?: string; until?: StageName; json: boolean; verbose: boolean }
+  | { command: "validate"; config: string; verbose: boolean }
+  | { command: "plan"; config: string; json: boolean; verbose: boolean }
+  | { command: "workers-check"; config: string; store: string; json: boolean; verbose: boolean }
+  | { command: "help" }
+  | { command: "version" };
+
+export const USAGE = `usage: orchestrate <command> [options]
+
+commands:
+  run <experiment.yaml> [--store DIR] [--run-id ID] [--until STAGE] [--json]
+  validate <experiment.yaml>          check the config and the files it names; exit 2 on problems
+  plan <experiment.yaml> [--json]     stages, items, seeds and workers; nothing runs
+  workers check <experiment.yaml>     start each worker, print its Describe, stop it
+
+options:
+  --store DIR     store root (default .pds-dpo)
+  --json          events as JSON lines on stdout
+  --verbose       stack traces on errors
+  --help, --version`;
+
+const OPTIONS = {
+  store: { type: "string" },
+  "run-id": { type: "string" },
+  until: { type: "string" },
+  json: { type: "boolean", default: false },
+  verbose: { type: "boolean", default: false },
+  help: { type: "boolean", default: false },
+  version: { type: "boolean", default: false },
+} as const;
+
+export function parseCLI(argv: string[]): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message.split("\n")[0]!);
+  }
+  const { values, positionals } = parsed;
+  if (values.version) return { command: "version" };
+  if (values.help || positionals.length === 0) return { command: "help" };
+  const [cmd, ...rest] = positionals;
+  const store = values.store ?? ".pds-dpo";
+  const verbose = values.verbose;
+  const needConfig = (args: string[], usage: string): string => {
+    if (args.length !== 1) throw new UsageError(`usage: orchestrate ${usage}`);
+    return args[0]!;
+  };
+  const noRunFlags = (name: string) => {
+    if (values["run-id"] !== undefined || values.until !== undefined) throw new UsageError(`${name} takes no --run-id or --until`);
+  };
+  switch (cmd) {
+    case "run": {
+      const config = needConfig(rest, "run <experiment.yaml> [--store DIR] [--run-id ID] [--until STAGE] [--json]");
+      let until: StageName | undefined;
+      if (values.until !== undefined) {
+        if (!(STAGES as readonly string[]).includes(values.until)) throw new UsageError(`--until must be one of ${STAGES.join(", ")}, not '${values.until}'`);
+        until = values.until as StageName;
+      }
+      return { command: "run", config, store, runId: values["run-id"], until, json: values.json, verbose };
+    }
+    case "validate":
+      noRunFlags("validate");
+      return { command: "validate", config: needConfig(rest, "validate <experiment.yaml>"), verbose };
+    case "plan":
+      noRunFlags("plan");
+      return { command: "plan", config: needConfig(rest, "plan <experiment.yaml>"), json: values.json, verbose };
+    case "workers": {
+      noRunFlags("workers check");
+      if (rest[0] !== "check") throw new UsageError("usage: orchestrate workers check <experiment.yaml>");
+      return { command: "workers-check", config: needConfig(rest.slice(1), "workers check <experiment.yaml>"), store, json: values.json, verbose };
+    }
+    default:
+      throw new UsageError(`unknown command '${cmd}'\n${USAGE}`);
+  }
+}

@@ -1,0 +1,114 @@
+// experiment.yaml -> a validated, resolved config. Steps, each pure but the file reads:
+// parse YAML (syntax errors located) -> zod schema (issues located by key path and line)
+// -> cross references (worker names and kinds) -> files it names (prompts).
+import { existsSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { LineCounter, parseDocument, type Document } from "yaml";
+import type { z } from "zod";
+import { ConfigError, type ConfigIssue } from "../errors.js";
+import { readPrompts, type Prompt } from "./prompts.js";
+import { ExperimentSchema, WORKER_REFERENCES, type ExperimentConfig } from "./schema.js";
+import { formatPath, lineOf, pathAt } from "./yaml-locate.js";
+
+export interface LoadedConfig {
+  /** Absolute path of the YAML file. */
+  file: string;
+  /** Directory that relative paths in the config are resolved against. */
+  baseDir: string;
+  /** The YAML text as read, for the manifest. */
+  text: string;
+  sha256: string;
+  config: ExperimentConfig;
+  prompts: Prompt[];
+}
+
+export function resolvePath(baseDir: string, p: string): string {
+  return isAbsolute(p) ? p : resolve(baseDir, p);
+}
+
+export function parseExperiment(text: string): { config?: ExperimentConfig; issues: ConfigIssue[]; doc?: Document; lines: LineCounter } {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const err = doc.errors[0]!;
+    const offset = err.pos[0];
+    const message = err.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
+    return { issues: [{ path: formatPath(pathAt(doc, offset)), message: `YAML syntax error: ${message}`, line: lines.linePos(offset).line }], lines };
+  }
+  const parsed = ExperimentSchema.safeParse(doc.toJS() ?? {});
+  if (!parsed.success) return { issues: zodIssues(parsed.error.issues, doc, lines), doc, lines };
+  return { config: parsed.data, issues: crossReferences(parsed.data, doc, lines), doc, lines };
+}
+
+function zodIssues(issues: z.core.$ZodIssue[], doc: Document, lines: LineCounter): ConfigIssue[] {
+  const out: ConfigIssue[] = [];
+  for (const issue of issues) {
+    if (issue.code === "unrecognized_keys") {
+      for (const key of issue.keys) {
+        const path = [...issue.path, key];
+        out.push({ path: formatPath(path), message: "unknown key", line: lineOf(doc, lines, path) });
+      }
+      continue;
+    }
+    out.push({ path: formatPath(issue.path), message: describe(issue), line: lineOf(doc, lines, issue.path) });
+  }
+  return out;
+}
+
+function describe(issue: z.core.$ZodIssue): string {
+  if (issue.code === "invalid_type" && issue.input === undefined) return `required (expected ${issue.expected})`;
+  return issue.message.replace(/^Invalid input: /, "");
+}
+
+function crossReferences(config: ExperimentConfig, doc: Document, lines: LineCounter): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  for (const ref of WORKER_REFERENCES) {
+    const stage = config.stages[ref.stage] as Record<string, unknown> | undefined;
+    if (!stage) continue;
+    const value = stage[ref.field];
+    const names = ref.list ? (value as string[]) : [value as string];
+    names.forEach((name, i) => {
+      const path = ref.list ? ["stages", ref.stage, ref.field, i] : ["stages", ref.stage, ref.field];
+      const worker = config.workers[name];
+      const line = lineOf(doc, lines, path);
+      if (!worker) {
+        const known = Object.keys(config.workers).join(", ") || "none";
+        issues.push({ path: formatPath(path), message: `no worker named '${name}' (workers: ${known})`, line });
+      } else if (worker.kind !== ref.kind) {
+        issues.push({ path: formatPath(path), message: `worker '${name}' is a ${worker.kind}, a ${ref.kind} is needed`, line });
+      }
+    });
+  }
+  return issues;
+}
+
+/** Loads and validates everything `run` needs before any worker starts; throws ConfigError. */
+export function loadExperiment(file: string): LoadedConfig {
+  const abs = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(abs, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ConfigError([{ path: "", message: code === "ENOENT" ? `config file not found: ${file}` : `cannot read ${file}: ${code}` }]);
+  }
+  const { config, issues, doc, lines } = parseExperiment(text);
+  if (!config || issues.length > 0) throw new ConfigError(issues);
+  const baseDir = dirname(abs);
+  const fileIssues: ConfigIssue[] = [];
+  const promptsKey = ["stages", "images", "prompts"];
+  const { prompts, issues: promptIssues } = readPrompts(resolvePath(baseDir, config.stages.images.prompts), formatPath(promptsKey));
+  const promptsLine = lineOf(doc!, lines, promptsKey);
+  fileIssues.push(...promptIssues.map((i) => ({ ...i, line: promptsLine })));
+  for (const [name, worker] of Object.entries(config.workers)) {
+    if (worker.model.source === "path") {
+      const key = ["workers", name, "model", "path"];
+      const p = resolvePath(baseDir, worker.model.path!);
+      if (!existsSync(p)) fileIssues.push({ path: formatPath(key), message: `model directory not found: ${p}`, line: lineOf(doc!, lines, key) });
+    }
+  }
+  if (fileIssues.length > 0) throw new ConfigError(fileIssues);
+  const limited = config.stages.images.limit ? prompts.slice(0, config.stages.images.limit) : prompts;
+  return { file: abs, baseDir, text, sha256: createHash("sha256").update(text).digest("hex"), config, prompts: limited };
+}

@@ -1,0 +1,183 @@
+// The experiment.yaml schema. Strict everywhere: an unknown key is an error, so a typo
+// never silently falls back to a default.
+import { z } from "zod";
+
+export const WORKER_KINDS = [
+  "image-generator",
+  "image-scorer",
+  "responder",
+  "response-scorer",
+  "dpo-trainer",
+  "evaluator",
+] as const;
+export type WorkerKindName = (typeof WORKER_KINDS)[number];
+
+const positiveInt = z.number().int().positive();
+
+export const ModelSchema = z
+  .strictObject({
+    source: z.enum(["tiny", "hf", "path"]),
+    /** tiny: the builder's name (sd, clip-scorer, ...). */
+    name: z.string().min(1).optional(),
+    /** hf: hub id. */
+    id: z.string().min(1).optional(),
+    /** hf: pinned revision (commit sha or tag). */
+    revision: z.string().min(1).optional(),
+    /** path: a local model directory, relative to the config file. */
+    path: z.string().min(1).optional(),
+    dtype: z.enum(["float32", "float16", "bfloat16"]).optional(),
+    quantization: z.enum(["4bit", "8bit"]).optional(),
+    /** tiny: seed of the random weights. */
+    seed: z.number().int().nonnegative().default(0),
+    /** Scoring family of a scorer worker (image scorer: clip). */
+    type: z.string().min(1).optional(),
+  })
+  .superRefine((m, ctx) => {
+    const need = (key: "name" | "id" | "revision" | "path", why: string) => {
+      if (m[key] === undefined) ctx.addIssue({ code: "custom", path: [key], message: `required ${why}` });
+    };
+    if (m.source === "tiny") need("name", "for source tiny");
+    if (m.source === "hf") {
+      need("id", "for source hf");
+      need("revision", "for source hf (pin a commit for reproducible runs)");
+    }
+    if (m.source === "path") need("path", "for source path");
+  });
+export type ModelConfig = z.infer<typeof ModelSchema>;
+
+export const LocalRuntimeSchema = z.strictObject({
+  type: z.literal("local"),
+  /** Python interpreter with pds_dpo_workers installed (default: the project's .venv). */
+  python: z.string().min(1).optional(),
+  /** Seconds to wait for the worker to report SERVING. */
+  start_timeout_s: z.number().positive().default(300),
+  device: z.enum(["auto", "cpu", "cuda"]).default("auto"),
+  /** Extra environment; secrets such as HF_TOKEN are passed through from the orchestrator's own. */
+  env: z.record(z.string(), z.string()).default({}),
+});
+
+export const RuntimeSchema = z.discriminatedUnion("type", [LocalRuntimeSchema]);
+export type RuntimeConfig = z.infer<typeof RuntimeSchema>;
+
+export const WorkerSchema = z.strictObject({
+  kind: z.enum(WORKER_KINDS),
+  model: ModelSchema,
+  runtime: RuntimeSchema.default({ type: "local", start_timeout_s: 300, device: "auto", env: {} }),
+  /** Items per RPC. */
+  batch_size: positiveInt.optional(),
+  /** Deadline of one RPC: this many seconds per item in it, plus 30. */
+  item_timeout_s: z.number().positive().default(600),
+});
+export type WorkerConfig = z.infer<typeof WorkerSchema>;
+
+const sizeSchema = z.union([
+  positiveInt,
+  z.strictObject({ width: positiveInt, height: positiveInt }),
+]);
+
+export const ImagesStageSchema = z.strictObject({
+  /** JSONL: {id, category, t2i_prompt, instruction} a line; relative to the config file. */
+  prompts: z.string().min(1),
+  /** Use only the first N prompts. */
+  limit: positiveInt.optional(),
+  generator: z.string().min(1),
+  scorer: z.string().min(1),
+  guidance_scales: z.array(z.number().nonnegative()).min(1),
+  images_per_scale: positiveInt.default(1),
+  steps: positiveInt,
+  /** Pixels; omit for the pipeline's default (1024 for SD3). */
+  size: sizeSchema.optional(),
+  negative_prompt: z.string().default(""),
+  /** Keep no image of a prompt whose best score is below this. */
+  min_score: z.number().optional(),
+});
+
+// The later stages' settings. Their executors land with their issues; the shapes are
+// fixed now so configs (the paper's included) validate against the whole contract.
+const DecodingSchema = z.strictObject({
+  max_new_tokens: positiveInt.default(256),
+  do_sample: z.boolean().default(false),
+  temperature: z.number().positive().optional(),
+  top_p: z.number().positive().max(1).optional(),
+  top_k: positiveInt.optional(),
+  num_samples: positiveInt.default(1),
+});
+
+export const ResponsesStageSchema = z.strictObject({
+  responders: z.array(z.string().min(1)).min(1),
+  decoding: DecodingSchema.default({ max_new_tokens: 256, do_sample: false, num_samples: 1 }),
+  scorer: z.string().min(1),
+  pairs: z
+    .strictObject({
+      policy: z.enum(["best-vs-worst"]).default("best-vs-worst"),
+      min_margin: z.number().nonnegative().default(0),
+    })
+    .default({ policy: "best-vs-worst", min_margin: 0 }),
+});
+
+export const TrainStageSchema = z.strictObject({
+  trainer: z.string().min(1),
+  lora: z.strictObject({
+    r: positiveInt,
+    alpha: positiveInt,
+    dropout: z.number().min(0).max(1).default(0.05),
+    target_modules: z.array(z.string()).optional(),
+  }),
+  dpo: z.strictObject({ beta: z.number().positive(), loss_type: z.string().default("sigmoid") }),
+  optim: z.strictObject({
+    lr: z.number().positive(),
+    projector_lr: z.number().positive().optional(),
+    scheduler: z.string().default("cosine"),
+    warmup_ratio: z.number().min(0).max(1).default(0),
+    epochs: positiveInt.optional(),
+    max_steps: positiveInt.optional(),
+    batch_size: positiveInt.default(1),
+    grad_accumulation: positiveInt.default(1),
+    precision: z.enum(["fp32", "bf16", "fp16"]).default("fp32"),
+  }),
+  gpus: positiveInt.default(1),
+  deepspeed: z.string().optional(),
+});
+
+export const EvaluateStageSchema = z.strictObject({
+  evaluator: z.string().min(1),
+  benchmarks: z
+    .array(
+      z.strictObject({
+        name: z.enum(["pope"]),
+        path: z.string().min(1).optional(),
+        splits: z.array(z.enum(["random", "popular", "adversarial"])).optional(),
+      }),
+    )
+    .min(1),
+});
+
+export const STAGES = ["images", "responses", "train", "evaluate"] as const;
+export type StageName = (typeof STAGES)[number];
+/** Stages this version can execute. */
+export const IMPLEMENTED_STAGES: readonly StageName[] = ["images"];
+
+export const ExperimentSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "use letters, digits, '.', '_' and '-'"),
+  seed: z.number().int().nonnegative().default(0),
+  seed_policy: z.enum(["derived", "pds-dpo"]).default("derived"),
+  workers: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, "worker names use a-z, 0-9, '_' and '-'"), WorkerSchema),
+  stages: z.strictObject({
+    images: ImagesStageSchema,
+    responses: ResponsesStageSchema.optional(),
+    train: TrainStageSchema.optional(),
+    evaluate: EvaluateStageSchema.optional(),
+  }),
+});
+export type ExperimentConfig = z.infer<typeof ExperimentSchema>;
+export type ImagesStageConfig = z.infer<typeof ImagesStageSchema>;
+
+/** Which stage field names which kind of worker: checked after parsing. */
+export const WORKER_REFERENCES: { stage: StageName; field: string; kind: WorkerKindName; list?: boolean }[] = [
+  { stage: "images", field: "generator", kind: "image-generator" },
+  { stage: "images", field: "scorer", kind: "image-scorer" },
+  { stage: "responses", field: "responders", kind: "responder", list: true },
+  { stage: "responses", field: "scorer", kind: "response-scorer" },
+  { stage: "train", field: "trainer", kind: "dpo-trainer" },
+  { stage: "evaluate", field: "evaluator", kind: "evaluator" },
+];

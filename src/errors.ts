@@ -1,0 +1,99 @@
+// Typed errors of the control plane. The CLI maps each to an exit code and one line;
+// `--verbose` adds the stack. `retryable` is a property of the error, not of the caller.
+
+export type ErrorCode =
+  | "usage"
+  | "config"
+  | "worker_start"
+  | "worker_crashed"
+  | "rpc"
+  | "integrity"
+  | "replay_mismatch"
+  | "stage_failed"
+  | "internal";
+
+export const EXIT = { ok: 0, failed: 1, usage: 2, replayMismatch: 3 } as const;
+
+export class OrchestratorError extends Error {
+  readonly code: ErrorCode;
+  readonly exitCode: number;
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, message: string, opts: { exitCode?: number; retryable?: boolean; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.exitCode = opts.exitCode ?? EXIT.failed;
+    this.retryable = opts.retryable ?? false;
+  }
+}
+
+export class UsageError extends OrchestratorError {
+  constructor(message: string) {
+    super("usage", message, { exitCode: EXIT.usage });
+  }
+}
+
+/** One problem in experiment.yaml (or a file it names), located by key path and line. */
+export interface ConfigIssue {
+  path: string;
+  message: string;
+  line?: number;
+}
+
+export function formatIssue(issue: ConfigIssue): string {
+  return `${issue.path || "(document)"}: ${issue.message}${issue.line ? ` (line ${issue.line})` : ""}`;
+}
+
+export class ConfigError extends OrchestratorError {
+  readonly issues: ConfigIssue[];
+
+  constructor(issues: ConfigIssue[]) {
+    super("config", issues.map(formatIssue).join("\n"), { exitCode: EXIT.usage });
+    this.issues = issues;
+  }
+}
+
+export class WorkerStartError extends OrchestratorError {
+  constructor(message: string, cause?: unknown) {
+    super("worker_start", message, { cause });
+  }
+}
+
+export class WorkerCrashedError extends OrchestratorError {
+  constructor(message: string, cause?: unknown) {
+    super("worker_crashed", message, { retryable: true, cause });
+  }
+}
+
+export class RpcError extends OrchestratorError {
+  readonly grpcCode: number | undefined;
+
+  constructor(message: string, grpcCode?: number, cause?: unknown) {
+    // Deadline and unavailability are worth a retry; a rejected request is not.
+    super("rpc", message, { retryable: grpcCode === 4 || grpcCode === 14, cause });
+    this.grpcCode = grpcCode;
+  }
+}
+
+export class IntegrityError extends OrchestratorError {
+  constructor(message: string) {
+    super("integrity", message);
+  }
+}
+
+export class StageFailedError extends OrchestratorError {
+  constructor(message: string) {
+    super("stage_failed", message);
+  }
+}
+
+/** Walks the cause chain, like Temporal's isGrpcDeadlineError helpers. */
+export function findError<T extends Error>(err: unknown, cls: abstract new (...args: never[]) => T): T | undefined {
+  let cur: unknown = err;
+  for (let depth = 0; cur instanceof Error && depth < 10; depth++) {
+    if (cur instanceof cls) return cur;
+    cur = cur.cause;
+  }
+  return undefined;
+}

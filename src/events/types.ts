@@ -1,0 +1,27 @@
+// The one event model: TTY progress, --json lines, events.jsonl and the manifest all
+// subscribe to these.
+import type { StageName, WorkerKindName } from "../config/schema.js";
+import type { ImageCandidate } from "../plan/image-plan.js";
+import type { ArtifactInfo } from "../store/cas.js";
+
+export interface ErrorInfo {
+  code: string;
+  message: string;
+}
+
+export type RunEventBody =
+  | { type: "run.started"; runId: string; runDir: string; configFile: string; configSha256: string; stages: StageName[] }
+  | { type: "run.finished"; runId: string; status: "succeeded" | "failed"; error?: ErrorInfo; seconds: number }
+  | { type: "stage.started"; stage: StageName; total: number }
+  | { type: "stage.progress"; stage: StageName; step: string; done: number; total: number }
+  | { type: "stage.finished"; stage: StageName; status: "succeeded" | "failed"; counts: Record<string, number>; seconds: number }
+  | { type: "worker.starting"; worker: string; kind: WorkerKindName; logPath: string }
+  | { type: "worker.ready"; worker: string; kind: WorkerKindName; address: string; pid: number; info: unknown; runtime: Record<string, unknown>; seconds: number }
+  | { type: "worker.stopped"; worker: string; exitCode: number | null; signal: string | null }
+  | { type: "image.generated"; candidate: ImageCandidate; worker: string; artifact?: ArtifactInfo; defects: string[]; error?: ErrorInfo; seconds?: number }
+  | { type: "image.scored"; id: string; worker: string; score?: number; components?: Record<string, number>; error?: ErrorInfo }
+  | { type: "image.selected"; promptId: string; kept: string | null; score?: number; reason?: string; path?: string; sha256?: string }
+  | { type: "warning"; message: string };
+
+export type RunEvent = RunEventBody & { ts: string };
+export type RunEventType = RunEvent["type"];

@@ -1,0 +1,190 @@
+// The image stage: prompts x guidance scales x images per scale -> generate -> score ->
+// keep the best per prompt. Generation and scoring run concurrently (different workers);
+// each result is verified in the store and announced as it arrives.
+import type { LoadedConfig } from "../config/load.js";
+import { StageFailedError } from "../errors.js";
+import type { EventBus } from "../events/bus.js";
+import { OutputMode, type Blob } from "../gen/pdsdpo/v1/common.js";
+import { ImageDefect, imageDefectToJSON, type GeneratedImage } from "../gen/pdsdpo/v1/image_generator.js";
+import { planImages, type ImageCandidate } from "../plan/image-plan.js";
+import { selectBest, type CandidateOutcome } from "../plan/select.js";
+import type { ArtifactInfo, ContentStore } from "../store/cas.js";
+import type { RunDir } from "../store/run-dir.js";
+import { AsyncQueue } from "../util/async-queue.js";
+import type { RunningWorker, WorkerPool } from "./worker-pool.js";
+
+export const DEFAULT_GENERATE_BATCH = 4;
+export const DEFAULT_SCORE_BATCH = 16;
+
+export interface StageContext {
+  loaded: LoadedConfig;
+  bus: EventBus;
+  store: ContentStore;
+  runDir: RunDir;
+  pool: WorkerPool;
+  signal: AbortSignal;
+}
+
+function defectName(d: ImageDefect): string {
+  return imageDefectToJSON(d).replace(/^IMAGE_DEFECT_/, "").toLowerCase();
+}
+
+function artifactOf(store: ContentStore, blob: Blob | undefined): ArtifactInfo {
+  const kind = blob?.kind;
+  if (kind?.$case === "inline") return store.put(kind.value, "image/png");
+  if (kind?.$case === "ref") {
+    store.verify(kind.value);
+    return { uri: kind.value.uri, sha256: kind.value.sha256, bytes: kind.value.bytes, mediaType: kind.value.mediaType };
+  }
+  throw new StageFailedError("the generator returned an image result without an image");
+}
+
+export async function runImageStage(ctx: StageContext): Promise<void> {
+  const { loaded, bus, store, runDir, pool, signal } = ctx;
+  const stage = loaded.config.stages.images;
+  const candidates = planImages(stage, loaded.prompts, loaded.config.seed, loaded.config.seed_policy);
+  const byId = new Map(candidates.map((c) => [c.id, c]));
+  const outcomes = new Map<string, CandidateOutcome>();
+  const artifacts = new Map<string, ArtifactInfo>();
+  const t0 = performance.now();
+  bus.emit({ type: "stage.started", stage: "images", total: candidates.length });
+
+  const generator = pool.get(stage.generator);
+  const scorer = pool.get(stage.scorer);
+  const toScore = new AsyncQueue<{ candidate: ImageCandidate; artifact: ArtifactInfo }>();
+  const abort = new AbortController();
+  const onOuterAbort = () => abort.abort();
+  signal.addEventListener("abort", onOuterAbort, { once: true });
+
+  let generated = 0;
+  let scored = 0;
+  const generate = async () => {
+    const batch = generator.batchSize ?? DEFAULT_GENERATE_BATCH;
+    try {
+      for (let i = 0; i < candidates.length; i += batch) {
+        const chunk = candidates.slice(i, i + batch);
+        const req = {
+          items: chunk.map((c) => ({ id: c.id, prompt: c.prompt, negativePrompt: c.negativePrompt, guidanceScale: c.guidanceScale, steps: c.steps, width: c.width, height: c.height, seed: c.seed })),
+          output: OutputMode.OUTPUT_MODE_STORE,
+          maxBatchSize: batch,
+        };
+        const stream = generator.client.generate(req, { deadlineMs: pool.deadlineMs(generator, chunk.length), signal: abort.signal });
+        for await (const msg of guarded(pool, generator, "Generate", stream)) {
+          if (msg.event?.$case !== "image") continue;
+          onGenerated(msg.event.value);
+        }
+      }
+    } finally {
+      toScore.close();
+    }
+  };
+  const onGenerated = (img: GeneratedImage) => {
+    const candidate = byId.get(img.id);
+    if (!candidate || outcomes.has(img.id)) return;
+    generated++;
+    const defects = img.defects.map(defectName);
+    const outcome: CandidateOutcome = { id: img.id, promptId: candidate.promptId, imageNumber: candidate.imageNumber, defects };
+    outcomes.set(img.id, outcome);
+    if (img.error) {
+      outcome.error = img.error.message;
+      bus.emit({ type: "image.generated", candidate, worker: generator.name, defects, error: { code: img.error.code, message: img.error.message } });
+    } else {
+      const artifact = artifactOf(store, img.image);
+      artifacts.set(img.id, artifact);
+      bus.emit({ type: "image.generated", candidate, worker: generator.name, artifact, defects, seconds: img.seconds });
+      if (defects.length === 0) toScore.push({ candidate, artifact });
+    }
+    bus.emit({ type: "stage.progress", stage: "images", step: "generate", done: generated, total: candidates.length });
+  };
+
+  const score = async () => {
+    const batch = scorer.batchSize ?? DEFAULT_SCORE_BATCH;
+    for (;;) {
+      const items = await toScore.take(batch);
+      if (items.length === 0) return;
+      const req = {
+        items: items.map(({ candidate, artifact }) => ({
+          id: candidate.id,
+          prompt: candidate.prompt,
+          image: { kind: { $case: "ref" as const, value: { uri: artifact.uri, sha256: artifact.sha256, bytes: artifact.bytes, mediaType: artifact.mediaType } } },
+        })),
+        maxBatchSize: batch,
+      };
+      const stream = scorer.client.scoreImages(req, { deadlineMs: pool.deadlineMs(scorer, items.length), signal: abort.signal });
+      for await (const msg of guarded(pool, scorer, "Score", stream)) {
+        if (msg.event?.$case !== "score") continue;
+        const s = msg.event.value;
+        const outcome = outcomes.get(s.id);
+        if (!outcome || outcome.score !== undefined) continue;
+        scored++;
+        if (s.error) {
+          outcome.error = s.error.message;
+          bus.emit({ type: "image.scored", id: s.id, worker: scorer.name, error: { code: s.error.code, message: s.error.message } });
+        } else {
+          outcome.score = s.score;
+          bus.emit({ type: "image.scored", id: s.id, worker: scorer.name, score: s.score, components: s.components });
+        }
+        bus.emit({ type: "stage.progress", stage: "images", step: "score", done: scored, total: candidates.length });
+      }
+    }
+  };
+
+  try {
+    await allOrAbort([generate(), score()], abort);
+  } catch (e) {
+    bus.emit({ type: "stage.finished", stage: "images", status: "failed", counts: { candidates: candidates.length, generated, scored }, seconds: (performance.now() - t0) / 1000 });
+    throw e;
+  } finally {
+    signal.removeEventListener("abort", onOuterAbort);
+  }
+
+  const selections = selectBest([...outcomes.values()], stage.min_score);
+  let kept = 0;
+  for (const sel of selections) {
+    if (sel.kept !== null) {
+      const sha = artifacts.get(sel.kept)!.sha256;
+      const dest = runDir.imagePath(sel.promptId);
+      runDir.placeArtifact(store.pathOf(sha), dest);
+      kept++;
+      bus.emit({ type: "image.selected", promptId: sel.promptId, kept: sel.kept, score: sel.score, path: runDir.rel(dest), sha256: sha });
+    } else {
+      bus.emit({ type: "image.selected", promptId: sel.promptId, kept: null, reason: sel.reason, score: sel.bestScore });
+    }
+  }
+  const count = (pred: (o: CandidateOutcome) => boolean) => [...outcomes.values()].filter(pred).length;
+  const counts = {
+    prompts: loaded.prompts.length,
+    candidates: candidates.length,
+    generated: artifacts.size,
+    defective: count((o) => o.defects.length > 0),
+    failed: count((o) => o.error !== undefined),
+    scored: count((o) => o.score !== undefined),
+    kept,
+    dropped: selections.length - kept,
+  };
+  if (kept === 0) bus.emit({ type: "warning", message: "no prompt kept an image (see the manifest's dropped reasons)" });
+  bus.emit({ type: "stage.finished", stage: "images", status: "succeeded", counts, seconds: (performance.now() - t0) / 1000 });
+}
+
+/** Turns the RPC error of a worker that died into a crash naming the worker and its log. */
+async function* guarded<T>(pool: WorkerPool, worker: RunningWorker, what: string, stream: AsyncGenerator<T>): AsyncGenerator<T> {
+  try {
+    yield* stream;
+  } catch (e) {
+    throw await pool.explain(worker, e, what);
+  }
+}
+
+/** Runs tasks together; the first failure aborts the rest and is the one thrown. */
+async function allOrAbort(tasks: Promise<void>[], abort: AbortController): Promise<void> {
+  let first: unknown;
+  await Promise.all(
+    tasks.map((t) =>
+      t.catch((e: unknown) => {
+        if (first === undefined) first = e;
+        abort.abort();
+      }),
+    ),
+  );
+  if (first !== undefined) throw first;
+}

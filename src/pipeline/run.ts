@@ -1,0 +1,110 @@
+// One run, start to end: validate -> run directory -> workers -> stages -> manifest.
+// Whatever happens, workers are stopped and the manifest and events are written.
+import { loadExperiment, type LoadedConfig } from "../config/load.js";
+import { IMPLEMENTED_STAGES, STAGES, WORKER_REFERENCES, type StageName } from "../config/schema.js";
+import { OrchestratorError, UsageError } from "../errors.js";
+import { EventBus } from "../events/bus.js";
+import { eventsFileReporter } from "../events/reporters/json-lines.js";
+import { ManifestCollector } from "../manifest/collector.js";
+import { ContentStore } from "../store/cas.js";
+import { newRunId, RunDir } from "../store/run-dir.js";
+import { gitCommit, orchestratorVersion } from "../util/project.js";
+import { LocalRuntime } from "../workers/local-runtime.js";
+import type { WorkerRuntime } from "../workers/runtime.js";
+import { runImageStage, type StageContext } from "./image-stage.js";
+import { WorkerPool } from "./worker-pool.js";
+
+export interface RunOptions {
+  configPath: string;
+  storeRoot: string;
+  runId?: string;
+  until?: StageName;
+  bus?: EventBus;
+  runtime?: WorkerRuntime;
+  signal?: AbortSignal;
+}
+
+export interface RunResult {
+  runId: string;
+  runDir: string;
+  status: "succeeded" | "failed";
+  manifest: Record<string, unknown>;
+  error?: unknown;
+}
+
+const EXECUTORS: Partial<Record<StageName, (ctx: StageContext) => Promise<void>>> = {
+  images: runImageStage,
+};
+
+/** Pure: the stages a run executes, in order; unimplemented ones are a usage error. */
+export function stagesToRun(loaded: LoadedConfig, until?: StageName): StageName[] {
+  const last = until ? STAGES.indexOf(until) : STAGES.length - 1;
+  const configured = STAGES.filter((s, i) => i <= last && loaded.config.stages[s] !== undefined);
+  if (until && !configured.includes(until)) throw new UsageError(`--until ${until}: the config has no ${until} stage`);
+  const missing = configured.filter((s) => !IMPLEMENTED_STAGES.includes(s));
+  if (missing.length > 0) {
+    throw new UsageError(`stage ${missing.join(", ")} is not implemented in this version; run with --until ${configured.filter((s) => IMPLEMENTED_STAGES.includes(s)).pop()}`);
+  }
+  return configured;
+}
+
+/** Pure: the workers the given stages use, in config order. */
+export function workersFor(loaded: LoadedConfig, stages: StageName[]): string[] {
+  const used = new Set<string>();
+  for (const ref of WORKER_REFERENCES) {
+    if (!stages.includes(ref.stage)) continue;
+    const value = (loaded.config.stages[ref.stage] as Record<string, unknown> | undefined)?.[ref.field];
+    for (const name of ref.list ? (value as string[]) : [value as string]) used.add(name);
+  }
+  return Object.keys(loaded.config.workers).filter((n) => used.has(n));
+}
+
+export async function runExperiment(opts: RunOptions): Promise<RunResult> {
+  const loaded = loadExperiment(opts.configPath);
+  const stages = stagesToRun(loaded, opts.until);
+  const runId = opts.runId ?? newRunId(loaded.config.name, new Date());
+  const runDir = new RunDir(opts.storeRoot, runId);
+  runDir.create();
+
+  const bus = opts.bus ?? new EventBus();
+  bus.subscribe(eventsFileReporter(runDir.eventsPath));
+  const collector = new ManifestCollector({
+    runId,
+    configFile: loaded.file,
+    configSha256: loaded.sha256,
+    config: loaded.config,
+    orchestrator: { version: orchestratorVersion(), gitCommit: gitCommit(), node: process.version },
+  });
+  bus.subscribe(collector.listener);
+  const writeManifest = () => runDir.writeAtomic(runDir.manifestPath, `${JSON.stringify(collector.build(), null, 2)}\n`);
+
+  const t0 = performance.now();
+  bus.emit({ type: "run.started", runId, runDir: runDir.path, configFile: loaded.file, configSha256: loaded.sha256, stages });
+  writeManifest();
+  const signal = opts.signal ?? new AbortController().signal;
+  const pool = new WorkerPool(opts.runtime ?? new LocalRuntime(), loaded, { storeRoot: opts.storeRoot, logPath: (w) => runDir.logPath(w) }, bus);
+  const ctx: StageContext = { loaded, bus, store: new ContentStore(opts.storeRoot), runDir, pool, signal };
+  let error: unknown;
+  try {
+    await pool.startAll(workersFor(loaded, stages), signal);
+    for (const stage of stages) {
+      if (signal.aborted) throw new OrchestratorError("stage_failed", "the run was interrupted");
+      await EXECUTORS[stage]!(ctx);
+      writeManifest();
+    }
+  } catch (e) {
+    error = e;
+  } finally {
+    await pool.stopAll();
+  }
+  const status = error === undefined ? "succeeded" : "failed";
+  bus.emit({
+    type: "run.finished",
+    runId,
+    status,
+    error: error === undefined ? undefined : { code: error instanceof OrchestratorError ? error.code : "internal", message: error instanceof Error ? error.message : String(error) },
+    seconds: (performance.now() - t0) / 1000,
+  });
+  writeManifest();
+  return { runId, runDir: runDir.path, status, manifest: collector.build(), error };
+}

@@ -1,0 +1,53 @@
+// Pure: config + prompts -> the image candidates to generate, each with its id and seed.
+import type { Prompt } from "../config/prompts.js";
+import type { ImagesStageConfig } from "../config/schema.js";
+import { derivedSeed, pdsDpoSeed, type SeedPolicy } from "./seeds.js";
+
+export interface ImageCandidate {
+  /** Stable id from the inputs: `<prompt id>.gs<scale>.n<k>`. */
+  id: string;
+  promptId: string;
+  promptIndex: number;
+  category: string;
+  prompt: string;
+  negativePrompt: string;
+  guidanceScale: number;
+  /** k-th image of its prompt, over scales then images per scale. */
+  imageNumber: number;
+  steps: number;
+  /** 0: the pipeline's default. */
+  width: number;
+  height: number;
+  seed: number;
+}
+
+export function candidateId(promptId: string, guidanceScale: number, n: number): string {
+  return `${promptId}.gs${guidanceScale}.n${n}`;
+}
+
+export function planImages(stage: ImagesStageConfig, prompts: Prompt[], experimentSeed: number, policy: SeedPolicy): ImageCandidate[] {
+  const size = stage.size === undefined ? { width: 0, height: 0 } : typeof stage.size === "number" ? { width: stage.size, height: stage.size } : stage.size;
+  const out: ImageCandidate[] = [];
+  prompts.forEach((p, promptIndex) => {
+    let imageNumber = 0;
+    for (const scale of stage.guidance_scales) {
+      for (let n = 0; n < stage.images_per_scale; n++, imageNumber++) {
+        const id = candidateId(p.id, scale, n);
+        out.push({
+          id,
+          promptId: p.id,
+          promptIndex,
+          category: p.category,
+          prompt: p.t2i_prompt,
+          negativePrompt: stage.negative_prompt,
+          guidanceScale: scale,
+          imageNumber,
+          steps: stage.steps,
+          ...size,
+          seed: policy === "pds-dpo" ? pdsDpoSeed(promptIndex, imageNumber) : derivedSeed(experimentSeed, id),
+        });
+      }
+    }
+  });
+  return out;
+}

@@ -1,0 +1,65 @@
+// Typed clients of one worker: Describe, health, and the kind's streaming RPCs.
+import { Metadata, type Client } from "@grpc/grpc-js";
+import { HealthCheckRequest, HealthCheckResponse_ServingStatus, HealthClient } from "../gen/grpc/health/v1/health.js";
+import type { WorkerInfo } from "../gen/pdsdpo/v1/common.js";
+import { ImageGeneratorServiceClient, type GenerateRequest, type GenerateResponse } from "../gen/pdsdpo/v1/image_generator.js";
+import {
+  ImageScorerServiceClient,
+  type ImageScorerServiceScoreRequest,
+  type ImageScorerServiceScoreResponse,
+} from "../gen/pdsdpo/v1/image_scorer.js";
+import { WorkerServiceClient } from "../gen/pdsdpo/v1/worker.js";
+import { CHANNEL_OPTIONS, insecure, readStream, toRpcError, type CallControl } from "./grpc-util.js";
+
+export class WorkerClient {
+  private readonly worker: WorkerServiceClient;
+  private readonly health: HealthClient;
+  private generator?: ImageGeneratorServiceClient;
+  private imageScorer?: ImageScorerServiceClient;
+
+  constructor(readonly name: string, readonly address: string) {
+    this.worker = new WorkerServiceClient(address, insecure(), CHANNEL_OPTIONS);
+    // One channel (one connection) shared by every service client of this worker.
+    this.health = new HealthClient(address, insecure(), { ...CHANNEL_OPTIONS, channelOverride: this.worker.getChannel() });
+  }
+
+  private sibling<T extends Client>(ctor: new (address: string, creds: ReturnType<typeof insecure>, opts: object) => T): T {
+    return new ctor(this.address, insecure(), { ...CHANNEL_OPTIONS, channelOverride: this.worker.getChannel() });
+  }
+
+  /** SERVING, NOT_SERVING, ... ; rejects when the worker cannot be reached. */
+  checkHealth(timeoutMs: number): Promise<HealthCheckResponse_ServingStatus> {
+    return new Promise((resolve, reject) => {
+      this.health.check(HealthCheckRequest.create({ service: "" }), new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, res) =>
+        err ? reject(err) : resolve(res.status),
+      );
+    });
+  }
+
+  describe(timeoutMs = 30_000): Promise<WorkerInfo> {
+    return new Promise((resolve, reject) => {
+      this.worker.describe({}, new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, res) =>
+        err ? reject(toRpcError(err, `${this.name}.Describe`)) : resolve(res.info!),
+      );
+    });
+  }
+
+  generate(req: GenerateRequest, ctl: CallControl): AsyncGenerator<GenerateResponse> {
+    const c = (this.generator ??= this.sibling(ImageGeneratorServiceClient));
+    return readStream((deadline) => c.generate(req, { deadline }), `${this.name}.Generate`, ctl);
+  }
+
+  scoreImages(req: ImageScorerServiceScoreRequest, ctl: CallControl): AsyncGenerator<ImageScorerServiceScoreResponse> {
+    const c = (this.imageScorer ??= this.sibling(ImageScorerServiceClient));
+    return readStream((deadline) => c.score(req, { deadline }), `${this.name}.Score`, ctl);
+  }
+
+  close(): void {
+    this.generator?.close();
+    this.imageScorer?.close();
+    this.health.close();
+    this.worker.close();
+  }
+}
+
+export { HealthCheckResponse_ServingStatus as ServingStatus };

@@ -1,0 +1,26 @@
+// Pure: the argv of a local worker process. Arrays, never shell strings.
+import type { WorkerConfig } from "../config/schema.js";
+import { modelSpecJson, toModelSpec } from "./model-spec.js";
+
+export function localWorkerArgs(config: WorkerConfig, opts: { baseDir: string; storeRoot: string; parentPid: number }): string[] {
+  if (config.runtime.type !== "local") throw new Error(`not a local runtime: ${config.runtime.type}`);
+  return [
+    "-m",
+    "pds_dpo_workers",
+    "serve",
+    "--kind",
+    config.kind,
+    "--model",
+    modelSpecJson(toModelSpec(config.model, opts.baseDir)),
+    "--store",
+    opts.storeRoot,
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--parent-pid",
+    String(opts.parentPid),
+    "--device",
+    config.runtime.device,
+  ];
+}

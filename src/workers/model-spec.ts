@@ -1,0 +1,31 @@
+// Pure: the worker's ModelSpec (wire type) from experiment.yaml's model entry.
+import type { ModelConfig } from "../config/schema.js";
+import { resolvePath } from "../config/load.js";
+import { ModelSource, modelSourceToJSON, type ModelSpec } from "../gen/pdsdpo/v1/common.js";
+
+const SOURCES = { tiny: ModelSource.MODEL_SOURCE_TINY, hf: ModelSource.MODEL_SOURCE_HF, path: ModelSource.MODEL_SOURCE_PATH } as const;
+
+export function toModelSpec(m: ModelConfig, baseDir: string): ModelSpec {
+  return {
+    source: SOURCES[m.source],
+    id: m.source === "tiny" ? m.name! : (m.id ?? ""),
+    revision: m.revision ?? "",
+    path: m.path ? resolvePath(baseDir, m.path) : "",
+    dtype: m.dtype ?? "",
+    quantization: m.quantization ?? "",
+    seed: m.seed,
+    options: m.type ? { type: m.type } : {},
+  };
+}
+
+/** Proto JSON, as the worker's `--model` flag takes it. */
+export function modelSpecJson(spec: ModelSpec): string {
+  const out: Record<string, unknown> = { source: modelSourceToJSON(spec.source), id: spec.id };
+  if (spec.revision) out.revision = spec.revision;
+  if (spec.path) out.path = spec.path;
+  if (spec.dtype) out.dtype = spec.dtype;
+  if (spec.quantization) out.quantization = spec.quantization;
+  if (spec.seed) out.seed = String(spec.seed);
+  if (Object.keys(spec.options).length) out.options = spec.options;
+  return JSON.stringify(out);
+}

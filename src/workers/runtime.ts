@@ -1,0 +1,41 @@
+// How a worker process (or container, or endpoint) comes to exist. Each runtime returns a
+// handle with the same life cycle; one conformance suite runs against every runtime.
+import type { WorkerConfig } from "../config/schema.js";
+
+export type WorkerState = "STARTING" | "SERVING" | "STOPPING" | "STOPPED" | "FAILED";
+
+export interface ExitInfo {
+  exitCode: number | null;
+  signal: string | null;
+}
+
+export interface WorkerStartRequest {
+  name: string;
+  config: WorkerConfig;
+  /** Directory relative model paths are resolved against. */
+  baseDir: string;
+  storeRoot: string;
+  logPath: string;
+}
+
+export interface WorkerHandle {
+  readonly name: string;
+  readonly kind: WorkerConfig["kind"];
+  readonly address: string;
+  readonly pid: number;
+  readonly logPath: string;
+  readonly state: WorkerState;
+  /** What the manifest records of how it was started (never secrets). */
+  readonly runtimeInfo: Record<string, unknown>;
+  /** Settles when the process ends, however it ends. */
+  readonly exited: Promise<ExitInfo>;
+  exitInfo(): ExitInfo | null;
+  /** SIGTERM (the worker cancels its batch and exits 0), then SIGKILL after a grace period. */
+  stop(graceMs?: number): Promise<ExitInfo>;
+  /** Immediate SIGKILL of the whole process group. */
+  kill(): void;
+}
+
+export interface WorkerRuntime {
+  start(req: WorkerStartRequest, signal?: AbortSignal): Promise<WorkerHandle>;
+}
