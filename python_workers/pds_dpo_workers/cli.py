@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--socket", default=None, help="serve on this unix socket instead of a TCP port")
     s.add_argument("--parent-pid", type=int, default=None, help="exit when this process dies")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--cpu-threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     s.add_argument("--log-level", default="INFO")
     return p
 
@@ -48,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pds_dpo_workers: {e}", file=sys.stderr)
         return 2
     make_deterministic()
+    if args.cpu_threads:
+        import torch
+
+        torch.set_num_threads(args.cpu_threads)
     store = Store(os.path.abspath(args.store)) if args.store else None
     cache_root = args.cache_root or (store.root if store else os.path.expanduser("~/.cache/pds-dpo"))
     ctx = WorkerContext(spec=spec, store=store, cache_root=cache_root, device=device() if args.device == "auto" else args.device)

@@ -36,12 +36,13 @@ export function parseExperiment(text: string): { config?: ExperimentConfig; issu
     const message = err.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
     return { issues: [{ path: formatPath(pathAt(doc, offset)), message: `YAML syntax error: ${message}`, line: lines.linePos(offset).line }], lines };
   }
-  const parsed = ExperimentSchema.safeParse(doc.toJS() ?? {});
-  if (!parsed.success) return { issues: zodIssues(parsed.error.issues, doc, lines), doc, lines };
+  const raw: unknown = doc.toJS() ?? {};
+  const parsed = ExperimentSchema.safeParse(raw);
+  if (!parsed.success) return { issues: zodIssues(parsed.error.issues, raw, doc, lines), doc, lines };
   return { config: parsed.data, issues: crossReferences(parsed.data, doc, lines), doc, lines };
 }
 
-function zodIssues(issues: z.core.$ZodIssue[], doc: Document, lines: LineCounter): ConfigIssue[] {
+function zodIssues(issues: z.core.$ZodIssue[], raw: unknown, doc: Document, lines: LineCounter): ConfigIssue[] {
   const out: ConfigIssue[] = [];
   for (const issue of issues) {
     if (issue.code === "unrecognized_keys") {
@@ -51,13 +52,19 @@ function zodIssues(issues: z.core.$ZodIssue[], doc: Document, lines: LineCounter
       }
       continue;
     }
-    out.push({ path: formatPath(issue.path), message: describe(issue), line: lineOf(doc, lines, issue.path) });
+    out.push({ path: formatPath(issue.path), message: describe(issue, valueAt(raw, issue.path)), line: lineOf(doc, lines, issue.path) });
   }
   return out;
 }
 
-function describe(issue: z.core.$ZodIssue): string {
-  if (issue.code === "invalid_type" && issue.input === undefined) return `required (expected ${issue.expected})`;
+function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {
+  let cur = raw;
+  for (const seg of path) cur = cur !== null && typeof cur === "object" ? (cur as Record<PropertyKey, unknown>)[seg] : undefined;
+  return cur;
+}
+
+function describe(issue: z.core.$ZodIssue, value: unknown): string {
+  if (issue.code === "invalid_type" && value === undefined) return `required (expected ${issue.expected})`;
   return issue.message.replace(/^Invalid input: /, "");
 }
 
@@ -76,7 +83,7 @@ function crossReferences(config: ExperimentConfig, doc: Document, lines: LineCou
         const known = Object.keys(config.workers).join(", ") || "none";
         issues.push({ path: formatPath(path), message: `no worker named '${name}' (workers: ${known})`, line });
       } else if (worker.kind !== ref.kind) {
-        issues.push({ path: formatPath(path), message: `worker '${name}' is a ${worker.kind}, a ${ref.kind} is needed`, line });
+        issues.push({ path: formatPath(path), message: `worker '${name}' is of kind ${worker.kind}; this needs kind ${ref.kind}`, line });
       }
     });
   }

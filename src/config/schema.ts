@@ -52,6 +52,8 @@ export const LocalRuntimeSchema = z.strictObject({
   /** Seconds to wait for the worker to report SERVING. */
   start_timeout_s: z.number().positive().default(300),
   device: z.enum(["auto", "cpu", "cuda"]).default("auto"),
+  /** torch CPU threads of the worker; unset: torch's default (all cores). */
+  cpu_threads: positiveInt.optional(),
   /** Extra environment; secrets such as HF_TOKEN are passed through from the orchestrator's own. */
   env: z.record(z.string(), z.string()).default({}),
 });

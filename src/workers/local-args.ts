@@ -22,5 +22,6 @@ export function localWorkerArgs(config: WorkerConfig, opts: { baseDir: string; s
     String(opts.parentPid),
     "--device",
     config.runtime.device,
+    ...(config.runtime.cpu_threads ? ["--cpu-threads", String(config.runtime.cpu_threads)] : []),
   ];
 }

@@ -40,7 +40,9 @@ def to_png(image) -> tuple[bytes, list[int]]:
         defects.append(pb.IMAGE_DEFECT_NAN_PIXELS)
         image = np.where(nan, 0.0, image)
     pixels = (np.clip(image, 0.0, 1.0) * 255).round().astype("uint8")
-    if pixels.mean() <= BLACK_LEVEL:
+    # Judged on the pixels the model really produced, not on NaNs zeroed above.
+    real = pixels[~nan]
+    if real.size > 0 and real.mean() <= BLACK_LEVEL:
         defects.append(pb.IMAGE_DEFECT_ALL_BLACK)
     return _png(pixels), defects
 

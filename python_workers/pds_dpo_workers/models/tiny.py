@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from typing import Callable
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 
 # A fixed corpus for the toy tokenizer: deterministic, and covering the words of prompts.
 _CORPUS = """
@@ -35,11 +35,18 @@ how many people are there is there a tree in the picture what is the weather lik
 """
 
 
-def _train_clip_tokenizer(out_dir: str) -> None:
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import CLIPTokenizer
+_ASSET = os.path.join(os.path.dirname(__file__), "assets", "tiny-clip-bpe.json")
 
-    specials = ["<|startoftext|>", "<|endoftext|>"]
+
+def train_tiny_bpe() -> dict:
+    """Train the toy CLIP-style byte-level BPE with the tokenizers library.
+
+    BPE training breaks ties between equally frequent merges in hash order, so two
+    trainings can differ; the result is therefore trained once and kept as an asset
+    (`python -m pds_dpo_workers.models.tiny`), which every build then reads.
+    """
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+
     tok = Tokenizer(models.BPE(continuing_subword_prefix="", end_of_word_suffix="</w>", unk_token="<|endoftext|>"))
     tok.normalizer = normalizers.Sequence(
         [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
@@ -52,15 +59,24 @@ def _train_clip_tokenizer(out_dir: str) -> None:
     )
     trainer = trainers.BpeTrainer(
         vocab_size=600,
-        special_tokens=specials,
+        special_tokens=["<|startoftext|>", "<|endoftext|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         end_of_word_suffix="</w>",
         show_progress=False,
     )
     tok.train_from_iterator([line for line in _CORPUS.splitlines() if line.strip()], trainer=trainer)
     model = json.loads(tok.to_str())["model"]
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
-    CLIPTokenizer(vocab=model["vocab"], merges=merges, model_max_length=77).save_pretrained(out_dir)
+    merges = [m if isinstance(m, list) else m.split(" ") for m in model["merges"]]
+    return {"vocab": model["vocab"], "merges": merges}
+
+
+def _save_clip_tokenizer(out_dir: str) -> None:
+    from transformers import CLIPTokenizer
+
+    with open(_ASSET) as f:
+        bpe = json.load(f)
+    merges = [tuple(m) for m in bpe["merges"]]
+    CLIPTokenizer(vocab=bpe["vocab"], merges=merges, model_max_length=77).save_pretrained(out_dir)
 
 
 def _seed_all(seed: int) -> None:
@@ -93,7 +109,7 @@ def _build_sd(out_dir: str, seed: int, variant: str = "") -> None:
     from transformers import CLIPTextModel, CLIPTokenizer
 
     tok_dir = os.path.join(out_dir, "_tok")
-    _train_clip_tokenizer(tok_dir)
+    _save_clip_tokenizer(tok_dir)
     tokenizer = CLIPTokenizer.from_pretrained(tok_dir, local_files_only=True)
     shutil.rmtree(tok_dir)
     _seed_all(seed)
@@ -148,7 +164,7 @@ def _build_sd(out_dir: str, seed: int, variant: str = "") -> None:
 def _build_clip_scorer(out_dir: str, seed: int, variant: str = "") -> None:
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer, CLIPVisionConfig
 
-    _train_clip_tokenizer(out_dir)
+    _save_clip_tokenizer(out_dir)
     tokenizer = CLIPTokenizer.from_pretrained(out_dir, local_files_only=True)
     _seed_all(seed)
     text = _text_encoder_config(len(tokenizer))
@@ -204,3 +220,11 @@ def ensure_tiny(cache_root: str, name: str, seed: int) -> str:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+if __name__ == "__main__":
+    os.makedirs(os.path.dirname(_ASSET), exist_ok=True)
+    with open(_ASSET, "w") as f:
+        json.dump(train_tiny_bpe(), f, sort_keys=True)
+        f.write("\n")
+    print(f"wrote {_ASSET}")

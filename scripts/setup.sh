@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Sets up everything the project needs; idempotent, and quick when nothing changed.
+#   node_modules (npm ci), .venv with the Python workers (torch pinned), dist/ (tsc).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+# Node dependencies: reinstalled only when the lock file changed.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing node dependencies (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# Python workers: a venv, reinstalled only when pyproject.toml changed.
+PYTHON_BIN=${PYTHON:-python3}
+stamp=.venv/.pds-dpo-setup-stamp
+want=$( (cat python_workers/pyproject.toml; "$PYTHON_BIN" --version) | sha256sum | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PYTHON_BIN" -m venv .venv
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing python workers into .venv (torch==2.13.0 first, so no other build is pulled)"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet "torch==2.13.0"
+  .venv/bin/python -m pip install --quiet -e 'python_workers[dev]'
+  echo "$want" > "$stamp"
+fi
+
+# The control plane: compiled TypeScript.
+npx tsc -p tsconfig.json
+say "ready"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Every test: Python workers (pytest) and the control plane (vitest). Both always run;
+# the exit code is non-zero if either failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+status=0
+.venv/bin/python -m pytest python_workers/tests || status=1
+npx vitest run || status=1
+exit $status

@@ -1,0 +1,77 @@
+// Shared helpers of the integration tests: temporary experiments and the real CLI.
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { execa, type ResultPromise } from "execa";
+
+export const ROOT = resolve(import.meta.dirname, "..");
+export const BIN = join(ROOT, "bin", "orchestrate.js");
+
+export function tempDir(prefix = "pdsdpo-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface TinyOptions {
+  limit?: number;
+  steps?: number;
+  generatorModel?: string;
+  generatorExtra?: string;
+  scales?: number[];
+  batch?: number;
+  seed?: number;
+}
+
+/** A tiny experiment in its own directory (prompts copied beside it); returns the YAML path. */
+export function writeTinyExperiment(dir: string, o: TinyOptions = {}): string {
+  copyFileSync(join(ROOT, "configs/prompts/tiny.jsonl"), join(dir, "prompts.jsonl"));
+  const yaml = `name: test
+seed: ${o.seed ?? 7}
+workers:
+  sd:
+    kind: image-generator
+    model: ${o.generatorModel ?? "{source: tiny, name: sd}"}
+    runtime: {type: local, device: cpu, cpu_threads: 1${o.generatorExtra ?? ""}}
+    batch_size: ${o.batch ?? 4}
+  pick:
+    kind: image-scorer
+    model: {source: tiny, name: clip-scorer}
+    runtime: {type: local, device: cpu, cpu_threads: 1}
+stages:
+  images:
+    prompts: prompts.jsonl
+    limit: ${o.limit ?? 2}
+    generator: sd
+    scorer: pick
+    guidance_scales: [${(o.scales ?? [5, 7, 9, 11]).join(", ")}]
+    steps: ${o.steps ?? 2}
+    size: 64
+`;
+  const path = join(dir, "experiment.yaml");
+  writeFileSync(path, yaml);
+  return path;
+}
+
+export function cli(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): ResultPromise<{ reject: false; all: false }> {
+  return execa("node", [BIN, ...args], { cwd: opts.cwd ?? ROOT, reject: false, timeout: opts.timeoutMs ?? 170_000, env: { HF_HUB_OFFLINE: "1" } }) as never;
+}
+
+export function readJson<T = Record<string, unknown>>(path: string): T {
+  return JSON.parse(readFileSync(path, "utf8")) as T;
+}
+
+export function jsonLines(text: string): Record<string, unknown>[] {
+  return text
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** Whether a process is still alive. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

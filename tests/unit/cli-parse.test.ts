@@ -1,0 +1,40 @@
+import { describe, expect, it } from "vitest";
+import { parseCLI } from "../../src/cli/parse.js";
+import { UsageError } from "../../src/errors.js";
+
+describe("parseCLI", () => {
+  it("parses run with its options", () => {
+    expect(parseCLI(["run", "x.yaml", "--store", "/s", "--run-id", "r1", "--until", "images", "--json"])).toEqual({
+      command: "run",
+      config: "x.yaml",
+      store: "/s",
+      runId: "r1",
+      until: "images",
+      json: true,
+      verbose: false,
+    });
+  });
+
+  it("defaults the store to .pds-dpo", () => {
+    expect(parseCLI(["run", "x.yaml"])).toMatchObject({ store: ".pds-dpo", json: false });
+  });
+
+  it("parses validate, plan and workers check", () => {
+    expect(parseCLI(["validate", "x.yaml"])).toEqual({ command: "validate", config: "x.yaml", verbose: false });
+    expect(parseCLI(["plan", "x.yaml", "--json"])).toMatchObject({ command: "plan", json: true });
+    expect(parseCLI(["workers", "check", "x.yaml"])).toMatchObject({ command: "workers-check", config: "x.yaml" });
+  });
+
+  it("turns bad usage into UsageError", () => {
+    expect(() => parseCLI(["run"])).toThrow(UsageError);
+    expect(() => parseCLI(["run", "x.yaml", "--until", "later"])).toThrow(/--until must be one of images, responses, train, evaluate/);
+    expect(() => parseCLI(["frobnicate"])).toThrow(/unknown command 'frobnicate'/);
+    expect(() => parseCLI(["run", "x.yaml", "--bogus"])).toThrow(UsageError);
+    expect(() => parseCLI(["workers", "x.yaml"])).toThrow(/workers check/);
+  });
+
+  it("shows help and version", () => {
+    expect(parseCLI([])).toEqual({ command: "help" });
+    expect(parseCLI(["--version"])).toEqual({ command: "version" });
+  });
+});

@@ -1,0 +1,126 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { loadExperiment, parseExperiment } from "../../src/config/load.js";
+import { ConfigError, formatIssue } from "../../src/errors.js";
+
+const BASE = `name: t
+seed: 1
+workers:
+  sd:
+    kind: image-generator
+    model: {source: tiny, name: sd}
+  pick:
+    kind: image-scorer
+    model: {source: tiny, name: clip-scorer}
+stages:
+  images:
+    prompts: prompts.jsonl
+    generator: sd
+    scorer: pick
+    guidance_scales: [5, 7]
+    steps: 2
+    size: 64
+`;
+
+function issues(text: string) {
+  return parseExperiment(text).issues.map(formatIssue);
+}
+
+describe("experiment.yaml parsing", () => {
+  it("accepts a valid config and fills defaults", () => {
+    const { config, issues: found } = parseExperiment(BASE);
+    expect(found).toEqual([]);
+    expect(config?.seed_policy).toBe("derived");
+    expect(config?.workers.sd?.runtime).toMatchObject({ type: "local", start_timeout_s: 300 });
+    expect(config?.stages.images.images_per_scale).toBe(1);
+  });
+
+  it("names an unknown key with its path and line", () => {
+    const text = BASE.replace("    steps: 2\n", "    steps: 2\n    stpes: 3\n");
+    expect(issues(text)).toEqual(["stages.images.stpes: unknown key (line 17)"]);
+  });
+
+  it("names a wrong type with its path and line", () => {
+    const text = BASE.replace("guidance_scales: [5, 7]", "guidance_scales: [5, high]");
+    expect(issues(text)).toEqual(["stages.images.guidance_scales[1]: expected number, received string (line 15)"]);
+  });
+
+  it("reports a missing required key at its parent's line", () => {
+    const text = BASE.replace("    steps: 2\n", "");
+    expect(issues(text)).toEqual(["stages.images.steps: required (expected number) (line 11)"]);
+  });
+
+  it("locates a YAML syntax error", () => {
+    const text = BASE.replace("guidance_scales: [5, 7]", "guidance_scales: [5, 7");
+    const found = issues(text);
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatch(/^stages\.images.*: YAML syntax error: .* \(line 1[5-6]\)$/);
+  });
+
+  it("checks worker references and kinds", () => {
+    expect(issues(BASE.replace("generator: sd", "generator: nope"))).toEqual([
+      "stages.images.generator: no worker named 'nope' (workers: sd, pick) (line 13)",
+    ]);
+    expect(issues(BASE.replace("scorer: pick", "scorer: sd"))).toEqual([
+      "stages.images.scorer: worker 'sd' is of kind image-generator; this needs kind image-scorer (line 14)",
+    ]);
+  });
+
+  it("requires id and revision for hub models", () => {
+    const text = BASE.replace("model: {source: tiny, name: sd}", "model: {source: hf, id: org/model}");
+    expect(issues(text)).toEqual(["workers.sd.model.revision: required for source hf (pin a commit for reproducible runs) (line 6)"]);
+  });
+
+  it("rejects an empty document and a non-mapping", () => {
+    expect(issues("")[0]).toBe("name: required (expected string)");
+    expect(issues("- a\n- b\n")).toEqual(["(document): expected object, received array (line 1)"]);
+  });
+});
+
+describe("loadExperiment", () => {
+  const dir = mkdtempSync(join(tmpdir(), "pdsdpo-config-"));
+  const write = (name: string, text: string) => {
+    const p = join(dir, name);
+    writeFileSync(p, text);
+    return p;
+  };
+  const prompt = (id: string) => JSON.stringify({ id, category: "art", t2i_prompt: "a cat", instruction: "<image> what?" });
+
+  it("loads prompts relative to the config file", () => {
+    write("prompts.jsonl", `${prompt("a-1")}\n${prompt("a-2")}\n`);
+    const loaded = loadExperiment(write("ok.yaml", BASE));
+    expect(loaded.prompts.map((p) => p.id)).toEqual(["a-1", "a-2"]);
+    expect(loaded.sha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it("names a missing prompts file with the key's line", () => {
+    const file = write("missing.yaml", BASE.replace("prompts.jsonl", "nope.jsonl"));
+    try {
+      loadExperiment(file);
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      expect((e as ConfigError).message).toBe(`stages.images.prompts: file not found: ${join(dir, "nope.jsonl")} (line 12)`);
+    }
+  });
+
+  it("names bad prompt lines and duplicate ids", () => {
+    write("bad.jsonl", `${prompt("a-1")}\nnot json\n${prompt("a-1")}\n{"id":"x"}\n`);
+    try {
+      loadExperiment(write("bad.yaml", BASE.replace("prompts.jsonl", "bad.jsonl")));
+      expect.unreachable();
+    } catch (e) {
+      const lines = (e as ConfigError).message.split("\n");
+      expect(lines).toHaveLength(3);
+      expect(lines[0]).toContain("bad.jsonl:2: not valid JSON");
+      expect(lines[1]).toContain("bad.jsonl:3: duplicate id a-1 (first on line 1)");
+      expect(lines[2]).toMatch(/bad\.jsonl:4: category: .*required|bad\.jsonl:4: category/);
+    }
+  });
+
+  it("names a missing config file", () => {
+    expect(() => loadExperiment(join(dir, "absent.yaml"))).toThrow(/config file not found/);
+  });
+});
