@@ -80,7 +80,8 @@ def _load_in_daemon_thread(fn) -> asyncio.Future:
         try:
             result = fn()
         except BaseException as e:  # noqa: BLE001
-            loop.call_soon_threadsafe(lambda: future.done() or future.set_exception(e))
+            # Bound now: Python unbinds `e` when the except block ends.
+            loop.call_soon_threadsafe(lambda err=e: future.done() or future.set_exception(err))
             return
         loop.call_soon_threadsafe(lambda: future.done() or future.set_result(result))
 

@@ -115,33 +115,35 @@ export class LocalRuntime implements WorkerRuntime {
     installExitHook();
     live.add(worker);
 
-    const announced = new Promise<{ address: string } | { failed: string }>((resolve) => {
-      let buf = "";
-      proc.stdout?.on("data", (chunk: Buffer) => {
-        appendFileSync(req.logPath, chunk);
-        buf += chunk.toString();
-        let nl: number;
-        while ((nl = buf.indexOf("\n")) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          try {
-            const msg = JSON.parse(line) as { event?: string; address?: string; message?: string };
-            if (msg.event === "listening" && msg.address) resolve({ address: msg.address });
-            if (msg.event === "load_failed") resolve({ failed: msg.message ?? "model load failed" });
-          } catch {
-            // Not a protocol line: it is only logged.
-          }
+    // The worker's stdout protocol: "listening" (with its address), then "serving" or "load_failed".
+    let listening: string | undefined;
+    let loadFailed: string | undefined;
+    let buf = "";
+    proc.stdout?.on("data", (chunk: Buffer) => {
+      appendFileSync(req.logPath, chunk);
+      buf += chunk.toString();
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        try {
+          const msg = JSON.parse(line) as { event?: string; address?: string; message?: string };
+          if (msg.event === "listening" && msg.address) listening = msg.address;
+          if (msg.event === "load_failed") loadFailed = msg.message ?? "model load failed";
+        } catch {
+          // Not a protocol line: it is only logged.
         }
-      });
+      }
     });
 
     const timeoutMs = rt.start_timeout_s * 1000;
     const deadline = Date.now() + timeoutMs;
     const where = `worker '${req.name}' (${req.config.kind})`;
-    const fail = async (why: string): Promise<never> => {
+    // The log's last lines are added only where the reason is otherwise unknown.
+    const fail = async (why: string, withTail = false): Promise<never> => {
       worker.kill();
       await worker.exited;
-      const tail = lastLines(req.logPath, 3);
+      const tail = withTail ? lastLines(req.logPath, 3) : "";
       throw new WorkerStartError(`${where} ${why}; log: ${req.logPath}${tail ? ` (last lines: ${tail})` : ""}`);
     };
 
@@ -150,13 +152,12 @@ export class LocalRuntime implements WorkerRuntime {
       for (;;) {
         if (signal?.aborted) return await fail("start was cancelled");
         if (Date.now() > deadline) return await fail(`did not become healthy within ${rt.start_timeout_s}s`);
+        if (loadFailed) return await fail(`could not load its model: ${loadFailed}`);
         const exited = worker.exitInfo();
-        if (exited) return await fail(`exited (${exited.signal ?? `code ${exited.exitCode}`}) before it was ready`);
-        const ann = await Promise.race([announced, sleep(this.opts.pollMs ?? 200).then(() => null)]);
-        if (ann && "failed" in ann) return await fail(`could not load its model: ${ann.failed}`);
-        if (ann && !client) {
-          worker.address = ann.address;
-          client = new WorkerClient(req.name, ann.address);
+        if (exited) return await fail(`exited (${exited.signal ?? `code ${exited.exitCode}`}) before it was ready`, true);
+        if (listening && !client) {
+          worker.address = listening;
+          client = new WorkerClient(req.name, listening);
         }
         if (client) {
           const status = await client.checkHealth(2000).catch(() => null);
@@ -165,6 +166,7 @@ export class LocalRuntime implements WorkerRuntime {
             return worker;
           }
         }
+        await sleep(this.opts.pollMs ?? 100);
       }
     } finally {
       client?.close();

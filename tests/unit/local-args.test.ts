@@ -1,0 +1,33 @@
+import { describe, expect, it } from "vitest";
+import { WorkerSchema } from "../../src/config/schema.js";
+import { localWorkerArgs } from "../../src/workers/local-args.js";
+
+describe("localWorkerArgs", () => {
+  it("builds the exact argv of a local worker", () => {
+    const config = WorkerSchema.parse({
+      kind: "image-generator",
+      model: { source: "hf", id: "org/sd", revision: "abc123", dtype: "float16" },
+      runtime: { type: "local", device: "cuda", cpu_threads: 2 },
+    });
+    expect(localWorkerArgs(config, { baseDir: "/cfg", storeRoot: "/store", parentPid: 42 })).toEqual([
+      "-m", "pds_dpo_workers", "serve",
+      "--kind", "image-generator",
+      "--model", '{"source":"MODEL_SOURCE_HF","id":"org/sd","revision":"abc123","dtype":"float16"}',
+      "--store", "/store",
+      "--host", "127.0.0.1",
+      "--port", "0",
+      "--parent-pid", "42",
+      "--device", "cuda",
+      "--cpu-threads", "2",
+    ]);
+  });
+
+  it("resolves a path model against the config directory and passes tiny seeds and scorer types", () => {
+    const path = WorkerSchema.parse({ kind: "image-scorer", model: { source: "path", path: "models/clip", type: "clip" } });
+    expect(localWorkerArgs(path, { baseDir: "/cfg", storeRoot: "/s", parentPid: 1 })[6]).toBe(
+      '{"source":"MODEL_SOURCE_PATH","id":"","path":"/cfg/models/clip","options":{"type":"clip"}}',
+    );
+    const tiny = WorkerSchema.parse({ kind: "image-generator", model: { source: "tiny", name: "sd", seed: 3 } });
+    expect(localWorkerArgs(tiny, { baseDir: "/cfg", storeRoot: "/s", parentPid: 1 })[6]).toBe('{"source":"MODEL_SOURCE_TINY","id":"sd","seed":"3"}');
+  });
+});
