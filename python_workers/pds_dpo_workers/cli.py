@@ -26,11 +26,31 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.add_argument("--cpu-threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     s.add_argument("--log-level", default="INFO")
+    h = sub.add_parser("health", help="exit 0 if the worker at --address is SERVING (container HEALTHCHECK)")
+    h.add_argument("--address", required=True)
+    h.add_argument("--timeout", type=float, default=3.0)
     return p
+
+
+def _health(address: str, timeout: float) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        with grpc.insecure_channel(address) as channel:
+            res = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+    except grpc.RpcError as e:
+        print(f"pds_dpo_workers: {address}: {e.code().name}", file=sys.stderr)
+        return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(res.status)
+    print(status)
+    return 0 if res.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "health":
+        return _health(args.address, args.timeout)
     logging.basicConfig(
         stream=sys.stderr, level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
