@@ -22,9 +22,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing python workers into .venv (torch==2.13.0 first, so no other build is pulled)"
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet "torch==2.13.0"
-  .venv/bin/python -m pip install --quiet -e 'python_workers[dev]'
+  log=.venv/setup-pip.log
+  # pip's own chatter goes to a log; its tail is shown if an install fails.
+  if ! { .venv/bin/python -m pip install --upgrade pip \
+      && .venv/bin/python -m pip install "torch==2.13.0" \
+      && .venv/bin/python -m pip install -e 'python_workers[dev]'; } >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    say "installing the python workers failed (full log: $log)"
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 
