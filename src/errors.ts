@@ -10,9 +10,10 @@ export type ErrorCode =
   | "integrity"
   | "replay_mismatch"
   | "stage_failed"
+  | "interrupted"
   | "internal";
 
-export const EXIT = { ok: 0, failed: 1, usage: 2, replayMismatch: 3 } as const;
+export const EXIT = { ok: 0, failed: 1, usage: 2, replayMismatch: 3, interrupted: 130 } as const;
 
 export class OrchestratorError extends Error {
   readonly code: ErrorCode;
@@ -85,6 +86,12 @@ export class IntegrityError extends OrchestratorError {
 export class StageFailedError extends OrchestratorError {
   constructor(message: string) {
     super("stage_failed", message);
+  }
+}
+
+export class InterruptedError extends OrchestratorError {
+  constructor() {
+    super("interrupted", "interrupted; workers were stopped and finished items are kept in the store", { exitCode: EXIT.interrupted });
   }
 }
 

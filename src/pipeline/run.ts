@@ -2,7 +2,7 @@
 // Whatever happens, workers are stopped and the manifest and events are written.
 import { loadExperiment, type LoadedConfig } from "../config/load.js";
 import { IMPLEMENTED_STAGES, STAGES, WORKER_REFERENCES, type StageName } from "../config/schema.js";
-import { OrchestratorError, UsageError } from "../errors.js";
+import { InterruptedError, OrchestratorError, UsageError } from "../errors.js";
 import { EventBus } from "../events/bus.js";
 import { eventsFileReporter } from "../events/reporters/json-lines.js";
 import { ManifestCollector } from "../manifest/collector.js";
@@ -88,12 +88,13 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   try {
     await pool.startAll(workersFor(loaded, stages), signal);
     for (const stage of stages) {
-      if (signal.aborted) throw new OrchestratorError("stage_failed", "the run was interrupted");
+      if (signal.aborted) throw new InterruptedError();
       await EXECUTORS[stage]!(ctx);
       writeManifest();
     }
   } catch (e) {
-    error = e;
+    // A cancelled call after Ctrl-C is the interruption, not an RPC failure.
+    error = signal.aborted ? new InterruptedError() : e;
   } finally {
     await pool.stopAll();
   }

@@ -92,4 +92,32 @@ describe("failing workers", () => {
     const started = jsonLines(r.stdout).filter((e) => e.type === "worker.ready").map((e) => e.pid as number);
     for (const pid of started) expect(alive(pid)).toBe(false);
   });
+
+  it("Ctrl-C cancels the batch on the worker, stops every worker and exits 130", async () => {
+    const dir = tempDir();
+    const config = writeTinyExperiment(dir, { limit: 8, steps: 300, batch: 8 });
+    const store = join(dir, "store");
+    const run = execa("node", [BIN, "run", config, "--store", store, "--run-id", "c1", "--json"], { reject: false, timeout: 170_000 });
+    let buf = "";
+    const pids: number[] = [];
+    let sent = false;
+    run.stdout!.on("data", (chunk: Buffer) => {
+      buf += chunk.toString();
+      for (const e of jsonLines(buf)) {
+        if (e.type === "worker.ready" && !pids.includes(e.pid as number)) pids.push(e.pid as number);
+        if (!sent && e.type === "stage.started") {
+          sent = true;
+          run.kill("SIGINT");
+        }
+      }
+    });
+    const r = await run;
+    expect(sent).toBe(true);
+    expect(r.exitCode).toBe(130);
+    expect(r.stderr.trim()).toBe("error: interrupted; workers were stopped and finished items are kept in the store");
+    expect(pids).toHaveLength(2);
+    for (const pid of pids) expect(alive(pid)).toBe(false);
+    expect(readFileSync(join(store, "runs", "c1", "logs", "sd.log"), "utf8")).toContain("shutting down: cancelling calls in flight");
+    expect(readJson<{ status: string }>(join(store, "runs", "c1", "manifest.json")).status).toBe("failed");
+  });
 });
