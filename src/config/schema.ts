@@ -1,6 +1,7 @@
 // The experiment.yaml schema. Strict everywhere: an unknown key is an error, so a typo
 // never silently falls back to a default.
 import { z } from "zod";
+import { DEFAULT_PAIR_POLICY } from "../plan/pairs.js";
 
 export const WORKER_KINDS = [
   "image-generator",
@@ -113,8 +114,13 @@ export const ResponsesStageSchema = z.strictObject({
     .strictObject({
       policy: z.enum(["best-vs-worst"]).default("best-vs-worst"),
       min_margin: z.number().nonnegative().default(0),
+      drop_ties: z.boolean().default(true),
+      drop_truncated: z.boolean().default(true),
+      max_similarity: z.number().min(0).max(1).default(0.9),
+      max_length_ratio: z.number().min(1).optional(),
+      pairs_per_image: positiveInt.default(1),
     })
-    .default({ policy: "best-vs-worst", min_margin: 0 }),
+    .default(DEFAULT_PAIR_POLICY),
 });
 
 export const TrainStageSchema = z.strictObject({
