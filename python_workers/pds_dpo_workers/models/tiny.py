@@ -184,6 +184,110 @@ def _build_clip_scorer(out_dir: str, seed: int, variant: str = "") -> None:
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out_dir)
 
 
+# LLaVA-1.5 style chat template: "USER: <image>\n{question} ASSISTANT: {answer}</s>".
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>\n"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{% if message['role'] == 'user' %} {% else %}</s>{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+_LM_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+
+
+def _word_bpe_tokenizer():
+    """A byte-level BPE whose merges spell out the corpus words, built without training.
+
+    Deterministic by construction (sorted words, left-to-right merges), so a tiny language
+    model samples real words instead of byte noise.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    vocab = {t: i for i, t in enumerate(_LM_SPECIALS)}
+    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[ch] = len(vocab)
+    merges = []
+    words = sorted({w for line in _CORPUS.split() for w in [line.strip().lower()] if w})
+    for word in words:
+        for piece in (word, " " + word):
+            symbols = [s for s, _ in byte_level.pre_tokenize_str(piece)][0]
+            cur = symbols[0]
+            for ch in symbols[1:]:
+                nxt = cur + ch
+                if nxt not in vocab:
+                    vocab[nxt] = len(vocab)
+                    merges.append((cur, ch))
+                cur = nxt
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
+    tok.pre_tokenizer = byte_level
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+        padding_side="left",
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+
+
+def _build_llava(out_dir: str, seed: int) -> None:
+    """LLaVA-1.5 architecture (CLIP vision tower, MLP projector, Llama LM) at toy size."""
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tokenizer = _word_bpe_tokenizer()
+    _seed_all(seed)
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32, patch_size=8, projection_dim=32
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision.to_dict(),
+        text_config=text.to_dict(),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+    )
+    config.vision_config.model_type = "clip_vision_model"
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out_dir, safe_serialization=True)
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(out_dir)
+
+
 Builder = Callable[[str, int], None]
 
 BUILDERS: dict[str, Builder] = {
@@ -191,6 +295,7 @@ BUILDERS: dict[str, Builder] = {
     "sd-nan": lambda out, seed: _build_sd(out, seed, "nan"),
     "sd-black": lambda out, seed: _build_sd(out, seed, "black"),
     "clip-scorer": _build_clip_scorer,
+    "llava": _build_llava,
 }
 
 
