@@ -10,6 +10,7 @@ from pds_dpo_workers.errors import InvalidModelSpec
 KINDS = {
     "image-generator": "pds_dpo_workers.kinds.image_generator",
     "image-scorer": "pds_dpo_workers.kinds.image_scorer",
+    "responder": "pds_dpo_workers.kinds.responder",
 }
 
 

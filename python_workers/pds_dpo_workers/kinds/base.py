@@ -8,7 +8,7 @@ from typing import Protocol
 import grpc
 
 from pds_dpo_workers.proto import common_pb2
-from pds_dpo_workers.store import Store
+from pds_dpo_workers.store import Store, read_blob
 
 
 @dataclass
@@ -35,3 +35,14 @@ class Kind(Protocol):
 
 def item_error(code: str, message: str) -> common_pb2.ItemError:
     return common_pb2.ItemError(code=code, message=message[:2000])
+
+
+def load_image(store: Store | None, blob: common_pb2.Blob):
+    """An input image as RGB; raises on a missing, altered or undecodable image."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(read_blob(store, blob)))
+    image.load()
+    return image.convert("RGB")

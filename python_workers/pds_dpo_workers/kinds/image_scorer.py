@@ -7,17 +7,15 @@ ImageReward (BLIP) family is another entry in SCORERS; the wire contract stays a
 
 from __future__ import annotations
 
-import io
 import threading
 from typing import Protocol
 
 import grpc
 
 from pds_dpo_workers.errors import InvalidModelSpec, ModelLoadError
-from pds_dpo_workers.kinds.base import WorkerContext, item_error
+from pds_dpo_workers.kinds.base import WorkerContext, item_error, load_image
 from pds_dpo_workers.models.spec import ResolvedModel, resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, image_scorer_pb2 as pb, image_scorer_pb2_grpc as pb_grpc
-from pds_dpo_workers.store import read_blob
 
 DEFAULT_BATCH = 16
 
@@ -87,14 +85,6 @@ class ImageScorer(pb_grpc.ImageScorerServiceServicer):
     def register(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_ImageScorerServiceServicer_to_server(self, server)
 
-    def _decode(self, item: pb.ImageScoringItem):
-        from PIL import Image
-
-        data = read_blob(self.ctx.store, item.image)
-        image = Image.open(io.BytesIO(data))
-        image.load()
-        return image.convert("RGB")
-
     def _run(self, request, emit, cancel: threading.Event) -> None:
         total = len(request.items)
         done = 0
@@ -106,7 +96,7 @@ class ImageScorer(pb_grpc.ImageScorerServiceServicer):
             ready = []
             for item in chunk:
                 try:
-                    ready.append((item, self._decode(item)))
+                    ready.append((item, load_image(self.ctx.store, item.image)))
                 except Exception as e:  # noqa: BLE001 - a corrupt or missing image fails its item only
                     emit(pb.ImageScorerServiceScoreResponse(score=pb.ImageScore(id=item.id, error=item_error("invalid_image", f"{type(e).__name__}: {e}"))))
             if ready:
