@@ -44,6 +44,8 @@ class Store:
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".tmp-")
             try:
+                # mkstemp makes 0600 files; a shared store must be readable by other users.
+                os.chmod(tmp, 0o644)
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
                     f.flush()

@@ -1,0 +1,161 @@
+"""One conformance suite that every implemented worker kind must pass.
+
+Each kind supplies a small adapter (how to call its batch RPC, a valid and an invalid
+item); the assertions are the same for all kinds. Add a kind here when it lands.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pds_dpo_workers.models import tiny
+from pds_dpo_workers.models.spec import parse_spec, resolve
+from pds_dpo_workers.proto import (
+    common_pb2,
+    image_generator_pb2 as gen_pb,
+    image_generator_pb2_grpc as gen_grpc,
+    image_scorer_pb2 as score_pb,
+    image_scorer_pb2_grpc as score_grpc,
+    worker_pb2,
+    worker_pb2_grpc,
+)
+from worker_harness import GENERATOR_MODEL, SCORER_MODEL, png_bytes
+
+
+@dataclass(frozen=True)
+class Result:
+    id: str
+    error_code: str  # "" when the item succeeded
+    has_output: bool  # an image (generator) or a finite score (scorer)
+
+
+@dataclass(frozen=True)
+class KindCase:
+    name: str
+    fixture: str
+    model: dict
+    kind: int
+    service: str
+    model_class: str
+    # (channel, items) -> the per-item results of one streaming call
+    call: Callable[[grpc.Channel, list], list[Result]]
+    valid_item: Callable[[str], object]
+    invalid_item: Callable[[str], object]
+    invalid_code: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _generate(channel, items) -> list[Result]:
+    req = gen_pb.GenerateRequest(items=items, output=common_pb2.OUTPUT_MODE_INLINE)
+    out = []
+    for resp in gen_grpc.ImageGeneratorServiceStub(channel).Generate(req, timeout=120):
+        if resp.WhichOneof("event") == "image":
+            img = resp.image
+            out.append(Result(img.id, img.error.code, img.image.inline.startswith(b"\x89PNG")))
+    return out
+
+
+def _score(channel, items) -> list[Result]:
+    req = score_pb.ImageScorerServiceScoreRequest(items=items)
+    out = []
+    for resp in score_grpc.ImageScorerServiceStub(channel).Score(req, timeout=120):
+        if resp.WhichOneof("event") == "score":
+            s = resp.score
+            out.append(Result(s.id, s.error.code, "cosine" in s.components and s.score == s.score))
+    return out
+
+
+def _gen_item(item_id: str, steps: int = 2) -> gen_pb.ImageGenerationItem:
+    return gen_pb.ImageGenerationItem(id=item_id, prompt="a red vintage car", steps=steps, width=64, height=64, seed=3)
+
+
+def _score_item(item_id: str, data: bytes | None = None) -> score_pb.ImageScoringItem:
+    return score_pb.ImageScoringItem(id=item_id, prompt="a red vintage car", image=common_pb2.Blob(inline=data if data is not None else png_bytes(1)))
+
+
+CASES = [
+    KindCase(
+        name="image-generator",
+        fixture="generator_worker",
+        model=GENERATOR_MODEL,
+        kind=common_pb2.WORKER_KIND_IMAGE_GENERATOR,
+        service="pdsdpo.v1.ImageGeneratorService",
+        model_class="StableDiffusionPipeline",
+        call=_generate,
+        valid_item=_gen_item,
+        invalid_item=lambda i: _gen_item(i, steps=0),
+        invalid_code="invalid_input",
+    ),
+    KindCase(
+        name="image-scorer",
+        fixture="scorer_worker",
+        model=SCORER_MODEL,
+        kind=common_pb2.WORKER_KIND_IMAGE_SCORER,
+        service="pdsdpo.v1.ImageScorerService",
+        model_class="CLIPModel",
+        call=_score,
+        valid_item=_score_item,
+        invalid_item=lambda i: _score_item(i, b"not a png"),
+        invalid_code="invalid_image",
+    ),
+]
+
+
+@pytest.fixture(params=CASES, ids=str)
+def case(request):
+    return request.param
+
+
+@pytest.fixture
+def worker(case, request):
+    return request.getfixturevalue(case.fixture)
+
+
+def test_health_serving(case, worker):
+    stub = health_pb2_grpc.HealthStub(worker.channel)
+    for service in ("", case.service, "pdsdpo.v1.WorkerService"):
+        resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        assert resp.status == health_pb2.HealthCheckResponse.SERVING, service
+
+
+def test_health_unknown_service_is_not_found(worker):
+    # Health answers for the served services only; a typo must not read as healthy.
+    with pytest.raises(grpc.RpcError) as err:
+        health_pb2_grpc.HealthStub(worker.channel).Check(health_pb2.HealthCheckRequest(service="pdsdpo.v1.Nope"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_describe_matches_the_model_on_disk(case, worker):
+    info = worker_pb2_grpc.WorkerServiceStub(worker.channel).Describe(worker_pb2.DescribeRequest(), timeout=30).info
+    assert info.kind == case.kind
+    assert info.model.resolved_revision == f"tiny-v{tiny.BUILDER_VERSION}"
+    assert info.model.model_class == case.model_class
+    assert info.model.spec.id == case.model["id"]
+    # Recomputed here from the files in the shared store, independently of the worker.
+    expected = resolve(parse_spec(json.dumps(case.model)), str(worker.store))
+    assert info.model.weights_sha256 == expected.weights_sha256
+    assert [(f.path, f.sha256) for f in info.model.files] == [(f.path, f.sha256) for f in expected.files]
+    assert info.device.type == "cpu"
+    assert info.pid == worker.process.pid
+
+
+def test_empty_batch_ends_with_no_results(case, worker):
+    assert case.call(worker.channel, []) == []
+
+
+def test_one_bad_item_never_fails_the_batch(case, worker):
+    results = case.call(worker.channel, [case.invalid_item("bad"), case.valid_item("good")])
+    by_id = {r.id: r for r in results}
+    assert sorted(r.id for r in results) == ["bad", "good"], results  # exactly one result per item
+    assert by_id["bad"].error_code == case.invalid_code
+    assert by_id["bad"].has_output is False
+    assert by_id["good"].error_code == ""
+    assert by_id["good"].has_output is True

@@ -1,0 +1,82 @@
+"""Process lifecycle: a load that never finishes, and the death of the parent process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pds_dpo_workers.proto import worker_pb2, worker_pb2_grpc
+from worker_harness import SCORER_MODEL, start_worker
+
+
+def test_hung_load_never_serves_and_sigterm_still_exits_0(store_dir, tmp_path):
+    # Reading model_index.json blocks forever: a FIFO with no writer, like a hung mount.
+    model_dir = tmp_path / "hung-model"
+    model_dir.mkdir()
+    os.mkfifo(model_dir / "model_index.json")
+    model = {"source": "MODEL_SOURCE_PATH", "id": "hung", "path": str(model_dir)}
+    worker = start_worker("image-generator", model, store_dir, tmp_path, wait_serving=False)
+    writer = None
+    try:
+        # Proof that the load really reached the FIFO: a non-blocking open for writing
+        # fails (ENXIO) until a reader has it open. The write end then stays open and
+        # silent, so the worker's read keeps blocking until it is gone.
+        deadline = time.monotonic() + 60
+        while writer is None:
+            try:
+                writer = os.open(model_dir / "model_index.json", os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                assert time.monotonic() < deadline, f"the load never opened the FIFO\n{worker.log_tail()}"
+                assert worker.process.poll() is None, worker.log_tail()
+                time.sleep(0.1)
+        health = health_pb2_grpc.HealthStub(worker.channel)
+        describe = worker_pb2_grpc.WorkerServiceStub(worker.channel)
+        # Watch it for a while: it must stay alive and NOT_SERVING the whole time.
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            for service in ("", "pdsdpo.v1.ImageGeneratorService"):
+                status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
+                assert status == health_pb2.HealthCheckResponse.NOT_SERVING, service
+            with pytest.raises(grpc.RpcError) as err:
+                describe.Describe(worker_pb2.DescribeRequest(), timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert worker.process.poll() is None, worker.log_tail()
+            time.sleep(0.5)
+        assert [e.get("event") for e in worker.events] == ["listening"]
+
+        t0 = time.monotonic()
+        worker.process.terminate()
+        rc = worker.process.wait(timeout=10)
+        assert time.monotonic() - t0 < 10
+    finally:
+        worker.terminate(timeout=5)
+        if writer is not None:
+            os.close(writer)
+    assert rc == 0, worker.log_tail()
+
+
+def test_exits_when_the_parent_dies(store_dir, tmp_path):
+    parent = subprocess.Popen(["sleep", "1000"])
+    try:
+        worker = start_worker("image-scorer", SCORER_MODEL, store_dir, tmp_path, parent_pid=parent.pid)
+        try:
+            # Still serving while the parent lives (the watch is not a timer).
+            time.sleep(1.5)
+            assert worker.process.poll() is None, worker.log_tail()
+            parent.kill()
+            # Reap it: a zombie still answers kill(pid, 0) and would look alive.
+            parent.wait(timeout=5)
+            rc = worker.process.wait(timeout=10)
+        finally:
+            worker.terminate(timeout=5)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+    assert rc == 0, worker.log_tail()
+    assert "parent process" in worker.log_path.read_text()
