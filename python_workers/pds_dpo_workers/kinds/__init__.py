@@ -11,6 +11,7 @@ KINDS = {
     "image-generator": "pds_dpo_workers.kinds.image_generator",
     "image-scorer": "pds_dpo_workers.kinds.image_scorer",
     "responder": "pds_dpo_workers.kinds.responder",
+    "response-scorer": "pds_dpo_workers.kinds.response_scorer",
 }
 
 

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from typing import Callable
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 
 # A fixed corpus for the toy tokenizer: deterministic, and covering the words of prompts.
 _CORPUS = """
@@ -32,6 +32,7 @@ a woman wearing a long blue coat and a wide hat walking through a park in autumn
 a cozy living room with a sofa a fireplace bookshelves and a sleeping dog
 describe the image in detail what is happening and why what colors do you see
 how many people are there is there a tree in the picture what is the weather like
+yes no yes no is this answer accurate and faithful to the image reply yes or no
 """
 
 
@@ -212,16 +213,20 @@ def _word_bpe_tokenizer():
         vocab[ch] = len(vocab)
     merges = []
     words = sorted({w for line in _CORPUS.split() for w in [line.strip().lower()] if w})
+    def add(left: str, right: str) -> str:
+        if left + right not in vocab:
+            vocab[left + right] = len(vocab)
+            merges.append((left, right))
+        return left + right
+
+    space = byte_level.pre_tokenize_str(" ")[0][0]
     for word in words:
-        for piece in (word, " " + word):
-            symbols = [s for s, _ in byte_level.pre_tokenize_str(piece)][0]
-            cur = symbols[0]
-            for ch in symbols[1:]:
-                nxt = cur + ch
-                if nxt not in vocab:
-                    vocab[nxt] = len(vocab)
-                    merges.append((cur, ch))
-                cur = nxt
+        symbols = byte_level.pre_tokenize_str(word)[0][0]
+        cur = symbols[0]
+        for ch in symbols[1:]:
+            cur = add(cur, ch)
+        # " word" is one token too: the space symbol merged onto the whole word.
+        add(space, cur)
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
     tok.pre_tokenizer = byte_level
     tok.decoder = decoders.ByteLevel()
@@ -288,6 +293,30 @@ def _build_llava(out_dir: str, seed: int) -> None:
     processor.save_pretrained(out_dir)
 
 
+def _build_reward(out_dir: str, seed: int) -> None:
+    """A sequence-classification reward model (Llama, one label), text only like ArmoRM."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    tokenizer = _word_bpe_tokenizer()
+    tokenizer.padding_side = "right"
+    _seed_all(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        num_labels=1,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    LlamaForSequenceClassification(config).save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+
 Builder = Callable[[str, int], None]
 
 BUILDERS: dict[str, Builder] = {
@@ -296,6 +325,7 @@ BUILDERS: dict[str, Builder] = {
     "sd-black": lambda out, seed: _build_sd(out, seed, "black"),
     "clip-scorer": _build_clip_scorer,
     "llava": _build_llava,
+    "reward": _build_reward,
 }
 
 

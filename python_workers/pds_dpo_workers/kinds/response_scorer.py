@@ -1,0 +1,176 @@
+"""Response scorer: how good an answer to a question is.
+
+Families (model option "type"):
+- "sequence-classification" (default): a reward model over the question and answer through
+  its chat template, text only as in the paper (ArmoRM); models whose custom head returns
+  `.score` work too (set option trust_remote_code for them).
+- "vlm-judge": an image-text-to-text model sees the image, the question and the answer and is
+  asked whether the answer is faithful; the score is P(yes) / (P(yes) + P(no)) of its next
+  token, which the paper's text-only scorer could not see.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+import grpc
+
+from pds_dpo_workers.errors import InvalidModelSpec, ModelLoadError
+from pds_dpo_workers.kinds.base import WorkerContext, item_error, load_image
+from pds_dpo_workers.kinds.responder import load_vlm
+from pds_dpo_workers.models.spec import resolve, torch_dtype
+from pds_dpo_workers.proto import common_pb2, response_scorer_pb2 as pb, response_scorer_pb2_grpc as pb_grpc
+from pds_dpo_workers.streaming import ModelRunner
+
+DEFAULT_BATCH = 16
+JUDGE_QUESTION = (
+    "Question: {question}\nAnswer: {answer}\n"
+    "Is this answer accurate and faithful to the image? Reply yes or no."
+)
+
+
+class ScoringFamily(Protocol):
+    model_class: str
+    needs_image: bool
+
+    def score(self, items: list[pb.ResponseScoringItem], images: list) -> list[dict[str, float]]: ...
+
+
+class SequenceClassificationScorer:
+    needs_image = False
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        resolved = resolve(ctx.spec, ctx.cache_root)
+        remote = ctx.spec.options.get("trust_remote_code") == "true"
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(resolved.directory, local_files_only=True, trust_remote_code=remote)
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                resolved.directory, local_files_only=True, dtype=torch_dtype(ctx.spec, ctx.device), trust_remote_code=remote
+            )
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"cannot load a sequence-classification model from {resolved.directory}: {e}") from None
+        self.model = self.model.to(ctx.device).eval()
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "right"
+        self.resolved = resolved
+        self.model_class = type(self.model).__name__
+
+    def score(self, items, images) -> list[dict[str, float]]:
+        import torch
+
+        texts = [
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": it.question}, {"role": "assistant", "content": it.answer}], tokenize=False
+            )
+            for it in items
+        ]
+        inputs = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt", add_special_tokens=False).to(self.model.device)
+        with torch.no_grad():
+            out = self.model(**inputs)
+        # ArmoRM-style heads return `.score`; plain heads return logits.
+        values = out.score if getattr(out, "score", None) is not None else out.logits
+        values = values.float().reshape(len(items), -1)[:, 0].cpu()
+        return [{"score": float(v)} for v in values]
+
+
+class VlmJudgeScorer:
+    needs_image = True
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.model, self.processor, self.resolved = load_vlm(ctx)
+        tok = self.processor.tokenizer
+
+        def first_tokens(words):
+            return {ids[0] for w in words if (ids := tok.encode(w, add_special_tokens=False))}
+
+        yes = first_tokens(("yes", "Yes", " yes", " Yes"))
+        no = first_tokens(("no", "No", " no", " No"))
+        # A token that starts both words (a bare space, say) says nothing either way.
+        self.yes, self.no = sorted(yes - no), sorted(no - yes)
+        if not self.yes or not self.no:
+            raise ModelLoadError("the judge's tokenizer cannot tell 'yes' from 'no' by their first token")
+        self.model_class = type(self.model).__name__
+
+    def score(self, items, images) -> list[dict[str, float]]:
+        import torch
+
+        from pds_dpo_workers.kinds.responder import chat_prompt
+
+        prompts = [chat_prompt(self.processor, JUDGE_QUESTION.format(question=it.question, answer=it.answer)) for it in items]
+        inputs = self.processor(images=images, text=prompts, return_tensors="pt", padding=True).to(self.model.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        with torch.no_grad():
+            logits = self.model(**inputs).logits[:, -1, :].float()
+        probs = torch.softmax(logits, dim=-1)
+        p_yes = probs[:, self.yes].sum(-1)
+        p_no = probs[:, self.no].sum(-1)
+        score = p_yes / (p_yes + p_no)
+        return [{"score": float(s), "p_yes": float(y), "p_no": float(n)} for s, y, n in zip(score.cpu(), p_yes.cpu(), p_no.cpu())]
+
+
+FAMILIES = {"sequence-classification": SequenceClassificationScorer, "vlm-judge": VlmJudgeScorer}
+
+
+class ResponseScorer(pb_grpc.ResponseScorerServiceServicer):
+    kind = common_pb2.WORKER_KIND_RESPONSE_SCORER
+    service_name = pb.DESCRIPTOR.services_by_name["ResponseScorerService"].full_name
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.family: ScoringFamily | None = None
+        self.runner = ModelRunner()
+
+    def load(self) -> common_pb2.LoadedModel:
+        name = self.ctx.spec.options.get("type", "sequence-classification")
+        if name not in FAMILIES:
+            raise InvalidModelSpec(f"unknown response scorer type {name!r}; known: {', '.join(sorted(FAMILIES))}")
+        self.family = FAMILIES[name](self.ctx)
+        return self.family.resolved.loaded_model(self.family.model_class)
+
+    def register(self, server: grpc.aio.Server) -> None:
+        pb_grpc.add_ResponseScorerServiceServicer_to_server(self, server)
+
+    def _run(self, request, emit, cancel: threading.Event) -> None:
+        total = len(request.items)
+        batch = request.max_batch_size or DEFAULT_BATCH
+        done = 0
+        for start in range(0, total, batch):
+            if cancel.is_set():
+                return
+            chunk = request.items[start : start + batch]
+            ready, images = [], []
+            for it in chunk:
+                if not it.answer.strip():
+                    # An empty answer has nothing to score; it must never look like a low score.
+                    emit(pb.ResponseScorerServiceScoreResponse(score=pb.ResponseScore(id=it.id, error=item_error("empty_answer", "the answer is empty"))))
+                    continue
+                try:
+                    images.append(load_image(self.ctx.store, it.image) if self.family.needs_image else None)
+                    ready.append(it)
+                except Exception as e:  # noqa: BLE001
+                    emit(pb.ResponseScorerServiceScoreResponse(score=pb.ResponseScore(id=it.id, error=item_error("invalid_image", f"{type(e).__name__}: {e}"))))
+            if ready:
+                try:
+                    results = self.family.score(ready, images)
+                except Exception as e:  # noqa: BLE001 - the chunk fails, each item says why
+                    for it in ready:
+                        emit(pb.ResponseScorerServiceScoreResponse(score=pb.ResponseScore(id=it.id, error=item_error("scoring_failed", f"{type(e).__name__}: {e}"))))
+                else:
+                    for it, r in zip(ready, results):
+                        score = r.pop("score")
+                        emit(pb.ResponseScorerServiceScoreResponse(score=pb.ResponseScore(id=it.id, score=score, components=r)))
+            done += len(chunk)
+            emit(pb.ResponseScorerServiceScoreResponse(progress=common_pb2.Progress(done=done, total=total, unit="answers")))
+
+    async def Score(self, request, context: grpc.aio.ServicerContext):
+        async for response in self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel)):
+            yield response
+
+
+def create(ctx: WorkerContext) -> ResponseScorer:
+    return ResponseScorer(ctx)
