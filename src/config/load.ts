@@ -74,9 +74,11 @@ function crossReferences(config: ExperimentConfig, doc: Document, lines: LineCou
     const stage = config.stages[ref.stage] as Record<string, unknown> | undefined;
     if (!stage) continue;
     const value = stage[ref.field];
-    const names = ref.list ? (value as string[]) : [value as string];
+    // A field holds a name, a list of names, or a list of {<key>: name, ...} entries.
+    const list = Array.isArray(value);
+    const names = (list ? (value as unknown[]) : [value]).map((v) => (ref.key && typeof v === "object" && v ? (v as Record<string, string>)[ref.key]! : (v as string)));
     names.forEach((name, i) => {
-      const path = ref.list ? ["stages", ref.stage, ref.field, i] : ["stages", ref.stage, ref.field];
+      const path = list ? ["stages", ref.stage, ref.field, i, ...(ref.key ? [ref.key] : [])] : ["stages", ref.stage, ref.field];
       const worker = config.workers[name];
       const line = lineOf(doc, lines, path);
       if (!worker) {

@@ -30,8 +30,10 @@ export const ModelSchema = z
     quantization: z.enum(["4bit", "8bit"]).optional(),
     /** tiny: seed of the random weights. */
     seed: z.number().int().nonnegative().default(0),
-    /** Scoring family of a scorer worker (image scorer: clip). */
+    /** Scoring family of a scorer worker (image scorer: clip; response scorer: sequence-classification, vlm-judge). */
     type: z.string().min(1).optional(),
+    /** Run the model repository's own code (ArmoRM's custom head needs it). */
+    trust_remote_code: z.boolean().optional(),
   })
   .superRefine((m, ctx) => {
     const need = (key: "name" | "id" | "revision" | "path", why: string) => {
@@ -109,7 +111,8 @@ const DecodingSchema = z.strictObject({
 export const ResponsesStageSchema = z.strictObject({
   responders: z.array(z.string().min(1)).min(1),
   decoding: DecodingSchema.default({ max_new_tokens: 256, do_sample: false, num_samples: 1 }),
-  scorer: z.string().min(1),
+  /** One response scorer, or a weighted sum of several (e.g. a text reward model and a VLM judge). */
+  scorer: z.union([z.string().min(1), z.array(z.strictObject({ worker: z.string().min(1), weight: z.number() })).min(1)]),
   pairs: z
     .strictObject({
       policy: z.enum(["best-vs-worst"]).default("best-vs-worst"),
@@ -163,7 +166,7 @@ export const EvaluateStageSchema = z.strictObject({
 export const STAGES = ["images", "responses", "train", "evaluate"] as const;
 export type StageName = (typeof STAGES)[number];
 /** Stages this version can execute. */
-export const IMPLEMENTED_STAGES: readonly StageName[] = ["images"];
+export const IMPLEMENTED_STAGES: readonly StageName[] = ["images", "responses"];
 
 export const ExperimentSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "use letters, digits, '.', '_' and '-'"),
@@ -179,13 +182,19 @@ export const ExperimentSchema = z.strictObject({
 });
 export type ExperimentConfig = z.infer<typeof ExperimentSchema>;
 export type ImagesStageConfig = z.infer<typeof ImagesStageSchema>;
+export type ResponsesStageConfig = z.infer<typeof ResponsesStageSchema>;
+
+/** The response scorers of a responses stage with their weights. */
+export function responseScorers(stage: ResponsesStageConfig): { worker: string; weight: number }[] {
+  return typeof stage.scorer === "string" ? [{ worker: stage.scorer, weight: 1 }] : stage.scorer;
+}
 
 /** Which stage field names which kind of worker: checked after parsing. */
-export const WORKER_REFERENCES: { stage: StageName; field: string; kind: WorkerKindName; list?: boolean }[] = [
+export const WORKER_REFERENCES: { stage: StageName; field: string; kind: WorkerKindName; key?: string }[] = [
   { stage: "images", field: "generator", kind: "image-generator" },
   { stage: "images", field: "scorer", kind: "image-scorer" },
-  { stage: "responses", field: "responders", kind: "responder", list: true },
-  { stage: "responses", field: "scorer", kind: "response-scorer" },
+  { stage: "responses", field: "responders", kind: "responder" },
+  { stage: "responses", field: "scorer", kind: "response-scorer", key: "worker" },
   { stage: "train", field: "trainer", kind: "dpo-trainer" },
   { stage: "evaluate", field: "evaluator", kind: "evaluator" },
 ];

@@ -3,6 +3,7 @@
 import type { StageName, WorkerKindName } from "../config/schema.js";
 import type { ImageCandidate } from "../plan/image-plan.js";
 import type { ArtifactInfo } from "../store/cas.js";
+import type { AnswerRecord } from "../store/dataset-format.js";
 
 export interface ErrorInfo {
   code: string;
@@ -21,6 +22,16 @@ export type RunEventBody =
   | { type: "image.generated"; candidate: ImageCandidate; worker: string; artifact?: ArtifactInfo; defects: string[]; error?: ErrorInfo; seconds?: number }
   | { type: "image.scored"; id: string; worker: string; score?: number; components?: Record<string, number>; error?: ErrorInfo }
   | { type: "image.selected"; promptId: string; kept: string | null; score?: number; reason?: string; path?: string; sha256?: string }
+  | { type: "response.generated"; answer: AnswerRecord; worker: string }
+  | { type: "response.scored"; id: string; worker: string; score?: number; components?: Record<string, number>; error?: ErrorInfo }
+  | {
+      type: "pairs.selected";
+      promptId: string;
+      pairs: { id: string; chosen: string; rejected: string; margin: number }[];
+      droppedCandidates: { id: string; reason: string }[];
+      droppedPair?: string;
+    }
+  | { type: "dataset.written"; files: { path: string; sha256: string; bytes: number }[]; pairs: number }
   | { type: "warning"; message: string };
 
 export type RunEvent = RunEventBody & { ts: string };

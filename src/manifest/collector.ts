@@ -2,6 +2,7 @@
 import type { ExperimentConfig } from "../config/schema.js";
 import type { Listener } from "../events/bus.js";
 import type { ErrorInfo, RunEvent } from "../events/types.js";
+import { sha256 } from "../store/cas.js";
 
 export const MANIFEST_SCHEMA = "pds-dpo/manifest@1";
 
@@ -54,6 +55,11 @@ export class ManifestCollector {
   private readonly stages: Record<string, { status: string; total?: number; counts?: Record<string, number>; seconds?: number }> = {};
   private readonly prompts = new Map<string, PromptRecord>();
   private readonly candidates = new Map<string, CandidateRecord>();
+  private readonly answers = new Map<string, Record<string, unknown>>();
+  private readonly pairs: { prompt_id: string; pairs: unknown[]; dropped_pair?: string }[] = [];
+  private readonly droppedCandidates: Record<string, number> = {};
+  private readonly droppedImages: Record<string, number> = {};
+  private dataset: { files: { path: string; sha256: string; bytes: number }[]; pairs: number } | undefined;
   private readonly artifacts: { path: string; sha256: string; bytes: number; stage: string; item: string; worker?: string }[] = [];
 
   constructor(private readonly input: ManifestInput) {}
@@ -126,6 +132,39 @@ export class ManifestCollector {
         }
         return;
       }
+      case "response.generated": {
+        const a = e.answer;
+        // Texts live in dataset/pairs.jsonl; the manifest keeps their hashes.
+        this.answers.set(a.id, {
+          id: a.id,
+          prompt_id: a.promptId,
+          responder: a.responder,
+          sample_index: a.sampleIndex,
+          finish_reason: a.finishReason,
+          num_tokens: a.numTokens,
+          words: a.text.trim() ? a.text.trim().split(/\s+/).length : 0,
+          text_sha256: sha256(a.text),
+          ...(a.error ? { error: a.error } : {}),
+          scores: {},
+        });
+        return;
+      }
+      case "response.scored": {
+        const a = this.answers.get(e.id);
+        if (!a) return;
+        if (e.score !== undefined) (a.scores as Record<string, number>)[e.worker] = e.score;
+        if (e.error) a.error ??= `${e.worker}: ${e.error.code}: ${e.error.message}`;
+        return;
+      }
+      case "pairs.selected":
+        this.pairs.push({ prompt_id: e.promptId, pairs: e.pairs, ...(e.droppedPair && e.pairs.length === 0 ? { dropped_pair: e.droppedPair } : {}) });
+        for (const d of e.droppedCandidates) this.droppedCandidates[d.reason] = (this.droppedCandidates[d.reason] ?? 0) + 1;
+        if (e.droppedPair && e.pairs.length === 0) this.droppedImages[e.droppedPair] = (this.droppedImages[e.droppedPair] ?? 0) + 1;
+        return;
+      case "dataset.written":
+        this.dataset = { files: e.files, pairs: e.pairs };
+        for (const f of e.files) this.artifacts.push({ path: f.path, sha256: f.sha256, bytes: f.bytes, stage: "responses", item: "dataset" });
+        return;
       default:
         return;
     }
@@ -146,10 +185,22 @@ export class ManifestCollector {
       stages: {
         ...Object.fromEntries(Object.entries(this.stages)),
         ...(this.stages.images ? { images: { ...this.stages.images, prompts } } : {}),
+        ...(this.stages.responses
+          ? {
+              responses: {
+                ...this.stages.responses,
+                dropped_candidates: this.droppedCandidates,
+                dropped_images: this.droppedImages,
+                answers: [...this.answers.values()],
+                pairs: this.pairs,
+              },
+            }
+          : {}),
       },
       artifacts: this.artifacts,
       outputs: {
         kept_images: prompts.filter((p) => p.kept).map((p) => ({ prompt_id: p.id, path: p.kept!.path, sha256: p.kept!.sha256 })),
+        ...(this.dataset ? { dataset: { pairs: this.dataset.pairs, files: this.dataset.files, sha256: this.dataset.files.find((f) => f.path.endsWith("pairs.jsonl"))?.sha256 } } : {}),
       },
     };
   }

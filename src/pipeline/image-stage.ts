@@ -1,32 +1,26 @@
 // The image stage: prompts x guidance scales x images per scale -> generate -> score ->
 // keep the best per prompt. Generation and scoring run concurrently (different workers);
 // each result is verified in the store and announced as it arrives.
-import type { LoadedConfig } from "../config/load.js";
 import { StageFailedError } from "../errors.js";
-import type { EventBus } from "../events/bus.js";
 import { OutputMode, type Blob } from "../gen/pdsdpo/v1/common.js";
 import { ImageDefect, imageDefectToJSON, type GeneratedImage } from "../gen/pdsdpo/v1/image_generator.js";
 import { planImages, type ImageCandidate } from "../plan/image-plan.js";
 import { selectBest, type CandidateOutcome } from "../plan/select.js";
 import type { ArtifactInfo, ContentStore } from "../store/cas.js";
-import type { RunDir } from "../store/run-dir.js";
-import { AsyncQueue } from "../util/async-queue.js";
-import type { RunningWorker, WorkerPool } from "./worker-pool.js";
+import { AsyncQueue, drainInBatches } from "../util/async-queue.js";
+import { allOrAbort, guarded } from "./stage-util.js";
+import type { KeptImage, StageContext } from "./stage-context.js";
 
 export const DEFAULT_GENERATE_BATCH = 4;
 export const DEFAULT_SCORE_BATCH = 16;
 
-export interface StageContext {
-  loaded: LoadedConfig;
-  bus: EventBus;
-  store: ContentStore;
-  runDir: RunDir;
-  pool: WorkerPool;
-  signal: AbortSignal;
-}
-
 function defectName(d: ImageDefect): string {
   return imageDefectToJSON(d).replace(/^IMAGE_DEFECT_/, "").toLowerCase();
+}
+
+/** A store artifact as a by-reference Blob. */
+export function blobRef(a: ArtifactInfo): Blob {
+  return { kind: { $case: "ref", value: { uri: a.uri, sha256: a.sha256, bytes: a.bytes, mediaType: a.mediaType } } };
 }
 
 function artifactOf(store: ContentStore, blob: Blob | undefined): ArtifactInfo {
@@ -97,18 +91,11 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
     bus.emit({ type: "stage.progress", stage: "images", step: "generate", done: generated, total: candidates.length });
   };
 
-  const score = async () => {
-    const batch = scorer.batchSize ?? DEFAULT_SCORE_BATCH;
-    for (;;) {
-      const items = await toScore.take(batch);
-      if (items.length === 0) return;
+  const score = () =>
+    drainInBatches(toScore, scorer.batchSize ?? DEFAULT_SCORE_BATCH, async (items) => {
       const req = {
-        items: items.map(({ candidate, artifact }) => ({
-          id: candidate.id,
-          prompt: candidate.prompt,
-          image: { kind: { $case: "ref" as const, value: { uri: artifact.uri, sha256: artifact.sha256, bytes: artifact.bytes, mediaType: artifact.mediaType } } },
-        })),
-        maxBatchSize: batch,
+        items: items.map(({ candidate, artifact }) => ({ id: candidate.id, prompt: candidate.prompt, image: blobRef(artifact) })),
+        maxBatchSize: items.length,
       };
       const stream = scorer.client.scoreImages(req, { deadlineMs: pool.deadlineMs(scorer, items.length), signal: abort.signal });
       for await (const msg of guarded(pool, scorer, "Score", stream)) {
@@ -126,8 +113,7 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
         }
         bus.emit({ type: "stage.progress", stage: "images", step: "score", done: scored, total: candidates.length });
       }
-    }
-  };
+    });
 
   try {
     await allOrAbort([generate(), score()], abort);
@@ -139,14 +125,27 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
   }
 
   const selections = selectBest([...outcomes.values()], stage.min_score);
-  let kept = 0;
+  const keptImages: KeptImage[] = [];
+  const promptById = new Map(loaded.prompts.map((p) => [p.id, p]));
   for (const sel of selections) {
     if (sel.kept !== null) {
-      const sha = artifacts.get(sel.kept)!.sha256;
+      const artifact = artifacts.get(sel.kept)!;
+      const candidate = byId.get(sel.kept)!;
       const dest = runDir.imagePath(sel.promptId);
-      runDir.placeArtifact(store.pathOf(sha), dest);
-      kept++;
-      bus.emit({ type: "image.selected", promptId: sel.promptId, kept: sel.kept, score: sel.score, path: runDir.rel(dest), sha256: sha });
+      runDir.placeArtifact(store.pathOf(artifact.sha256), dest);
+      keptImages.push({
+        promptId: sel.promptId,
+        promptIndex: candidate.promptIndex,
+        category: candidate.category,
+        t2iPrompt: candidate.prompt,
+        instruction: promptById.get(sel.promptId)!.instruction,
+        candidateId: sel.kept,
+        guidanceScale: candidate.guidanceScale,
+        score: sel.score,
+        artifact,
+        path: runDir.rel(dest),
+      });
+      bus.emit({ type: "image.selected", promptId: sel.promptId, kept: sel.kept, score: sel.score, path: runDir.rel(dest), sha256: artifact.sha256 });
     } else {
       bus.emit({ type: "image.selected", promptId: sel.promptId, kept: null, reason: sel.reason, score: sel.bestScore });
     }
@@ -159,32 +158,10 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
     defective: count((o) => o.defects.length > 0),
     failed: count((o) => o.error !== undefined),
     scored: count((o) => o.score !== undefined),
-    kept,
-    dropped: selections.length - kept,
+    kept: keptImages.length,
+    dropped: selections.length - keptImages.length,
   };
-  if (kept === 0) bus.emit({ type: "warning", message: "no prompt kept an image (see the manifest's dropped reasons)" });
+  ctx.results.images = keptImages.sort((a, b) => a.promptIndex - b.promptIndex);
+  if (keptImages.length === 0) bus.emit({ type: "warning", message: "no prompt kept an image (see the manifest's dropped reasons)" });
   bus.emit({ type: "stage.finished", stage: "images", status: "succeeded", counts, seconds: (performance.now() - t0) / 1000 });
-}
-
-/** Turns the RPC error of a worker that died into a crash naming the worker and its log. */
-async function* guarded<T>(pool: WorkerPool, worker: RunningWorker, what: string, stream: AsyncGenerator<T>): AsyncGenerator<T> {
-  try {
-    yield* stream;
-  } catch (e) {
-    throw await pool.explain(worker, e, what);
-  }
-}
-
-/** Runs tasks together; the first failure aborts the rest and is the one thrown. */
-async function allOrAbort(tasks: Promise<void>[], abort: AbortController): Promise<void> {
-  let first: unknown;
-  await Promise.all(
-    tasks.map((t) =>
-      t.catch((e: unknown) => {
-        if (first === undefined) first = e;
-        abort.abort();
-      }),
-    ),
-  );
-  if (first !== undefined) throw first;
 }

@@ -11,7 +11,9 @@ import { newRunId, RunDir } from "../store/run-dir.js";
 import { gitCommit, orchestratorVersion } from "../util/project.js";
 import { LocalRuntime } from "../workers/local-runtime.js";
 import type { WorkerRuntime } from "../workers/runtime.js";
-import { runImageStage, type StageContext } from "./image-stage.js";
+import { runImageStage } from "./image-stage.js";
+import { runResponseStage } from "./response-stage.js";
+import type { StageContext } from "./stage-context.js";
 import { WorkerPool } from "./worker-pool.js";
 
 export interface RunOptions {
@@ -34,6 +36,7 @@ export interface RunResult {
 
 const EXECUTORS: Partial<Record<StageName, (ctx: StageContext) => Promise<void>>> = {
   images: runImageStage,
+  responses: runResponseStage,
 };
 
 /** Pure: the stages a run executes, in order; unimplemented ones are a usage error. */
@@ -54,7 +57,7 @@ export function workersFor(loaded: LoadedConfig, stages: StageName[]): string[] 
   for (const ref of WORKER_REFERENCES) {
     if (!stages.includes(ref.stage)) continue;
     const value = (loaded.config.stages[ref.stage] as Record<string, unknown> | undefined)?.[ref.field];
-    for (const name of ref.list ? (value as string[]) : [value as string]) used.add(name);
+    for (const v of Array.isArray(value) ? value : [value]) used.add(ref.key && typeof v === "object" ? (v as Record<string, string>)[ref.key]! : (v as string));
   }
   return Object.keys(loaded.config.workers).filter((n) => used.has(n));
 }
@@ -83,7 +86,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   writeManifest();
   const signal = opts.signal ?? new AbortController().signal;
   const pool = new WorkerPool(opts.runtime ?? new LocalRuntime(), loaded, { storeRoot: opts.storeRoot, logPath: (w) => runDir.logPath(w) }, bus);
-  const ctx: StageContext = { loaded, bus, store: new ContentStore(opts.storeRoot), runDir, pool, signal };
+  const ctx: StageContext = { loaded, bus, store: new ContentStore(opts.storeRoot), runDir, pool, signal, results: {} };
   let error: unknown;
   try {
     await pool.startAll(workersFor(loaded, stages), signal);

@@ -28,3 +28,12 @@ export class AsyncQueue<T> {
     w?.();
   }
 }
+
+/** Takes batches of up to `size` from the queue until it is closed and drained. */
+export async function drainInBatches<T>(queue: AsyncQueue<T>, size: number, handle: (batch: T[]) => Promise<void>): Promise<void> {
+  for (;;) {
+    const batch = await queue.take(size);
+    if (batch.length === 0) return;
+    await handle(batch);
+  }
+}

@@ -8,6 +8,12 @@ import {
   type ImageScorerServiceScoreRequest,
   type ImageScorerServiceScoreResponse,
 } from "../gen/pdsdpo/v1/image_scorer.js";
+import { ResponderServiceClient, type RespondRequest, type RespondResponse } from "../gen/pdsdpo/v1/responder.js";
+import {
+  ResponseScorerServiceClient,
+  type ResponseScorerServiceScoreRequest,
+  type ResponseScorerServiceScoreResponse,
+} from "../gen/pdsdpo/v1/response_scorer.js";
 import { WorkerServiceClient } from "../gen/pdsdpo/v1/worker.js";
 import { CHANNEL_OPTIONS, insecure, readStream, toRpcError, type CallControl } from "./grpc-util.js";
 
@@ -16,6 +22,8 @@ export class WorkerClient {
   private readonly health: HealthClient;
   private generator?: ImageGeneratorServiceClient;
   private imageScorer?: ImageScorerServiceClient;
+  private responder?: ResponderServiceClient;
+  private responseScorer?: ResponseScorerServiceClient;
 
   constructor(readonly name: string, readonly address: string) {
     this.worker = new WorkerServiceClient(address, insecure(), CHANNEL_OPTIONS);
@@ -54,9 +62,18 @@ export class WorkerClient {
     return readStream((deadline) => c.score(req, { deadline }), `${this.name}.Score`, ctl);
   }
 
+  respond(req: RespondRequest, ctl: CallControl): AsyncGenerator<RespondResponse> {
+    const c = (this.responder ??= this.sibling(ResponderServiceClient));
+    return readStream((deadline) => c.respond(req, { deadline }), `${this.name}.Respond`, ctl);
+  }
+
+  scoreResponses(req: ResponseScorerServiceScoreRequest, ctl: CallControl): AsyncGenerator<ResponseScorerServiceScoreResponse> {
+    const c = (this.responseScorer ??= this.sibling(ResponseScorerServiceClient));
+    return readStream((deadline) => c.score(req, { deadline }), `${this.name}.Score`, ctl);
+  }
+
   close(): void {
-    this.generator?.close();
-    this.imageScorer?.close();
+    for (const c of [this.generator, this.imageScorer, this.responder, this.responseScorer]) c?.close();
     this.health.close();
     this.worker.close();
   }

@@ -107,6 +107,22 @@ class Responder(pb_grpc.ResponderServiceServicer):
     def register(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_ResponderServiceServicer_to_server(self, server)
 
+    @property
+    def context_length(self) -> int | None:
+        cfg = getattr(self.model.config, "text_config", self.model.config)
+        return getattr(cfg, "max_position_embeddings", None)
+
+    def _too_long(self, item: pb.RespondItem, image) -> str | None:
+        """Why the prompt plus the answer would not fit the model's context, if it would not."""
+        limit = self.context_length
+        if not limit:
+            return None
+        n = self.processor(images=[image], text=[chat_prompt(self.processor, item.instruction)], return_tensors="pt")["input_ids"].shape[1]
+        budget = item.decoding.max_new_tokens or 256
+        if n + budget > limit:
+            return f"prompt of {n} tokens plus max_new_tokens {budget} exceeds the model's context of {limit}"
+        return None
+
     def _generate(self, items: list[tuple[pb.RespondItem, object]], decoding: pb.Decoding, seed: int | None):
         import torch
 
@@ -148,13 +164,20 @@ class Responder(pb_grpc.ResponderServiceServicer):
         batch = request.max_batch_size or DEFAULT_BATCH
         ready = []
         for item in request.items:
+            n = max(1, item.decoding.num_samples)
             try:
-                ready.append((item, load_image(self.ctx.store, item.image)))
+                image = load_image(self.ctx.store, item.image)
+                problem = self._too_long(item, image)
             except Exception as e:  # noqa: BLE001 - a bad image fails its item only
-                n = max(1, item.decoding.num_samples)
+                code, problem = "invalid_image", f"{type(e).__name__}: {e}"
+            else:
+                code = "context_too_long"
+            if problem:
                 for k in range(n):
-                    emit(pb.RespondResponse(response=pb.GeneratedResponse(id=item.id, sample_index=k, finish_reason="error", error=item_error("invalid_image", f"{type(e).__name__}: {e}"))))
+                    emit(pb.RespondResponse(response=pb.GeneratedResponse(id=item.id, sample_index=k, finish_reason="error", error=item_error(code, problem))))
                 done += n
+            else:
+                ready.append((item, image))
 
         def emit_results(chunk, results, sample_index):
             for (it, _), (text, n_tokens, finish) in zip(chunk, results):

@@ -242,8 +242,12 @@ def _word_bpe_tokenizer():
     )
 
 
-def _build_llava(out_dir: str, seed: int) -> None:
-    """LLaVA-1.5 architecture (CLIP vision tower, MLP projector, Llama LM) at toy size."""
+def _build_llava(out_dir: str, seed: int, variant: str = "") -> None:
+    """LLaVA-1.5 architecture (CLIP vision tower, MLP projector, Llama LM) at toy size.
+
+    variant "mute": its generation config suppresses every token but end-of-sequence, so
+    it always answers "" (a real failure mode the pair policy must survive).
+    """
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
@@ -281,6 +285,8 @@ def _build_llava(out_dir: str, seed: int) -> None:
     config.vision_config.model_type = "clip_vision_model"
     model = LlavaForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if variant == "mute":
+        model.generation_config.suppress_tokens = [i for i in range(len(tokenizer)) if i != tokenizer.eos_token_id]
     model.save_pretrained(out_dir, safe_serialization=True)
     processor = LlavaProcessor(
         image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
@@ -325,6 +331,7 @@ BUILDERS: dict[str, Builder] = {
     "sd-black": lambda out, seed: _build_sd(out, seed, "black"),
     "clip-scorer": _build_clip_scorer,
     "llava": _build_llava,
+    "llava-mute": lambda out, seed: _build_llava(out, seed, "mute"),
     "reward": _build_reward,
 }
 

@@ -1,0 +1,210 @@
+// The response stage: kept images x responders (concurrently, each its own worker) ->
+// candidate answers -> every response scorer -> weighted score -> pair policy -> the
+// dataset files (pairs.jsonl, llava.json, README.md).
+import { join } from "node:path";
+import { mkdirSync, readFileSync } from "node:fs";
+import { responseScorers } from "../config/schema.js";
+import { DEFAULT_PAIR_POLICY, pickPairs, type PairPolicy } from "../plan/pairs.js";
+import { derivedSeed } from "../plan/seeds.js";
+import { sha256 } from "../store/cas.js";
+import { datasetCard, llavaEntry, pairsJsonLine, questionOf, type AnswerRecord, type PairRecord } from "../store/dataset-format.js";
+import { AsyncQueue, drainInBatches } from "../util/async-queue.js";
+import { blobRef } from "./image-stage.js";
+import type { KeptImage, StageContext } from "./stage-context.js";
+import { allOrAbort, guarded } from "./stage-util.js";
+import type { RunningWorker } from "./worker-pool.js";
+
+export const DEFAULT_RESPOND_BATCH = 8;
+export const DEFAULT_RESPONSE_SCORE_BATCH = 16;
+
+const modelOf = (w: RunningWorker) => ({ id: w.info.model?.spec?.id || w.info.model?.spec?.path || "", revision: w.info.model?.resolvedRevision ?? "" });
+
+export async function runResponseStage(ctx: StageContext): Promise<void> {
+  const { loaded, bus, pool, signal } = ctx;
+  const stage = loaded.config.stages.responses!;
+  const kept = ctx.results.images ?? [];
+  const byPrompt = new Map(kept.map((k) => [k.promptId, k]));
+  const responders = stage.responders.map((n) => pool.get(n));
+  const scorers = responseScorers(stage).map((s) => ({ weight: s.weight, worker: pool.get(s.worker) }));
+  const samples = stage.decoding.num_samples;
+  const total = kept.length * responders.length * samples;
+  const t0 = performance.now();
+  bus.emit({ type: "stage.started", stage: "responses", total });
+
+  const decoding = {
+    maxNewTokens: stage.decoding.max_new_tokens,
+    doSample: stage.decoding.do_sample,
+    temperature: stage.decoding.temperature ?? 0,
+    topP: stage.decoding.top_p ?? 0,
+    topK: stage.decoding.top_k ?? 0,
+    repetitionPenalty: 0,
+    numSamples: samples,
+  };
+  const answers = new Map<string, AnswerRecord>();
+  const queues = scorers.map(() => new AsyncQueue<AnswerRecord>());
+  const abort = new AbortController();
+  const onOuterAbort = () => abort.abort();
+  signal.addEventListener("abort", onOuterAbort, { once: true });
+  let answered = 0;
+  const scoredBy = new Map<string, number>();
+
+  const respond = async (w: RunningWorker) => {
+    const batch = w.batchSize ?? DEFAULT_RESPOND_BATCH;
+    for (let i = 0; i < kept.length; i += batch) {
+      const chunk = kept.slice(i, i + batch);
+      const items = chunk.map((k) => {
+        const id = `${k.promptId}.${w.name}`;
+        return { id, image: blobRef(k.artifact), instruction: k.instruction, seed: derivedSeed(loaded.config.seed, id), decoding };
+      });
+      const promptOf = new Map(chunk.map((k) => [`${k.promptId}.${w.name}`, k]));
+      const stream = w.client.respond({ items, maxBatchSize: batch }, { deadlineMs: pool.deadlineMs(w, chunk.length * samples), signal: abort.signal });
+      for await (const msg of guarded(pool, w, "Respond", stream)) {
+        if (msg.event?.$case !== "response") continue;
+        const r = msg.event.value;
+        const image = promptOf.get(r.id);
+        const id = `${r.id}.s${r.sampleIndex}`;
+        if (!image || answers.has(id)) continue;
+        const answer: AnswerRecord = {
+          id,
+          promptId: image.promptId,
+          responder: w.name,
+          model: modelOf(w),
+          sampleIndex: r.sampleIndex,
+          decoding: stage.decoding,
+          text: r.text,
+          numTokens: r.numTokens,
+          finishReason: r.finishReason,
+          ...(r.error ? { error: `${r.error.code}: ${r.error.message}` } : {}),
+          scores: {},
+        };
+        answers.set(id, answer);
+        answered++;
+        bus.emit({ type: "response.generated", answer, worker: w.name });
+        bus.emit({ type: "stage.progress", stage: "responses", step: "respond", done: answered, total });
+        // Failed and empty answers are never scored: they cannot become a pair.
+        if (!answer.error && answer.text.trim()) for (const q of queues) q.push(answer);
+      }
+    }
+  };
+
+  const score = (s: (typeof scorers)[number], queue: AsyncQueue<AnswerRecord>) =>
+    drainInBatches(queue, s.worker.batchSize ?? DEFAULT_RESPONSE_SCORE_BATCH, async (batch) => {
+      const items = batch.map((a) => ({ id: a.id, question: questionOf(byPrompt.get(a.promptId)!.instruction), answer: a.text, image: blobRef(byPrompt.get(a.promptId)!.artifact) }));
+      const stream = s.worker.client.scoreResponses({ items, maxBatchSize: batch.length }, { deadlineMs: pool.deadlineMs(s.worker, batch.length), signal: abort.signal });
+      for await (const msg of guarded(pool, s.worker, "Score", stream)) {
+        if (msg.event?.$case !== "score") continue;
+        const r = msg.event.value;
+        const answer = answers.get(r.id);
+        if (!answer || s.worker.name in answer.scores) continue;
+        const n = (scoredBy.get(s.worker.name) ?? 0) + 1;
+        scoredBy.set(s.worker.name, n);
+        if (r.error) {
+          answer.error ??= `${s.worker.name}: ${r.error.code}: ${r.error.message}`;
+          bus.emit({ type: "response.scored", id: r.id, worker: s.worker.name, error: { code: r.error.code, message: r.error.message } });
+        } else {
+          answer.scores[s.worker.name] = r.score;
+          bus.emit({ type: "response.scored", id: r.id, worker: s.worker.name, score: r.score, components: r.components });
+        }
+        bus.emit({ type: "stage.progress", stage: "responses", step: `score:${s.worker.name}`, done: n, total });
+      }
+    });
+
+  const responding = Promise.all(responders.map(respond)).finally(() => queues.forEach((q) => q.close()));
+  try {
+    await allOrAbort([responding.then(() => undefined), ...scorers.map((s, i) => score(s, queues[i]!))], abort);
+  } catch (e) {
+    bus.emit({ type: "stage.finished", stage: "responses", status: "failed", counts: { candidates: total, answered }, seconds: (performance.now() - t0) / 1000 });
+    throw e;
+  } finally {
+    signal.removeEventListener("abort", onOuterAbort);
+  }
+
+  for (const a of answers.values()) {
+    if (scorers.every((s) => s.worker.name in a.scores)) a.score = scorers.reduce((sum, s) => sum + s.weight * a.scores[s.worker.name]!, 0);
+  }
+  const policy: PairPolicy = { ...DEFAULT_PAIR_POLICY, ...stage.pairs };
+  const records: PairRecord[] = [];
+  const droppedCandidates: Record<string, number> = {};
+  const droppedImages: Record<string, number> = {};
+  const order = new Map(stage.responders.map((n, i) => [n, i]));
+  for (const image of kept) {
+    const candidates = [...answers.values()]
+      .filter((a) => a.promptId === image.promptId)
+      .sort((a, b) => order.get(a.responder)! - order.get(b.responder)! || a.sampleIndex - b.sampleIndex);
+    const out = pickPairs(candidates, policy);
+    for (const d of out.droppedCandidates) droppedCandidates[d.reason] = (droppedCandidates[d.reason] ?? 0) + 1;
+    if (out.droppedPair && out.pairs.length === 0) droppedImages[out.droppedPair] = (droppedImages[out.droppedPair] ?? 0) + 1;
+    const ids = out.pairs.map((_, i) => (policy.pairs_per_image === 1 ? image.promptId : `${image.promptId}.p${i}`));
+    out.pairs.forEach((pair, i) => {
+      records.push({ id: ids[i]!, image: imageRecord(image), pair: pair as PairRecord["pair"], candidates });
+    });
+    bus.emit({
+      type: "pairs.selected",
+      promptId: image.promptId,
+      pairs: out.pairs.map((p, i) => ({ id: ids[i]!, chosen: p.chosen.id, rejected: p.rejected.id, margin: p.margin })),
+      droppedCandidates: out.droppedCandidates,
+      droppedPair: out.droppedPair,
+    });
+  }
+
+  const files = writeDataset(ctx, records, policy, { droppedCandidates, droppedImages, answered, total, kept: kept.length });
+  bus.emit({ type: "dataset.written", files, pairs: records.length });
+  const counts = {
+    images: kept.length,
+    candidates: total,
+    answered,
+    failed: [...answers.values()].filter((a) => a.error).length,
+    scored: [...answers.values()].filter((a) => a.score !== undefined).length,
+    pairs: records.length,
+    images_without_pair: Object.values(droppedImages).reduce((a, b) => a + b, 0),
+  };
+  if (records.length === 0) bus.emit({ type: "warning", message: "no preference pair was made (see the manifest's dropped reasons)" });
+  bus.emit({ type: "stage.finished", stage: "responses", status: "succeeded", counts, seconds: (performance.now() - t0) / 1000 });
+}
+
+function imageRecord(k: KeptImage) {
+  return { promptId: k.promptId, category: k.category, t2iPrompt: k.t2iPrompt, instruction: k.instruction, candidateId: k.candidateId, guidanceScale: k.guidanceScale, score: k.score, sha256: k.artifact.sha256, path: k.path };
+}
+
+function writeDataset(
+  ctx: StageContext,
+  records: PairRecord[],
+  policy: PairPolicy,
+  stats: { droppedCandidates: Record<string, number>; droppedImages: Record<string, number>; answered: number; total: number; kept: number },
+) {
+  const { runDir, loaded, pool } = ctx;
+  const dir = join(runDir.path, "dataset");
+  mkdirSync(dir, { recursive: true });
+  const written = (name: string, content: string) => {
+    const path = join(dir, name);
+    runDir.writeAtomic(path, content);
+    const data = readFileSync(path);
+    return { path: runDir.rel(path), sha256: sha256(data), bytes: data.length };
+  };
+  const files = [
+    written("pairs.jsonl", records.map((r) => `${pairsJsonLine(r, policy)}\n`).join("")),
+    written("llava.json", `${JSON.stringify(records.map(llavaEntry), null, 2)}\n`),
+  ];
+  const stage = loaded.config.stages.responses!;
+  const roles = [
+    ...stage.responders.map((w) => [w, "responder"] as const),
+    ...responseScorers(stage).map((s) => [s.worker, `response scorer (weight ${s.weight})`] as const),
+    [loaded.config.stages.images.generator, "image generator"] as const,
+    [loaded.config.stages.images.scorer, "image scorer"] as const,
+  ];
+  const card = datasetCard({
+    name: loaded.config.name,
+    runId: runDir.runId,
+    counts: { kept_images: stats.kept, candidates: stats.total, answered: stats.answered, pairs: records.length },
+    droppedCandidates: stats.droppedCandidates,
+    droppedImages: stats.droppedImages,
+    policy,
+    models: roles.map(([worker, role]) => {
+      const w = pool.get(worker);
+      return { worker, role, ...modelOf(w), weightsSha256: w.info.model?.weightsSha256 ?? "" };
+    }),
+    files,
+  });
+  files.push(written("README.md", card));
+  return files;
+}

@@ -1,0 +1,25 @@
+// Helpers shared by the stage executors.
+import type { RunningWorker, WorkerPool } from "./worker-pool.js";
+
+/** Turns the RPC error of a worker that died into a crash naming the worker and its log. */
+export async function* guarded<T>(pool: WorkerPool, worker: RunningWorker, what: string, stream: AsyncGenerator<T>): AsyncGenerator<T> {
+  try {
+    yield* stream;
+  } catch (e) {
+    throw await pool.explain(worker, e, what);
+  }
+}
+
+/** Runs tasks together; the first failure aborts the rest and is the one thrown. */
+export async function allOrAbort(tasks: Promise<void>[], abort: AbortController): Promise<void> {
+  let first: unknown;
+  await Promise.all(
+    tasks.map((t) =>
+      t.catch((e: unknown) => {
+        if (first === undefined) first = e;
+        abort.abort();
+      }),
+    ),
+  );
+  if (first !== undefined) throw first;
+}
