@@ -106,7 +106,8 @@ export interface CardInput {
   files: { path: string; sha256: string; bytes: number }[];
 }
 
-const table = (rows: string[][]) => rows.map((r) => `| ${r.join(" | ")} |`).join("\n");
+/** A markdown table; a table with no rows says "none". */
+const table = (rows: string[][]) => (rows.length > 2 ? rows : [...rows, rows[0]!.map((_, i) => (i === 0 ? "none" : ""))]).map((r) => `| ${r.join(" | ")} |`).join("\n");
 
 export function datasetCard(c: CardInput): string {
   const kv = (o: Record<string, unknown>) => Object.entries(o).map(([k, v]) => [k, String(v)]);

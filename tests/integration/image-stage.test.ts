@@ -32,7 +32,7 @@ async function runInto(config: string, store: string, extra: string[] = []) {
 }
 
 describe("orchestrate run configs/tiny.yaml", () => {
-  it("writes a manifest listing every image per prompt and the kept one; same seed, separate stores: identical bytes and scores", async () => {
+  it("images and responses: manifest of every image and the kept one, dataset files; same seed, separate stores: identical bytes, scores and pairs", async () => {
     const a = await runInto(join(ROOT, "configs/tiny.yaml"), tempDir());
     const b = await runInto(join(ROOT, "configs/tiny.yaml"), tempDir());
     expect(a.r.stderr).toContain("stage images succeeded");
@@ -65,6 +65,20 @@ describe("orchestrate run configs/tiny.yaml", () => {
     for (const p of prompts) {
       expect(readFileSync(join(b.runDir, p.kept!.path)).equals(readFileSync(join(a.runDir, p.kept!.path)))).toBe(true);
     }
+    // The response stage: both dataset files, every pair's image in the run directory, counts that add up.
+    const pairsA = readFileSync(join(a.runDir, "dataset/pairs.jsonl"));
+    expect(pairsA.equals(readFileSync(join(b.runDir, "dataset/pairs.jsonl")))).toBe(true);
+    const pairs = pairsA.toString().trim().split("\n").map((l) => JSON.parse(l) as { id: string; images: string[]; chosen: unknown; rejected: unknown });
+    for (const p of pairs) expect(existsSync(join(a.runDir, p.images[0]!))).toBe(true);
+    const llava = readJson<unknown[]>(join(a.runDir, "dataset/llava.json"));
+    expect(llava).toHaveLength(pairs.length);
+    expect(readFileSync(join(a.runDir, "dataset/README.md"), "utf8")).toContain("| pairs | ");
+    const rs = (m as unknown as { stages: { responses: { counts: Record<string, number>; dropped_images: Record<string, number> } } }).stages.responses;
+    expect(rs.counts.candidates).toBe(32 * 2 * 1);
+    expect(rs.counts.answered).toBe(64);
+    const droppedImages = Object.values(rs.dropped_images).reduce((x, y) => x + y, 0);
+    expect(pairs.length + droppedImages).toBe(32);
+    expect(rs.counts.pairs).toBe(pairs.length);
     // Every event was written to events.jsonl as it happened.
     const events = jsonLines(readFileSync(join(a.runDir, "events.jsonl"), "utf8"));
     expect(events.filter((e) => e.type === "image.generated")).toHaveLength(128);
