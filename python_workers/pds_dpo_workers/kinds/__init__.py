@@ -12,6 +12,7 @@ KINDS = {
     "image-scorer": "pds_dpo_workers.kinds.image_scorer",
     "responder": "pds_dpo_workers.kinds.responder",
     "response-scorer": "pds_dpo_workers.kinds.response_scorer",
+    "dpo-trainer": "pds_dpo_workers.kinds.dpo_trainer",
 }
 
 

@@ -1,0 +1,202 @@
+"""DPO trainer: TRL's DPOTrainer on a vision-language model with LoRA (peft).
+
+The reference model is the policy with its adapters disabled (TRL's behaviour with a
+peft_config). Step metrics and checkpoints stream to the caller as they happen; the final
+LoRA adapter (safetensors) and the metrics go into the store. A cancelled call (client
+cancel, deadline, SIGTERM) stops at the next step boundary and saves a checkpoint, and
+`resume` continues from the newest checkpoint in checkpoint_dir.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import tempfile
+import threading
+
+import grpc
+
+from pds_dpo_workers.errors import InvalidRequest, ModelLoadError
+from pds_dpo_workers.kinds.base import WorkerContext
+from pds_dpo_workers.models.spec import resolve, torch_dtype
+from pds_dpo_workers.proto import common_pb2, dpo_trainer_pb2 as pb, dpo_trainer_pb2_grpc as pb_grpc
+from pds_dpo_workers.store import read_blob
+from pds_dpo_workers.streaming import Cancelled, ModelRunner
+
+# The language model's attention projections (LLaVA: language_model.*.{q,k,v,o}_proj).
+DEFAULT_TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
+
+
+def latest_checkpoint(directory: str) -> str | None:
+    found = [(int(m.group(1)), p) for p in glob.glob(os.path.join(directory, "checkpoint-*")) if (m := _CHECKPOINT.search(p))]
+    return max(found)[1] if found else None
+
+
+def dpo_config_kwargs(req: pb.TrainRequest, device: str) -> dict:
+    """Pure: TRL DPOConfig keyword arguments from the wire request."""
+    o = req.optim
+    precision = o.precision or "fp32"
+    if precision in ("bf16", "fp16") and device == "cpu":
+        raise InvalidRequest(f"precision {precision} needs a CUDA device; use fp32 on CPU")
+    return {
+        "output_dir": req.checkpoint_dir,
+        "beta": req.dpo.beta or 0.1,
+        "loss_type": [req.dpo.loss_type or "sigmoid"],
+        "learning_rate": o.learning_rate or 1e-5,
+        "lr_scheduler_type": o.scheduler or "linear",
+        # transformers 5: a float in [0, 1) is a ratio of the total steps.
+        "warmup_steps": float(o.warmup_ratio),
+        "num_train_epochs": o.epochs or 1,
+        "max_steps": o.max_steps if o.max_steps > 0 else -1,
+        "per_device_train_batch_size": o.batch_size or 1,
+        "gradient_accumulation_steps": o.grad_accumulation or 1,
+        "max_length": o.max_length or None,
+        "seed": int(req.seed),
+        "data_seed": int(req.seed),
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "use_cpu": device == "cpu",
+        "save_strategy": "steps",
+        "save_steps": req.checkpoint_every or 500,
+        "logging_steps": 1,
+        "report_to": [],
+        "disable_tqdm": True,
+    }
+
+
+def load_pairs(data: bytes, image_root: str):
+    """pairs.jsonl -> a datasets.Dataset with decoded images (paths relative to image_root)."""
+    from datasets import Image, List, load_dataset
+
+    with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as f:
+        f.write(data)
+        path = f.name
+    try:
+        rows = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+        if not rows:
+            raise InvalidRequest("the dataset has no pairs")
+        ds = load_dataset("json", data_files=path, split="train").select_columns(["images", "prompt", "chosen", "rejected"])
+        ds = ds.map(lambda r: {"images": [p if os.path.isabs(p) else os.path.join(image_root, p) for p in r["images"]]})
+        for p in {p for r in ds["images"] for p in r}:
+            if not os.path.isfile(p):
+                raise InvalidRequest(f"dataset image not found: {p}")
+        return ds.cast_column("images", List(Image()))
+    finally:
+        os.unlink(path)
+
+
+class DpoTrainer(pb_grpc.DpoTrainerServiceServicer):
+    kind = common_pb2.WORKER_KIND_DPO_TRAINER
+    service_name = pb.DESCRIPTOR.services_by_name["DpoTrainerService"].full_name
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.resolved = None
+        self.runner = ModelRunner()
+
+    def load(self) -> common_pb2.LoadedModel:
+        from transformers import AutoConfig, AutoProcessor
+
+        self.resolved = resolve(self.ctx.spec, self.ctx.cache_root)
+        try:
+            # The base model is loaded fresh for every Train call (LoRA changes it); here
+            # only what can fail early is checked.
+            config = AutoConfig.from_pretrained(self.resolved.directory, local_files_only=True)
+            AutoProcessor.from_pretrained(self.resolved.directory, local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"cannot load a vision-language model from {self.resolved.directory}: {e}") from None
+        return self.resolved.loaded_model((config.architectures or [type(config).__name__])[0])
+
+    def register(self, server: grpc.aio.Server) -> None:
+        pb_grpc.add_DpoTrainerServiceServicer_to_server(self, server)
+
+    def _run(self, req: pb.TrainRequest, emit, cancel: threading.Event) -> None:
+        from peft import LoraConfig
+        from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
+        from trl import DPOConfig, DPOTrainer
+
+        if not req.checkpoint_dir:
+            raise InvalidRequest("checkpoint_dir is required")
+        if req.gpus > 1:
+            raise InvalidRequest("multi-GPU training (gpus > 1) is not available in this worker version")
+        os.makedirs(req.checkpoint_dir, exist_ok=True)
+        dataset = load_pairs(read_blob(self.ctx.store, req.dataset), req.image_root)
+        processor = AutoProcessor.from_pretrained(self.resolved.directory, local_files_only=True)
+        processor.tokenizer.padding_side = "left"
+        model = AutoModelForImageTextToText.from_pretrained(
+            self.resolved.directory, local_files_only=True, dtype=torch_dtype(self.ctx.spec, self.ctx.device)
+        )
+        lora = LoraConfig(
+            r=req.lora.r or 8,
+            lora_alpha=req.lora.alpha or 16,
+            lora_dropout=req.lora.dropout,
+            target_modules=list(req.lora.target_modules) or DEFAULT_TARGET_MODULES,
+            task_type="CAUSAL_LM",
+        )
+
+        def send(message: pb.TrainResponse) -> None:
+            # After a cancel nobody listens; training still stops and saves cleanly.
+            if not cancel.is_set():
+                try:
+                    emit(message)
+                except Cancelled:
+                    pass
+
+        class Relay(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kw):
+                numbers = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float)) and k != "epoch"}
+                if "loss" in numbers:
+                    send(pb.TrainResponse(step=pb.StepMetrics(step=state.global_step, epoch=state.epoch or 0.0, metrics=numbers)))
+
+            def on_save(self, args, state, control, **kw):
+                path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+                send(pb.TrainResponse(checkpoint=pb.CheckpointSaved(step=state.global_step, path=path)))
+
+            def on_step_end(self, args, state, control, **kw):
+                send(pb.TrainResponse(progress=common_pb2.Progress(done=state.global_step, total=state.max_steps, unit="steps")))
+                if cancel.is_set():
+                    control.should_save = True
+                    control.should_training_stop = True
+
+        trainer = DPOTrainer(
+            model=model,
+            args=DPOConfig(**dpo_config_kwargs(req, self.ctx.device)),
+            train_dataset=dataset,
+            processing_class=processor,
+            peft_config=lora,
+            callbacks=[Relay()],
+        )
+        checkpoint = latest_checkpoint(req.checkpoint_dir) if req.resume else None
+        trainer.train(resume_from_checkpoint=checkpoint)
+        interrupted = cancel.is_set()
+        with tempfile.TemporaryDirectory() as out:
+            trainer.model.save_pretrained(out)
+            with open(os.path.join(out, "adapter_model.safetensors"), "rb") as f:
+                adapter = self.ctx.store.put(f.read(), "application/vnd.safetensors")
+            with open(os.path.join(out, "adapter_config.json"), "rb") as f:
+                adapter_config = self.ctx.store.put(f.read(), "application/json")
+        history = "".join(json.dumps(h, sort_keys=True) + "\n" for h in trainer.state.log_history)
+        metrics = self.ctx.store.put(history.encode(), "application/jsonl")
+        send(
+            pb.TrainResponse(
+                result=pb.TrainResult(
+                    adapter=adapter, adapter_config=adapter_config, metrics=metrics, steps=trainer.state.global_step, interrupted=interrupted
+                )
+            )
+        )
+
+    async def Train(self, request: pb.TrainRequest, context: grpc.aio.ServicerContext):
+        if self.ctx.store is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the trainer needs the shared store (--store)")
+        try:
+            async for response in self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel)):
+                yield response
+        except InvalidRequest as e:
+            await context.abort(e.status, str(e))
+
+
+def create(ctx: WorkerContext) -> DpoTrainer:
+    return DpoTrainer(ctx)
