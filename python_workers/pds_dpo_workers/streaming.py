@@ -8,6 +8,7 @@ set; the work checks it between sub-batches and diffusion steps and stops early.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import AsyncIterator, Callable, TypeVar
 
@@ -67,3 +68,26 @@ class Cancelled(Exception):
 class _Failure:
     def __init__(self, error: BaseException) -> None:
         self.error = error
+
+
+log = logging.getLogger("pds_dpo_workers.streaming")
+
+
+async def serve_stream(context, responses: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Relays a result stream; a failure becomes one clear gRPC status, not "Unexpected <class>"."""
+    from pds_dpo_workers.errors import WorkerError
+
+    try:
+        async for r in responses:
+            yield r
+    except WorkerError as e:
+        await context.abort(e.status, str(e))
+    except Exception as e:  # noqa: BLE001 - logged with its stack, sent as INTERNAL
+        log.exception("call failed")
+        await context.abort(_internal(), f"{type(e).__name__}: {e}")
+
+
+def _internal():
+    import grpc
+
+    return grpc.StatusCode.INTERNAL

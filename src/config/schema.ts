@@ -145,7 +145,10 @@ export const TrainStageSchema = z.strictObject({
     batch_size: positiveInt.default(1),
     grad_accumulation: positiveInt.default(1),
     precision: z.enum(["fp32", "bf16", "fp16"]).default("fp32"),
+    max_length: positiveInt.optional(),
   }),
+  /** Save a checkpoint every N optimizer steps (and at the end). */
+  checkpoint_every: positiveInt.default(50),
   gpus: positiveInt.default(1),
   deepspeed: z.string().optional(),
 });
@@ -166,7 +169,7 @@ export const EvaluateStageSchema = z.strictObject({
 export const STAGES = ["images", "responses", "train", "evaluate"] as const;
 export type StageName = (typeof STAGES)[number];
 /** Stages this version can execute. */
-export const IMPLEMENTED_STAGES: readonly StageName[] = ["images", "responses"];
+export const IMPLEMENTED_STAGES: readonly StageName[] = ["images", "responses", "train"];
 
 export const ExperimentSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "use letters, digits, '.', '_' and '-'"),
@@ -183,6 +186,7 @@ export const ExperimentSchema = z.strictObject({
 export type ExperimentConfig = z.infer<typeof ExperimentSchema>;
 export type ImagesStageConfig = z.infer<typeof ImagesStageSchema>;
 export type ResponsesStageConfig = z.infer<typeof ResponsesStageSchema>;
+export type TrainStageConfig = z.infer<typeof TrainStageSchema>;
 
 /** The response scorers of a responses stage with their weights. */
 export function responseScorers(stage: ResponsesStageConfig): { worker: string; weight: number }[] {

@@ -32,6 +32,9 @@ export type RunEventBody =
       droppedPair?: string;
     }
   | { type: "dataset.written"; files: { path: string; sha256: string; bytes: number }[]; pairs: number }
+  | { type: "train.step"; step: number; epoch: number; metrics: Record<string, number> }
+  | { type: "train.checkpoint"; step: number; path: string }
+  | { type: "train.finished"; steps: number; interrupted: boolean; adapter: { path: string; sha256: string; bytes: number }; metricsPath: string }
   | { type: "warning"; message: string };
 
 export type RunEvent = RunEventBody & { ts: string };

@@ -59,6 +59,7 @@ export class ManifestCollector {
   private readonly pairs: { prompt_id: string; pairs: unknown[]; dropped_pair?: string }[] = [];
   private readonly droppedCandidates: Record<string, number> = {};
   private readonly droppedImages: Record<string, number> = {};
+  private train: { steps: { step: number; metrics: Record<string, number> }[]; checkpoints: { step: number; path: string }[]; result?: Record<string, unknown> } = { steps: [], checkpoints: [] };
   private dataset: { files: { path: string; sha256: string; bytes: number }[]; pairs: number } | undefined;
   private readonly artifacts: { path: string; sha256: string; bytes: number; stage: string; item: string; worker?: string }[] = [];
 
@@ -161,6 +162,16 @@ export class ManifestCollector {
         for (const d of e.droppedCandidates) this.droppedCandidates[d.reason] = (this.droppedCandidates[d.reason] ?? 0) + 1;
         if (e.droppedPair && e.pairs.length === 0) this.droppedImages[e.droppedPair] = (this.droppedImages[e.droppedPair] ?? 0) + 1;
         return;
+      case "train.step":
+        this.train.steps.push({ step: e.step, metrics: e.metrics });
+        return;
+      case "train.checkpoint":
+        this.train.checkpoints.push({ step: e.step, path: e.path });
+        return;
+      case "train.finished":
+        this.train.result = { steps: e.steps, interrupted: e.interrupted, adapter: e.adapter, metrics: e.metricsPath };
+        this.artifacts.push({ path: e.adapter.path, sha256: e.adapter.sha256, bytes: e.adapter.bytes, stage: "train", item: "adapter" });
+        return;
       case "dataset.written":
         this.dataset = { files: e.files, pairs: e.pairs };
         for (const f of e.files) this.artifacts.push({ path: f.path, sha256: f.sha256, bytes: f.bytes, stage: "responses", item: "dataset" });
@@ -196,10 +207,14 @@ export class ManifestCollector {
               },
             }
           : {}),
+        ...(this.stages.train
+          ? { train: { ...this.stages.train, ...this.train.result, final_metrics: this.train.steps.at(-1)?.metrics, checkpoints: this.train.checkpoints } }
+          : {}),
       },
       artifacts: this.artifacts,
       outputs: {
         kept_images: prompts.filter((p) => p.kept).map((p) => ({ prompt_id: p.id, path: p.kept!.path, sha256: p.kept!.sha256 })),
+        ...(this.train.result ? { adapter_sha256: (this.train.result.adapter as { sha256: string }).sha256 } : {}),
         ...(this.dataset ? { dataset: { pairs: this.dataset.pairs, files: this.dataset.files, sha256: this.dataset.files.find((f) => f.path.endsWith("pairs.jsonl"))?.sha256 } } : {}),
       },
     };

@@ -149,6 +149,7 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
 
   const files = writeDataset(ctx, records, policy, { droppedCandidates, droppedImages, answered, total, kept: kept.length });
   bus.emit({ type: "dataset.written", files, pairs: records.length });
+  ctx.results.dataset = { path: files[0]!.path, sha256: files[0]!.sha256, pairs: records.length };
   const counts = {
     images: kept.length,
     candidates: total,

@@ -13,6 +13,7 @@ import { LocalRuntime } from "../workers/local-runtime.js";
 import type { WorkerRuntime } from "../workers/runtime.js";
 import { runImageStage } from "./image-stage.js";
 import { runResponseStage } from "./response-stage.js";
+import { runTrainStage } from "./train-stage.js";
 import type { StageContext } from "./stage-context.js";
 import { WorkerPool } from "./worker-pool.js";
 
@@ -37,6 +38,7 @@ export interface RunResult {
 const EXECUTORS: Partial<Record<StageName, (ctx: StageContext) => Promise<void>>> = {
   images: runImageStage,
   responses: runResponseStage,
+  train: runTrainStage,
 };
 
 /** Pure: the stages a run executes, in order; unimplemented ones are a usage error. */

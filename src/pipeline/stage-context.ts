@@ -22,6 +22,8 @@ export interface KeptImage {
 
 export interface StageResults {
   images?: KeptImage[];
+  /** dataset/pairs.jsonl of the response stage. */
+  dataset?: { path: string; sha256: string; pairs: number };
 }
 
 export interface StageContext {

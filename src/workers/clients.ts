@@ -8,6 +8,7 @@ import {
   type ImageScorerServiceScoreRequest,
   type ImageScorerServiceScoreResponse,
 } from "../gen/pdsdpo/v1/image_scorer.js";
+import { DpoTrainerServiceClient, type TrainRequest, type TrainResponse } from "../gen/pdsdpo/v1/dpo_trainer.js";
 import { ResponderServiceClient, type RespondRequest, type RespondResponse } from "../gen/pdsdpo/v1/responder.js";
 import {
   ResponseScorerServiceClient,
@@ -24,6 +25,7 @@ export class WorkerClient {
   private imageScorer?: ImageScorerServiceClient;
   private responder?: ResponderServiceClient;
   private responseScorer?: ResponseScorerServiceClient;
+  private trainer?: DpoTrainerServiceClient;
 
   constructor(readonly name: string, readonly address: string) {
     this.worker = new WorkerServiceClient(address, insecure(), CHANNEL_OPTIONS);
@@ -72,8 +74,13 @@ export class WorkerClient {
     return readStream((deadline) => c.score(req, { deadline }), `${this.name}.Score`, ctl);
   }
 
+  train(req: TrainRequest, ctl: CallControl): AsyncGenerator<TrainResponse> {
+    const c = (this.trainer ??= this.sibling(DpoTrainerServiceClient));
+    return readStream((deadline) => c.train(req, { deadline }), `${this.name}.Train`, ctl);
+  }
+
   close(): void {
-    for (const c of [this.generator, this.imageScorer, this.responder, this.responseScorer]) c?.close();
+    for (const c of [this.generator, this.imageScorer, this.responder, this.responseScorer, this.trainer]) c?.close();
     this.health.close();
     this.worker.close();
   }

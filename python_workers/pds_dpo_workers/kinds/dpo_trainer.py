@@ -23,7 +23,7 @@ from pds_dpo_workers.kinds.base import WorkerContext
 from pds_dpo_workers.models.spec import resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, dpo_trainer_pb2 as pb, dpo_trainer_pb2_grpc as pb_grpc
 from pds_dpo_workers.store import read_blob
-from pds_dpo_workers.streaming import Cancelled, ModelRunner
+from pds_dpo_workers.streaming import Cancelled, ModelRunner, serve_stream
 
 # The language model's attention projections (LLaVA: language_model.*.{q,k,v,o}_proj).
 DEFAULT_TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
@@ -54,8 +54,9 @@ def dpo_config_kwargs(req: pb.TrainRequest, device: str) -> dict:
         "per_device_train_batch_size": o.batch_size or 1,
         "gradient_accumulation_steps": o.grad_accumulation or 1,
         "max_length": o.max_length or None,
-        "seed": int(req.seed),
-        "data_seed": int(req.seed),
+        # numpy's RNG takes 32-bit seeds; derived item seeds are 48-bit.
+        "seed": int(req.seed) % 2**32,
+        "data_seed": int(req.seed) % 2**32,
         "bf16": precision == "bf16",
         "fp16": precision == "fp16",
         "use_cpu": device == "cpu",
@@ -191,11 +192,8 @@ class DpoTrainer(pb_grpc.DpoTrainerServiceServicer):
     async def Train(self, request: pb.TrainRequest, context: grpc.aio.ServicerContext):
         if self.ctx.store is None:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the trainer needs the shared store (--store)")
-        try:
-            async for response in self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel)):
-                yield response
-        except InvalidRequest as e:
-            await context.abort(e.status, str(e))
+        async for response in serve_stream(context, self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel))):
+            yield response
 
 
 def create(ctx: WorkerContext) -> DpoTrainer:

@@ -14,7 +14,7 @@ from pds_dpo_workers.kinds.base import WorkerContext, item_error
 from pds_dpo_workers.models.spec import resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, image_generator_pb2 as pb, image_generator_pb2_grpc as pb_grpc
 from pds_dpo_workers.store import write_blob
-from pds_dpo_workers.streaming import Cancelled, ModelRunner
+from pds_dpo_workers.streaming import Cancelled, ModelRunner, serve_stream
 
 DEFAULT_BATCH = 4
 # Mean pixel value (0..255) at or under which an image counts as all black.
@@ -155,7 +155,7 @@ class ImageGenerator(pb_grpc.ImageGeneratorServiceServicer):
                 emit(pb.GenerateResponse(progress=common_pb2.Progress(done=done, total=total, unit="images")))
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext):
-        async for response in self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel)):
+        async for response in serve_stream(context, self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel))):
             yield response
 
 

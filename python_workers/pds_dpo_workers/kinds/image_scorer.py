@@ -16,6 +16,7 @@ from pds_dpo_workers.errors import InvalidModelSpec, ModelLoadError
 from pds_dpo_workers.kinds.base import WorkerContext, item_error, load_image
 from pds_dpo_workers.models.spec import ResolvedModel, resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, image_scorer_pb2 as pb, image_scorer_pb2_grpc as pb_grpc
+from pds_dpo_workers.streaming import ModelRunner, serve_stream
 
 DEFAULT_BATCH = 16
 
@@ -65,8 +66,6 @@ class ImageScorer(pb_grpc.ImageScorerServiceServicer):
     service_name = pb.DESCRIPTOR.services_by_name["ImageScorerService"].full_name
 
     def __init__(self, ctx: WorkerContext) -> None:
-        from pds_dpo_workers.streaming import ModelRunner
-
         self.ctx = ctx
         self.family: ScoringFamily | None = None
         self.runner = ModelRunner()
@@ -108,7 +107,7 @@ class ImageScorer(pb_grpc.ImageScorerServiceServicer):
             emit(pb.ImageScorerServiceScoreResponse(progress=common_pb2.Progress(done=done, total=total, unit="images")))
 
     async def Score(self, request, context: grpc.aio.ServicerContext):
-        async for response in self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel)):
+        async for response in serve_stream(context, self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel))):
             yield response
 
 

@@ -154,7 +154,7 @@ class Responder(pb_grpc.ResponderServiceServicer):
             if stopped:
                 tokens = tokens[: next(i for i, t in enumerate(tokens) if t in eos_ids)]
             text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-            finish = "stop" if stopped or len(tokens) < kwargs["max_new_tokens"] else "length"
+            finish = "stop"
             results.append((text, len(tokens), finish))
         return results
 

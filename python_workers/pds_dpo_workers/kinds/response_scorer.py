@@ -21,7 +21,7 @@ from pds_dpo_workers.kinds.base import WorkerContext, item_error, load_image
 from pds_dpo_workers.kinds.responder import load_vlm
 from pds_dpo_workers.models.spec import resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, response_scorer_pb2 as pb, response_scorer_pb2_grpc as pb_grpc
-from pds_dpo_workers.streaming import ModelRunner
+from pds_dpo_workers.streaming import ModelRunner, serve_stream
 
 DEFAULT_BATCH = 16
 JUDGE_QUESTION = (
@@ -168,7 +168,7 @@ class ResponseScorer(pb_grpc.ResponseScorerServiceServicer):
             emit(pb.ResponseScorerServiceScoreResponse(progress=common_pb2.Progress(done=done, total=total, unit="answers")))
 
     async def Score(self, request, context: grpc.aio.ServicerContext):
-        async for response in self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel)):
+        async for response in serve_stream(context, self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel))):
             yield response
 
 

@@ -61,6 +61,15 @@ export function ttyReporter(opts: TtyOptions): Listener {
         const counts = Object.entries(e.counts).map(([k, v]) => `${k}=${v}`).join(" ");
         return line(`stage ${e.stage} ${e.status} in ${e.seconds.toFixed(1)}s: ${counts}`);
       }
+      case "train.step": {
+        const m = e.metrics;
+        const fmt = (k: string) => (m[k] === undefined ? "" : ` ${k.replace("rewards/", "")}=${m[k]!.toFixed(4)}`);
+        return line(`train step ${e.step}${fmt("loss")}${fmt("rewards/margins")}${fmt("rewards/accuracies")}${fmt("learning_rate")}`);
+      }
+      case "train.checkpoint":
+        return line(`train checkpoint at step ${e.step}: ${e.path}`);
+      case "train.finished":
+        return line(`train ${e.interrupted ? "interrupted" : "finished"} after ${e.steps} steps; adapter ${e.adapter.path} (sha256 ${e.adapter.sha256.slice(0, 12)})`);
       case "warning":
         return line(`warning: ${e.message}`);
       case "run.finished":
