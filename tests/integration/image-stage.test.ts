@@ -32,7 +32,7 @@ async function runInto(config: string, store: string, extra: string[] = []) {
 }
 
 describe("orchestrate run configs/tiny.yaml", () => {
-  it("images and responses: manifest of every image and the kept one, dataset files; same seed, separate stores: identical bytes, scores and pairs", async () => {
+  it("every stage: manifest of every image and the kept one, dataset files, adapter; same seed, separate stores: identical images, scores, pairs and adapter", async () => {
     const a = await runInto(join(ROOT, "configs/tiny.yaml"), tempDir());
     const b = await runInto(join(ROOT, "configs/tiny.yaml"), tempDir());
     expect(a.r.stderr).toContain("stage images succeeded");
@@ -79,9 +79,18 @@ describe("orchestrate run configs/tiny.yaml", () => {
     const droppedImages = Object.values(rs.dropped_images).reduce((x, y) => x + y, 0);
     expect(pairs.length + droppedImages).toBe(32);
     expect(rs.counts.pairs).toBe(pairs.length);
+    // The train stage: the same adapter bytes on CPU from the same seed; loss streamed as it trained.
+    const outputs = (mm: Manifest) => (mm as unknown as { outputs: { adapter_sha256: string } }).outputs;
+    expect(outputs(m).adapter_sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(outputs(b.manifest!).adapter_sha256).toBe(outputs(m).adapter_sha256);
+    expect(readFileSync(join(a.runDir, "train/adapter/adapter_model.safetensors")).length).toBeGreaterThan(0);
+    expect(a.r.stderr).toMatch(/train step 4 loss=\d\.\d{4} margins=-?\d\.\d{4}/);
+    const metrics = readFileSync(join(a.runDir, "train/metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { step: number; loss: number });
+    expect(metrics.map((x) => x.step)).toEqual([1, 2, 3, 4]);
     // Every event was written to events.jsonl as it happened.
     const events = jsonLines(readFileSync(join(a.runDir, "events.jsonl"), "utf8"));
     expect(events.filter((e) => e.type === "image.generated")).toHaveLength(128);
+    expect(events.filter((e) => e.type === "train.step")).toHaveLength(4);
     expect(events.at(-1)).toMatchObject({ type: "run.finished", status: "succeeded" });
   });
 
