@@ -153,23 +153,31 @@ export const TrainStageSchema = z.strictObject({
   deepspeed: z.string().optional(),
 });
 
+const POPE_SPLITS = ["random", "popular", "adversarial"] as const;
+
 export const EvaluateStageSchema = z.strictObject({
   evaluator: z.string().min(1),
   benchmarks: z
     .array(
       z.strictObject({
         name: z.enum(["pope"]),
+        /** One question file (JSON lines or a JSON list of {question_id, image, text, label}). */
         path: z.string().min(1).optional(),
-        splits: z.array(z.enum(["random", "popular", "adversarial"])).optional(),
+        /** Or one file per split. Neither: a small benchmark built from the run's own kept images. */
+        splits: z.partialRecord(z.enum(POPE_SPLITS), z.string().min(1)).optional(),
+        /** Directory the questions' image paths are relative to (default: the question file's). */
+        image_root: z.string().min(1).optional(),
       }),
     )
     .min(1),
+  max_new_tokens: positiveInt.default(8),
+  batch_size: positiveInt.optional(),
 });
 
 export const STAGES = ["images", "responses", "train", "evaluate"] as const;
 export type StageName = (typeof STAGES)[number];
 /** Stages this version can execute. */
-export const IMPLEMENTED_STAGES: readonly StageName[] = ["images", "responses", "train"];
+export const IMPLEMENTED_STAGES: readonly StageName[] = ["images", "responses", "train", "evaluate"];
 
 export const ExperimentSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "use letters, digits, '.', '_' and '-'"),

@@ -35,6 +35,7 @@ export type RunEventBody =
   | { type: "train.step"; step: number; epoch: number; metrics: Record<string, number> }
   | { type: "train.checkpoint"; step: number; path: string }
   | { type: "train.finished"; steps: number; interrupted: boolean; adapter: { path: string; sha256: string; bytes: number }; metricsPath: string }
+  | { type: "eval.result"; benchmark: string; split: string; model: "base" | "trained"; metrics: Record<string, number>; answers?: string }
   | { type: "warning"; message: string };
 
 export type RunEvent = RunEventBody & { ts: string };

@@ -60,6 +60,7 @@ export class ManifestCollector {
   private readonly droppedCandidates: Record<string, number> = {};
   private readonly droppedImages: Record<string, number> = {};
   private train: { steps: { step: number; metrics: Record<string, number> }[]; checkpoints: { step: number; path: string }[]; result?: Record<string, unknown> } = { steps: [], checkpoints: [] };
+  private readonly evals: { benchmark: string; split: string; model: string; metrics: Record<string, number>; answers?: string }[] = [];
   private dataset: { files: { path: string; sha256: string; bytes: number }[]; pairs: number } | undefined;
   private readonly artifacts: { path: string; sha256: string; bytes: number; stage: string; item: string; worker?: string }[] = [];
 
@@ -172,6 +173,9 @@ export class ManifestCollector {
         this.train.result = { steps: e.steps, interrupted: e.interrupted, adapter: e.adapter, metrics: e.metricsPath };
         this.artifacts.push({ path: e.adapter.path, sha256: e.adapter.sha256, bytes: e.adapter.bytes, stage: "train", item: "adapter" });
         return;
+      case "eval.result":
+        this.evals.push({ benchmark: e.benchmark, split: e.split, model: e.model, metrics: e.metrics, answers: e.answers });
+        return;
       case "dataset.written":
         this.dataset = { files: e.files, pairs: e.pairs };
         for (const f of e.files) this.artifacts.push({ path: f.path, sha256: f.sha256, bytes: f.bytes, stage: "responses", item: "dataset" });
@@ -207,6 +211,7 @@ export class ManifestCollector {
               },
             }
           : {}),
+        ...(this.stages.evaluate ? { evaluate: { ...this.stages.evaluate, results: this.evals } } : {}),
         ...(this.stages.train
           ? { train: { ...this.stages.train, ...this.train.result, final_metrics: this.train.steps.at(-1)?.metrics, checkpoints: this.train.checkpoints } }
           : {}),
@@ -214,6 +219,7 @@ export class ManifestCollector {
       artifacts: this.artifacts,
       outputs: {
         kept_images: prompts.filter((p) => p.kept).map((p) => ({ prompt_id: p.id, path: p.kept!.path, sha256: p.kept!.sha256 })),
+        ...(this.evals.length ? { eval: this.evals.map(({ benchmark, split, model, metrics }) => ({ benchmark, split, model, metrics })) } : {}),
         ...(this.train.result ? { adapter_sha256: (this.train.result.adapter as { sha256: string }).sha256 } : {}),
         ...(this.dataset ? { dataset: { pairs: this.dataset.pairs, files: this.dataset.files, sha256: this.dataset.files.find((f) => f.path.endsWith("pairs.jsonl"))?.sha256 } } : {}),
       },

@@ -14,6 +14,7 @@ import type { WorkerRuntime } from "../workers/runtime.js";
 import { runImageStage } from "./image-stage.js";
 import { runResponseStage } from "./response-stage.js";
 import { runTrainStage } from "./train-stage.js";
+import { runEvaluateStage } from "./evaluate-stage.js";
 import type { StageContext } from "./stage-context.js";
 import { WorkerPool } from "./worker-pool.js";
 
@@ -39,6 +40,7 @@ const EXECUTORS: Partial<Record<StageName, (ctx: StageContext) => Promise<void>>
   images: runImageStage,
   responses: runResponseStage,
   train: runTrainStage,
+  evaluate: runEvaluateStage,
 };
 
 /** Pure: the stages a run executes, in order; unimplemented ones are a usage error. */

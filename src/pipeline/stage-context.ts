@@ -24,6 +24,8 @@ export interface StageResults {
   images?: KeptImage[];
   /** dataset/pairs.jsonl of the response stage. */
   dataset?: { path: string; sha256: string; pairs: number };
+  /** The trained LoRA adapter's directory (absolute) and weights hash. */
+  adapter?: { dir: string; sha256: string };
 }
 
 export interface StageContext {

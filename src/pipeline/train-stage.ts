@@ -74,6 +74,7 @@ export async function runTrainStage(ctx: StageContext): Promise<void> {
           metricsPath: runDir.rel(metricsPath),
         });
         steps = r.steps;
+        ctx.results.adapter = { dir: join(dir, "adapter"), sha256: r.adapter.sha256 };
       }
     }
   } catch (e) {

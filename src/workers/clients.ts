@@ -8,6 +8,7 @@ import {
   type ImageScorerServiceScoreRequest,
   type ImageScorerServiceScoreResponse,
 } from "../gen/pdsdpo/v1/image_scorer.js";
+import { EvaluatorServiceClient, type EvaluateRequest, type EvaluateResponse } from "../gen/pdsdpo/v1/evaluator.js";
 import { DpoTrainerServiceClient, type TrainRequest, type TrainResponse } from "../gen/pdsdpo/v1/dpo_trainer.js";
 import { ResponderServiceClient, type RespondRequest, type RespondResponse } from "../gen/pdsdpo/v1/responder.js";
 import {
@@ -26,6 +27,7 @@ export class WorkerClient {
   private responder?: ResponderServiceClient;
   private responseScorer?: ResponseScorerServiceClient;
   private trainer?: DpoTrainerServiceClient;
+  private evaluator?: EvaluatorServiceClient;
 
   constructor(readonly name: string, readonly address: string) {
     this.worker = new WorkerServiceClient(address, insecure(), CHANNEL_OPTIONS);
@@ -79,8 +81,13 @@ export class WorkerClient {
     return readStream((deadline) => c.train(req, { deadline }), `${this.name}.Train`, ctl);
   }
 
+  evaluate(req: EvaluateRequest, ctl: CallControl): AsyncGenerator<EvaluateResponse> {
+    const c = (this.evaluator ??= this.sibling(EvaluatorServiceClient));
+    return readStream((deadline) => c.evaluate(req, { deadline }), `${this.name}.Evaluate`, ctl);
+  }
+
   close(): void {
-    for (const c of [this.generator, this.imageScorer, this.responder, this.responseScorer, this.trainer]) c?.close();
+    for (const c of [this.generator, this.imageScorer, this.responder, this.responseScorer, this.trainer, this.evaluator]) c?.close();
     this.health.close();
     this.worker.close();
   }

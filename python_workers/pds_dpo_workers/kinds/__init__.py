@@ -13,6 +13,7 @@ KINDS = {
     "responder": "pds_dpo_workers.kinds.responder",
     "response-scorer": "pds_dpo_workers.kinds.response_scorer",
     "dpo-trainer": "pds_dpo_workers.kinds.dpo_trainer",
+    "evaluator": "pds_dpo_workers.kinds.evaluator",
 }
 
 

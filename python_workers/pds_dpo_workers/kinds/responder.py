@@ -19,7 +19,7 @@ from pds_dpo_workers.errors import ModelLoadError
 from pds_dpo_workers.kinds.base import WorkerContext, item_error, load_image
 from pds_dpo_workers.models.spec import resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, responder_pb2 as pb, responder_pb2_grpc as pb_grpc
-from pds_dpo_workers.streaming import Cancelled, ModelRunner
+from pds_dpo_workers.streaming import Cancelled, ModelRunner, serve_stream
 
 DEFAULT_BATCH = 8
 # The published instruction files start each instruction with the image placeholder.
@@ -154,7 +154,7 @@ class Responder(pb_grpc.ResponderServiceServicer):
             if stopped:
                 tokens = tokens[: next(i for i, t in enumerate(tokens) if t in eos_ids)]
             text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-            finish = "stop"
+            finish = "stop" if stopped or len(tokens) < kwargs["max_new_tokens"] else "length"
             results.append((text, len(tokens), finish))
         return results
 
@@ -209,7 +209,7 @@ class Responder(pb_grpc.ResponderServiceServicer):
                 emit(pb.RespondResponse(progress=common_pb2.Progress(done=done, total=total, unit="answers")))
 
     async def Respond(self, request: pb.RespondRequest, context: grpc.aio.ServicerContext):
-        async for response in self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel)):
+        async for response in serve_stream(context, self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel))):
             yield response
 
 

@@ -70,6 +70,10 @@ export function ttyReporter(opts: TtyOptions): Listener {
         return line(`train checkpoint at step ${e.step}: ${e.path}`);
       case "train.finished":
         return line(`train ${e.interrupted ? "interrupted" : "finished"} after ${e.steps} steps; adapter ${e.adapter.path} (sha256 ${e.adapter.sha256.slice(0, 12)})`);
+      case "eval.result": {
+        const m = e.metrics;
+        return line(`eval ${e.benchmark}/${e.split} ${e.model}: accuracy=${m.accuracy?.toFixed(4)} precision=${m.precision?.toFixed(4)} recall=${m.recall?.toFixed(4)} f1=${m.f1?.toFixed(4)} unparseable=${m.unparseable}`);
+      }
       case "warning":
         return line(`warning: ${e.message}`);
       case "run.finished":

@@ -1,0 +1,171 @@
+"""Evaluator: hallucination benchmarks on a model plus an optional LoRA adapter.
+
+Benchmark readers are pluggable (BENCHMARKS): each reads its question file, phrases the
+prompt, parses an answer and computes its metrics. POPE is the first; AMBER and MMHal add
+entries here. Answers are greedy and batched; each streams as it is parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Protocol
+
+import grpc
+
+from pds_dpo_workers import pope
+from pds_dpo_workers.errors import InvalidRequest
+from pds_dpo_workers.kinds.base import WorkerContext
+from pds_dpo_workers.kinds.responder import chat_prompt, load_vlm
+from pds_dpo_workers.proto import common_pb2, evaluator_pb2 as pb, evaluator_pb2_grpc as pb_grpc
+from pds_dpo_workers.store import read_blob
+from pds_dpo_workers.streaming import Cancelled, ModelRunner, serve_stream
+
+DEFAULT_BATCH = 8
+
+
+class Benchmark(Protocol):
+    def read(self, data: bytes) -> list[dict]: ...
+    def prompt(self, row: dict) -> str: ...
+    def parse(self, answer: str) -> str: ...
+    def metrics(self, rows: list[dict], parsed: list[str]) -> dict[str, float]: ...
+
+
+class Pope:
+    """POPE rows: {question_id, image, text, label: yes|no}, as JSON lines or a JSON list."""
+
+    def read(self, data: bytes) -> list[dict]:
+        text = data.decode().strip()
+        rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
+        for i, r in enumerate(rows):
+            missing = {"question_id", "image", "text", "label"} - set(r)
+            if missing:
+                raise InvalidRequest(f"POPE row {i + 1} lacks {', '.join(sorted(missing))}")
+            if str(r["label"]).lower() not in ("yes", "no"):
+                raise InvalidRequest(f"POPE row {i + 1}: label must be yes or no, not {r['label']!r}")
+        return rows
+
+    def prompt(self, row: dict) -> str:
+        return f"{row['text']} Answer yes or no."
+
+    def parse(self, answer: str) -> str:
+        return pope.parse_yes_no(answer)
+
+    def metrics(self, rows: list[dict], parsed: list[str]) -> dict[str, float]:
+        return pope.pope_metrics([str(r["label"]).lower() for r in rows], parsed)
+
+
+BENCHMARKS: dict[str, Benchmark] = {"pope": Pope()}
+
+
+class Evaluator(pb_grpc.EvaluatorServiceServicer):
+    kind = common_pb2.WORKER_KIND_EVALUATOR
+    service_name = pb.DESCRIPTOR.services_by_name["EvaluatorService"].full_name
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.model = None
+        self.processor = None
+        self.adapters: dict[str, str] = {}
+        self.peft = None
+        self.runner = ModelRunner()
+
+    def load(self) -> common_pb2.LoadedModel:
+        self.model, self.processor, resolved = load_vlm(self.ctx)
+        return resolved.loaded_model(type(self.model).__name__)
+
+    def register(self, server: grpc.aio.Server) -> None:
+        pb_grpc.add_EvaluatorServiceServicer_to_server(self, server)
+
+    def _model_for(self, adapter_dir: str):
+        """A context with the model to run: the base for "", else base + the LoRA adapter
+        in adapter_dir (each adapter is loaded once, through peft)."""
+        from contextlib import nullcontext
+
+        from peft import PeftModel
+
+        if not adapter_dir:
+            if self.peft is None:
+                return nullcontext(self.model)
+            return _Disabled(self.peft)
+        if not os.path.isfile(os.path.join(adapter_dir, "adapter_config.json")):
+            raise InvalidRequest(f"no LoRA adapter in {adapter_dir}")
+        name = self.adapters.get(adapter_dir)
+        if name is None:
+            name = self.adapters[adapter_dir] = f"adapter{len(self.adapters)}"
+            if self.peft is None:
+                self.peft = PeftModel.from_pretrained(self.model, adapter_dir, adapter_name=name).eval()
+            else:
+                self.peft.load_adapter(adapter_dir, adapter_name=name)
+        self.peft.set_adapter(name)
+        return nullcontext(self.peft)
+
+    def _run(self, req: pb.EvaluateRequest, emit, cancel: threading.Event) -> None:
+        bench = BENCHMARKS.get(req.benchmark)
+        if bench is None:
+            raise InvalidRequest(f"unknown benchmark {req.benchmark!r}; known: {', '.join(sorted(BENCHMARKS))}")
+        rows = bench.read(read_blob(self.ctx.store, req.questions))
+        with self._model_for(req.adapter_dir) as model:
+            self._answer(req, bench, rows, model, emit, cancel)
+
+    def _answer(self, req, bench: Benchmark, rows: list[dict], model, emit, cancel: threading.Event) -> None:
+        import torch
+        from PIL import Image
+
+        batch = req.max_batch_size or DEFAULT_BATCH
+        max_new = req.decoding.max_new_tokens or 8
+        parsed: list[str] = []
+        answers: list[dict] = []
+        for start in range(0, len(rows), batch):
+            if cancel.is_set():
+                raise Cancelled()
+            chunk = rows[start : start + batch]
+            images = []
+            for r in chunk:
+                path = r["image"] if os.path.isabs(r["image"]) else os.path.join(req.image_root, r["image"])
+                try:
+                    images.append(Image.open(path).convert("RGB"))
+                except OSError as e:
+                    raise InvalidRequest(f"benchmark image {path}: {e}") from None
+            prompts = [chat_prompt(self.processor, bench.prompt(r)) for r in chunk]
+            inputs = self.processor(images=images, text=prompts, return_tensors="pt", padding=True).to(self.model.device)
+            if "pixel_values" in inputs:
+                inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+            with torch.no_grad():
+                out = model.generate(**inputs, max_new_tokens=max_new, do_sample=False)
+            texts = self.processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+            for r, text in zip(chunk, texts):
+                p = bench.parse(text)
+                parsed.append(p)
+                answers.append({"question_id": r["question_id"], "answer": text.strip(), "parsed": p, "label": r["label"]})
+                emit(pb.EvaluateResponse(answer=pb.EvalAnswer(question_id=str(r["question_id"]), answer=text.strip(), parsed=p)))
+            emit(pb.EvaluateResponse(progress=common_pb2.Progress(done=len(parsed), total=len(rows), unit="questions")))
+        metrics = bench.metrics(rows, parsed)
+        blob = "".join(json.dumps(a, sort_keys=True) + "\n" for a in answers).encode()
+        ref = self.ctx.store.put(blob, "application/jsonl") if self.ctx.store else None
+        emit(pb.EvaluateResponse(result=pb.EvalResult(metrics=metrics, answers=ref)))
+
+    async def Evaluate(self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext):
+        async for response in serve_stream(context, self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel))):
+            yield response
+
+
+class _Disabled:
+    """The peft-wrapped model with its adapters switched off: the base model again."""
+
+    def __init__(self, peft_model) -> None:
+        self.peft = peft_model
+        self.ctx = None
+
+    def __enter__(self):
+        self.ctx = self.peft.disable_adapter()
+        self.ctx.__enter__()
+        return self.peft
+
+    def __exit__(self, *exc):
+        return self.ctx.__exit__(*exc)
+
+
+def create(ctx: WorkerContext) -> Evaluator:
+    return Evaluator(ctx)

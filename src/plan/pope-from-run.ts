@@ -1,0 +1,40 @@
+// Pure: a small POPE-format benchmark from a run's own kept images, for runs (like the
+// tiny default) that name no benchmark files. Each image gets one question about an
+// object of its own category (label yes) and one about the next category's (label no).
+
+export const CATEGORY_OBJECTS: Record<string, string> = {
+  art: "painting",
+  industrial: "machine",
+  nature: "tree",
+  transport: "vehicle",
+  urban: "building",
+  school: "desk",
+  holiday: "decoration",
+  weather: "cloud",
+  daily: "cup",
+  culinary: "plate",
+  home: "sofa",
+  scifi: "robot",
+  animal: "animal",
+  plant: "flower",
+  fashion: "coat",
+};
+
+export interface PopeRow {
+  question_id: string;
+  image: string;
+  text: string;
+  label: "yes" | "no";
+}
+
+export function popeFromImages(images: { promptId: string; category: string; path: string }[]): PopeRow[] {
+  const categories = Object.keys(CATEGORY_OBJECTS).sort();
+  const rows: PopeRow[] = [];
+  for (const img of images) {
+    const own = CATEGORY_OBJECTS[img.category] ?? img.category;
+    const other = CATEGORY_OBJECTS[categories[(categories.indexOf(img.category) + 1) % categories.length]!]!;
+    rows.push({ question_id: `${img.promptId}.yes`, image: img.path, text: `Is there a ${own} in the image?`, label: "yes" });
+    rows.push({ question_id: `${img.promptId}.no`, image: img.path, text: `Is there a ${other} in the image?`, label: "no" });
+  }
+  return rows;
+}
