@@ -27,14 +27,16 @@ export interface PopeRow {
   label: "yes" | "no";
 }
 
+const article = (noun: string) => (/^[aeiou]/.test(noun) ? `an ${noun}` : `a ${noun}`);
+
 export function popeFromImages(images: { promptId: string; category: string; path: string }[]): PopeRow[] {
   const categories = Object.keys(CATEGORY_OBJECTS).sort();
   const rows: PopeRow[] = [];
   for (const img of images) {
     const own = CATEGORY_OBJECTS[img.category] ?? img.category;
     const other = CATEGORY_OBJECTS[categories[(categories.indexOf(img.category) + 1) % categories.length]!]!;
-    rows.push({ question_id: `${img.promptId}.yes`, image: img.path, text: `Is there a ${own} in the image?`, label: "yes" });
-    rows.push({ question_id: `${img.promptId}.no`, image: img.path, text: `Is there a ${other} in the image?`, label: "no" });
+    rows.push({ question_id: `${img.promptId}.yes`, image: img.path, text: `Is there ${article(own)} in the image?`, label: "yes" });
+    rows.push({ question_id: `${img.promptId}.no`, image: img.path, text: `Is there ${article(other)} in the image?`, label: "no" });
   }
   return rows;
 }

@@ -32,7 +32,7 @@ async function runInto(config: string, store: string, extra: string[] = []) {
 }
 
 describe("orchestrate run configs/tiny.yaml", () => {
-  it("every stage: manifest of every image and the kept one, dataset files, adapter; same seed, separate stores: identical images, scores, pairs and adapter", async () => {
+  it("every stage: manifest of every image and the kept one, dataset files, adapter, base vs trained POPE; same seed, separate stores: identical images, scores, pairs and adapter", async () => {
     const a = await runInto(join(ROOT, "configs/tiny.yaml"), tempDir());
     const b = await runInto(join(ROOT, "configs/tiny.yaml"), tempDir());
     expect(a.r.stderr).toContain("stage images succeeded");
@@ -87,6 +87,14 @@ describe("orchestrate run configs/tiny.yaml", () => {
     expect(a.r.stderr).toMatch(/train step 4 loss=\d\.\d{4} margins=-?\d\.\d{4}/);
     const metrics = readFileSync(join(a.runDir, "train/metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { step: number; loss: number });
     expect(metrics.map((x) => x.step)).toEqual([1, 2, 3, 4]);
+    // The evaluate stage: base and trained on the POPE set built from the run's images.
+    const evals = (m as unknown as { outputs: { eval: { benchmark: string; split: string; model: string; metrics: Record<string, number> }[] } }).outputs.eval;
+    expect(evals.map((e) => `${e.benchmark}/${e.split}/${e.model}`)).toEqual(["pope/run/base", "pope/run/trained"]);
+    for (const e of evals) {
+      expect(e.metrics.questions).toBe(64);
+      expect(e.metrics.unparseable! + e.metrics.yes_ratio! * 64).toBeLessThanOrEqual(64);
+    }
+    expect(readFileSync(join(a.runDir, "eval/summary.md"), "utf8")).toContain("| pope | run | accuracy |");
     // Every event was written to events.jsonl as it happened.
     const events = jsonLines(readFileSync(join(a.runDir, "events.jsonl"), "utf8"));
     expect(events.filter((e) => e.type === "image.generated")).toHaveLength(128);
