@@ -3,6 +3,7 @@
 // the adapter ends up in the store and in train/adapter/.
 import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { resolvePath } from "../config/load.js";
 import { StageFailedError } from "../errors.js";
 import { derivedSeed } from "../plan/seeds.js";
 import { blobRef } from "./image-stage.js";
@@ -43,6 +44,7 @@ export async function runTrainStage(ctx: StageContext): Promise<void> {
     checkpointEvery: stage.checkpoint_every,
     resume: false,
     gpus: stage.gpus,
+    deepspeedConfig: stage.deepspeed ? resolvePath(loaded.baseDir, stage.deepspeed) : "",
   };
   const epochs = stage.optim.max_steps ? 1 : (stage.optim.epochs ?? 1);
   const deadlineMs = pool.deadlineMs(trainer, dataset.pairs * epochs);

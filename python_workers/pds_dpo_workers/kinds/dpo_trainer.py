@@ -89,6 +89,114 @@ def load_pairs(data: bytes, image_root: str):
         os.unlink(path)
 
 
+def run_training(req: pb.TrainRequest, model_dir: str, ctx: WorkerContext, send, cancel: threading.Event) -> None:
+    """One training process (also each rank under accelerate). `send` gets every TrainResponse."""
+    from peft import LoraConfig
+    from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    os.makedirs(req.checkpoint_dir, exist_ok=True)
+    dataset = load_pairs(read_blob(ctx.store, req.dataset), req.image_root)
+    processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
+    processor.tokenizer.padding_side = "left"
+    model = AutoModelForImageTextToText.from_pretrained(
+        model_dir, local_files_only=True, dtype=torch_dtype(ctx.spec, ctx.device)
+    )
+    lora = LoraConfig(
+        r=req.lora.r or 8,
+        lora_alpha=req.lora.alpha or 16,
+        lora_dropout=req.lora.dropout,
+        target_modules=list(req.lora.target_modules) or DEFAULT_TARGET_MODULES,
+        task_type="CAUSAL_LM",
+    )
+
+    class Relay(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            numbers = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float)) and k != "epoch"}
+            if "loss" in numbers:
+                send(pb.TrainResponse(step=pb.StepMetrics(step=state.global_step, epoch=state.epoch or 0.0, metrics=numbers)))
+
+        def on_save(self, args, state, control, **kw):
+            path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+            send(pb.TrainResponse(checkpoint=pb.CheckpointSaved(step=state.global_step, path=path)))
+
+        def on_step_end(self, args, state, control, **kw):
+            send(pb.TrainResponse(progress=common_pb2.Progress(done=state.global_step, total=state.max_steps, unit="steps")))
+            if cancel.is_set():
+                control.should_save = True
+                control.should_training_stop = True
+
+    trainer = DPOTrainer(
+        model=model,
+        args=DPOConfig(**dpo_config_kwargs(req, ctx.device)),
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=lora,
+        callbacks=[Relay()],
+    )
+    checkpoint = latest_checkpoint(req.checkpoint_dir) if req.resume else None
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if not trainer.is_world_process_zero():
+        return  # under accelerate, rank 0 alone writes the adapter and reports
+    interrupted = cancel.is_set()
+    with tempfile.TemporaryDirectory() as out:
+        trainer.model.save_pretrained(out)
+        with open(os.path.join(out, "adapter_model.safetensors"), "rb") as f:
+            adapter = ctx.store.put(f.read(), "application/vnd.safetensors")
+        with open(os.path.join(out, "adapter_config.json"), "rb") as f:
+            adapter_config = ctx.store.put(f.read(), "application/json")
+    history = "".join(json.dumps(h, sort_keys=True) + "\n" for h in trainer.state.log_history)
+    metrics = ctx.store.put(history.encode(), "application/jsonl")
+    send(
+        pb.TrainResponse(
+            result=pb.TrainResult(
+                adapter=adapter, adapter_config=adapter_config, metrics=metrics, steps=trainer.state.global_step, interrupted=interrupted
+            )
+        )
+    )
+
+
+def accelerate_command(python: str, req: pb.TrainRequest, request_path: str, store: str, model_json: str, device: str) -> list[str]:
+    """Pure: the argv that runs training on req.gpus processes under accelerate."""
+    cmd = [python, "-m", "accelerate.commands.launch", "--num_processes", str(req.gpus), "--num_machines", "1"]
+    precision = {"bf16": "bf16", "fp16": "fp16"}.get(req.optim.precision, "no")
+    cmd += ["--mixed_precision", precision]
+    if req.deepspeed_config:
+        cmd += ["--use_deepspeed", "--deepspeed_config_file", req.deepspeed_config]
+    else:
+        cmd += ["--multi_gpu"]
+    cmd += ["-m", "pds_dpo_workers.train_entry", "--request", request_path, "--store", store, "--model", model_json, "--device", device]
+    return cmd
+
+
+def launch_distributed(req: pb.TrainRequest, ctx: WorkerContext, send, cancel: threading.Event) -> None:
+    """Runs training under accelerate and relays rank 0's events (one base64 TrainResponse a line)."""
+    import base64
+    import signal
+    import subprocess
+    import sys
+
+    from google.protobuf import json_format
+
+    if ctx.store is None:
+        raise InvalidRequest("multi-GPU training needs the shared store")
+    os.makedirs(req.checkpoint_dir, exist_ok=True)
+    request_path = os.path.join(req.checkpoint_dir, "train-request.pb")
+    with open(request_path, "wb") as f:
+        f.write(req.SerializeToString())
+    cmd = accelerate_command(sys.executable, req, request_path, ctx.store.root, json_format.MessageToJson(ctx.spec, indent=None), ctx.device)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=sys.stderr, start_new_session=True)
+    watcher = threading.Thread(target=lambda: cancel.wait() and proc.poll() is None and os.killpg(proc.pid, signal.SIGTERM), daemon=True)
+    watcher.start()
+    for line in proc.stdout:
+        line = line.strip()
+        if line.startswith(b"pdsdpo:"):
+            send(pb.TrainResponse.FromString(base64.b64decode(line[len(b"pdsdpo:") :])))
+    code = proc.wait()
+    if code != 0 and not cancel.is_set():
+        raise RuntimeError(f"distributed training exited with code {code} (see the worker log)")
+
+
 class DpoTrainer(pb_grpc.DpoTrainerServiceServicer):
     kind = common_pb2.WORKER_KIND_DPO_TRAINER
     service_name = pb.DESCRIPTOR.services_by_name["DpoTrainerService"].full_name
@@ -115,28 +223,8 @@ class DpoTrainer(pb_grpc.DpoTrainerServiceServicer):
         pb_grpc.add_DpoTrainerServiceServicer_to_server(self, server)
 
     def _run(self, req: pb.TrainRequest, emit, cancel: threading.Event) -> None:
-        from peft import LoraConfig
-        from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
-        from trl import DPOConfig, DPOTrainer
-
         if not req.checkpoint_dir:
             raise InvalidRequest("checkpoint_dir is required")
-        if req.gpus > 1:
-            raise InvalidRequest("multi-GPU training (gpus > 1) is not available in this worker version")
-        os.makedirs(req.checkpoint_dir, exist_ok=True)
-        dataset = load_pairs(read_blob(self.ctx.store, req.dataset), req.image_root)
-        processor = AutoProcessor.from_pretrained(self.resolved.directory, local_files_only=True)
-        processor.tokenizer.padding_side = "left"
-        model = AutoModelForImageTextToText.from_pretrained(
-            self.resolved.directory, local_files_only=True, dtype=torch_dtype(self.ctx.spec, self.ctx.device)
-        )
-        lora = LoraConfig(
-            r=req.lora.r or 8,
-            lora_alpha=req.lora.alpha or 16,
-            lora_dropout=req.lora.dropout,
-            target_modules=list(req.lora.target_modules) or DEFAULT_TARGET_MODULES,
-            task_type="CAUSAL_LM",
-        )
 
         def send(message: pb.TrainResponse) -> None:
             # After a cancel nobody listens; training still stops and saves cleanly.
@@ -146,48 +234,10 @@ class DpoTrainer(pb_grpc.DpoTrainerServiceServicer):
                 except Cancelled:
                     pass
 
-        class Relay(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kw):
-                numbers = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float)) and k != "epoch"}
-                if "loss" in numbers:
-                    send(pb.TrainResponse(step=pb.StepMetrics(step=state.global_step, epoch=state.epoch or 0.0, metrics=numbers)))
-
-            def on_save(self, args, state, control, **kw):
-                path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-                send(pb.TrainResponse(checkpoint=pb.CheckpointSaved(step=state.global_step, path=path)))
-
-            def on_step_end(self, args, state, control, **kw):
-                send(pb.TrainResponse(progress=common_pb2.Progress(done=state.global_step, total=state.max_steps, unit="steps")))
-                if cancel.is_set():
-                    control.should_save = True
-                    control.should_training_stop = True
-
-        trainer = DPOTrainer(
-            model=model,
-            args=DPOConfig(**dpo_config_kwargs(req, self.ctx.device)),
-            train_dataset=dataset,
-            processing_class=processor,
-            peft_config=lora,
-            callbacks=[Relay()],
-        )
-        checkpoint = latest_checkpoint(req.checkpoint_dir) if req.resume else None
-        trainer.train(resume_from_checkpoint=checkpoint)
-        interrupted = cancel.is_set()
-        with tempfile.TemporaryDirectory() as out:
-            trainer.model.save_pretrained(out)
-            with open(os.path.join(out, "adapter_model.safetensors"), "rb") as f:
-                adapter = self.ctx.store.put(f.read(), "application/vnd.safetensors")
-            with open(os.path.join(out, "adapter_config.json"), "rb") as f:
-                adapter_config = self.ctx.store.put(f.read(), "application/json")
-        history = "".join(json.dumps(h, sort_keys=True) + "\n" for h in trainer.state.log_history)
-        metrics = self.ctx.store.put(history.encode(), "application/jsonl")
-        send(
-            pb.TrainResponse(
-                result=pb.TrainResult(
-                    adapter=adapter, adapter_config=adapter_config, metrics=metrics, steps=trainer.state.global_step, interrupted=interrupted
-                )
-            )
-        )
+        if req.gpus > 1:
+            launch_distributed(req, self.ctx, send, cancel)
+        else:
+            run_training(req, self.resolved.directory, self.ctx, send, cancel)
 
     async def Train(self, request: pb.TrainRequest, context: grpc.aio.ServicerContext):
         if self.ctx.store is None:

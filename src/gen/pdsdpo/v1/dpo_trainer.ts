@@ -66,7 +66,10 @@ export interface TrainRequest {
   checkpointDir: string;
   checkpointEvery: number;
   resume: boolean;
+  /** > 1: the worker launches training under accelerate (DDP, or DeepSpeed with deepspeed_config). */
   gpus: number;
+  /** Path of a DeepSpeed config (e.g. ZeRO-2) as the worker sees it; empty: plain DDP. */
+  deepspeedConfig: string;
 }
 
 export interface StepMetrics {
@@ -579,6 +582,7 @@ function createBaseTrainRequest(): TrainRequest {
     checkpointEvery: 0,
     resume: false,
     gpus: 0,
+    deepspeedConfig: "",
   };
 }
 
@@ -613,6 +617,9 @@ export const TrainRequest: MessageFns<TrainRequest> = {
     }
     if (message.gpus !== 0) {
       writer.uint32(80).int32(message.gpus);
+    }
+    if (message.deepspeedConfig !== "") {
+      writer.uint32(90).string(message.deepspeedConfig);
     }
     return writer;
   },
@@ -710,6 +717,14 @@ export const TrainRequest: MessageFns<TrainRequest> = {
             message.gpus = reader.int32();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.deepspeedConfig = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -746,6 +761,11 @@ export const TrainRequest: MessageFns<TrainRequest> = {
         : 0,
       resume: isSet(object.resume) ? globalThis.Boolean(object.resume) : false,
       gpus: isSet(object.gpus) ? globalThis.Number(object.gpus) : 0,
+      deepspeedConfig: isSet(object.deepspeedConfig)
+        ? globalThis.String(object.deepspeedConfig)
+        : isSet(object.deepspeed_config)
+        ? globalThis.String(object.deepspeed_config)
+        : "",
     };
   },
 
@@ -781,6 +801,9 @@ export const TrainRequest: MessageFns<TrainRequest> = {
     if (message.gpus !== 0) {
       obj.gpus = Math.round(message.gpus);
     }
+    if (message.deepspeedConfig !== "") {
+      obj.deepspeedConfig = message.deepspeedConfig;
+    }
     return obj;
   },
 
@@ -805,6 +828,7 @@ export const TrainRequest: MessageFns<TrainRequest> = {
     message.checkpointEvery = object.checkpointEvery ?? 0;
     message.resume = object.resume ?? false;
     message.gpus = object.gpus ?? 0;
+    message.deepspeedConfig = object.deepspeedConfig ?? "";
     return message;
   },
 };

@@ -52,7 +52,7 @@ class OptimConfig(_message.Message):
     def __init__(self, learning_rate: _Optional[float] = ..., scheduler: _Optional[str] = ..., warmup_ratio: _Optional[float] = ..., epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., grad_accumulation: _Optional[int] = ..., max_length: _Optional[int] = ..., precision: _Optional[str] = ..., projector_learning_rate: _Optional[float] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("dataset", "image_root", "lora", "dpo", "optim", "seed", "checkpoint_dir", "checkpoint_every", "resume", "gpus")
+    __slots__ = ("dataset", "image_root", "lora", "dpo", "optim", "seed", "checkpoint_dir", "checkpoint_every", "resume", "gpus", "deepspeed_config")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     IMAGE_ROOT_FIELD_NUMBER: _ClassVar[int]
     LORA_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class TrainRequest(_message.Message):
     CHECKPOINT_EVERY_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
+    DEEPSPEED_CONFIG_FIELD_NUMBER: _ClassVar[int]
     dataset: _common_pb2.Blob
     image_root: str
     lora: LoraConfig
@@ -73,7 +74,8 @@ class TrainRequest(_message.Message):
     checkpoint_every: int
     resume: bool
     gpus: int
-    def __init__(self, dataset: _Optional[_Union[_common_pb2.Blob, _Mapping]] = ..., image_root: _Optional[str] = ..., lora: _Optional[_Union[LoraConfig, _Mapping]] = ..., dpo: _Optional[_Union[DpoConfig, _Mapping]] = ..., optim: _Optional[_Union[OptimConfig, _Mapping]] = ..., seed: _Optional[int] = ..., checkpoint_dir: _Optional[str] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., gpus: _Optional[int] = ...) -> None: ...
+    deepspeed_config: str
+    def __init__(self, dataset: _Optional[_Union[_common_pb2.Blob, _Mapping]] = ..., image_root: _Optional[str] = ..., lora: _Optional[_Union[LoraConfig, _Mapping]] = ..., dpo: _Optional[_Union[DpoConfig, _Mapping]] = ..., optim: _Optional[_Union[OptimConfig, _Mapping]] = ..., seed: _Optional[int] = ..., checkpoint_dir: _Optional[str] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., gpus: _Optional[int] = ..., deepspeed_config: _Optional[str] = ...) -> None: ...
 
 class StepMetrics(_message.Message):
     __slots__ = ("step", "epoch", "metrics")
