@@ -2,6 +2,7 @@
 import { ConfigError, EXIT, OrchestratorError } from "../errors.js";
 import { orchestratorVersion } from "../util/project.js";
 import { planCommand } from "./commands/plan.js";
+import { resumeCommand } from "./commands/resume.js";
 import { runCommand } from "./commands/run.js";
 import { validateCommand } from "./commands/validate.js";
 import { workersCheckCommand } from "./commands/workers-check.js";
@@ -38,6 +39,10 @@ export async function main(argv: string[], out: Output = processOutput, signal =
         return planCommand(cmd.config, cmd.json, out);
       case "workers-check":
         return await workersCheckCommand(cmd.config, cmd.store, cmd.json, out);
+      case "resume": {
+        const { code, error } = await resumeCommand(cmd, out, signal);
+        return error === undefined ? code : report(error, verbose, out);
+      }
       case "run": {
         const { code, error } = await runCommand(cmd, out, signal);
         return error === undefined ? code : report(error, verbose, out);

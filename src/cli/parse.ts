@@ -5,6 +5,7 @@ import { UsageError } from "../errors.js";
 
 export type Command =
   | { command: "run"; config: string; store: string; runId?: string; until?: StageName; json: boolean; verbose: boolean }
+  | { command: "resume"; runId: string; store: string; json: boolean; verbose: boolean }
   | { command: "validate"; config: string; verbose: boolean }
   | { command: "plan"; config: string; json: boolean; verbose: boolean }
   | { command: "workers-check"; config: string; store: string; json: boolean; verbose: boolean }
@@ -15,6 +16,7 @@ export const USAGE = `usage: orchestrate <command> [options]
 
 commands:
   run <experiment.yaml> [--store DIR] [--run-id ID] [--until STAGE] [--json]
+  resume <run-id> [--store DIR] [--json]   finish an interrupted or failed run
   validate <experiment.yaml>          check the config and the files it names; exit 2 on problems
   plan <experiment.yaml> [--json]     stages, items, seeds and workers; nothing runs
   workers check <experiment.yaml>     start each worker, print its Describe, stop it
@@ -64,6 +66,11 @@ export function parseCLI(argv: string[]): Command {
         until = values.until as StageName;
       }
       return { command: "run", config, store, runId: values["run-id"], until, json: values.json, verbose };
+    }
+    case "resume": {
+      noRunFlags("resume");
+      if (rest.length !== 1) throw new UsageError("usage: orchestrate resume <run-id> [--store DIR] [--json]");
+      return { command: "resume", runId: rest[0]!, store, json: values.json, verbose };
     }
     case "validate":
       noRunFlags("validate");

@@ -44,7 +44,7 @@ export async function runEvaluateStage(ctx: StageContext): Promise<void> {
   const stage = loaded.config.stages.evaluate!;
   const evaluator = pool.get(stage.evaluator);
   const splits = splitsOf(ctx);
-  const models = [["base", ""], ...(ctx.results.adapter ? [["trained", ctx.results.adapter.dir]] : [])] as ["base" | "trained", string][];
+  const models = [["base", ""], ...(ctx.results.adapter ? [["trained", join(runDir.path, ctx.results.adapter.dir)]] : [])] as ["base" | "trained", string][];
   const t0 = performance.now();
   bus.emit({ type: "stage.started", stage: "evaluate", total: splits.length * models.length });
   const results: { benchmark: string; split: string; model: string; metrics: Record<string, number> }[] = [];

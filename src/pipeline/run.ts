@@ -4,6 +4,7 @@ import { loadExperiment, type LoadedConfig } from "../config/load.js";
 import { IMPLEMENTED_STAGES, STAGES, WORKER_REFERENCES, type StageName } from "../config/schema.js";
 import { InterruptedError, OrchestratorError, UsageError } from "../errors.js";
 import { EventBus } from "../events/bus.js";
+import type { RunEvent } from "../events/types.js";
 import { eventsFileReporter } from "../events/reporters/json-lines.js";
 import { ManifestCollector } from "../manifest/collector.js";
 import { ContentStore } from "../store/cas.js";
@@ -16,12 +17,15 @@ import { runResponseStage } from "./response-stage.js";
 import { runTrainStage } from "./train-stage.js";
 import { runEvaluateStage } from "./evaluate-stage.js";
 import type { StageContext } from "./stage-context.js";
+import { carriedEvents, finishedStages, resultsFromEvents } from "./resume.js";
 import { WorkerPool } from "./worker-pool.js";
 
 export interface RunOptions {
   configPath: string;
   storeRoot: string;
   runId?: string;
+  /** Continue this earlier run: its finished stages are kept, the rest run again. */
+  resume?: { events: RunEvent[]; configSha256: string };
   until?: StageName;
   bus?: EventBus;
   runtime?: WorkerRuntime;
@@ -71,10 +75,13 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const stages = stagesToRun(loaded, opts.until);
   const runId = opts.runId ?? newRunId(loaded.config.name, new Date());
   const runDir = new RunDir(opts.storeRoot, runId);
-  runDir.create();
+  if (opts.resume && opts.resume.configSha256 !== loaded.sha256) {
+    throw new UsageError(`${loaded.file} changed since run ${runId} started (sha256 ${opts.resume.configSha256.slice(0, 12)}, now ${loaded.sha256.slice(0, 12)}); start a new run instead`);
+  }
+  if (!opts.resume) runDir.create();
+  const done = opts.resume ? finishedStages(opts.resume.events) : [];
 
   const bus = opts.bus ?? new EventBus();
-  bus.subscribe(eventsFileReporter(runDir.eventsPath));
   const collector = new ManifestCollector({
     runId,
     configFile: loaded.file,
@@ -82,7 +89,16 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     config: loaded.config,
     orchestrator: { version: orchestratorVersion(), gitCommit: gitCommit(), node: process.version },
   });
+  // A resumed run's manifest starts from the finished stages' events of the earlier attempt.
+  const carried = opts.resume ? carriedEvents(opts.resume.events) : [];
+  for (const e of carried) collector.listener(e);
   bus.subscribe(collector.listener);
+  if (opts.resume) {
+    // The earlier attempt's events stay on disk beside the new ones; nothing is lost.
+    runDir.keepAttempt();
+    runDir.writeAtomic(runDir.eventsPath, carried.map((e) => `${JSON.stringify(e)}\n`).join(""));
+  }
+  bus.subscribe(eventsFileReporter(runDir.eventsPath));
   const writeManifest = () => runDir.writeAtomic(runDir.manifestPath, `${JSON.stringify(collector.build(), null, 2)}\n`);
 
   const t0 = performance.now();
@@ -90,11 +106,12 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   writeManifest();
   const signal = opts.signal ?? new AbortController().signal;
   const pool = new WorkerPool(opts.runtime ?? new LocalRuntime(), loaded, { storeRoot: opts.storeRoot, logPath: (w) => runDir.logPath(w) }, bus);
-  const ctx: StageContext = { loaded, bus, store: new ContentStore(opts.storeRoot), runDir, pool, signal, results: {} };
+  const ctx: StageContext = { loaded, bus, store: new ContentStore(opts.storeRoot), runDir, pool, signal, results: opts.resume ? resultsFromEvents(opts.resume.events, loaded.prompts) : {} };
   let error: unknown;
   try {
-    await pool.startAll(workersFor(loaded, stages), signal);
+    await pool.startAll(workersFor(loaded, stages.filter((s) => !done.includes(s))), signal);
     for (const stage of stages) {
+      if (done.includes(stage)) continue;
       if (signal.aborted) throw new InterruptedError();
       await EXECUTORS[stage]!(ctx);
       writeManifest();

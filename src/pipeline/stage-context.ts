@@ -24,7 +24,7 @@ export interface StageResults {
   images?: KeptImage[];
   /** dataset/pairs.jsonl of the response stage. */
   dataset?: { path: string; sha256: string; pairs: number };
-  /** The trained LoRA adapter's directory (absolute) and weights hash. */
+  /** The trained LoRA adapter's directory (relative to the run directory) and weights hash. */
   adapter?: { dir: string; sha256: string };
 }
 

@@ -1,7 +1,7 @@
 // The train stage: dataset/pairs.jsonl -> DPO (TRL + LoRA) on the trainer worker. Step
 // metrics stream to the terminal, events.jsonl and train/metrics.jsonl as they happen;
 // the adapter ends up in the store and in train/adapter/.
-import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { resolvePath } from "../config/load.js";
 import { StageFailedError } from "../errors.js";
@@ -42,7 +42,8 @@ export async function runTrainStage(ctx: StageContext): Promise<void> {
     seed: derivedSeed(loaded.config.seed, "train"),
     checkpointDir: join(dir, "checkpoints"),
     checkpointEvery: stage.checkpoint_every,
-    resume: false,
+    // A resumed run continues from the newest checkpoint of the earlier attempt.
+    resume: existsSync(join(dir, "checkpoints")),
     gpus: stage.gpus,
     deepspeedConfig: stage.deepspeed ? resolvePath(loaded.baseDir, stage.deepspeed) : "",
   };
@@ -76,7 +77,7 @@ export async function runTrainStage(ctx: StageContext): Promise<void> {
           metricsPath: runDir.rel(metricsPath),
         });
         steps = r.steps;
-        ctx.results.adapter = { dir: join(dir, "adapter"), sha256: r.adapter.sha256 };
+        ctx.results.adapter = { dir: runDir.rel(join(dir, "adapter")), sha256: r.adapter.sha256 };
       }
     }
   } catch (e) {

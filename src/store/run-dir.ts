@@ -40,6 +40,15 @@ export class RunDir {
     return relative(this.path, p);
   }
 
+  /** Moves events.jsonl and manifest.json of an earlier attempt aside as *.attempt-<n>.*. */
+  keepAttempt(): number {
+    let n = 1;
+    while (existsSync(join(this.path, `events.attempt-${n}.jsonl`))) n++;
+    if (existsSync(this.eventsPath)) renameSync(this.eventsPath, join(this.path, `events.attempt-${n}.jsonl`));
+    if (existsSync(this.manifestPath)) renameSync(this.manifestPath, join(this.path, `manifest.attempt-${n}.json`));
+    return n;
+  }
+
   /** A hard link to the store's copy where the filesystem allows, else a copy. */
   placeArtifact(casPath: string, dest: string): void {
     mkdirSync(dirname(dest), { recursive: true });

@@ -1,7 +1,7 @@
 // The `local` runtime: a Python worker process started with execa in its own process
 // group, on a free loopback port that it announces on stdout. Ready means gRPC health
 // SERVING; its stdout and stderr go to logs/<worker>.log.
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { execa, type ResultPromise } from "execa";
 import { resolvePath } from "../config/load.js";
 import { WorkerStartError } from "../errors.js";
@@ -99,7 +99,8 @@ export class LocalRuntime implements WorkerRuntime {
       throw new WorkerStartError(`worker '${req.name}': Python interpreter not found at ${python} (run the setup script, or set runtime.python)`);
     }
     const args = localWorkerArgs(req.config, { baseDir: req.baseDir, storeRoot: req.storeRoot, parentPid: this.opts.parentPid ?? process.pid });
-    writeFileSync(req.logPath, "");
+    // Appended, never truncated: a resumed run keeps the log of the attempt before it.
+    appendFileSync(req.logPath, `--- ${new Date().toISOString()} starting ${req.name}: ${python} ${args.slice(0, 5).join(" ")} ...\n`);
     const proc = execa(python, args, {
       detached: true,
       stdin: "ignore",
