@@ -1,8 +1,8 @@
-"""Fixtures: one shared store per session, one long-lived worker process per kind.
+"""Fixtures: one shared store per session, one long-lived worker process per kind and model.
 
 Workers are session-scoped (not per module): starting one costs seconds of torch import
 and model load on a 2-core machine, and the contract, conformance and per-kind tests can
-all share the same two processes. Tests that need to kill or starve a worker start a
+all share the same processes. Tests that need to kill or starve a worker start a
 dedicated one with worker_harness.start_worker.
 """
 
@@ -16,7 +16,15 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 
-from worker_harness import GENERATOR_MODEL, SCORER_MODEL, start_worker  # noqa: E402
+from worker_harness import (  # noqa: E402
+    GENERATOR_MODEL,
+    JUDGE_SCORER_MODEL,
+    MUTE_RESPONDER_MODEL,
+    RESPONDER_MODEL,
+    REWARD_SCORER_MODEL,
+    SCORER_MODEL,
+    start_worker,
+)
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +54,23 @@ def generator_worker(store_dir, log_dir):
 @pytest.fixture(scope="session")
 def scorer_worker(store_dir, log_dir):
     yield from _serve("image-scorer", SCORER_MODEL, store_dir, log_dir)
+
+
+@pytest.fixture(scope="session")
+def responder_worker(store_dir, log_dir):
+    yield from _serve("responder", RESPONDER_MODEL, store_dir, log_dir)
+
+
+@pytest.fixture(scope="session")
+def mute_responder_worker(store_dir, log_dir):
+    yield from _serve("responder", MUTE_RESPONDER_MODEL, store_dir, log_dir)
+
+
+@pytest.fixture(scope="session")
+def reward_scorer_worker(store_dir, log_dir):
+    yield from _serve("response-scorer", REWARD_SCORER_MODEL, store_dir, log_dir)
+
+
+@pytest.fixture(scope="session")
+def judge_scorer_worker(store_dir, log_dir):
+    yield from _serve("response-scorer", JUDGE_SCORER_MODEL, store_dir, log_dir)

@@ -7,7 +7,9 @@ item); the assertions are the same for all kinds. Add a kind here when it lands.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import grpc
@@ -22,17 +24,28 @@ from pds_dpo_workers.proto import (
     image_generator_pb2_grpc as gen_grpc,
     image_scorer_pb2 as score_pb,
     image_scorer_pb2_grpc as score_grpc,
+    responder_pb2 as resp_pb,
+    responder_pb2_grpc as resp_grpc,
+    response_scorer_pb2 as rscore_pb,
+    response_scorer_pb2_grpc as rscore_grpc,
     worker_pb2,
     worker_pb2_grpc,
 )
-from worker_harness import GENERATOR_MODEL, SCORER_MODEL, png_bytes
+from worker_harness import (
+    GENERATOR_MODEL,
+    JUDGE_SCORER_MODEL,
+    RESPONDER_MODEL,
+    REWARD_SCORER_MODEL,
+    SCORER_MODEL,
+    png_bytes,
+)
 
 
 @dataclass(frozen=True)
 class Result:
     id: str
     error_code: str  # "" when the item succeeded
-    has_output: bool  # an image (generator) or a finite score (scorer)
+    has_output: bool  # an image (generator), a finite score (scorers) or an answer (responder)
 
 
 @dataclass(frozen=True)
@@ -73,12 +86,50 @@ def _score(channel, items) -> list[Result]:
     return out
 
 
+def _respond(channel, items) -> list[Result]:
+    req = resp_pb.RespondRequest(items=items)
+    out = []
+    for resp in resp_grpc.ResponderServiceStub(channel).Respond(req, timeout=120):
+        if resp.WhichOneof("event") == "response":
+            r = resp.response
+            answered = r.finish_reason in ("stop", "length") and r.num_tokens > 0 and r.text != ""
+            out.append(Result(r.id, r.error.code, answered))
+    return out
+
+
+def _score_responses(channel, items, components: frozenset) -> list[Result]:
+    req = rscore_pb.ResponseScorerServiceScoreRequest(items=items)
+    out = []
+    for resp in rscore_grpc.ResponseScorerServiceStub(channel).Score(req, timeout=120):
+        if resp.WhichOneof("event") == "score":
+            s = resp.score
+            scored = not s.HasField("error") and math.isfinite(s.score) and set(s.components) == components
+            out.append(Result(s.id, s.error.code, scored))
+    return out
+
+
 def _gen_item(item_id: str, steps: int = 2) -> gen_pb.ImageGenerationItem:
     return gen_pb.ImageGenerationItem(id=item_id, prompt="a red vintage car", steps=steps, width=64, height=64, seed=3)
 
 
 def _score_item(item_id: str, data: bytes | None = None) -> score_pb.ImageScoringItem:
     return score_pb.ImageScoringItem(id=item_id, prompt="a red vintage car", image=common_pb2.Blob(inline=data if data is not None else png_bytes(1)))
+
+
+def _respond_item(item_id: str, data: bytes | None = None) -> resp_pb.RespondItem:
+    return resp_pb.RespondItem(
+        id=item_id,
+        image=common_pb2.Blob(inline=data if data is not None else png_bytes(1)),
+        instruction="<image> describe the image in detail",
+        seed=3,
+        decoding=resp_pb.Decoding(max_new_tokens=8),
+    )
+
+
+def _response_item(item_id: str, answer: str = "a red vintage car parked on a street") -> rscore_pb.ResponseScoringItem:
+    return rscore_pb.ResponseScoringItem(
+        id=item_id, question="what is in the picture", answer=answer, image=common_pb2.Blob(inline=png_bytes(1))
+    )
 
 
 CASES = [
@@ -105,6 +156,43 @@ CASES = [
         valid_item=_score_item,
         invalid_item=lambda i: _score_item(i, b"not a png"),
         invalid_code="invalid_image",
+    ),
+    KindCase(
+        name="responder",
+        fixture="responder_worker",
+        model=RESPONDER_MODEL,
+        kind=common_pb2.WORKER_KIND_RESPONDER,
+        service="pdsdpo.v1.ResponderService",
+        model_class="LlavaForConditionalGeneration",
+        call=_respond,
+        valid_item=_respond_item,
+        invalid_item=lambda i: _respond_item(i, b"not a png"),
+        invalid_code="invalid_image",
+    ),
+    KindCase(
+        name="response-scorer-sequence-classification",
+        fixture="reward_scorer_worker",
+        model=REWARD_SCORER_MODEL,
+        kind=common_pb2.WORKER_KIND_RESPONSE_SCORER,
+        service="pdsdpo.v1.ResponseScorerService",
+        model_class="LlamaForSequenceClassification",
+        # A plain reward head: the score only, no components.
+        call=partial(_score_responses, components=frozenset()),
+        valid_item=_response_item,
+        invalid_item=lambda i: _response_item(i, answer=""),
+        invalid_code="empty_answer",
+    ),
+    KindCase(
+        name="response-scorer-vlm-judge",
+        fixture="judge_scorer_worker",
+        model=JUDGE_SCORER_MODEL,
+        kind=common_pb2.WORKER_KIND_RESPONSE_SCORER,
+        service="pdsdpo.v1.ResponseScorerService",
+        model_class="LlavaForConditionalGeneration",
+        call=partial(_score_responses, components=frozenset({"p_yes", "p_no"})),
+        valid_item=_response_item,
+        invalid_item=lambda i: _response_item(i, answer=""),
+        invalid_code="empty_answer",
     ),
 ]
 
@@ -139,6 +227,8 @@ def test_describe_matches_the_model_on_disk(case, worker):
     assert info.model.resolved_revision == f"tiny-v{tiny.BUILDER_VERSION}"
     assert info.model.model_class == case.model_class
     assert info.model.spec.id == case.model["id"]
+    # Options (the response scorer's "type") are part of the recorded spec.
+    assert dict(info.model.spec.options) == case.model.get("options", {})
     # Recomputed here from the files in the shared store, independently of the worker.
     expected = resolve(parse_spec(json.dumps(case.model)), str(worker.store))
     assert info.model.weights_sha256 == expected.weights_sha256

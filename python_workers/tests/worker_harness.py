@@ -25,6 +25,11 @@ PYTHON = sys.executable
 
 GENERATOR_MODEL = {"source": "MODEL_SOURCE_TINY", "id": "sd"}
 SCORER_MODEL = {"source": "MODEL_SOURCE_TINY", "id": "clip-scorer"}
+RESPONDER_MODEL = {"source": "MODEL_SOURCE_TINY", "id": "llava"}
+# Its generation config suppresses every token but end-of-sequence: it always answers "".
+MUTE_RESPONDER_MODEL = {"source": "MODEL_SOURCE_TINY", "id": "llava-mute"}
+REWARD_SCORER_MODEL = {"source": "MODEL_SOURCE_TINY", "id": "reward", "options": {"type": "sequence-classification"}}
+JUDGE_SCORER_MODEL = {"source": "MODEL_SOURCE_TINY", "id": "llava", "options": {"type": "vlm-judge"}}
 
 # Generous: 2 shared cores, and the first worker of a session also builds its tiny model.
 LISTENING_TIMEOUT_S = 60.0
@@ -170,6 +175,22 @@ def start_worker(
         worker.terminate(timeout=5)
         raise
     return worker
+
+
+def expect_load_failure(kind: str, model: dict, store: Path, log_dir: Path, *, extra_args: tuple[str, ...] = ()) -> tuple[dict, int, Worker]:
+    """Start a worker whose load must fail: (its load_failed event, its exit code, the worker).
+
+    The worker must announce "listening", then "load_failed" (never "serving"), and exit.
+    """
+    worker = start_worker(kind, model, store, log_dir, wait_serving=False, extra_args=extra_args)
+    try:
+        event = worker.wait_event("load_failed", SERVING_TIMEOUT_S)
+        rc = worker.process.wait(timeout=STOP_TIMEOUT_S)
+    finally:
+        worker.terminate(timeout=5)
+    # The reader thread has seen EOF by now, so `events` is the whole stdout.
+    assert [e.get("event") for e in worker.events] == ["listening", "load_failed"], worker.events
+    return event, rc, worker
 
 
 def png_bytes(seed: int = 0, size: int = 48) -> bytes:
