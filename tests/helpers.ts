@@ -11,6 +11,15 @@ export function tempDir(prefix = "pdsdpo-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
+/** prompts.jsonl in dir: the first n tiny prompts, then any extra lines. */
+export function writePrompts(dir: string, n: number, extra: string[] = []): void {
+  const lines = readFileSync(join(ROOT, "configs/prompts/tiny.jsonl"), "utf8").trim().split("\n").slice(0, n);
+  writeFileSync(join(dir, "prompts.jsonl"), `${[...lines, ...extra].join("\n")}\n`);
+}
+
+/** The runtime of every test worker: local, CPU, one torch thread (tests run side by side). */
+export const LOCAL_CPU = "runtime: {type: local, device: cpu, cpu_threads: 1}";
+
 export interface TinyOptions {
   limit?: number;
   steps?: number;

@@ -2,14 +2,12 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { cli, readJson, ROOT, tempDir } from "../helpers.js";
+import { cli, LOCAL_CPU, readJson, tempDir, writePrompts } from "../helpers.js";
 
 function experiment(dir: string): string {
-  const prompts = readFileSync(join(ROOT, "configs/prompts/tiny.jsonl"), "utf8").trim().split("\n").slice(0, 3);
   // An instruction too long for the tiny responders' context: each responder fails that item.
-  prompts.push(JSON.stringify({ id: "daily-999", category: "daily", t2i_prompt: "a kitchen table", instruction: `<image> ${"describe every detail ".repeat(400)}` }));
-  writeFileSync(join(dir, "prompts.jsonl"), `${prompts.join("\n")}\n`);
-  const local = "runtime: {type: local, device: cpu, cpu_threads: 1}";
+  writePrompts(dir, 3, [JSON.stringify({ id: "daily-999", category: "daily", t2i_prompt: "a kitchen table", instruction: `<image> ${"describe every detail ".repeat(400)}` })]);
+  const local = LOCAL_CPU;
   const path = join(dir, "experiment.yaml");
   writeFileSync(
     path,

@@ -4,11 +4,11 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
-import { BIN, cli, jsonLines, readJson, ROOT, tempDir } from "../helpers.js";
+import { BIN, cli, jsonLines, LOCAL_CPU, readJson, tempDir, writePrompts } from "../helpers.js";
 
 function experiment(dir: string): string {
-  writeFileSync(join(dir, "prompts.jsonl"), `${readFileSync(join(ROOT, "configs/prompts/tiny.jsonl"), "utf8").trim().split("\n").slice(0, 4).join("\n")}\n`);
-  const local = "runtime: {type: local, device: cpu, cpu_threads: 1}";
+  writePrompts(dir, 4);
+  const local = LOCAL_CPU;
   const path = join(dir, "experiment.yaml");
   writeFileSync(
     path,

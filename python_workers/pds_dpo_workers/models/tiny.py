@@ -242,6 +242,23 @@ def _word_bpe_tokenizer():
     )
 
 
+def _tiny_llama_config(tokenizer, **extra):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **extra,
+    )
+
+
 def _build_llava(out_dir: str, seed: int, variant: str = "") -> None:
     """LLaVA-1.5 architecture (CLIP vision tower, MLP projector, Llama LM) at toy size.
 
@@ -251,7 +268,6 @@ def _build_llava(out_dir: str, seed: int, variant: str = "") -> None:
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
-        LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
@@ -262,18 +278,7 @@ def _build_llava(out_dir: str, seed: int, variant: str = "") -> None:
     vision = CLIPVisionConfig(
         hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32, patch_size=8, projection_dim=32
     )
-    text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    text = _tiny_llama_config(tokenizer, max_position_embeddings=1024)
     config = LlavaConfig(
         vision_config=vision.to_dict(),
         text_config=text.to_dict(),
@@ -301,24 +306,12 @@ def _build_llava(out_dir: str, seed: int, variant: str = "") -> None:
 
 def _build_reward(out_dir: str, seed: int) -> None:
     """A sequence-classification reward model (Llama, one label), text only like ArmoRM."""
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from transformers import LlamaForSequenceClassification
 
     tokenizer = _word_bpe_tokenizer()
     tokenizer.padding_side = "right"
     _seed_all(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        num_labels=1,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = _tiny_llama_config(tokenizer, max_position_embeddings=2048, num_labels=1)
     LlamaForSequenceClassification(config).save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
 
