@@ -28,6 +28,8 @@ from pds_dpo_workers.streaming import Cancelled, ModelRunner, serve_stream
 # The language model's attention projections (LLaVA: language_model.*.{q,k,v,o}_proj).
 DEFAULT_TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
+# LLaVA's vision-to-language projector.
+PROJECTOR = "multi_modal_projector"
 
 
 def latest_checkpoint(directory: str) -> str | None:
@@ -102,13 +104,28 @@ def run_training(req: pb.TrainRequest, model_dir: str, ctx: WorkerContext, send,
     model = AutoModelForImageTextToText.from_pretrained(
         model_dir, local_files_only=True, dtype=torch_dtype(ctx.spec, ctx.device)
     )
+    projector_lr = req.optim.projector_learning_rate
     lora = LoraConfig(
         r=req.lora.r or 8,
         lora_alpha=req.lora.alpha or 16,
         lora_dropout=req.lora.dropout,
         target_modules=list(req.lora.target_modules) or DEFAULT_TARGET_MODULES,
+        # As in the paper: the projector is trained in full, at its own learning rate.
+        modules_to_save=[PROJECTOR] if projector_lr > 0 else None,
         task_type="CAUSAL_LM",
     )
+
+    class Trainer(DPOTrainer):
+        def create_optimizer(self, *args, **kwargs):
+            if projector_lr > 0 and self.optimizer is None:
+                named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+                groups = [
+                    {"params": [p for n, p in named if PROJECTOR not in n]},
+                    {"params": [p for n, p in named if PROJECTOR in n], "lr": projector_lr},
+                ]
+                cls, kw = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+                self.optimizer = cls([g for g in groups if g["params"]], **kw)
+            return super().create_optimizer(*args, **kwargs)
 
     class Relay(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kw):
@@ -126,7 +143,7 @@ def run_training(req: pb.TrainRequest, model_dir: str, ctx: WorkerContext, send,
                 control.should_save = True
                 control.should_training_stop = True
 
-    trainer = DPOTrainer(
+    trainer = Trainer(
         model=model,
         args=DPOConfig(**dpo_config_kwargs(req, ctx.device)),
         train_dataset=dataset,
