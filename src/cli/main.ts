@@ -2,6 +2,7 @@
 import { ConfigError, EXIT, OrchestratorError } from "../errors.js";
 import { orchestratorVersion } from "../util/project.js";
 import { planCommand } from "./commands/plan.js";
+import { reportCommand } from "./commands/report.js";
 import { resumeCommand } from "./commands/resume.js";
 import { runCommand } from "./commands/run.js";
 import { validateCommand } from "./commands/validate.js";
@@ -39,6 +40,8 @@ export async function main(argv: string[], out: Output = processOutput, signal =
         return planCommand(cmd.config, cmd.json, out);
       case "workers-check":
         return await workersCheckCommand(cmd.config, cmd.store, cmd.json, out);
+      case "report":
+        return reportCommand(cmd.runId, cmd.store, out);
       case "resume": {
         const { code, error } = await resumeCommand(cmd, out, signal);
         return error === undefined ? code : report(error, verbose, out);

@@ -6,6 +6,7 @@ import { UsageError } from "../errors.js";
 export type Command =
   | { command: "run"; config: string; store: string; runId?: string; until?: StageName; json: boolean; verbose: boolean }
   | { command: "resume"; runId: string; store: string; json: boolean; verbose: boolean }
+  | { command: "report"; runId: string; store: string; verbose: boolean }
   | { command: "validate"; config: string; verbose: boolean }
   | { command: "plan"; config: string; json: boolean; verbose: boolean }
   | { command: "workers-check"; config: string; store: string; json: boolean; verbose: boolean }
@@ -17,6 +18,7 @@ export const USAGE = `usage: orchestrate <command> [options]
 commands:
   run <experiment.yaml> [--store DIR] [--run-id ID] [--until STAGE] [--json]
   resume <run-id> [--store DIR] [--json]   finish an interrupted or failed run
+  report <run-id> [--store DIR]       (re)write report/index.html and report/diagnostics.json
   validate <experiment.yaml>          check the config and the files it names; exit 2 on problems
   plan <experiment.yaml> [--json]     stages, items, seeds and workers; nothing runs
   workers check <experiment.yaml>     start each worker, print its Describe, stop it
@@ -71,6 +73,11 @@ export function parseCLI(argv: string[]): Command {
       noRunFlags("resume");
       if (rest.length !== 1) throw new UsageError("usage: orchestrate resume <run-id> [--store DIR] [--json]");
       return { command: "resume", runId: rest[0]!, store, json: values.json, verbose };
+    }
+    case "report": {
+      noRunFlags("report");
+      if (rest.length !== 1) throw new UsageError("usage: orchestrate report <run-id> [--store DIR]");
+      return { command: "report", runId: rest[0]!, store, verbose };
     }
     case "validate":
       noRunFlags("validate");

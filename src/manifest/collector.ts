@@ -33,6 +33,7 @@ interface PromptRecord {
   index: number;
   category: string;
   t2i_prompt: string;
+  instruction: string;
   candidates: CandidateRecord[];
   kept: { id: string; score: number; path: string; sha256: string } | null;
   dropped_reason?: string;
@@ -92,7 +93,7 @@ export class ManifestCollector {
         const c = e.candidate;
         let prompt = this.prompts.get(c.promptId);
         if (!prompt) {
-          prompt = { id: c.promptId, index: c.promptIndex, category: c.category, t2i_prompt: c.prompt, candidates: [], kept: null };
+          prompt = { id: c.promptId, index: c.promptIndex, category: c.category, t2i_prompt: c.prompt, instruction: c.instruction, candidates: [], kept: null };
           this.prompts.set(c.promptId, prompt);
         }
         const rec: CandidateRecord = {

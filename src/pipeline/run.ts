@@ -17,6 +17,7 @@ import { runResponseStage } from "./response-stage.js";
 import { runTrainStage } from "./train-stage.js";
 import { runEvaluateStage } from "./evaluate-stage.js";
 import type { StageContext } from "./stage-context.js";
+import { writeReport } from "../report/write.js";
 import { carriedEvents, finishedStages, resultsFromEvents } from "./resume.js";
 import { WorkerPool } from "./worker-pool.js";
 
@@ -131,5 +132,11 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     seconds: (performance.now() - t0) / 1000,
   });
   writeManifest();
+  // The report is written whatever happened; a report that cannot be made never fails the run.
+  try {
+    writeReport(runDir.path);
+  } catch (e) {
+    bus.emit({ type: "warning", message: `the report could not be written: ${e instanceof Error ? e.message : String(e)}` });
+  }
   return { runId, runDir: runDir.path, status, manifest: collector.build(), error };
 }

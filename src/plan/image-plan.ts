@@ -10,6 +10,8 @@ export interface ImageCandidate {
   promptIndex: number;
   category: string;
   prompt: string;
+  /** The prompt's instruction (for the responders), carried for the records. */
+  instruction: string;
   negativePrompt: string;
   guidanceScale: number;
   /** k-th image of its prompt, over scales then images per scale. */
@@ -39,6 +41,7 @@ export function planImages(stage: ImagesStageConfig, prompts: Prompt[], experime
           promptIndex,
           category: p.category,
           prompt: p.t2i_prompt,
+          instruction: p.instruction,
           negativePrompt: stage.negative_prompt,
           guidanceScale: scale,
           imageNumber,

@@ -1,0 +1,60 @@
+// Pure: every diagnostic of a run from its records, as one JSON-ready object.
+import {
+  hardNegativeComposition,
+  imageScoreByGuidance,
+  lengthDistribution,
+  promptClassByCategory,
+  responderWinRates,
+  scoreDistribution,
+  trainingCurves,
+} from "./diagnostics.js";
+import type { RunRecords } from "./records.js";
+
+interface PromptView {
+  id: string;
+  category: string;
+  instruction?: string;
+  candidates: { guidance_scale: number; score?: number; id: string }[];
+  kept: { id: string } | null;
+}
+
+export function buildDiagnostics(r: RunRecords) {
+  const stages = Object.fromEntries(Object.entries(r.manifest.stages).map(([k, v]) => [k, { status: v.status, counts: v.counts ?? {}, seconds: v.seconds }]));
+  const images = r.manifest.stages.images as unknown as { status: string; prompts?: PromptView[] } | undefined;
+  const prompts = images?.prompts ?? [];
+  const responses = r.manifest.stages.responses as unknown as { dropped_candidates?: Record<string, number>; dropped_images?: Record<string, number> } | undefined;
+  return {
+    schema: "pds-dpo/diagnostics@1",
+    run_id: r.manifest.run_id,
+    status: r.manifest.status,
+    stages,
+    images: images
+      ? {
+          prompt_class_by_category: promptClassByCategory(prompts.filter((p) => p.instruction).map((p) => ({ category: p.category, instruction: p.instruction! }))),
+          score_by_guidance: imageScoreByGuidance(prompts.map((p) => p.candidates.map((c) => ({ guidanceScale: c.guidance_scale, score: c.score, kept: p.kept?.id === c.id })))),
+          dropped: countBy(prompts.filter((p) => !p.kept).map((p) => (p as { dropped_reason?: string }).dropped_reason ?? "unknown")),
+        }
+      : null,
+    responses: r.pairs
+      ? {
+          pairs: r.pairs.length,
+          length_words: lengthDistribution(r.pairs),
+          ...scoreDistribution(r.pairs),
+          responder_win_rates: responderWinRates(r.pairs),
+          hard_negatives: hardNegativeComposition(r.pairs),
+          dropped_candidates: responses?.dropped_candidates ?? {},
+          dropped_images: responses?.dropped_images ?? {},
+        }
+      : null,
+    train: r.trainSteps ? { curves: trainingCurves(r.trainSteps) } : null,
+    evaluate: r.eval ? { results: r.eval } : null,
+  };
+}
+
+export type Diagnostics = ReturnType<typeof buildDiagnostics>;
+
+function countBy(xs: string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const x of xs) out[x] = (out[x] ?? 0) + 1;
+  return out;
+}

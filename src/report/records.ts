@@ -1,0 +1,67 @@
+// I/O: a run directory read into the records the diagnostics need. A stage that did not
+// run (or whose files are missing) is absent, never an empty list.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { PairDiag } from "./diagnostics.js";
+
+export interface RunRecords {
+  runDir: string;
+  manifest: ManifestView;
+  pairs?: (PairDiag & { id: string; image: string; instruction: string; chosenModel: string; rejectedModel: string })[];
+  trainSteps?: Record<string, number>[];
+  eval?: { benchmark: string; split: string; model: string; metrics: Record<string, number> }[];
+}
+
+export interface ManifestView {
+  run_id: string;
+  status: string;
+  config: { resolved: { name: string } };
+  stages: Record<string, { status: string; counts?: Record<string, number>; seconds?: number } & Record<string, unknown>>;
+}
+
+interface PairLine {
+  id: string;
+  images: string[];
+  metadata: {
+    instruction: string;
+    chosen_id: string;
+    rejected_id: string;
+    margin: number;
+    candidates: { id: string; responder: string; model: { id: string; revision: string }; text: string; score: number | null }[];
+  };
+}
+
+const jsonl = <T>(path: string): T[] =>
+  readFileSync(path, "utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as T);
+
+export function readRunRecords(runDir: string): RunRecords {
+  const manifest = JSON.parse(readFileSync(join(runDir, "manifest.json"), "utf8")) as ManifestView;
+  const records: RunRecords = { runDir, manifest };
+  const done = (stage: string) => manifest.stages[stage]?.status === "succeeded";
+  const pairsPath = join(runDir, "dataset", "pairs.jsonl");
+  if (done("responses") && existsSync(pairsPath)) {
+    records.pairs = jsonl<PairLine>(pairsPath).map((p) => {
+      const find = (id: string) => p.metadata.candidates.find((c) => c.id === id)!;
+      const c = find(p.metadata.chosen_id);
+      const r = find(p.metadata.rejected_id);
+      return {
+        id: p.id,
+        image: p.images[0]!,
+        instruction: p.metadata.instruction,
+        chosen: { text: c.text, responder: c.responder, score: c.score ?? Number.NaN },
+        rejected: { text: r.text, responder: r.responder, score: r.score ?? Number.NaN },
+        chosenModel: `${c.model.id}@${c.model.revision}`,
+        rejectedModel: `${r.model.id}@${r.model.revision}`,
+        margin: p.metadata.margin,
+      };
+    });
+  }
+  const metricsPath = join(runDir, "train", "metrics.jsonl");
+  if (manifest.stages.train && existsSync(metricsPath)) records.trainSteps = jsonl<Record<string, number>>(metricsPath);
+  const evalPath = join(runDir, "eval", "metrics.json");
+  if (done("evaluate") && existsSync(evalPath)) records.eval = JSON.parse(readFileSync(evalPath, "utf8")) as RunRecords["eval"];
+  return records;
+}

@@ -1,0 +1,27 @@
+// I/O: report/index.html and report/diagnostics.json of a run directory.
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { buildDiagnostics } from "./build.js";
+import { renderReport, type GalleryItem } from "./html.js";
+import { readRunRecords } from "./records.js";
+
+export const GALLERY_SIZE = 12;
+
+export function writeReport(runDir: string): { html: string; json: string } {
+  const records = readRunRecords(runDir);
+  const diagnostics = buildDiagnostics(records);
+  const gallery: GalleryItem[] = (records.pairs ?? []).slice(0, GALLERY_SIZE).map((p) => ({
+    id: p.id,
+    imageDataUri: `data:image/png;base64,${readFileSync(join(runDir, p.image)).toString("base64")}`,
+    instruction: p.instruction,
+    chosen: { text: p.chosen.text, score: p.chosen.score, model: p.chosenModel },
+    rejected: { text: p.rejected.text, score: p.rejected.score, model: p.rejectedModel },
+  }));
+  const dir = join(runDir, "report");
+  mkdirSync(dir, { recursive: true });
+  const html = join(dir, "index.html");
+  const json = join(dir, "diagnostics.json");
+  writeFileSync(json, `${JSON.stringify(diagnostics, null, 2)}\n`);
+  writeFileSync(html, renderReport(diagnostics, gallery));
+  return { html, json };
+}
