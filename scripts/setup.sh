@@ -34,6 +34,17 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# Debian's Chromium, for the report's browser test (driven by playwright-core).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing chromium (apt-get) for the browser test"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/tmp/pds-dpo-apt.log 2>&1 \
+      || { tail -n 20 /tmp/pds-dpo-apt.log >&2; say "installing chromium failed"; exit 1; }
+  else
+    say "warning: /usr/bin/chromium is missing; the report browser test will fail (apt-get install chromium)"
+  fi
+fi
+
 # The control plane: compiled TypeScript.
 npx tsc -p tsconfig.json
 say "ready"

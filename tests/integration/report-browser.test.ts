@@ -1,0 +1,48 @@
+// The report of a real tiny run, opened in Debian's Chromium through playwright-core:
+// no console errors, every chart has data points; a screenshot is kept with the test results.
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { describe, expect, it } from "vitest";
+import { cli, ROOT, tempDir } from "../helpers.js";
+
+const CHROMIUM = process.env.PDS_DPO_CHROMIUM ?? "/usr/bin/chromium";
+
+describe("run report in a browser", () => {
+  it("has no console errors, data in every chart, and the stages of the run", async () => {
+    expect(existsSync(CHROMIUM), `no browser at ${CHROMIUM}: run scripts/setup.sh (it installs Debian's chromium)`).toBe(true);
+    const store = tempDir();
+    const r = await cli(["run", join(ROOT, "configs/tiny.yaml"), "--store", store, "--run-id", "rep"]);
+    expect(r.exitCode).toBe(0);
+    const runDir = join(store, "runs", "rep");
+    const html = join(runDir, "report", "index.html");
+    expect(readFileSync(html, "utf8")).not.toMatch(/<script|src="https?:|href="https?:/);
+    const diagnostics = JSON.parse(readFileSync(join(runDir, "report", "diagnostics.json"), "utf8")) as Record<string, unknown>;
+    expect(Object.keys(diagnostics)).toEqual(["schema", "run_id", "status", "stages", "images", "responses", "train", "evaluate"]);
+
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    try {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      const errors: string[] = [];
+      page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+      page.on("pageerror", (e) => errors.push(e.message));
+      const requests: string[] = [];
+      page.on("request", (req) => !req.url().startsWith("file:") && !req.url().startsWith("data:") && requests.push(req.url()));
+      await page.goto(`file://${html}`);
+      const charts = await page.$$eval("svg[data-chart]", (els) => els.map((e) => [e.getAttribute("data-chart"), Number(e.getAttribute("data-points"))] as [string, number]));
+      expect(charts.map(([n]) => n)).toEqual(expect.arrayContaining(["image-score-by-guidance", "guidance-wins", "prompt-class-by-category", "length-words", "response-scores", "pair-margins", "responder-win-rates", "hard-negatives", "training-curves"]));
+      for (const [name, points] of charts) expect(points, `chart ${name}`).toBeGreaterThan(0);
+      expect(await page.$$eval(".sample img", (imgs) => imgs.filter((i) => (i as HTMLImageElement).naturalWidth > 0).length)).toBeGreaterThan(0);
+      expect(await page.locator(".not-run").count()).toBe(0);
+      mkdirSync(join(ROOT, "test-results"), { recursive: true });
+      await page.screenshot({ path: join(ROOT, "test-results", "report.png"), fullPage: true });
+      expect(errors).toEqual([]);
+      expect(requests).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  });
+});
