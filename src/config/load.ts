@@ -8,7 +8,7 @@ import { LineCounter, parseDocument, type Document } from "yaml";
 import type { z } from "zod";
 import { ConfigError, type ConfigIssue } from "../errors.js";
 import { readPrompts, type Prompt } from "./prompts.js";
-import { ExperimentSchema, WORKER_REFERENCES, type ExperimentConfig } from "./schema.js";
+import { ExperimentSchema, referencedNames, WORKER_REFERENCES, type ExperimentConfig } from "./schema.js";
 import { formatPath, lineOf, pathAt } from "./yaml-locate.js";
 
 export interface LoadedConfig {
@@ -71,12 +71,8 @@ function describe(issue: z.core.$ZodIssue, value: unknown): string {
 function crossReferences(config: ExperimentConfig, doc: Document, lines: LineCounter): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   for (const ref of WORKER_REFERENCES) {
-    const stage = config.stages[ref.stage] as Record<string, unknown> | undefined;
-    if (!stage) continue;
-    const value = stage[ref.field];
-    // A field holds a name, a list of names, or a list of {<key>: name, ...} entries.
-    const list = Array.isArray(value);
-    const names = (list ? (value as unknown[]) : [value]).map((v) => (ref.key && typeof v === "object" && v ? (v as Record<string, string>)[ref.key]! : (v as string)));
+    const list = Array.isArray((config.stages[ref.stage] as Record<string, unknown> | undefined)?.[ref.field]);
+    const names = referencedNames(config.stages, ref);
     names.forEach((name, i) => {
       const path = list ? ["stages", ref.stage, ref.field, i, ...(ref.key ? [ref.key] : [])] : ["stages", ref.stage, ref.field];
       const worker = config.workers[name];

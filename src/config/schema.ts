@@ -176,8 +176,6 @@ export const EvaluateStageSchema = z.strictObject({
 
 export const STAGES = ["images", "responses", "train", "evaluate"] as const;
 export type StageName = (typeof STAGES)[number];
-/** Stages this version can execute. */
-export const IMPLEMENTED_STAGES: readonly StageName[] = ["images", "responses", "train", "evaluate"];
 
 export const ExperimentSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "use letters, digits, '.', '_' and '-'"),
@@ -210,3 +208,10 @@ export const WORKER_REFERENCES: { stage: StageName; field: string; kind: WorkerK
   { stage: "train", field: "trainer", kind: "dpo-trainer" },
   { stage: "evaluate", field: "evaluator", kind: "evaluator" },
 ];
+
+/** The worker names one reference field holds: a name, a list of names, or a list of {<key>: name}. */
+export function referencedNames(stages: ExperimentConfig["stages"], ref: (typeof WORKER_REFERENCES)[number]): string[] {
+  const value = (stages[ref.stage] as Record<string, unknown> | undefined)?.[ref.field];
+  if (value === undefined) return [];
+  return (Array.isArray(value) ? value : [value]).map((v) => (ref.key && typeof v === "object" && v ? (v as Record<string, string>)[ref.key]! : (v as string)));
+}

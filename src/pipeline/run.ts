@@ -1,7 +1,7 @@
 // One run, start to end: validate -> run directory -> workers -> stages -> manifest.
 // Whatever happens, workers are stopped and the manifest and events are written.
 import { loadExperiment, type LoadedConfig } from "../config/load.js";
-import { IMPLEMENTED_STAGES, STAGES, WORKER_REFERENCES, type StageName } from "../config/schema.js";
+import { referencedNames, STAGES, WORKER_REFERENCES, type StageName } from "../config/schema.js";
 import { InterruptedError, OrchestratorError, UsageError } from "../errors.js";
 import { EventBus } from "../events/bus.js";
 import type { RunEvent } from "../events/types.js";
@@ -12,13 +12,13 @@ import { newRunId, RunDir } from "../store/run-dir.js";
 import { gitCommit, orchestratorVersion } from "../util/project.js";
 import { LocalRuntime } from "../workers/local-runtime.js";
 import type { WorkerRuntime } from "../workers/runtime.js";
+import { writeReport } from "../report/write.js";
+import { runEvaluateStage } from "./evaluate-stage.js";
 import { runImageStage } from "./image-stage.js";
 import { runResponseStage } from "./response-stage.js";
-import { runTrainStage } from "./train-stage.js";
-import { runEvaluateStage } from "./evaluate-stage.js";
-import type { StageContext } from "./stage-context.js";
-import { writeReport } from "../report/write.js";
 import { carriedEvents, finishedStages, resultsFromEvents } from "./resume.js";
+import type { StageContext } from "./stage-context.js";
+import { runTrainStage } from "./train-stage.js";
 import { WorkerPool } from "./worker-pool.js";
 
 export interface RunOptions {
@@ -41,33 +41,24 @@ export interface RunResult {
   error?: unknown;
 }
 
-const EXECUTORS: Partial<Record<StageName, (ctx: StageContext) => Promise<void>>> = {
+const EXECUTORS: Record<StageName, (ctx: StageContext) => Promise<void>> = {
   images: runImageStage,
   responses: runResponseStage,
   train: runTrainStage,
   evaluate: runEvaluateStage,
 };
 
-/** Pure: the stages a run executes, in order; unimplemented ones are a usage error. */
+/** Pure: the stages a run executes, in order. */
 export function stagesToRun(loaded: LoadedConfig, until?: StageName): StageName[] {
   const last = until ? STAGES.indexOf(until) : STAGES.length - 1;
   const configured = STAGES.filter((s, i) => i <= last && loaded.config.stages[s] !== undefined);
   if (until && !configured.includes(until)) throw new UsageError(`--until ${until}: the config has no ${until} stage`);
-  const missing = configured.filter((s) => !IMPLEMENTED_STAGES.includes(s));
-  if (missing.length > 0) {
-    throw new UsageError(`stage ${missing.join(", ")} is not implemented in this version; run with --until ${configured.filter((s) => IMPLEMENTED_STAGES.includes(s)).pop()}`);
-  }
   return configured;
 }
 
 /** Pure: the workers the given stages use, in config order. */
 export function workersFor(loaded: LoadedConfig, stages: StageName[]): string[] {
-  const used = new Set<string>();
-  for (const ref of WORKER_REFERENCES) {
-    if (!stages.includes(ref.stage)) continue;
-    const value = (loaded.config.stages[ref.stage] as Record<string, unknown> | undefined)?.[ref.field];
-    for (const v of Array.isArray(value) ? value : [value]) used.add(ref.key && typeof v === "object" ? (v as Record<string, string>)[ref.key]! : (v as string));
-  }
+  const used = new Set(WORKER_REFERENCES.filter((ref) => stages.includes(ref.stage)).flatMap((ref) => referencedNames(loaded.config.stages, ref)));
   return Object.keys(loaded.config.workers).filter((n) => used.has(n));
 }
 
@@ -114,7 +105,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     for (const stage of stages) {
       if (done.includes(stage)) continue;
       if (signal.aborted) throw new InterruptedError();
-      await EXECUTORS[stage]!(ctx);
+      await EXECUTORS[stage](ctx);
       writeManifest();
     }
   } catch (e) {
