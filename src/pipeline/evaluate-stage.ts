@@ -5,9 +5,8 @@ import { dirname, join } from "node:path";
 import { resolvePath } from "../config/load.js";
 import { StageFailedError } from "../errors.js";
 import { popeFromImages } from "../plan/pope-from-run.js";
-import { blobRef } from "./image-stage.js";
 import type { StageContext } from "./stage-context.js";
-import { guarded } from "./stage-util.js";
+import { blobRef, guarded } from "./stage-util.js";
 
 interface Split {
   benchmark: string;

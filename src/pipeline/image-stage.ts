@@ -8,7 +8,7 @@ import { planImages, type ImageCandidate } from "../plan/image-plan.js";
 import { selectBest, type CandidateOutcome } from "../plan/select.js";
 import type { ArtifactInfo, ContentStore } from "../store/cas.js";
 import { AsyncQueue, drainInBatches } from "../util/async-queue.js";
-import { allOrAbort, guarded } from "./stage-util.js";
+import { allOrAbort, blobRef, guarded } from "./stage-util.js";
 import type { KeptImage, StageContext } from "./stage-context.js";
 
 export const DEFAULT_GENERATE_BATCH = 4;
@@ -16,11 +16,6 @@ export const DEFAULT_SCORE_BATCH = 16;
 
 function defectName(d: ImageDefect): string {
   return imageDefectToJSON(d).replace(/^IMAGE_DEFECT_/, "").toLowerCase();
-}
-
-/** A store artifact as a by-reference Blob. */
-export function blobRef(a: ArtifactInfo): Blob {
-  return { kind: { $case: "ref", value: { uri: a.uri, sha256: a.sha256, bytes: a.bytes, mediaType: a.mediaType } } };
 }
 
 function artifactOf(store: ContentStore, blob: Blob | undefined): ArtifactInfo {
@@ -46,9 +41,9 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
   const generator = pool.get(stage.generator);
   const scorer = pool.get(stage.scorer);
   const toScore = new AsyncQueue<{ candidate: ImageCandidate; artifact: ArtifactInfo }>();
+  // The first failing task aborts the other; so does the run's own signal.
   const abort = new AbortController();
-  const onOuterAbort = () => abort.abort();
-  signal.addEventListener("abort", onOuterAbort, { once: true });
+  const calls = AbortSignal.any([signal, abort.signal]);
 
   let generated = 0;
   let scored = 0;
@@ -62,7 +57,7 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
           output: OutputMode.OUTPUT_MODE_STORE,
           maxBatchSize: batch,
         };
-        const stream = generator.client.generate(req, { deadlineMs: pool.deadlineMs(generator, chunk.length), signal: abort.signal });
+        const stream = generator.client.generate(req, { deadlineMs: pool.deadlineMs(generator, chunk.length), signal: calls });
         for await (const msg of guarded(pool, generator, "Generate", stream)) {
           if (msg.event?.$case !== "image") continue;
           onGenerated(msg.event.value);
@@ -97,7 +92,7 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
         items: items.map(({ candidate, artifact }) => ({ id: candidate.id, prompt: candidate.prompt, image: blobRef(artifact) })),
         maxBatchSize: items.length,
       };
-      const stream = scorer.client.scoreImages(req, { deadlineMs: pool.deadlineMs(scorer, items.length), signal: abort.signal });
+      const stream = scorer.client.scoreImages(req, { deadlineMs: pool.deadlineMs(scorer, items.length), signal: calls });
       for await (const msg of guarded(pool, scorer, "Score", stream)) {
         if (msg.event?.$case !== "score") continue;
         const s = msg.event.value;
@@ -120,13 +115,10 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
   } catch (e) {
     bus.emit({ type: "stage.finished", stage: "images", status: "failed", counts: { candidates: candidates.length, generated, scored }, seconds: (performance.now() - t0) / 1000 });
     throw e;
-  } finally {
-    signal.removeEventListener("abort", onOuterAbort);
   }
 
   const selections = selectBest([...outcomes.values()], stage.min_score);
   const keptImages: KeptImage[] = [];
-  const promptById = new Map(loaded.prompts.map((p) => [p.id, p]));
   for (const sel of selections) {
     if (sel.kept !== null) {
       const artifact = artifacts.get(sel.kept)!;
@@ -138,7 +130,7 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
         promptIndex: candidate.promptIndex,
         category: candidate.category,
         t2iPrompt: candidate.prompt,
-        instruction: promptById.get(sel.promptId)!.instruction,
+        instruction: candidate.instruction,
         candidateId: sel.kept,
         guidanceScale: candidate.guidanceScale,
         score: sel.score,

@@ -9,9 +9,8 @@ import { derivedSeed } from "../plan/seeds.js";
 import { sha256 } from "../store/cas.js";
 import { datasetCard, llavaEntry, pairsJsonLine, questionOf, type AnswerRecord, type PairRecord } from "../store/dataset-format.js";
 import { AsyncQueue, drainInBatches } from "../util/async-queue.js";
-import { blobRef } from "./image-stage.js";
 import type { KeptImage, StageContext } from "./stage-context.js";
-import { allOrAbort, guarded } from "./stage-util.js";
+import { allOrAbort, blobRef, guarded } from "./stage-util.js";
 import type { RunningWorker } from "./worker-pool.js";
 
 export const DEFAULT_RESPOND_BATCH = 8;
@@ -42,9 +41,9 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
   };
   const answers = new Map<string, AnswerRecord>();
   const queues = scorers.map(() => new AsyncQueue<AnswerRecord>());
+  // The first failing task aborts the others; so does the run's own signal.
   const abort = new AbortController();
-  const onOuterAbort = () => abort.abort();
-  signal.addEventListener("abort", onOuterAbort, { once: true });
+  const calls = AbortSignal.any([signal, abort.signal]);
   let answered = 0;
   const scoredBy = new Map<string, number>();
 
@@ -57,7 +56,7 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
         return { id, image: blobRef(k.artifact), instruction: k.instruction, seed: derivedSeed(loaded.config.seed, id), decoding };
       });
       const promptOf = new Map(chunk.map((k) => [`${k.promptId}.${w.name}`, k]));
-      const stream = w.client.respond({ items, maxBatchSize: batch }, { deadlineMs: pool.deadlineMs(w, chunk.length * samples), signal: abort.signal });
+      const stream = w.client.respond({ items, maxBatchSize: batch }, { deadlineMs: pool.deadlineMs(w, chunk.length * samples), signal: calls });
       for await (const msg of guarded(pool, w, "Respond", stream)) {
         if (msg.event?.$case !== "response") continue;
         const r = msg.event.value;
@@ -90,7 +89,7 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
   const score = (s: (typeof scorers)[number], queue: AsyncQueue<AnswerRecord>) =>
     drainInBatches(queue, s.worker.batchSize ?? DEFAULT_RESPONSE_SCORE_BATCH, async (batch) => {
       const items = batch.map((a) => ({ id: a.id, question: questionOf(byPrompt.get(a.promptId)!.instruction), answer: a.text, image: blobRef(byPrompt.get(a.promptId)!.artifact) }));
-      const stream = s.worker.client.scoreResponses({ items, maxBatchSize: batch.length }, { deadlineMs: pool.deadlineMs(s.worker, batch.length), signal: abort.signal });
+      const stream = s.worker.client.scoreResponses({ items, maxBatchSize: batch.length }, { deadlineMs: pool.deadlineMs(s.worker, batch.length), signal: calls });
       for await (const msg of guarded(pool, s.worker, "Score", stream)) {
         if (msg.event?.$case !== "score") continue;
         const r = msg.event.value;
@@ -115,8 +114,6 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
   } catch (e) {
     bus.emit({ type: "stage.finished", stage: "responses", status: "failed", counts: { candidates: total, answered }, seconds: (performance.now() - t0) / 1000 });
     throw e;
-  } finally {
-    signal.removeEventListener("abort", onOuterAbort);
   }
 
   for (const a of answers.values()) {

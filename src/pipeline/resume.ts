@@ -1,7 +1,6 @@
 // Pure: what a resumed run takes over from the events of its earlier attempt. Finished
 // stages are not run again: their events feed the new manifest and their results (kept
 // images, dataset, adapter) feed the stages still to run.
-import type { Prompt } from "../config/prompts.js";
 import type { StageName } from "../config/schema.js";
 import type { RunEvent } from "../events/types.js";
 import type { KeptImage, StageResults } from "./stage-context.js";
@@ -46,10 +45,9 @@ export function carriedEvents(events: RunEvent[]): RunEvent[] {
   });
 }
 
-export function resultsFromEvents(events: RunEvent[], prompts: Prompt[]): StageResults {
+export function resultsFromEvents(events: RunEvent[]): StageResults {
   const results: StageResults = {};
   const done = new Set(finishedStages(events));
-  const instruction = new Map(prompts.map((p) => [p.id, p.instruction]));
   if (done.has("images")) {
     const generated = new Map<string, Extract<RunEvent, { type: "image.generated" }>>();
     const kept: KeptImage[] = [];
@@ -63,7 +61,7 @@ export function resultsFromEvents(events: RunEvent[], prompts: Prompt[]): StageR
           promptIndex: g.candidate.promptIndex,
           category: g.candidate.category,
           t2iPrompt: g.candidate.prompt,
-          instruction: instruction.get(e.promptId) ?? "",
+          instruction: g.candidate.instruction,
           candidateId: e.kept,
           guidanceScale: g.candidate.guidanceScale,
           score: e.score,

@@ -98,7 +98,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   writeManifest();
   const signal = opts.signal ?? new AbortController().signal;
   const pool = new WorkerPool(opts.runtime ?? new LocalRuntime(), loaded, { storeRoot: opts.storeRoot, logPath: (w) => runDir.logPath(w) }, bus);
-  const ctx: StageContext = { loaded, bus, store: new ContentStore(opts.storeRoot), runDir, pool, signal, results: opts.resume ? resultsFromEvents(opts.resume.events, loaded.prompts) : {} };
+  const ctx: StageContext = { loaded, bus, store: new ContentStore(opts.storeRoot), runDir, pool, signal, results: opts.resume ? resultsFromEvents(opts.resume.events) : {} };
   let error: unknown;
   try {
     await pool.startAll(workersFor(loaded, stages.filter((s) => !done.includes(s))), signal);

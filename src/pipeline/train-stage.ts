@@ -6,9 +6,8 @@ import { join } from "node:path";
 import { resolvePath } from "../config/load.js";
 import { StageFailedError } from "../errors.js";
 import { derivedSeed } from "../plan/seeds.js";
-import { blobRef } from "./image-stage.js";
 import type { StageContext } from "./stage-context.js";
-import { guarded } from "./stage-util.js";
+import { blobRef, guarded } from "./stage-util.js";
 
 export async function runTrainStage(ctx: StageContext): Promise<void> {
   const { loaded, bus, store, runDir, pool, signal } = ctx;
