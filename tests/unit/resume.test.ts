@@ -1,0 +1,42 @@
+import { describe, expect, it } from "vitest";
+import type { RunEvent } from "../../src/events/types.js";
+import { carriedEvents, finishedStages, resultsFromEvents, stageOfEvent } from "../../src/pipeline/resume.js";
+
+const ts = "2026-01-01T00:00:00.000Z";
+const artifact = { uri: "cas://sha256/ab", sha256: "ab", bytes: 3, mediaType: "image/png" };
+const candidate = { id: "a-1.gs5.n0", promptId: "a-1", promptIndex: 0, category: "art", prompt: "a lighthouse", instruction: "<image> What?", negativePrompt: "", guidanceScale: 5, imageNumber: 0, steps: 2, width: 64, height: 64, seed: 1 };
+const events = [
+  { ts, type: "run.started", runId: "r", runDir: "/r", configFile: "/c", configSha256: "x", stages: ["images", "responses", "train"] },
+  { ts, type: "worker.starting", worker: "sd", kind: "image-generator", logPath: "/l" },
+  { ts, type: "stage.started", stage: "images", total: 1 },
+  { ts, type: "image.generated", candidate, worker: "sd", artifact, defects: [] },
+  { ts, type: "image.selected", promptId: "a-1", kept: "a-1.gs5.n0", score: 0.5, path: "images/a-1.png", sha256: "ab" },
+  { ts, type: "stage.finished", stage: "images", status: "succeeded", counts: {}, seconds: 1 },
+  { ts, type: "stage.started", stage: "responses", total: 2 },
+  { ts, type: "dataset.written", files: [{ path: "dataset/pairs.jsonl", sha256: "cd", bytes: 9 }], pairs: 1 },
+  { ts, type: "stage.finished", stage: "responses", status: "succeeded", counts: {}, seconds: 1 },
+  { ts, type: "stage.started", stage: "train", total: 4 },
+  { ts, type: "train.step", step: 1, epoch: 0.1, metrics: { loss: 0.7 } },
+  { ts, type: "stage.finished", stage: "train", status: "failed", counts: {}, seconds: 1 },
+  { ts, type: "run.finished", runId: "r", status: "failed", seconds: 3 },
+] as RunEvent[];
+
+describe("resume", () => {
+  it("knows each event's stage and which stages finished", () => {
+    expect(events.map(stageOfEvent)).toEqual([null, null, "images", "images", "images", "images", "responses", "responses", "responses", "train", "train", "train", null]);
+    expect(finishedStages(events)).toEqual(["images", "responses"]);
+  });
+
+  it("carries the finished stages' events only", () => {
+    const carried = carriedEvents(events);
+    expect(carried.map((e) => e.type)).toEqual(["stage.started", "image.generated", "image.selected", "stage.finished", "stage.started", "dataset.written", "stage.finished"]);
+  });
+
+  it("rebuilds the finished stages' results for the stages still to run", () => {
+    expect(resultsFromEvents(events)).toEqual({
+      images: [{ promptId: "a-1", promptIndex: 0, category: "art", t2iPrompt: "a lighthouse", instruction: "<image> What?", candidateId: "a-1.gs5.n0", guidanceScale: 5, score: 0.5, artifact, path: "images/a-1.png" }],
+      dataset: { path: "dataset/pairs.jsonl", sha256: "cd", pairs: 1 },
+    });
+    expect(resultsFromEvents([])).toEqual({});
+  });
+});
