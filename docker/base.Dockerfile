@@ -23,5 +23,5 @@ COPY python_workers /src/python_workers
 RUN pip install /src/python_workers \
  && useradd --create-home --uid 10001 worker
 
-USER worker
+USER 10001
 WORKDIR /home/worker
