@@ -61,8 +61,25 @@ export const LocalRuntimeSchema = z.strictObject({
   env: z.record(z.string(), z.string()).default({}),
 });
 
-export const RuntimeSchema = z.discriminatedUnion("type", [LocalRuntimeSchema]);
+export const DockerRuntimeSchema = z.strictObject({
+  type: z.literal("docker"),
+  /** The worker image for this worker's kind (tag or digest); a tag is pinned to its digest when the run starts. */
+  image: z.string().min(1),
+  /** GPUs for the container: "all" or device indices; omit for none. */
+  gpus: z.union([z.literal("all"), z.array(z.number().int().nonnegative()).min(1)]).optional(),
+  cpus: z.number().positive().optional(),
+  /** Docker memory limit, e.g. "32g". */
+  memory: z.string().regex(/^\d+[bkmg]?$/i, "a docker memory size such as 32g").optional(),
+  shm_size: z.string().regex(/^\d+[bkmg]?$/i, "a docker size such as 8g").optional(),
+  start_timeout_s: z.number().positive().default(600),
+  device: z.enum(["auto", "cpu", "cuda"]).default("auto"),
+  /** Extra environment set in the container. */
+  env: z.record(z.string(), z.string()).default({}),
+});
+
+export const RuntimeSchema = z.discriminatedUnion("type", [LocalRuntimeSchema, DockerRuntimeSchema]);
 export type RuntimeConfig = z.infer<typeof RuntimeSchema>;
+export type DockerRuntimeConfig = z.infer<typeof DockerRuntimeSchema>;
 
 export const WorkerSchema = z.strictObject({
   kind: z.enum(WORKER_KINDS),

@@ -10,7 +10,7 @@ import { ManifestCollector } from "../manifest/collector.js";
 import { ContentStore } from "../store/cas.js";
 import { newRunId, RunDir } from "../store/run-dir.js";
 import { gitCommit, orchestratorVersion } from "../util/project.js";
-import { LocalRuntime } from "../workers/local-runtime.js";
+import { defaultRuntime } from "../workers/default-runtime.js";
 import type { WorkerRuntime } from "../workers/runtime.js";
 import { writeReport } from "../report/write.js";
 import { runEvaluateStage } from "./evaluate-stage.js";
@@ -97,7 +97,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   bus.emit({ type: "run.started", runId, runDir: runDir.path, configFile: loaded.file, configSha256: loaded.sha256, stages });
   writeManifest();
   const signal = opts.signal ?? new AbortController().signal;
-  const pool = new WorkerPool(opts.runtime ?? new LocalRuntime(), loaded, { storeRoot: opts.storeRoot, logPath: (w) => runDir.logPath(w) }, bus);
+  const pool = new WorkerPool(opts.runtime ?? defaultRuntime(), loaded, { storeRoot: opts.storeRoot, logPath: (w) => runDir.logPath(w) }, bus);
   const ctx: StageContext = { loaded, bus, store: new ContentStore(opts.storeRoot), runDir, pool, signal, results: opts.resume ? resultsFromEvents(opts.resume.events) : {} };
   let error: unknown;
   try {

@@ -39,3 +39,14 @@ export interface WorkerHandle {
 export interface WorkerRuntime {
   start(req: WorkerStartRequest, signal?: AbortSignal): Promise<WorkerHandle>;
 }
+
+/** Starts each worker on the runtime its config names. */
+export class RuntimeRouter implements WorkerRuntime {
+  constructor(private readonly runtimes: Partial<Record<WorkerConfig["runtime"]["type"], WorkerRuntime>>) {}
+
+  start(req: WorkerStartRequest, signal?: AbortSignal): Promise<WorkerHandle> {
+    const runtime = this.runtimes[req.config.runtime.type];
+    if (!runtime) throw new Error(`no ${req.config.runtime.type} runtime is available`);
+    return runtime.start(req, signal);
+  }
+}

@@ -5,7 +5,7 @@ import { EventBus } from "../../events/bus.js";
 import { WorkerInfo, workerKindToJSON } from "../../gen/pdsdpo/v1/common.js";
 import { WorkerPool } from "../../pipeline/worker-pool.js";
 import { newRunId } from "../../store/run-dir.js";
-import { LocalRuntime } from "../../workers/local-runtime.js";
+import { defaultRuntime } from "../../workers/default-runtime.js";
 import type { Output } from "../output.js";
 
 /** Starts each worker of the config, prints its Describe, stops it. */
@@ -16,7 +16,7 @@ export async function workersCheckCommand(config: string, storeRoot: string, jso
   mkdirSync(logs, { recursive: true });
   const bus = new EventBus();
   for (const name of Object.keys(loaded.config.workers)) {
-    const pool = new WorkerPool(new LocalRuntime(), loaded, { storeRoot, logPath: (w) => join(logs, `${w}.log`) }, bus);
+    const pool = new WorkerPool(defaultRuntime(), loaded, { storeRoot, logPath: (w) => join(logs, `${w}.log`) }, bus);
     try {
       await pool.startAll([name]);
       const info = pool.get(name).info;

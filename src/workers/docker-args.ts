@@ -1,0 +1,58 @@
+// Pure: the argv of `docker run` for one worker, and the parsing of docker's answers.
+// Arrays, never shell strings. The store is mounted at the same absolute path inside the
+// container, so every path in a request (image roots, checkpoints) means the same there.
+import type { DockerRuntimeConfig, WorkerConfig } from "../config/schema.js";
+import { modelSpecJson, toModelSpec } from "./model-spec.js";
+
+/** The port the worker images listen on (their ENTRYPOINT). */
+export const CONTAINER_PORT = 50051;
+/** Environment passed through by name only: docker reads the value from our environment, so it never appears in an argv or a log. */
+export const PASSED_SECRETS = ["HF_TOKEN"];
+
+export interface DockerRunInput {
+  containerName: string;
+  /** The image pinned by digest (repo@sha256:... or sha256:...). */
+  imageRef: string;
+  digest: string;
+  config: WorkerConfig & { runtime: DockerRuntimeConfig };
+  baseDir: string;
+  storeRoot: string;
+  /** Host directories of path models, mounted read-only at the same path. */
+  readOnlyMounts?: string[];
+}
+
+export function dockerRunArgs(i: DockerRunInput): string[] {
+  const rt = i.config.runtime;
+  const spec = toModelSpec(i.config.model, i.baseDir);
+  const args = ["run", "--rm", "--init", "--name", i.containerName, "--label", "pdsdpo.worker=true", "--publish", `127.0.0.1::${CONTAINER_PORT}`];
+  args.push("--volume", `${i.storeRoot}:${i.storeRoot}`);
+  for (const m of i.readOnlyMounts ?? (spec.path ? [spec.path] : [])) args.push("--volume", `${m}:${m}:ro`);
+  if (rt.gpus !== undefined) args.push("--gpus", rt.gpus === "all" ? "all" : `"device=${rt.gpus.join(",")}"`);
+  if (rt.cpus !== undefined) args.push("--cpus", String(rt.cpus));
+  if (rt.memory !== undefined) args.push("--memory", rt.memory);
+  if (rt.shm_size !== undefined) args.push("--shm-size", rt.shm_size);
+  for (const name of PASSED_SECRETS) args.push("--env", name);
+  for (const [k, v] of Object.entries(rt.env).sort(([a], [b]) => (a < b ? -1 : 1))) args.push("--env", `${k}=${v}`);
+  args.push("--env", `PDS_DPO_IMAGE_DIGEST=${i.digest}`);
+  args.push(i.imageRef, "--model", modelSpecJson(spec), "--store", i.storeRoot, "--device", rt.device);
+  return args;
+}
+
+/** `docker image inspect --format '{{json .RepoDigests}}|{{.Id}}'` -> the pinned reference and digest. */
+export function parseInspect(image: string, out: string): { imageRef: string; digest: string } {
+  const [digestsJson, id] = out.trim().split("|");
+  const digests = JSON.parse(digestsJson || "null") as string[] | null;
+  const repo = image.split("@")[0]!.replace(/:[^/:]+$/, "");
+  const match = digests?.find((d) => d.startsWith(`${repo}@`)) ?? digests?.[0];
+  if (match) return { imageRef: match, digest: match.slice(match.indexOf("@") + 1) };
+  // A local build has no registry digest: its image id pins it just as well on this host.
+  if (id?.startsWith("sha256:")) return { imageRef: id, digest: id };
+  throw new Error(`cannot pin image ${image}: docker reported no digest`);
+}
+
+/** `docker port <name> 50051/tcp` -> host:port (first loopback binding). */
+export function parsePort(out: string): string {
+  const line = out.split("\n").map((l) => l.trim()).find((l) => l.startsWith("127.0.0.1:"));
+  if (!line) throw new Error(`no loopback port binding in: ${out.trim()}`);
+  return line;
+}

@@ -1,0 +1,63 @@
+import { describe, expect, it } from "vitest";
+import { WorkerSchema } from "../../src/config/schema.js";
+import { dockerRunArgs, parseInspect, parsePort } from "../../src/workers/docker-args.js";
+
+const worker = (runtime: Record<string, unknown>, model: Record<string, unknown> = { source: "hf", id: "stabilityai/sd3", revision: "abc123", dtype: "float16" }) =>
+  WorkerSchema.parse({ kind: "image-generator", model, runtime: { type: "docker", image: "reg.example/pds-dpo-image-generator:1.0", ...runtime } }) as never;
+
+describe("docker runtime argv", () => {
+  it("snapshot: GPUs, limits, store at the same path, loopback port, secrets by name only", () => {
+    const args = dockerRunArgs({
+      containerName: "pdsdpo-sd-1a2b",
+      imageRef: "reg.example/pds-dpo-image-generator@sha256:feed",
+      digest: "sha256:feed",
+      config: worker({ gpus: [0, 1], cpus: 8, memory: "32g", shm_size: "8g", device: "cuda", env: { B: "2", A: "1" } }),
+      baseDir: "/cfg",
+      storeRoot: "/data/store",
+    });
+    expect(args).toEqual([
+      "run", "--rm", "--init", "--name", "pdsdpo-sd-1a2b", "--label", "pdsdpo.worker=true",
+      "--publish", "127.0.0.1::50051",
+      "--volume", "/data/store:/data/store",
+      "--gpus", '"device=0,1"',
+      "--cpus", "8", "--memory", "32g", "--shm-size", "8g",
+      "--env", "HF_TOKEN",
+      "--env", "A=1", "--env", "B=2",
+      "--env", "PDS_DPO_IMAGE_DIGEST=sha256:feed",
+      "reg.example/pds-dpo-image-generator@sha256:feed",
+      "--model", '{"source":"MODEL_SOURCE_HF","id":"stabilityai/sd3","revision":"abc123","dtype":"float16"}',
+      "--store", "/data/store",
+      "--device", "cuda",
+    ]);
+  });
+
+  it("mounts a path model read-only at its own path, and gpus all", () => {
+    const args = dockerRunArgs({
+      containerName: "c",
+      imageRef: "sha256:1",
+      digest: "sha256:1",
+      config: worker({ gpus: "all" }, { source: "path", path: "models/sd" }),
+      baseDir: "/cfg",
+      storeRoot: "/s",
+    });
+    expect(args.slice(args.indexOf("--volume"), args.indexOf("--volume") + 4)).toEqual(["--volume", "/s:/s", "--volume", "/cfg/models/sd:/cfg/models/sd:ro"]);
+    expect(args[args.indexOf("--gpus") + 1]).toBe("all");
+    expect(args.join(" ")).not.toMatch(/HF_TOKEN=/);
+  });
+
+  it("pins images by registry digest, or by id for a local build", () => {
+    expect(parseInspect("reg/x:1", '["reg/x@sha256:aa","other/x@sha256:bb"]|sha256:cc')).toEqual({ imageRef: "reg/x@sha256:aa", digest: "sha256:aa" });
+    expect(parseInspect("x:dev", "null|sha256:cc")).toEqual({ imageRef: "sha256:cc", digest: "sha256:cc" });
+    expect(() => parseInspect("x", "[]|")).toThrow(/cannot pin image x/);
+  });
+
+  it("reads the loopback port docker published", () => {
+    expect(parsePort("127.0.0.1:49153\n")).toBe("127.0.0.1:49153");
+    expect(() => parsePort("0.0.0.0:49153")).toThrow(/no loopback port/);
+  });
+
+  it("validates docker runtime settings", () => {
+    expect(() => worker({ memory: "lots" })).toThrow();
+    expect(() => worker({ gpus: [] })).toThrow();
+  });
+});
