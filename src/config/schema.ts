@@ -85,6 +85,8 @@ export const WorkerSchema = z.strictObject({
   kind: z.enum(WORKER_KINDS),
   model: ModelSchema,
   runtime: RuntimeSchema.default({ type: "local", start_timeout_s: 300, device: "auto", env: {} }),
+  /** Processes (or containers) of this worker; batches are shared among them. */
+  replicas: positiveInt.default(1),
   /** Items per RPC. */
   batch_size: positiveInt.optional(),
   /** Deadline of one RPC: this many seconds per item in it, plus 30. */

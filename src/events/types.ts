@@ -16,9 +16,10 @@ export type RunEventBody =
   | { type: "stage.started"; stage: StageName; total: number }
   | { type: "stage.progress"; stage: StageName; step: string; done: number; total: number }
   | { type: "stage.finished"; stage: StageName; status: "succeeded" | "failed"; counts: Record<string, number>; seconds: number }
-  | { type: "worker.starting"; worker: string; kind: WorkerKindName; logPath: string }
-  | { type: "worker.ready"; worker: string; kind: WorkerKindName; address: string; pid: number; info: unknown; runtime: Record<string, unknown>; seconds: number }
-  | { type: "worker.stopped"; worker: string; exitCode: number | null; signal: string | null }
+  | { type: "worker.starting"; worker: string; replica: number; kind: WorkerKindName; logPath: string }
+  | { type: "worker.ready"; worker: string; replica: number; kind: WorkerKindName; address: string; pid: number; info: unknown; runtime: Record<string, unknown>; seconds: number }
+  | { type: "worker.stopped"; worker: string; replica: number; exitCode: number | null; signal: string | null }
+  | { type: "worker.requeued"; worker: string; replica: number; items: number; reason: string }
   | { type: "image.generated"; candidate: ImageCandidate; worker: string; artifact?: ArtifactInfo; defects: string[]; error?: ErrorInfo; seconds?: number }
   | { type: "image.scored"; id: string; worker: string; score?: number; components?: Record<string, number>; error?: ErrorInfo }
   | { type: "image.selected"; promptId: string; kept: string | null; score?: number; reason?: string; path?: string; sha256?: string }

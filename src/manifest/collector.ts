@@ -84,11 +84,20 @@ export class ManifestCollector {
         this.stages[e.stage] = { ...this.stages[e.stage], status: e.status, counts: e.counts, seconds: e.seconds };
         return;
       case "worker.starting":
-        this.workers[e.worker] = { kind: e.kind, log: `logs/${e.worker}.log` };
+        if (e.replica === 0 && !this.workers[e.worker]) this.workers[e.worker] = { kind: e.kind, log: `logs/${e.worker}.log`, replicas: 0, requeues: [] };
         return;
-      case "worker.ready":
-        this.workers[e.worker] = { ...this.workers[e.worker], runtime: e.runtime, info: e.info };
+      case "worker.ready": {
+        const w = this.workers[e.worker] ?? (this.workers[e.worker] = { kind: e.kind, requeues: [] });
+        // One entry per worker: every replica runs the same image and model (Describe of replica 0).
+        if (e.replica === 0) Object.assign(w, { runtime: e.runtime, info: e.info });
+        w.replicas = Math.max(Number(w.replicas ?? 0), e.replica + 1);
         return;
+      }
+      case "worker.requeued": {
+        const w = this.workers[e.worker];
+        if (w) (w.requeues as unknown[]).push({ replica: e.replica, items: e.items, reason: e.reason, at: e.ts });
+        return;
+      }
       case "image.generated": {
         const c = e.candidate;
         let prompt = this.prompts.get(c.promptId);

@@ -7,7 +7,8 @@ import { ImageDefect, imageDefectToJSON, type GeneratedImage } from "../gen/pdsd
 import { planImages, type ImageCandidate } from "../plan/image-plan.js";
 import { selectBest, type CandidateOutcome } from "../plan/select.js";
 import type { ArtifactInfo, ContentStore } from "../store/cas.js";
-import { AsyncQueue, drainInBatches } from "../util/async-queue.js";
+import { ChunkGate, chunks } from "../util/async-queue.js";
+import { listSource } from "./worker-pool.js";
 import { allOrAbort, blobRef, guarded } from "./stage-util.js";
 import type { KeptImage, StageContext } from "./stage-context.js";
 
@@ -40,34 +41,40 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
 
   const generator = pool.get(stage.generator);
   const scorer = pool.get(stage.scorer);
-  const toScore = new AsyncQueue<{ candidate: ImageCandidate; artifact: ArtifactInfo }>();
+  // Scoring batches are fixed slices of the plan, released once generated: their make-up
+  // never depends on timing, so neither do the scores.
+  const toScore = new ChunkGate<{ candidate: ImageCandidate; artifact: ArtifactInfo }>(candidates.map((c) => c.id), scorer.batchSize ?? DEFAULT_SCORE_BATCH);
   // The first failing task aborts the other; so does the run's own signal.
   const abort = new AbortController();
   const calls = AbortSignal.any([signal, abort.signal]);
 
   let generated = 0;
   let scored = 0;
+  // Batches are formed from the plan order only, so which replica runs one never changes it.
   const generate = async () => {
-    const batch = generator.batchSize ?? DEFAULT_GENERATE_BATCH;
     try {
-      for (let i = 0; i < candidates.length; i += batch) {
-        const chunk = candidates.slice(i, i + batch);
-        const req = {
-          items: chunk.map((c) => ({ id: c.id, prompt: c.prompt, negativePrompt: c.negativePrompt, guidanceScale: c.guidanceScale, steps: c.steps, width: c.width, height: c.height, seed: c.seed })),
-          output: OutputMode.OUTPUT_MODE_STORE,
-          maxBatchSize: batch,
-        };
-        const stream = generator.client.generate(req, { deadlineMs: pool.deadlineMs(generator, chunk.length), signal: calls });
-        for await (const msg of guarded(pool, generator, "Generate", stream)) {
-          if (msg.event?.$case !== "image") continue;
-          onGenerated(msg.event.value);
-        }
-      }
+      await pool.runBatches(
+        stage.generator,
+        listSource(chunks(candidates, generator.batchSize ?? DEFAULT_GENERATE_BATCH)),
+        (c) => c.length,
+        async (replica, chunk) => {
+          const req = {
+            items: chunk.map((c) => ({ id: c.id, prompt: c.prompt, negativePrompt: c.negativePrompt, guidanceScale: c.guidanceScale, steps: c.steps, width: c.width, height: c.height, seed: c.seed })),
+            output: OutputMode.OUTPUT_MODE_STORE,
+            maxBatchSize: chunk.length,
+          };
+          const stream = replica.client.generate(req, { deadlineMs: pool.deadlineMs(replica, chunk.length), signal: calls });
+          for await (const msg of guarded(pool, replica, "Generate", stream)) {
+            if (msg.event?.$case === "image") onGenerated(msg.event.value, replica.name);
+          }
+        },
+        calls,
+      );
     } finally {
-      toScore.close();
+      toScore.finish();
     }
   };
-  const onGenerated = (img: GeneratedImage) => {
+  const onGenerated = (img: GeneratedImage, worker: string) => {
     const candidate = byId.get(img.id);
     if (!candidate || outcomes.has(img.id)) return;
     generated++;
@@ -76,39 +83,46 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
     outcomes.set(img.id, outcome);
     if (img.error) {
       outcome.error = img.error.message;
-      bus.emit({ type: "image.generated", candidate, worker: generator.name, defects, error: { code: img.error.code, message: img.error.message } });
+      bus.emit({ type: "image.generated", candidate, worker, defects, error: { code: img.error.code, message: img.error.message } });
+      toScore.resolve(img.id, null);
     } else {
       const artifact = artifactOf(store, img.image);
       artifacts.set(img.id, artifact);
-      bus.emit({ type: "image.generated", candidate, worker: generator.name, artifact, defects, seconds: img.seconds });
-      if (defects.length === 0) toScore.push({ candidate, artifact });
+      bus.emit({ type: "image.generated", candidate, worker, artifact, defects, seconds: img.seconds });
+      toScore.resolve(img.id, defects.length === 0 ? { candidate, artifact } : null);
     }
     bus.emit({ type: "stage.progress", stage: "images", step: "generate", done: generated, total: candidates.length });
   };
 
   const score = () =>
-    drainInBatches(toScore, scorer.batchSize ?? DEFAULT_SCORE_BATCH, async (items) => {
-      const req = {
-        items: items.map(({ candidate, artifact }) => ({ id: candidate.id, prompt: candidate.prompt, image: blobRef(artifact) })),
-        maxBatchSize: items.length,
-      };
-      const stream = scorer.client.scoreImages(req, { deadlineMs: pool.deadlineMs(scorer, items.length), signal: calls });
-      for await (const msg of guarded(pool, scorer, "Score", stream)) {
-        if (msg.event?.$case !== "score") continue;
-        const s = msg.event.value;
-        const outcome = outcomes.get(s.id);
-        if (!outcome || outcome.score !== undefined) continue;
-        scored++;
-        if (s.error) {
-          outcome.error = s.error.message;
-          bus.emit({ type: "image.scored", id: s.id, worker: scorer.name, error: { code: s.error.code, message: s.error.message } });
-        } else {
-          outcome.score = s.score;
-          bus.emit({ type: "image.scored", id: s.id, worker: scorer.name, score: s.score, components: s.components });
+    pool.runBatches(
+      stage.scorer,
+      toScore.source(),
+      (items) => items.length,
+      async (replica, items) => {
+        const req = {
+          items: items.map(({ candidate, artifact }) => ({ id: candidate.id, prompt: candidate.prompt, image: blobRef(artifact) })),
+          maxBatchSize: items.length,
+        };
+        const stream = replica.client.scoreImages(req, { deadlineMs: pool.deadlineMs(replica, items.length), signal: calls });
+        for await (const msg of guarded(pool, replica, "Score", stream)) {
+          if (msg.event?.$case !== "score") continue;
+          const s = msg.event.value;
+          const outcome = outcomes.get(s.id);
+          if (!outcome || outcome.score !== undefined || outcome.error !== undefined) continue;
+          scored++;
+          if (s.error) {
+            outcome.error = s.error.message;
+            bus.emit({ type: "image.scored", id: s.id, worker: replica.name, error: { code: s.error.code, message: s.error.message } });
+          } else {
+            outcome.score = s.score;
+            bus.emit({ type: "image.scored", id: s.id, worker: replica.name, score: s.score, components: s.components });
+          }
+          bus.emit({ type: "stage.progress", stage: "images", step: "score", done: scored, total: candidates.length });
         }
-        bus.emit({ type: "stage.progress", stage: "images", step: "score", done: scored, total: candidates.length });
-      }
-    });
+      },
+      calls,
+    );
 
   try {
     await allOrAbort([generate(), score()], abort);

@@ -8,10 +8,10 @@ import { DEFAULT_PAIR_POLICY, pickPairs, type PairPolicy } from "../plan/pairs.j
 import { derivedSeed } from "../plan/seeds.js";
 import { sha256 } from "../store/cas.js";
 import { datasetCard, llavaEntry, pairsJsonLine, questionOf, type AnswerRecord, type PairRecord } from "../store/dataset-format.js";
-import { AsyncQueue, drainInBatches } from "../util/async-queue.js";
+import { ChunkGate, chunks } from "../util/async-queue.js";
 import type { KeptImage, StageContext } from "./stage-context.js";
 import { allOrAbort, blobRef, guarded } from "./stage-util.js";
-import type { RunningWorker } from "./worker-pool.js";
+import { listSource, type RunningWorker } from "./worker-pool.js";
 
 export const DEFAULT_RESPOND_BATCH = 8;
 export const DEFAULT_RESPONSE_SCORE_BATCH = 16;
@@ -40,77 +40,88 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
     numSamples: samples,
   };
   const answers = new Map<string, AnswerRecord>();
-  const queues = scorers.map(() => new AsyncQueue<AnswerRecord>());
+  // Scoring batches are fixed slices of (image, responder, sample) order: never shaped by timing.
+  const answerIds = kept.flatMap((k) => responders.flatMap((w) => Array.from({ length: samples }, (_, i) => `${k.promptId}.${w.name}.s${i}`)));
+  const gates = scorers.map((s) => new ChunkGate<AnswerRecord>(answerIds, s.worker.batchSize ?? DEFAULT_RESPONSE_SCORE_BATCH));
   // The first failing task aborts the others; so does the run's own signal.
   const abort = new AbortController();
   const calls = AbortSignal.any([signal, abort.signal]);
   let answered = 0;
-  const scoredBy = new Map<string, number>();
 
-  const respond = async (w: RunningWorker) => {
-    const batch = w.batchSize ?? DEFAULT_RESPOND_BATCH;
-    for (let i = 0; i < kept.length; i += batch) {
-      const chunk = kept.slice(i, i + batch);
-      const items = chunk.map((k) => {
-        const id = `${k.promptId}.${w.name}`;
-        return { id, image: blobRef(k.artifact), instruction: k.instruction, seed: derivedSeed(loaded.config.seed, id), decoding };
-      });
-      const promptOf = new Map(chunk.map((k) => [`${k.promptId}.${w.name}`, k]));
-      const stream = w.client.respond({ items, maxBatchSize: batch }, { deadlineMs: pool.deadlineMs(w, chunk.length * samples), signal: calls });
-      for await (const msg of guarded(pool, w, "Respond", stream)) {
-        if (msg.event?.$case !== "response") continue;
-        const r = msg.event.value;
-        const image = promptOf.get(r.id);
-        const id = `${r.id}.s${r.sampleIndex}`;
-        if (!image || answers.has(id)) continue;
-        const answer: AnswerRecord = {
-          id,
-          promptId: image.promptId,
-          responder: w.name,
-          model: modelOf(w),
-          sampleIndex: r.sampleIndex,
-          decoding: stage.decoding,
-          text: r.text,
-          numTokens: r.numTokens,
-          finishReason: r.finishReason,
-          ...(r.error ? { error: `${r.error.code}: ${r.error.message}` } : {}),
-          scores: {},
-        };
-        answers.set(id, answer);
-        answered++;
-        bus.emit({ type: "response.generated", answer, worker: w.name });
-        bus.emit({ type: "stage.progress", stage: "responses", step: "respond", done: answered, total });
-        // Failed and empty answers are never scored: they cannot become a pair.
-        if (!answer.error && answer.text.trim()) for (const q of queues) q.push(answer);
-      }
-    }
+  const respond = (w: RunningWorker) =>
+    pool.runBatches(
+      w.name,
+      listSource(chunks(kept, w.batchSize ?? DEFAULT_RESPOND_BATCH)),
+      (c) => c.length,
+      async (replica, chunk) => {
+        const items = chunk.map((k) => {
+          const id = `${k.promptId}.${w.name}`;
+          return { id, image: blobRef(k.artifact), instruction: k.instruction, seed: derivedSeed(loaded.config.seed, id), decoding };
+        });
+        const promptOf = new Map(chunk.map((k) => [`${k.promptId}.${w.name}`, k]));
+        const stream = replica.client.respond({ items, maxBatchSize: chunk.length }, { deadlineMs: pool.deadlineMs(replica, chunk.length * samples), signal: calls });
+        for await (const msg of guarded(pool, replica, "Respond", stream)) {
+          if (msg.event?.$case !== "response") continue;
+          const r = msg.event.value;
+          const image = promptOf.get(r.id);
+          const id = `${r.id}.s${r.sampleIndex}`;
+          if (!image || answers.has(id)) continue;
+          const answer: AnswerRecord = {
+            id,
+            promptId: image.promptId,
+            responder: w.name,
+            model: modelOf(w),
+            sampleIndex: r.sampleIndex,
+            decoding: stage.decoding,
+            text: r.text,
+            numTokens: r.numTokens,
+            finishReason: r.finishReason,
+            ...(r.error ? { error: `${r.error.code}: ${r.error.message}` } : {}),
+            scores: {},
+          };
+          answers.set(id, answer);
+          answered++;
+          bus.emit({ type: "response.generated", answer, worker: w.name });
+          bus.emit({ type: "stage.progress", stage: "responses", step: "respond", done: answered, total });
+          // Failed and empty answers are never scored: they cannot become a pair.
+          for (const g of gates) g.resolve(id, !answer.error && answer.text.trim() ? answer : null);
+        }
+      },
+      calls,
+    );
+
+  const score = (s: (typeof scorers)[number], gate: ChunkGate<AnswerRecord>) => {
+    const done = new Set<string>();
+    return pool.runBatches(
+      s.worker.name,
+      gate.source(),
+      (b) => b.length,
+      async (replica, batch) => {
+        const items = batch.map((a) => ({ id: a.id, question: questionOf(byPrompt.get(a.promptId)!.instruction), answer: a.text, image: blobRef(byPrompt.get(a.promptId)!.artifact) }));
+        const stream = replica.client.scoreResponses({ items, maxBatchSize: batch.length }, { deadlineMs: pool.deadlineMs(replica, batch.length), signal: calls });
+        for await (const msg of guarded(pool, replica, "Score", stream)) {
+          if (msg.event?.$case !== "score") continue;
+          const r = msg.event.value;
+          const answer = answers.get(r.id);
+          if (!answer || done.has(r.id)) continue;
+          done.add(r.id);
+          if (r.error) {
+            answer.error ??= `${s.worker.name}: ${r.error.code}: ${r.error.message}`;
+            bus.emit({ type: "response.scored", id: r.id, worker: s.worker.name, error: { code: r.error.code, message: r.error.message } });
+          } else {
+            answer.scores[s.worker.name] = r.score;
+            bus.emit({ type: "response.scored", id: r.id, worker: s.worker.name, score: r.score, components: r.components });
+          }
+          bus.emit({ type: "stage.progress", stage: "responses", step: `score:${s.worker.name}`, done: done.size, total });
+        }
+      },
+      calls,
+    );
   };
 
-  const score = (s: (typeof scorers)[number], queue: AsyncQueue<AnswerRecord>) =>
-    drainInBatches(queue, s.worker.batchSize ?? DEFAULT_RESPONSE_SCORE_BATCH, async (batch) => {
-      const items = batch.map((a) => ({ id: a.id, question: questionOf(byPrompt.get(a.promptId)!.instruction), answer: a.text, image: blobRef(byPrompt.get(a.promptId)!.artifact) }));
-      const stream = s.worker.client.scoreResponses({ items, maxBatchSize: batch.length }, { deadlineMs: pool.deadlineMs(s.worker, batch.length), signal: calls });
-      for await (const msg of guarded(pool, s.worker, "Score", stream)) {
-        if (msg.event?.$case !== "score") continue;
-        const r = msg.event.value;
-        const answer = answers.get(r.id);
-        if (!answer || s.worker.name in answer.scores) continue;
-        const n = (scoredBy.get(s.worker.name) ?? 0) + 1;
-        scoredBy.set(s.worker.name, n);
-        if (r.error) {
-          answer.error ??= `${s.worker.name}: ${r.error.code}: ${r.error.message}`;
-          bus.emit({ type: "response.scored", id: r.id, worker: s.worker.name, error: { code: r.error.code, message: r.error.message } });
-        } else {
-          answer.scores[s.worker.name] = r.score;
-          bus.emit({ type: "response.scored", id: r.id, worker: s.worker.name, score: r.score, components: r.components });
-        }
-        bus.emit({ type: "stage.progress", stage: "responses", step: `score:${s.worker.name}`, done: n, total });
-      }
-    });
-
-  const responding = Promise.all(responders.map(respond)).finally(() => queues.forEach((q) => q.close()));
+  const responding = Promise.all(responders.map(respond)).finally(() => gates.forEach((g) => g.finish()));
   try {
-    await allOrAbort([responding.then(() => undefined), ...scorers.map((s, i) => score(s, queues[i]!))], abort);
+    await allOrAbort([responding.then(() => undefined), ...scorers.map((s, i) => score(s, gates[i]!))], abort);
   } catch (e) {
     bus.emit({ type: "stage.finished", stage: "responses", status: "failed", counts: { candidates: total, answered }, seconds: (performance.now() - t0) / 1000 });
     throw e;

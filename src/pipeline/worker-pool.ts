@@ -1,8 +1,10 @@
-// The workers of one run: started together, described, and stopped together. Turns an
-// RPC failure of a worker that died into a WorkerCrashedError naming it and its log.
-import type { WorkerKindName } from "../config/schema.js";
+// The workers of one run: each with its replicas, started together, described, and stopped
+// together. Batches are dispatched to ready replicas from a shared queue, one in flight per
+// replica; a replica that dies has its batch requeued and is restarted. An RPC failure of a
+// worker that died becomes a WorkerCrashedError naming it and its log.
 import type { LoadedConfig } from "../config/load.js";
-import { OrchestratorError, WorkerCrashedError } from "../errors.js";
+import type { WorkerKindName } from "../config/schema.js";
+import { findError, OrchestratorError, WorkerCrashedError } from "../errors.js";
 import type { EventBus } from "../events/bus.js";
 import { WorkerInfo } from "../gen/pdsdpo/v1/common.js";
 import { WorkerClient } from "../workers/clients.js";
@@ -10,6 +12,7 @@ import type { WorkerHandle, WorkerRuntime } from "../workers/runtime.js";
 
 export interface RunningWorker {
   name: string;
+  replica: number;
   kind: WorkerKindName;
   handle: WorkerHandle;
   client: WorkerClient;
@@ -18,8 +21,22 @@ export interface RunningWorker {
   itemTimeoutMs: number;
 }
 
+/** Where batches come from: a fixed list, or a queue that fills while the stage runs. */
+export interface BatchSource<B> {
+  next(): Promise<B | null>;
+}
+
+export function listSource<B>(batches: B[]): BatchSource<B> {
+  let i = 0;
+  return { next: async () => (i < batches.length ? batches[i++]! : null) };
+}
+
+/** How often one replica may be restarted within a run before the stage fails. */
+export const MAX_RESTARTS = 3;
+
 export class WorkerPool {
-  private readonly running = new Map<string, RunningWorker>();
+  private readonly running = new Map<string, RunningWorker[]>();
+  private readonly restarts = new Map<string, number>();
 
   constructor(
     private readonly runtime: WorkerRuntime,
@@ -28,15 +45,21 @@ export class WorkerPool {
     private readonly bus: EventBus,
   ) {}
 
+  /** The first replica: for single-call work (training, evaluation) and the worker's Describe. */
   get(name: string): RunningWorker {
-    const w = this.running.get(name);
+    const w = this.running.get(name)?.[0];
     if (!w) throw new OrchestratorError("internal", `worker '${name}' is not running`);
     return w;
   }
 
-  /** Starts all named workers at once; if one fails, the others are stopped and its error thrown. */
+  replicas(name: string): RunningWorker[] {
+    return this.running.get(name) ?? [];
+  }
+
+  /** Starts every replica of the named workers at once; if one fails, the others are stopped and its error thrown. */
   async startAll(names: string[], signal?: AbortSignal): Promise<void> {
-    const results = await Promise.allSettled(names.map((n) => this.startOne(n, signal)));
+    const jobs = names.flatMap((n) => Array.from({ length: this.loaded.config.workers[n]!.replicas }, (_, i) => this.startReplica(n, i, signal)));
+    const results = await Promise.allSettled(jobs);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) {
       await this.stopAll();
@@ -44,10 +67,14 @@ export class WorkerPool {
     }
   }
 
-  private async startOne(name: string, signal?: AbortSignal): Promise<void> {
+  private logPath(name: string, replica: number): string {
+    return this.where.logPath(replica === 0 ? name : `${name}.${replica}`);
+  }
+
+  private async startReplica(name: string, replica: number, signal?: AbortSignal): Promise<RunningWorker> {
     const config = this.loaded.config.workers[name]!;
-    const logPath = this.where.logPath(name);
-    this.bus.emit({ type: "worker.starting", worker: name, kind: config.kind, logPath });
+    const logPath = this.logPath(name, replica);
+    this.bus.emit({ type: "worker.starting", worker: name, replica, kind: config.kind, logPath });
     const t0 = performance.now();
     const handle = await this.runtime.start({ name, config, baseDir: this.loaded.baseDir, storeRoot: this.where.storeRoot, logPath }, signal);
     const client = new WorkerClient(name, handle.address);
@@ -59,10 +86,14 @@ export class WorkerPool {
       await handle.stop();
       throw e;
     }
-    this.running.set(name, { name, kind: config.kind, handle, client, info, batchSize: config.batch_size, itemTimeoutMs: config.item_timeout_s * 1000 });
+    const worker: RunningWorker = { name, replica, kind: config.kind, handle, client, info, batchSize: config.batch_size, itemTimeoutMs: config.item_timeout_s * 1000 };
+    const list = this.running.get(name) ?? [];
+    list[replica] = worker;
+    this.running.set(name, list);
     this.bus.emit({
       type: "worker.ready",
       worker: name,
+      replica,
       kind: config.kind,
       address: handle.address,
       pid: handle.pid,
@@ -70,6 +101,42 @@ export class WorkerPool {
       runtime: handle.runtimeInfo,
       seconds: (performance.now() - t0) / 1000,
     });
+    return worker;
+  }
+
+  /**
+   * Runs every batch of `source` on the worker's replicas, each replica one batch at a time.
+   * A replica that dies has its batch put back in the queue (its results so far stay; the
+   * stage ignores repeated item ids) and is restarted, at most MAX_RESTARTS times.
+   */
+  async runBatches<B>(name: string, source: BatchSource<B>, size: (b: B) => number, call: (replica: RunningWorker, batch: B) => Promise<void>, signal?: AbortSignal): Promise<void> {
+    const retry: B[] = [];
+    const next = async () => retry.shift() ?? (await source.next());
+    const loop = async (index: number) => {
+      for (let batch = await next(); batch !== null; batch = await next()) {
+        const replica = this.replicas(name)[index]!;
+        try {
+          await call(replica, batch);
+        } catch (e) {
+          const crash = findError(e, WorkerCrashedError);
+          if (!crash || signal?.aborted) throw e;
+          const key = `${name}#${index}`;
+          const n = (this.restarts.get(key) ?? 0) + 1;
+          this.restarts.set(key, n);
+          if (n > MAX_RESTARTS) throw new WorkerCrashedError(`${crash.message}; replica ${index} of '${name}' died ${n} times, giving up`, e);
+          retry.push(batch);
+          this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: crash.message });
+          replica.client.close();
+          await this.startReplica(name, index, signal);
+        }
+      }
+    };
+    const loops = this.replicas(name).map((_, i) => loop(i));
+    const results = await Promise.allSettled(loops);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
+    // A batch requeued after the other replicas finished still has to run.
+    if (retry.length > 0) await this.runBatches(name, listSource(retry.splice(0)), size, call, signal);
   }
 
   /** Deadline of one call with `items` items. */
@@ -82,17 +149,18 @@ export class WorkerPool {
     const exit = await Promise.race([worker.handle.exited, new Promise<null>((r) => setTimeout(() => r(null), 3000))]);
     if (!exit) return err;
     const how = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.exitCode}`;
-    return new WorkerCrashedError(`worker '${worker.name}' (${worker.kind}) died during ${what} (${how}); log: ${worker.handle.logPath}`, err);
+    const which = this.loaded.config.workers[worker.name]!.replicas > 1 ? ` replica ${worker.replica}` : "";
+    return new WorkerCrashedError(`worker '${worker.name}'${which} (${worker.kind}) died during ${what} (${how}); log: ${worker.handle.logPath}`, err);
   }
 
   async stopAll(): Promise<void> {
-    const all = [...this.running.values()];
+    const all = [...this.running.values()].flat();
     this.running.clear();
     await Promise.all(
       all.map(async (w) => {
         w.client.close();
         const exit = await w.handle.stop();
-        this.bus.emit({ type: "worker.stopped", worker: w.name, exitCode: exit.exitCode, signal: exit.signal });
+        this.bus.emit({ type: "worker.stopped", worker: w.name, replica: w.replica, exitCode: exit.exitCode, signal: exit.signal });
       }),
     );
   }

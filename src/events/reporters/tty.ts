@@ -37,9 +37,11 @@ export function ttyReporter(opts: TtyOptions): Listener {
       case "run.started":
         return line(`run ${e.runId} → ${e.runDir}`);
       case "worker.starting":
-        return line(`worker ${e.worker} (${e.kind}) starting; log: ${e.logPath}`);
+        return line(`worker ${e.worker}${e.replica ? `#${e.replica}` : ""} (${e.kind}) starting; log: ${e.logPath}`);
       case "worker.ready":
-        return line(`worker ${e.worker} ready at ${e.address} in ${e.seconds.toFixed(1)}s`);
+        return line(`worker ${e.worker}${e.replica ? `#${e.replica}` : ""} ready at ${e.address} in ${e.seconds.toFixed(1)}s`);
+      case "worker.requeued":
+        return line(`warning: worker ${e.worker}#${e.replica} died; its batch of ${e.items} items is requeued and the replica restarted`);
       case "stage.started":
         return line(`stage ${e.stage}: ${e.total} items`);
       case "stage.progress": {
