@@ -25,6 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--parent-pid", type=int, default=None, help="exit when this process dies")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.add_argument("--cpu-threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    s.add_argument("--tls-cert", default=None, help="serve TLS with this PEM certificate (and --tls-key)")
+    s.add_argument("--tls-key", default=None)
+    s.add_argument("--tls-client-ca", default=None, help="require client certificates signed by this CA")
+    s.add_argument("--token-env", default="PDS_DPO_WORKER_TOKEN", help="environment variable holding the bearer token calls must carry (unset: no token)")
     s.add_argument("--log-level", default="INFO")
     h = sub.add_parser("health", help="exit 0 if the worker at --address is SERVING (container HEALTHCHECK)")
     h.add_argument("--address", required=True)
@@ -76,7 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     store = Store(os.path.abspath(args.store)) if args.store else None
     cache_root = args.cache_root or (store.root if store else os.path.expanduser("~/.cache/pds-dpo"))
     ctx = WorkerContext(spec=spec, store=store, cache_root=cache_root, device=device() if args.device == "auto" else args.device)
-    opts = ServeOptions(host=args.host, port=args.port, socket=args.socket, parent_pid=args.parent_pid)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("pds_dpo_workers: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    opts = ServeOptions(
+        host=args.host,
+        port=args.port,
+        socket=args.socket,
+        parent_pid=args.parent_pid,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        token=os.environ.get(args.token_env) or None,
+    )
     return asyncio.run(serve(module.create(ctx), opts))
 
 

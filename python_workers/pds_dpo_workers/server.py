@@ -10,6 +10,7 @@ parent process, so a killed orchestrator never leaves a model holding a GPU.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import os
@@ -41,6 +42,12 @@ class ServeOptions:
     socket: str | None = None
     parent_pid: int | None = None
     parent_poll_s: float = 1.0
+    # TLS (PEM files); a client CA makes client certificates required.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    # Bearer token every call but health must carry (from the environment, never argv).
+    token: str | None = None
 
 
 def announce(event: str, **fields) -> None:
@@ -106,8 +113,46 @@ async def _watch_parent(pid: int, poll_s: float, stop: asyncio.Event) -> None:
         await asyncio.sleep(poll_s)
 
 
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses calls without `authorization: Bearer <token>`; health stays open for probes."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}"
+
+    async def intercept_service(self, continuation, details):
+        if details.method.startswith("/grpc.health.v1.Health/"):
+            return await continuation(details)
+        sent = dict(details.invocation_metadata or ()).get("authorization", "")
+        if hmac.compare_digest(sent, self._expected):
+            return await continuation(details)
+
+        async def deny(request, context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        if handler.response_streaming:
+            async def deny_stream(request, context):
+                await deny(request, context)
+                yield  # pragma: no cover - abort raises first
+
+            return grpc.unary_stream_rpc_method_handler(deny_stream, handler.request_deserializer, handler.response_serializer)
+        return grpc.unary_unary_rpc_method_handler(deny, handler.request_deserializer, handler.response_serializer)
+
+
+def _credentials(opts: ServeOptions):
+    def read(path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    ca = read(opts.tls_client_ca) if opts.tls_client_ca else None
+    return grpc.ssl_server_credentials([(read(opts.tls_key), read(opts.tls_cert))], root_certificates=ca, require_client_auth=ca is not None)
+
+
 async def serve(kind_impl, opts: ServeOptions) -> int:
     server = grpc.aio.server(
+        interceptors=[BearerTokenInterceptor(opts.token)] if opts.token else None,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -128,7 +173,7 @@ async def serve(kind_impl, opts: ServeOptions) -> int:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     address = f"unix:{opts.socket}" if opts.socket else f"{opts.host}:{opts.port}"
-    port = server.add_insecure_port(address)
+    port = server.add_secure_port(address, _credentials(opts)) if opts.tls_cert else server.add_insecure_port(address)
     await server.start()
     announce("listening", address=address if opts.socket else f"{opts.host}:{port}", port=port, pid=os.getpid())
     log.info("listening on %s", address if opts.socket else f"{opts.host}:{port}")

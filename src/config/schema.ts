@@ -77,9 +77,43 @@ export const DockerRuntimeSchema = z.strictObject({
   env: z.record(z.string(), z.string()).default({}),
 });
 
-export const RuntimeSchema = z.discriminatedUnion("type", [LocalRuntimeSchema, DockerRuntimeSchema]);
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+$/;
+export const isLoopback = (endpoint: string) => LOOPBACK.test(endpoint);
+
+export const RemoteRuntimeSchema = z
+  .strictObject({
+    type: z.literal("remote"),
+    /** host:port of each running worker; one replica per endpoint. */
+    endpoints: z.array(z.string().regex(/^[^\s:]+:\d+$|^\[[0-9a-f:]+\]:\d+$/i, "host:port")).min(1),
+    tls: z
+      .strictObject({
+        /** CA that signed the workers' certificates (PEM), relative to the config file. */
+        ca: z.string().min(1),
+        /** Client certificate and key, for workers that require them. */
+        cert: z.string().min(1).optional(),
+        key: z.string().min(1).optional(),
+      })
+      .optional(),
+    /** Environment variable holding the bearer token (required off loopback). */
+    token_env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/).default("PDS_DPO_WORKER_TOKEN"),
+    start_timeout_s: z.number().positive().default(120),
+  })
+  .superRefine((r, ctx) => {
+    r.endpoints.forEach((e, i) => {
+      if (!isLoopback(e) && !r.tls) ctx.addIssue({ code: "custom", path: ["endpoints", i], message: `${e} is not on loopback: set runtime.tls (and a bearer token)` });
+    });
+    if (Boolean(r.tls?.cert) !== Boolean(r.tls?.key)) ctx.addIssue({ code: "custom", path: ["tls"], message: "cert and key go together" });
+  });
+
+export const RuntimeSchema = z.discriminatedUnion("type", [LocalRuntimeSchema, DockerRuntimeSchema, RemoteRuntimeSchema]);
 export type RuntimeConfig = z.infer<typeof RuntimeSchema>;
 export type DockerRuntimeConfig = z.infer<typeof DockerRuntimeSchema>;
+export type RemoteRuntimeConfig = z.infer<typeof RemoteRuntimeSchema>;
+
+/** How many processes serve a worker: its endpoints when remote, else `replicas`. */
+export function replicaCount(w: WorkerConfig): number {
+  return w.runtime.type === "remote" ? w.runtime.endpoints.length : w.replicas;
+}
 
 export const WorkerSchema = z.strictObject({
   kind: z.enum(WORKER_KINDS),

@@ -3,8 +3,9 @@
 // replica; a replica that dies has its batch requeued and is restarted. An RPC failure of a
 // worker that died becomes a WorkerCrashedError naming it and its log.
 import type { LoadedConfig } from "../config/load.js";
-import type { WorkerKindName } from "../config/schema.js";
-import { findError, OrchestratorError, WorkerCrashedError } from "../errors.js";
+import { replicaCount, type WorkerKindName } from "../config/schema.js";
+import { status } from "@grpc/grpc-js";
+import { findError, OrchestratorError, RpcError, WorkerCrashedError } from "../errors.js";
 import type { EventBus } from "../events/bus.js";
 import { WorkerInfo } from "../gen/pdsdpo/v1/common.js";
 import { WorkerClient } from "../workers/clients.js";
@@ -37,6 +38,8 @@ export const MAX_RESTARTS = 3;
 export class WorkerPool {
   private readonly running = new Map<string, RunningWorker[]>();
   private readonly restarts = new Map<string, number>();
+  /** Remote replicas that stopped answering: not used again in this run. */
+  private readonly dropped = new Set<string>();
 
   constructor(
     private readonly runtime: WorkerRuntime,
@@ -58,7 +61,7 @@ export class WorkerPool {
 
   /** Starts every replica of the named workers at once; if one fails, the others are stopped and its error thrown. */
   async startAll(names: string[], signal?: AbortSignal): Promise<void> {
-    const jobs = names.flatMap((n) => Array.from({ length: this.loaded.config.workers[n]!.replicas }, (_, i) => this.startReplica(n, i, signal)));
+    const jobs = names.flatMap((n) => Array.from({ length: replicaCount(this.loaded.config.workers[n]!) }, (_, i) => this.startReplica(n, i, signal)));
     const results = await Promise.allSettled(jobs);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) {
@@ -76,8 +79,8 @@ export class WorkerPool {
     const logPath = this.logPath(name, replica);
     this.bus.emit({ type: "worker.starting", worker: name, replica, kind: config.kind, logPath });
     const t0 = performance.now();
-    const handle = await this.runtime.start({ name, config, baseDir: this.loaded.baseDir, storeRoot: this.where.storeRoot, logPath }, signal);
-    const client = new WorkerClient(name, handle.address);
+    const handle = await this.runtime.start({ name, replica, config, baseDir: this.loaded.baseDir, storeRoot: this.where.storeRoot, logPath }, signal);
+    const client = new WorkerClient(name, handle.address, handle.connection);
     let info: WorkerInfo;
     try {
       info = await client.describe();
@@ -112,6 +115,8 @@ export class WorkerPool {
   async runBatches<B>(name: string, source: BatchSource<B>, size: (b: B) => number, call: (replica: RunningWorker, batch: B) => Promise<void>, signal?: AbortSignal): Promise<void> {
     const retry: B[] = [];
     const next = async () => retry.shift() ?? (await source.next());
+    const usable = this.replicas(name).map((_, i) => i).filter((i) => !this.dropped.has(`${name}#${i}`));
+    let live = usable.length;
     const loop = async (index: number) => {
       for (let batch = await next(); batch !== null; batch = await next()) {
         const replica = this.replicas(name)[index]!;
@@ -119,20 +124,28 @@ export class WorkerPool {
           await call(replica, batch);
         } catch (e) {
           const crash = findError(e, WorkerCrashedError);
-          if (!crash || signal?.aborted) throw e;
+          const remote = replica.handle.runtimeInfo.type === "remote";
+          const unreachable = remote && findError(e, RpcError)?.grpcCode === status.UNAVAILABLE;
+          if ((!crash && !unreachable) || signal?.aborted) throw e;
+          retry.push(batch);
+          if (remote) {
+            // Not ours to restart: the replica is dropped and the others take its work.
+            this.dropped.add(`${name}#${index}`);
+            this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: `${(e as Error).message}; remote replica dropped` });
+            if (--live === 0) throw new WorkerCrashedError(`every replica of '${name}' is unreachable: ${(e as Error).message}`, e);
+            return;
+          }
           const key = `${name}#${index}`;
           const n = (this.restarts.get(key) ?? 0) + 1;
           this.restarts.set(key, n);
-          if (n > MAX_RESTARTS) throw new WorkerCrashedError(`${crash.message}; replica ${index} of '${name}' died ${n} times, giving up`, e);
-          retry.push(batch);
-          this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: crash.message });
+          if (n > MAX_RESTARTS) throw new WorkerCrashedError(`${crash!.message}; replica ${index} of '${name}' died ${n} times, giving up`, e);
+          this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: crash!.message });
           replica.client.close();
           await this.startReplica(name, index, signal);
         }
       }
     };
-    const loops = this.replicas(name).map((_, i) => loop(i));
-    const results = await Promise.allSettled(loops);
+    const results = await Promise.allSettled(usable.map((i) => loop(i)));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
     // A batch requeued after the other replicas finished still has to run.
@@ -149,7 +162,7 @@ export class WorkerPool {
     const exit = await Promise.race([worker.handle.exited, new Promise<null>((r) => setTimeout(() => r(null), 3000))]);
     if (!exit) return err;
     const how = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.exitCode}`;
-    const which = this.loaded.config.workers[worker.name]!.replicas > 1 ? ` replica ${worker.replica}` : "";
+    const which = replicaCount(this.loaded.config.workers[worker.name]!) > 1 ? ` replica ${worker.replica}` : "";
     return new WorkerCrashedError(`worker '${worker.name}'${which} (${worker.kind}) died during ${what} (${how}); log: ${worker.handle.logPath}`, err);
   }
 

@@ -17,7 +17,7 @@ import {
   type ResponseScorerServiceScoreResponse,
 } from "../gen/pdsdpo/v1/response_scorer.js";
 import { WorkerServiceClient } from "../gen/pdsdpo/v1/worker.js";
-import { CHANNEL_OPTIONS, insecure, readStream, toRpcError, type CallControl } from "./grpc-util.js";
+import { bearerInterceptor, CHANNEL_OPTIONS, insecure, readStream, toRpcError, type CallControl, type ConnectionOptions } from "./grpc-util.js";
 
 export class WorkerClient {
   private readonly worker: WorkerServiceClient;
@@ -29,14 +29,19 @@ export class WorkerClient {
   private trainer?: DpoTrainerServiceClient;
   private evaluator?: EvaluatorServiceClient;
 
-  constructor(readonly name: string, readonly address: string) {
-    this.worker = new WorkerServiceClient(address, insecure(), CHANNEL_OPTIONS);
+  private readonly creds;
+  private readonly options: object;
+
+  constructor(readonly name: string, readonly address: string, connection: ConnectionOptions = {}) {
+    this.creds = connection.credentials ?? insecure();
+    this.options = { ...CHANNEL_OPTIONS, ...(connection.token ? { interceptors: [bearerInterceptor(connection.token)] } : {}) };
+    this.worker = new WorkerServiceClient(address, this.creds, this.options);
     // One channel (one connection) shared by every service client of this worker.
-    this.health = new HealthClient(address, insecure(), { ...CHANNEL_OPTIONS, channelOverride: this.worker.getChannel() });
+    this.health = this.sibling(HealthClient);
   }
 
   private sibling<T extends Client>(ctor: new (address: string, creds: ReturnType<typeof insecure>, opts: object) => T): T {
-    return new ctor(this.address, insecure(), { ...CHANNEL_OPTIONS, channelOverride: this.worker.getChannel() });
+    return new ctor(this.address, this.creds, { ...this.options, channelOverride: this.worker.getChannel() });
   }
 
   /** SERVING, NOT_SERVING, ... ; rejects when the worker cannot be reached. */

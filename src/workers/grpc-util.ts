@@ -1,4 +1,4 @@
-import { credentials, status, type ChannelOptions, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
+import { credentials, InterceptingCall, Metadata, status, type ChannelCredentials, type ChannelOptions, type ClientReadableStream, type Interceptor, type ServiceError } from "@grpc/grpc-js";
 import { RpcError } from "../errors.js";
 
 // gRPC's default 4 MiB receive limit is too small for inline images and large batches.
@@ -8,6 +8,23 @@ export const CHANNEL_OPTIONS: ChannelOptions = {
   "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
 };
 export const insecure = () => credentials.createInsecure();
+
+export interface ConnectionOptions {
+  credentials?: ChannelCredentials;
+  /** Sent as `authorization: Bearer <token>` on every call. */
+  token?: string;
+}
+
+/** Adds the bearer token to every call (works with and without TLS, unlike call credentials). */
+export function bearerInterceptor(token: string): Interceptor {
+  return (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start(metadata: Metadata, listener, next) {
+        metadata.set("authorization", `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
+}
 
 export function isServiceError(e: unknown): e is ServiceError {
   return e instanceof Error && typeof (e as ServiceError).code === "number" && "details" in e;

@@ -1,6 +1,7 @@
 // How a worker process (or container, or endpoint) comes to exist. Each runtime returns a
 // handle with the same life cycle; one conformance suite runs against every runtime.
 import type { WorkerConfig } from "../config/schema.js";
+import type { ConnectionOptions } from "./grpc-util.js";
 
 export type WorkerState = "STARTING" | "SERVING" | "STOPPING" | "STOPPED" | "FAILED";
 
@@ -11,6 +12,8 @@ export interface ExitInfo {
 
 export interface WorkerStartRequest {
   name: string;
+  /** Which replica (remote: which endpoint). */
+  replica: number;
   config: WorkerConfig;
   /** Directory relative model paths are resolved against. */
   baseDir: string;
@@ -27,6 +30,8 @@ export interface WorkerHandle {
   readonly state: WorkerState;
   /** What the manifest records of how it was started (never secrets). */
   readonly runtimeInfo: Record<string, unknown>;
+  /** How to dial it, when not plain loopback gRPC (TLS, a bearer token). */
+  readonly connection?: ConnectionOptions;
   /** Settles when the process ends, however it ends. */
   readonly exited: Promise<ExitInfo>;
   exitInfo(): ExitInfo | null;
