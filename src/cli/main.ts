@@ -1,6 +1,7 @@
 // The thin CLI: parse argv, call one function, map errors to exit codes and one line.
 import { ConfigError, EXIT, OrchestratorError } from "../errors.js";
 import { orchestratorVersion } from "../util/project.js";
+import { k8sRenderCommand } from "./commands/k8s-render.js";
 import { planCommand } from "./commands/plan.js";
 import { reportCommand } from "./commands/report.js";
 import { resumeCommand } from "./commands/resume.js";
@@ -40,6 +41,8 @@ export async function main(argv: string[], out: Output = processOutput, signal =
         return planCommand(cmd.config, cmd.json, out);
       case "workers-check":
         return await workersCheckCommand(cmd.config, cmd.store, cmd.json, out);
+      case "k8s-render":
+        return k8sRenderCommand(cmd, out);
       case "report":
         return reportCommand(cmd.runId, cmd.store, out);
       case "resume": {

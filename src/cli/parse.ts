@@ -7,6 +7,7 @@ export type Command =
   | { command: "run"; config: string; store: string; runId?: string; until?: StageName; json: boolean; verbose: boolean }
   | { command: "resume"; runId: string; store: string; json: boolean; verbose: boolean }
   | { command: "report"; runId: string; store: string; verbose: boolean }
+  | { command: "k8s-render"; config: string; out: string; namespace: string; nodeSelector: Record<string, string>; verbose: boolean }
   | { command: "validate"; config: string; verbose: boolean }
   | { command: "plan"; config: string; json: boolean; verbose: boolean }
   | { command: "workers-check"; config: string; store: string; json: boolean; verbose: boolean }
@@ -22,6 +23,9 @@ commands:
   validate <experiment.yaml>          check the config and the files it names; exit 2 on problems
   plan <experiment.yaml> [--json]     stages, items, seeds and workers; nothing runs
   workers check <experiment.yaml>     start each worker, print its Describe, stop it
+  k8s render <experiment.yaml> [--out DIR] [--namespace NS] [--node-selector K=V ...]
+                                      Deployments and Services for the workers, and the
+                                      experiment using them as remote endpoints
 
 options:
   --store DIR     store root (default .pds-dpo)
@@ -35,6 +39,9 @@ const OPTIONS = {
   until: { type: "string" },
   json: { type: "boolean", default: false },
   verbose: { type: "boolean", default: false },
+  out: { type: "string" },
+  namespace: { type: "string" },
+  "node-selector": { type: "string", multiple: true },
   help: { type: "boolean", default: false },
   version: { type: "boolean", default: false },
 } as const;
@@ -85,6 +92,17 @@ export function parseCLI(argv: string[]): Command {
     case "plan":
       noRunFlags("plan");
       return { command: "plan", config: needConfig(rest, "plan <experiment.yaml>"), json: values.json, verbose };
+    case "k8s": {
+      noRunFlags("k8s render");
+      if (rest[0] !== "render") throw new UsageError("usage: orchestrate k8s render <experiment.yaml> [--out DIR] [--namespace NS] [--node-selector K=V]");
+      const nodeSelector: Record<string, string> = {};
+      for (const kv of values["node-selector"] ?? []) {
+        const [k, v] = kv.split("=");
+        if (!k || v === undefined) throw new UsageError(`--node-selector takes key=value, not '${kv}'`);
+        nodeSelector[k] = v;
+      }
+      return { command: "k8s-render", config: needConfig(rest.slice(1), "k8s render <experiment.yaml>"), out: values.out ?? "k8s", namespace: values.namespace ?? "pds-dpo", nodeSelector, verbose };
+    }
     case "workers": {
       noRunFlags("workers check");
       if (rest[0] !== "check") throw new UsageError("usage: orchestrate workers check <experiment.yaml>");
