@@ -4,7 +4,7 @@ import { buildCommands, workerKinds } from "../../scripts/build-images.mjs";
 
 describe("npm run images", () => {
   it("builds the base, then every kind's image on it", () => {
-    expect(workerKinds()).toEqual(["dpo-trainer", "evaluator", "image-generator", "image-scorer", "response-scorer", "responder"]);
+    expect(workerKinds()).toEqual(["dpo-trainer", "evaluator", "image-generator", "image-scorer", "responder", "response-scorer"]);
     const cmds = buildCommands({ tag: "1.0", registry: "reg.example/", push: true, platform: "linux/amd64", kinds: ["image-generator"] }) as { argv: string[]; image: string }[];
     expect(cmds).toEqual([
       { argv: ["docker", "buildx", "build", "--platform", "linux/amd64", "-f", "docker/base.Dockerfile", "-t", "reg.example/pds-dpo-worker-base:1.0", "--push", "."], image: "reg.example/pds-dpo-worker-base:1.0" },
