@@ -107,6 +107,12 @@ export function loadExperiment(file: string): LoadedConfig {
   const promptsLine = lineOf(doc!, lines, promptsKey);
   fileIssues.push(...promptIssues.map((i) => ({ ...i, line: promptsLine })));
   for (const [name, worker] of Object.entries(config.workers)) {
+    const tls = worker.runtime.type === "remote" ? worker.runtime.tls : undefined;
+    for (const [field, file] of Object.entries(tls ?? {})) {
+      const key = ["workers", name, "runtime", "tls", field];
+      const p = resolvePath(baseDir, file);
+      if (!existsSync(p)) fileIssues.push({ path: formatPath(key), message: `file not found: ${p}`, line: lineOf(doc!, lines, key) });
+    }
     if (worker.model.source === "path") {
       const key = ["workers", name, "model", "path"];
       const p = resolvePath(baseDir, worker.model.path!);

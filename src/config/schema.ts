@@ -48,6 +48,17 @@ export const ModelSchema = z
   });
 export type ModelConfig = z.infer<typeof ModelSchema>;
 
+/** Environment entries in a config reach the manifest: secrets must come from the process environment instead. */
+const SECRET_NAME = /(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|PRIVATE_?KEY)/i;
+const EnvSchema = z
+  .record(z.string(), z.string())
+  .superRefine((env, ctx) => {
+    for (const k of Object.keys(env)) {
+      if (SECRET_NAME.test(k)) ctx.addIssue({ code: "custom", path: [k], message: `looks like a secret; secrets come from the environment (export ${k}), never from the config` });
+    }
+  })
+  .default({});
+
 export const LocalRuntimeSchema = z.strictObject({
   type: z.literal("local"),
   /** Python interpreter with pds_dpo_workers installed (default: the project's .venv). */
@@ -58,7 +69,7 @@ export const LocalRuntimeSchema = z.strictObject({
   /** torch CPU threads of the worker; unset: torch's default (all cores). */
   cpu_threads: positiveInt.optional(),
   /** Extra environment; secrets such as HF_TOKEN are passed through from the orchestrator's own. */
-  env: z.record(z.string(), z.string()).default({}),
+  env: EnvSchema,
 });
 
 export const DockerRuntimeSchema = z.strictObject({
@@ -73,8 +84,8 @@ export const DockerRuntimeSchema = z.strictObject({
   shm_size: z.string().regex(/^\d+[bkmg]?$/i, "a docker size such as 8g").optional(),
   start_timeout_s: z.number().positive().default(600),
   device: z.enum(["auto", "cpu", "cuda"]).default("auto"),
-  /** Extra environment set in the container. */
-  env: z.record(z.string(), z.string()).default({}),
+  /** Extra environment set in the container (secrets: see PASSED_SECRETS, passed by name). */
+  env: EnvSchema,
 });
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+$/;

@@ -124,3 +124,10 @@ describe("loadExperiment", () => {
     expect(() => loadExperiment(join(dir, "absent.yaml"))).toThrow(/config file not found/);
   });
 });
+
+describe("secrets", () => {
+  it("refuses secrets written into a runtime's env: they come from the environment", () => {
+    const text = BASE.replace("    model: {source: tiny, name: sd}\n", "    model: {source: tiny, name: sd}\n    runtime: {type: local, env: {HF_TOKEN: hf_abc, OMP_NUM_THREADS: '1'}}\n");
+    expect(issues(text)).toEqual(["workers.sd.runtime.env.HF_TOKEN: looks like a secret; secrets come from the environment (export HF_TOKEN), never from the config (line 7)"]);
+  });
+});
