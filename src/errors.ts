@@ -83,6 +83,12 @@ export class IntegrityError extends OrchestratorError {
   }
 }
 
+export class ReplayMismatchError extends OrchestratorError {
+  constructor(message: string) {
+    super("replay_mismatch", message, { exitCode: EXIT.replayMismatch });
+  }
+}
+
 export class StageFailedError extends OrchestratorError {
   constructor(message: string) {
     super("stage_failed", message);

@@ -3,6 +3,7 @@ import { ConfigError, EXIT, OrchestratorError } from "../errors.js";
 import { orchestratorVersion } from "../util/project.js";
 import { k8sRenderCommand } from "./commands/k8s-render.js";
 import { planCommand } from "./commands/plan.js";
+import { replayCommand } from "./commands/replay.js";
 import { reportCommand } from "./commands/report.js";
 import { resumeCommand } from "./commands/resume.js";
 import { runCommand } from "./commands/run.js";
@@ -43,6 +44,8 @@ export async function main(argv: string[], out: Output = processOutput, signal =
         return await workersCheckCommand(cmd.config, cmd.store, cmd.json, out);
       case "k8s-render":
         return k8sRenderCommand(cmd, out);
+      case "replay":
+        return await replayCommand(cmd, out, signal);
       case "report":
         return reportCommand(cmd.runId, cmd.store, out);
       case "resume": {

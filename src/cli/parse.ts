@@ -7,6 +7,7 @@ export type Command =
   | { command: "run"; config: string; store: string; runId?: string; until?: StageName; json: boolean; verbose: boolean }
   | { command: "resume"; runId: string; store: string; json: boolean; verbose: boolean }
   | { command: "report"; runId: string; store: string; verbose: boolean }
+  | { command: "replay"; manifest: string; store: string; tolerance?: string; json: boolean; verbose: boolean }
   | { command: "k8s-render"; config: string; out: string; namespace: string; nodeSelector: Record<string, string>; verbose: boolean }
   | { command: "validate"; config: string; verbose: boolean }
   | { command: "plan"; config: string; json: boolean; verbose: boolean }
@@ -20,6 +21,8 @@ commands:
   run <experiment.yaml> [--store DIR] [--run-id ID] [--until STAGE] [--json]
   resume <run-id> [--store DIR] [--json]   finish an interrupted or failed run
   report <run-id> [--store DIR]       (re)write report/index.html and report/diagnostics.json
+  replay <manifest.json> [--store DIR] [--tolerance score=1e-4,loss=0.05,metric=0.01]
+                                      rerun from a manifest and compare every hash; exit 3 on a mismatch
   validate <experiment.yaml>          check the config and the files it names; exit 2 on problems
   plan <experiment.yaml> [--json]     stages, items, seeds and workers; nothing runs
   workers check <experiment.yaml>     start each worker, print its Describe, stop it
@@ -40,6 +43,7 @@ const OPTIONS = {
   json: { type: "boolean", default: false },
   verbose: { type: "boolean", default: false },
   out: { type: "string" },
+  tolerance: { type: "string" },
   namespace: { type: "string" },
   "node-selector": { type: "string", multiple: true },
   help: { type: "boolean", default: false },
@@ -80,6 +84,11 @@ export function parseCLI(argv: string[]): Command {
       noRunFlags("resume");
       if (rest.length !== 1) throw new UsageError("usage: orchestrate resume <run-id> [--store DIR] [--json]");
       return { command: "resume", runId: rest[0]!, store, json: values.json, verbose };
+    }
+    case "replay": {
+      noRunFlags("replay");
+      if (rest.length !== 1) throw new UsageError("usage: orchestrate replay <manifest.json> [--store DIR] [--tolerance ...]");
+      return { command: "replay", manifest: rest[0]!, store, tolerance: values.tolerance, json: values.json, verbose };
     }
     case "report": {
       noRunFlags("report");

@@ -21,6 +21,8 @@ export interface LoadedConfig {
   sha256: string;
   config: ExperimentConfig;
   prompts: Prompt[];
+  /** sha256 of the prompts file as read. */
+  promptsSha256: string;
 }
 
 export function resolvePath(baseDir: string, p: string): string {
@@ -100,26 +102,34 @@ export function loadExperiment(file: string): LoadedConfig {
   }
   const { config, issues, doc, lines } = parseExperiment(text);
   if (!config || issues.length > 0) throw new ConfigError(issues);
-  const baseDir = dirname(abs);
+  return completeExperiment(config, { file: abs, baseDir: dirname(abs), text, lineOf: (key) => lineOf(doc!, lines, key) });
+}
+
+/** Checks the files a parsed config names and reads its prompts; throws ConfigError. */
+export function completeExperiment(
+  config: ExperimentConfig,
+  src: { file: string; baseDir: string; text: string; lineOf?: (key: (string | number)[]) => number | undefined },
+): LoadedConfig {
+  const { baseDir } = src;
+  const at = (key: (string | number)[]) => src.lineOf?.(key);
   const fileIssues: ConfigIssue[] = [];
   const promptsKey = ["stages", "images", "prompts"];
-  const { prompts, issues: promptIssues } = readPrompts(resolvePath(baseDir, config.stages.images.prompts), formatPath(promptsKey));
-  const promptsLine = lineOf(doc!, lines, promptsKey);
-  fileIssues.push(...promptIssues.map((i) => ({ ...i, line: promptsLine })));
+  const read = readPrompts(resolvePath(baseDir, config.stages.images.prompts), formatPath(promptsKey));
+  fileIssues.push(...read.issues.map((i) => ({ ...i, line: at(promptsKey) })));
   for (const [name, worker] of Object.entries(config.workers)) {
     const tls = worker.runtime.type === "remote" ? worker.runtime.tls : undefined;
     for (const [field, file] of Object.entries(tls ?? {})) {
       const key = ["workers", name, "runtime", "tls", field];
       const p = resolvePath(baseDir, file);
-      if (!existsSync(p)) fileIssues.push({ path: formatPath(key), message: `file not found: ${p}`, line: lineOf(doc!, lines, key) });
+      if (!existsSync(p)) fileIssues.push({ path: formatPath(key), message: `file not found: ${p}`, line: at(key) });
     }
     if (worker.model.source === "path") {
       const key = ["workers", name, "model", "path"];
       const p = resolvePath(baseDir, worker.model.path!);
-      if (!existsSync(p)) fileIssues.push({ path: formatPath(key), message: `model directory not found: ${p}`, line: lineOf(doc!, lines, key) });
+      if (!existsSync(p)) fileIssues.push({ path: formatPath(key), message: `model directory not found: ${p}`, line: at(key) });
     }
   }
   if (fileIssues.length > 0) throw new ConfigError(fileIssues);
-  const limited = config.stages.images.limit ? prompts.slice(0, config.stages.images.limit) : prompts;
-  return { file: abs, baseDir, text, sha256: createHash("sha256").update(text).digest("hex"), config, prompts: limited };
+  const prompts = config.stages.images.limit ? read.prompts.slice(0, config.stages.images.limit) : read.prompts;
+  return { file: src.file, baseDir, text: src.text, sha256: createHash("sha256").update(src.text).digest("hex"), config, prompts, promptsSha256: read.sha256 };
 }

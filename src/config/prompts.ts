@@ -1,4 +1,5 @@
 // The prompts file: JSONL, one {id, category, t2i_prompt, instruction} a line.
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import type { ConfigIssue } from "../errors.js";
@@ -46,13 +47,13 @@ export function parsePrompts(text: string, keyPath: string, file: string): { pro
   return { prompts, issues };
 }
 
-export function readPrompts(path: string, keyPath: string): { prompts: Prompt[]; issues: ConfigIssue[] } {
+export function readPrompts(path: string, keyPath: string): { prompts: Prompt[]; issues: ConfigIssue[]; sha256: string } {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    return { prompts: [], issues: [{ path: keyPath, message: code === "ENOENT" ? `file not found: ${path}` : `cannot read ${path}: ${code}` }] };
+    return { prompts: [], sha256: "", issues: [{ path: keyPath, message: code === "ENOENT" ? `file not found: ${path}` : `cannot read ${path}: ${code}` }] };
   }
-  return parsePrompts(text, keyPath, path);
+  return { ...parsePrompts(text, keyPath, path), sha256: createHash("sha256").update(text).digest("hex") };
 }

@@ -132,6 +132,8 @@ export const WorkerSchema = z.strictObject({
   runtime: RuntimeSchema.default({ type: "local", start_timeout_s: 300, device: "auto", env: {} }),
   /** Processes (or containers) of this worker; batches are shared among them. */
   replicas: positiveInt.default(1),
+  /** Restarts of a replica that dies (local, docker); 0: it is dropped, and with none left the stage fails. */
+  max_restarts: z.number().int().nonnegative().default(0),
   /** Items per RPC. */
   batch_size: positiveInt.optional(),
   /** Deadline of one RPC: this many seconds per item in it, plus 30. */

@@ -43,6 +43,9 @@ export interface ManifestInput {
   runId: string;
   configFile: string;
   configSha256: string;
+  prompts: { path: string; sha256: string };
+  /** The run this one replays, if any. */
+  replayOf?: string;
   config: ExperimentConfig;
   orchestrator: OrchestratorInfo;
 }
@@ -206,6 +209,8 @@ export class ManifestCollector {
       finished_at: this.finishedAt,
       orchestrator: this.input.orchestrator,
       config: { file: this.input.configFile, sha256: this.input.configSha256, resolved: this.input.config },
+      inputs: { prompts: this.input.prompts },
+      ...(this.input.replayOf ? { replay_of: this.input.replayOf } : {}),
       workers: this.workers,
       stages: {
         ...Object.fromEntries(Object.entries(this.stages)),

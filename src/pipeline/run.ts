@@ -1,6 +1,6 @@
 // One run, start to end: validate -> run directory -> workers -> stages -> manifest.
 // Whatever happens, workers are stopped and the manifest and events are written.
-import { loadExperiment, type LoadedConfig } from "../config/load.js";
+import { loadExperiment, resolvePath, type LoadedConfig } from "../config/load.js";
 import { referencedNames, STAGES, WORKER_REFERENCES, type StageName } from "../config/schema.js";
 import { InterruptedError, OrchestratorError, UsageError } from "../errors.js";
 import { EventBus } from "../events/bus.js";
@@ -23,6 +23,9 @@ import { WorkerPool } from "./worker-pool.js";
 
 export interface RunOptions {
   configPath: string;
+  /** An already loaded config (replay), instead of reading configPath. */
+  loaded?: LoadedConfig;
+  replayOf?: string;
   storeRoot: string;
   runId?: string;
   /** Continue this earlier run: its finished stages are kept, the rest run again. */
@@ -63,7 +66,7 @@ export function workersFor(loaded: LoadedConfig, stages: StageName[]): string[] 
 }
 
 export async function runExperiment(opts: RunOptions): Promise<RunResult> {
-  const loaded = loadExperiment(opts.configPath);
+  const loaded = opts.loaded ?? loadExperiment(opts.configPath);
   const stages = stagesToRun(loaded, opts.until);
   const runId = opts.runId ?? newRunId(loaded.config.name, new Date());
   const runDir = new RunDir(opts.storeRoot, runId);
@@ -79,6 +82,8 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     configFile: loaded.file,
     configSha256: loaded.sha256,
     config: loaded.config,
+    prompts: { path: resolvePath(loaded.baseDir, loaded.config.stages.images.prompts), sha256: loaded.promptsSha256 },
+    replayOf: opts.replayOf,
     orchestrator: { version: orchestratorVersion(), gitCommit: gitCommit(), node: process.version },
   });
   // A resumed run's manifest starts from the finished stages' events of the earlier attempt.

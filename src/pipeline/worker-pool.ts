@@ -32,9 +32,6 @@ export function listSource<B>(batches: B[]): BatchSource<B> {
   return { next: async () => (i < batches.length ? batches[i++]! : null) };
 }
 
-/** How often one replica may be restarted within a run before the stage fails. */
-export const MAX_RESTARTS = 3;
-
 export class WorkerPool {
   private readonly running = new Map<string, RunningWorker[]>();
   private readonly restarts = new Map<string, number>();
@@ -110,7 +107,8 @@ export class WorkerPool {
   /**
    * Runs every batch of `source` on the worker's replicas, each replica one batch at a time.
    * A replica that dies has its batch put back in the queue (its results so far stay; the
-   * stage ignores repeated item ids) and is restarted, at most MAX_RESTARTS times.
+   * stage ignores repeated item ids) and is restarted up to the worker's max_restarts; past
+   * that (or when remote) it is dropped and the others take its work.
    */
   async runBatches<B>(name: string, source: BatchSource<B>, size: (b: B) => number, call: (replica: RunningWorker, batch: B) => Promise<void>, signal?: AbortSignal): Promise<void> {
     const retry: B[] = [];
@@ -127,21 +125,23 @@ export class WorkerPool {
           const remote = replica.handle.runtimeInfo.type === "remote";
           const unreachable = remote && findError(e, RpcError)?.grpcCode === status.UNAVAILABLE;
           if ((!crash && !unreachable) || signal?.aborted) throw e;
-          retry.push(batch);
-          if (remote) {
-            // Not ours to restart: the replica is dropped and the others take its work.
-            this.dropped.add(`${name}#${index}`);
-            this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: `${(e as Error).message}; remote replica dropped` });
-            if (--live === 0) throw new WorkerCrashedError(`every replica of '${name}' is unreachable: ${(e as Error).message}`, e);
-            return;
-          }
           const key = `${name}#${index}`;
-          const n = (this.restarts.get(key) ?? 0) + 1;
-          this.restarts.set(key, n);
-          if (n > MAX_RESTARTS) throw new WorkerCrashedError(`${crash!.message}; replica ${index} of '${name}' died ${n} times, giving up`, e);
-          this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: crash!.message });
-          replica.client.close();
-          await this.startReplica(name, index, signal);
+          const restarts = (this.restarts.get(key) ?? 0) + 1;
+          this.restarts.set(key, restarts);
+          // Restart it (not ours to restart when remote) while its budget lasts...
+          if (!remote && restarts <= this.loaded.config.workers[name]!.max_restarts) {
+            retry.push(batch);
+            this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: `${(e as Error).message}; restarting it` });
+            replica.client.close();
+            await this.startReplica(name, index, signal);
+            continue;
+          }
+          // ...else drop it: the other replicas take its batch, and with none left the run fails.
+          this.dropped.add(key);
+          if (--live === 0) throw e;
+          retry.push(batch);
+          this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: `${(e as Error).message}; replica dropped` });
+          return;
         }
       }
     };

@@ -14,7 +14,7 @@ function experiment(dir: string, replicas: number): string {
     `name: replicas-test
 seed: 21
 workers:
-  sd: {kind: image-generator, model: {source: tiny, name: sd}, ${LOCAL_CPU}, replicas: ${replicas}, batch_size: 2}
+  sd: {kind: image-generator, model: {source: tiny, name: sd}, ${LOCAL_CPU}, replicas: ${replicas}, max_restarts: 1, batch_size: 2}
   pick: {kind: image-scorer, model: {source: tiny, name: clip-scorer}, ${LOCAL_CPU}, batch_size: 4}
   a: {kind: responder, model: {source: tiny, name: llava, seed: 1}, ${LOCAL_CPU}}
   b: {kind: responder, model: {source: tiny, name: llava, seed: 2}, ${LOCAL_CPU}}

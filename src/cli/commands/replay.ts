@@ -1,0 +1,63 @@
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { completeExperiment } from "../../config/load.js";
+import { ExperimentSchema, STAGES, type StageName } from "../../config/schema.js";
+import { ReplayMismatchError, UsageError } from "../../errors.js";
+import { EventBus } from "../../events/bus.js";
+import { jsonLinesReporter } from "../../events/reporters/json-lines.js";
+import { ttyReporter } from "../../events/reporters/tty.js";
+import { firstDifference, fingerprintMismatch, parseTolerance } from "../../manifest/compare.js";
+import { runExperiment } from "../../pipeline/run.js";
+import type { Output } from "../output.js";
+
+type Json = Record<string, unknown>;
+
+/** Answer texts of a run, from its dataset (for a readable text difference). */
+function answerTexts(runDir: string): Map<string, string> {
+  const texts = new Map<string, string>();
+  const path = join(runDir, "dataset", "pairs.jsonl");
+  if (!existsSync(path)) return texts;
+  for (const line of readFileSync(path, "utf8").split("\n").filter(Boolean)) {
+    for (const c of (JSON.parse(line) as { metadata: { candidates: { id: string; text: string }[] } }).metadata.candidates) texts.set(c.id, c.text);
+  }
+  return texts;
+}
+
+/** Reruns a run from its manifest (its resolved config, no cache) into a new run and compares every hash. */
+export async function replayCommand(o: { manifest: string; store: string; tolerance?: string; json: boolean }, out: Output, signal: AbortSignal): Promise<number> {
+  let tol;
+  try {
+    tol = parseTolerance(o.tolerance);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  let before: Json;
+  try {
+    before = JSON.parse(readFileSync(o.manifest, "utf8")) as Json;
+  } catch {
+    throw new UsageError(`cannot read a manifest at ${o.manifest}`);
+  }
+  if (before.schema !== "pds-dpo/manifest@1") throw new UsageError(`${o.manifest} is not a pds-dpo manifest`);
+  const cfg = before.config as { file: string; resolved: unknown };
+  const parsed = ExperimentSchema.safeParse(cfg.resolved);
+  if (!parsed.success) throw new UsageError(`${o.manifest}: its config does not validate: ${parsed.error.issues[0]?.message}`);
+  const loaded = completeExperiment(parsed.data, { file: cfg.file, baseDir: dirname(cfg.file), text: JSON.stringify(cfg.resolved) });
+  const pinned = (before.inputs as { prompts?: { sha256: string } } | undefined)?.prompts?.sha256;
+  if (pinned && pinned !== loaded.promptsSha256) throw new UsageError(`the prompts file changed since run ${String(before.run_id)} (sha256 ${pinned.slice(0, 12)}, now ${loaded.promptsSha256.slice(0, 12)}); it cannot be replayed`);
+  const stages = Object.keys(before.stages as Json).filter((s): s is StageName => (STAGES as readonly string[]).includes(s));
+  const until = STAGES.filter((s) => stages.includes(s)).pop();
+
+  const bus = new EventBus();
+  bus.subscribe(o.json ? jsonLinesReporter(out.stdout) : ttyReporter({ write: out.stderr, isTTY: out.isTTY, width: process.stderr.columns }));
+  const runId = `${String(before.run_id)}-replay-${Date.now().toString(36)}`;
+  const result = await runExperiment({ configPath: cfg.file, loaded, storeRoot: resolve(o.store), runId, until, bus, signal, replayOf: String(before.run_id) });
+  if (result.status !== "succeeded") throw result.error;
+  const fp = fingerprintMismatch(before, result.manifest);
+  if (fp) throw new UsageError(`replay cannot pin the original workers: ${fp}`);
+  // The original run's own directory (the manifest may have been copied elsewhere).
+  const origDir = [join(resolve(o.store), "runs", String(before.run_id)), dirname(resolve(o.manifest))].find((d) => existsSync(join(d, "dataset")));
+  const diff = firstDifference(before, result.manifest, tol, { before: origDir ? answerTexts(origDir) : new Map(), after: answerTexts(result.runDir) });
+  if (diff) throw new ReplayMismatchError(`replay ${runId} differs from ${String(before.run_id)}: first in stage ${diff.stage}, item ${diff.item}: ${diff.what}`);
+  out.stdout(`replay ${runId} matches ${String(before.run_id)}: every hash equal\n`);
+  return 0;
+}

@@ -1,0 +1,48 @@
+import { describe, expect, it } from "vitest";
+import { EXACT, fingerprintMismatch, firstDifference, parseTolerance } from "../../src/manifest/compare.js";
+
+const manifest = (o: { sha?: string; score?: number; text?: string; rm?: number; adapter?: string; acc?: number } = {}) => ({
+  stages: {
+    images: { status: "succeeded", prompts: [{ id: "p", candidates: [{ id: "p.gs5.n0", sha256: o.sha ?? "aa", score: o.score ?? 1 }], kept: { id: "p.gs5.n0" } }] },
+    responses: { status: "succeeded", answers: [{ id: "p.a.s0", text_sha256: o.text ?? "t1", scores: { rm: o.rm ?? 0.5 } }, { id: "p.b.s0", text_sha256: "t2", scores: { rm: 0.1 } }] },
+    train: { status: "succeeded", steps: 4, final_metrics: { loss: 0.69 }, adapter: { sha256: o.adapter ?? "ad" } },
+    evaluate: { status: "succeeded", results: [{ benchmark: "pope", split: "run", model: "base", metrics: { accuracy: o.acc ?? 0.5 } }] },
+  },
+  outputs: { dataset: { sha256: "ds" }, adapter_sha256: o.adapter ?? "ad" },
+  workers: { sd: { info: { model: { resolvedRevision: "r1" } }, runtime: { image_digest: "sha256:x" } } },
+});
+
+describe("replay comparison", () => {
+  it("equal manifests match", () => {
+    expect(firstDifference(manifest(), manifest())).toBeNull();
+  });
+
+  it("names the first stage and item that differ, and how", () => {
+    expect(firstDifference(manifest(), manifest({ sha: "bb" }))).toEqual({ stage: "images", item: "p.gs5.n0", what: "image sha256 aa vs bb" });
+    expect(firstDifference(manifest(), manifest({ score: 1.5 }))).toMatchObject({ stage: "images", item: "p.gs5.n0", what: expect.stringMatching(/^score 1 vs 1.5/) });
+    const texts = { before: new Map([["p.a.s0", "a cat on a mat"]]), after: new Map([["p.a.s0", "a cat on a rug"]]) };
+    expect(firstDifference(manifest(), manifest({ text: "t9", rm: 0.7 }), EXACT, texts)).toEqual({ stage: "responses", item: "p.a.s0", what: "text differs at word 5: 'mat' vs 'rug'" });
+    expect(firstDifference(manifest(), manifest({ adapter: "zz" }))).toEqual({ stage: "train", item: "adapter", what: "sha256 ad vs zz" });
+    expect(firstDifference(manifest(), manifest({ acc: 0.6 }))).toEqual({ stage: "evaluate", item: "pope/run/base", what: "accuracy 0.5 vs 0.6" });
+  });
+
+  it("a changed text is reported before the score changes it caused", () => {
+    expect(firstDifference(manifest(), manifest({ text: "t9", rm: 0.50001 }))?.item).toBe("p.a.s0");
+  });
+
+  it("tolerances for GPU runs", () => {
+    expect(firstDifference(manifest(), manifest({ score: 1.00001, rm: 0.50002 }), parseTolerance("score=1e-4"))).toBeNull();
+    expect(firstDifference(manifest(), manifest({ acc: 0.505 }), parseTolerance("metric=0.01"))).toBeNull();
+    expect(() => parseTolerance("pixels=3")).toThrow(/bad tolerance 'pixels=3'/);
+  });
+
+  it("a revision or image digest that cannot be pinned", () => {
+    const other = manifest();
+    other.workers.sd.info.model.resolvedRevision = "r2";
+    expect(fingerprintMismatch(manifest(), other)).toBe("worker 'sd': model revision r1 is pinned but r2 was loaded");
+    const digest = manifest();
+    digest.workers.sd.runtime.image_digest = "sha256:y";
+    expect(fingerprintMismatch(manifest(), digest)).toBe("worker 'sd': image digest sha256:x is pinned but sha256:y ran");
+    expect(fingerprintMismatch(manifest(), manifest())).toBeNull();
+  });
+});
