@@ -160,7 +160,11 @@ export async function launchWorker(req: WorkerStartRequest, o: LaunchOptions, si
       const exited = worker.exitInfo();
       if (exited) return await fail(`exited (${exited.signal ?? `code ${exited.exitCode}`}) before it was ready`, true);
       if (listening && !client) {
-        worker.address = o.resolveAddress ? await o.resolveAddress(listening) : listening;
+        try {
+          worker.address = o.resolveAddress ? await o.resolveAddress(listening) : listening;
+        } catch (e) {
+          return await fail(`announced ${listening}, but its address could not be resolved: ${(e as Error).message.split("\n")[0]}`);
+        }
         client = new WorkerClient(req.name, worker.address);
       }
       if (client) {
