@@ -165,14 +165,19 @@ export const ImagesStageSchema = z.strictObject({
 
 // The later stages' settings. Their executors land with their issues; the shapes are
 // fixed now so configs (the paper's included) validate against the whole contract.
-const DecodingSchema = z.strictObject({
-  max_new_tokens: positiveInt.default(256),
-  do_sample: z.boolean().default(false),
-  temperature: z.number().positive().optional(),
-  top_p: z.number().positive().max(1).optional(),
-  top_k: positiveInt.optional(),
-  num_samples: positiveInt.default(1),
-});
+const DecodingSchema = z
+  .strictObject({
+    max_new_tokens: positiveInt.default(256),
+    do_sample: z.boolean().default(false),
+    temperature: z.number().positive().optional(),
+    top_p: z.number().positive().max(1).optional(),
+    top_k: positiveInt.optional(),
+    num_samples: positiveInt.default(1),
+  })
+  .superRefine((d, ctx) => {
+    // Greedy decoding gives one answer; several samples need sampling.
+    if (d.num_samples > 1 && !d.do_sample) ctx.addIssue({ code: "custom", path: ["num_samples"], message: "several samples need do_sample: true" });
+  });
 
 export const ResponsesStageSchema = z.strictObject({
   responders: z.array(z.string().min(1)).min(1),

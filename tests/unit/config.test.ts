@@ -131,3 +131,12 @@ describe("secrets", () => {
     expect(issues(text)).toEqual(["workers.sd.runtime.env.HF_TOKEN: looks like a secret; secrets come from the environment (export HF_TOKEN), never from the config (line 7)"]);
   });
 });
+
+describe("decoding", () => {
+  it("several samples need sampling", () => {
+    const withResponses = (decoding: string) =>
+      `${BASE.replace("stages:\n", "  a: {kind: responder, model: {source: tiny, name: llava}}\n  rm: {kind: response-scorer, model: {source: tiny, name: reward}}\nstages:\n")}  responses: {responders: [a], scorer: rm, decoding: ${decoding}}\n`;
+    expect(issues(withResponses("{num_samples: 2}"))).toEqual(["stages.responses.decoding.num_samples: several samples need do_sample: true (line 20)"]);
+    expect(issues(withResponses("{num_samples: 2, do_sample: true}"))).toEqual([]);
+  });
+});
