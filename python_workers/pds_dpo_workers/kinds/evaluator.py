@@ -17,7 +17,7 @@ import grpc
 from pds_dpo_workers import pope
 from pds_dpo_workers.errors import InvalidRequest
 from pds_dpo_workers.kinds.base import WorkerContext
-from pds_dpo_workers.kinds.responder import chat_prompt, load_vlm
+from pds_dpo_workers.kinds.responder import load_vlm, vlm_inputs
 from pds_dpo_workers.proto import common_pb2, evaluator_pb2 as pb, evaluator_pb2_grpc as pb_grpc
 from pds_dpo_workers.store import read_blob
 from pds_dpo_workers.streaming import Cancelled, ModelRunner, serve_stream
@@ -128,10 +128,7 @@ class Evaluator(pb_grpc.EvaluatorServiceServicer):
                     images.append(Image.open(path).convert("RGB"))
                 except OSError as e:
                     raise InvalidRequest(f"benchmark image {path}: {e}") from None
-            prompts = [chat_prompt(self.processor, bench.prompt(r)) for r in chunk]
-            inputs = self.processor(images=images, text=prompts, return_tensors="pt", padding=True).to(self.model.device)
-            if "pixel_values" in inputs:
-                inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+            inputs = vlm_inputs(self.processor, self.model, images, [bench.prompt(r) for r in chunk])
             with torch.no_grad():
                 out = model.generate(**inputs, max_new_tokens=max_new, do_sample=False)
             texts = self.processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

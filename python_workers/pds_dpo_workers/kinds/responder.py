@@ -79,6 +79,15 @@ def chat_prompt(processor, instruction: str) -> str:
     return processor.apply_chat_template(messages, add_generation_prompt=True)
 
 
+def vlm_inputs(processor, model, images: list, instructions: list[str]):
+    """Batched model inputs for instructions about images, through the chat template (left padded)."""
+    prompts = [chat_prompt(processor, text) for text in instructions]
+    inputs = processor(images=images, text=prompts, return_tensors="pt", padding=True).to(model.device)
+    if "pixel_values" in inputs:
+        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    return inputs
+
+
 def sample_seed(seed: int, k: int) -> int:
     """Seed of sample k of an item: the item's own seed for the first, a hash after it."""
     if k == 0:
@@ -126,10 +135,7 @@ class Responder(pb_grpc.ResponderServiceServicer):
     def _generate(self, items: list[tuple[pb.RespondItem, object]], decoding: pb.Decoding, seed: int | None):
         import torch
 
-        prompts = [chat_prompt(self.processor, it.instruction) for it, _ in items]
-        inputs = self.processor(images=[img for _, img in items], text=prompts, return_tensors="pt", padding=True).to(self.model.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        inputs = vlm_inputs(self.processor, self.model, [img for _, img in items], [it.instruction for it, _ in items])
         kwargs = {"max_new_tokens": decoding.max_new_tokens or 256, "do_sample": decoding.do_sample}
         if decoding.do_sample:
             kwargs.update(

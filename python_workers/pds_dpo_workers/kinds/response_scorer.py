@@ -18,7 +18,7 @@ import grpc
 
 from pds_dpo_workers.errors import InvalidModelSpec, ModelLoadError
 from pds_dpo_workers.kinds.base import WorkerContext, item_error, load_image
-from pds_dpo_workers.kinds.responder import load_vlm
+from pds_dpo_workers.kinds.responder import load_vlm, vlm_inputs
 from pds_dpo_workers.models.spec import resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, response_scorer_pb2 as pb, response_scorer_pb2_grpc as pb_grpc
 from pds_dpo_workers.streaming import ModelRunner, serve_stream
@@ -98,12 +98,7 @@ class VlmJudgeScorer:
     def score(self, items, images) -> list[dict[str, float]]:
         import torch
 
-        from pds_dpo_workers.kinds.responder import chat_prompt
-
-        prompts = [chat_prompt(self.processor, JUDGE_QUESTION.format(question=it.question, answer=it.answer)) for it in items]
-        inputs = self.processor(images=images, text=prompts, return_tensors="pt", padding=True).to(self.model.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        inputs = vlm_inputs(self.processor, self.model, images, [JUDGE_QUESTION.format(question=it.question, answer=it.answer) for it in items])
         with torch.no_grad():
             logits = self.model(**inputs).logits[:, -1, :].float()
         probs = torch.softmax(logits, dim=-1)
