@@ -1,3 +1,7 @@
+import type { Listener } from "../events/bus.js";
+import { jsonLinesReporter } from "../events/reporters/json-lines.js";
+import { ttyReporter } from "../events/reporters/tty.js";
+
 /** Where the CLI writes; injected so commands are testable in-process. */
 export interface Output {
   stdout: (text: string) => void;
@@ -10,3 +14,8 @@ export const processOutput: Output = {
   stderr: (t) => process.stderr.write(t),
   isTTY: Boolean(process.stderr.isTTY),
 };
+
+/** The reporter a command's events go to: JSON lines on stdout with --json, else progress on stderr. */
+export function reporterFor(out: Output, json: boolean): Listener {
+  return json ? jsonLinesReporter(out.stdout) : ttyReporter({ write: out.stderr, isTTY: out.isTTY, width: process.stderr.columns });
+}

@@ -48,7 +48,6 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
   const abort = new AbortController();
   const calls = AbortSignal.any([signal, abort.signal]);
 
-  let generated = 0;
   let scored = 0;
   // Batches are formed from the plan order only, so which replica runs one never changes it.
   const generate = async () => {
@@ -77,7 +76,6 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
   const onGenerated = (img: GeneratedImage, worker: string) => {
     const candidate = byId.get(img.id);
     if (!candidate || outcomes.has(img.id)) return;
-    generated++;
     const defects = img.defects.map(defectName);
     const outcome: CandidateOutcome = { id: img.id, promptId: candidate.promptId, imageNumber: candidate.imageNumber, defects };
     outcomes.set(img.id, outcome);
@@ -91,7 +89,7 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
       bus.emit({ type: "image.generated", candidate, worker, artifact, defects, seconds: img.seconds });
       toScore.resolve(img.id, defects.length === 0 ? { candidate, artifact } : null);
     }
-    bus.emit({ type: "stage.progress", stage: "images", step: "generate", done: generated, total: candidates.length });
+    bus.emit({ type: "stage.progress", stage: "images", step: "generate", done: outcomes.size, total: candidates.length });
   };
 
   const score = () =>
@@ -127,7 +125,7 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
   try {
     await allOrAbort([generate(), score()], abort);
   } catch (e) {
-    bus.emit({ type: "stage.finished", stage: "images", status: "failed", counts: { candidates: candidates.length, generated, scored }, seconds: (performance.now() - t0) / 1000 });
+    bus.emit({ type: "stage.finished", stage: "images", status: "failed", counts: { candidates: candidates.length, generated: outcomes.size, scored }, seconds: (performance.now() - t0) / 1000 });
     throw e;
   }
 

@@ -4,11 +4,9 @@ import { completeExperiment } from "../../config/load.js";
 import { ExperimentSchema, STAGES, type StageName } from "../../config/schema.js";
 import { ReplayMismatchError, UsageError } from "../../errors.js";
 import { EventBus } from "../../events/bus.js";
-import { jsonLinesReporter } from "../../events/reporters/json-lines.js";
-import { ttyReporter } from "../../events/reporters/tty.js";
 import { firstDifference, fingerprintMismatch, parseTolerance } from "../../manifest/compare.js";
 import { runExperiment } from "../../pipeline/run.js";
-import type { Output } from "../output.js";
+import { reporterFor, type Output } from "../output.js";
 
 type Json = Record<string, unknown>;
 
@@ -48,7 +46,7 @@ export async function replayCommand(o: { manifest: string; store: string; tolera
   const until = STAGES.filter((s) => stages.includes(s)).pop();
 
   const bus = new EventBus();
-  bus.subscribe(o.json ? jsonLinesReporter(out.stdout) : ttyReporter({ write: out.stderr, isTTY: out.isTTY, width: process.stderr.columns }));
+  bus.subscribe(reporterFor(out, o.json));
   const runId = `${String(before.run_id)}-replay-${Date.now().toString(36)}`;
   const result = await runExperiment({ configPath: cfg.file, loaded, storeRoot: resolve(o.store), runId, until, bus, signal, replayOf: String(before.run_id) });
   if (result.status !== "succeeded") throw result.error;

@@ -1,10 +1,8 @@
 import { resolve } from "node:path";
 import type { StageName } from "../../config/schema.js";
 import { EventBus } from "../../events/bus.js";
-import { jsonLinesReporter } from "../../events/reporters/json-lines.js";
-import { ttyReporter } from "../../events/reporters/tty.js";
 import { runExperiment, type RunOptions } from "../../pipeline/run.js";
-import type { Output } from "../output.js";
+import { reporterFor, type Output } from "../output.js";
 
 export async function runCommand(
   opts: { config: string; store: string; runId?: string; until?: StageName; json: boolean; resume?: RunOptions["resume"] },
@@ -12,7 +10,7 @@ export async function runCommand(
   signal: AbortSignal,
 ): Promise<{ code: number; error?: unknown }> {
   const bus = new EventBus();
-  bus.subscribe(opts.json ? jsonLinesReporter(out.stdout) : ttyReporter({ write: out.stderr, isTTY: out.isTTY, width: process.stderr.columns }));
+  bus.subscribe(reporterFor(out, opts.json));
   const result = await runExperiment({ configPath: opts.config, storeRoot: resolve(opts.store), runId: opts.runId, until: opts.until, bus, signal, resume: opts.resume });
   if (result.status === "succeeded") {
     if (!opts.json) out.stdout(`${result.runDir}\n`);
