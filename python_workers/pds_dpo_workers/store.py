@@ -40,7 +40,8 @@ class Store:
     def put(self, data: bytes, media_type: str) -> common_pb2.ArtifactRef:
         digest = sha256_bytes(data)
         dest = self.path_of(digest)
-        if not os.path.exists(dest):
+        # An existing copy is trusted only if it still hashes right: a damaged one is replaced.
+        if not self._intact(dest, digest):
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".tmp-")
             try:
@@ -56,6 +57,13 @@ class Store:
                     os.unlink(tmp)
                 raise
         return common_pb2.ArtifactRef(uri=URI_PREFIX + digest, sha256=digest, bytes=len(data), media_type=media_type)
+
+    @staticmethod
+    def _intact(path: str, digest: str) -> bool:
+        try:
+            return sha256_file(path) == digest
+        except FileNotFoundError:
+            return False
 
     def read_ref(self, ref: common_pb2.ArtifactRef) -> bytes:
         if not ref.uri.startswith(URI_PREFIX):

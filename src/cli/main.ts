@@ -39,7 +39,7 @@ export async function main(argv: string[], out: Output = processOutput, signal =
       case "validate":
         return validateCommand(cmd.config, out);
       case "plan":
-        return planCommand(cmd.config, cmd.json, out);
+        return planCommand(cmd, out);
       case "workers-check":
         return await workersCheckCommand(cmd.config, cmd.store, cmd.json, out);
       case "k8s-render":
@@ -64,6 +64,12 @@ export async function main(argv: string[], out: Output = processOutput, signal =
 
 /** Process entry: Ctrl-C or SIGTERM cancels the run; workers are stopped before exit. */
 export async function runProcess(): Promise<void> {
+  // A closed pipe (`orchestrate plan ... | head`) must not crash a command or a run.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code !== "EPIPE") throw e;
+    });
+  }
   const abort = new AbortController();
   const onSignal = () => {
     if (abort.signal.aborted) process.exit(130);

@@ -4,13 +4,13 @@ import { STAGES, type StageName } from "../config/schema.js";
 import { UsageError } from "../errors.js";
 
 export type Command =
-  | { command: "run"; config: string; store: string; runId?: string; until?: StageName; json: boolean; verbose: boolean }
+  | { command: "run"; config: string; store: string; runId?: string; until?: StageName; noCache: boolean; json: boolean; verbose: boolean }
   | { command: "resume"; runId: string; store: string; json: boolean; verbose: boolean }
   | { command: "report"; runId: string; store: string; verbose: boolean }
   | { command: "replay"; manifest: string; store: string; tolerance?: string; json: boolean; verbose: boolean }
   | { command: "k8s-render"; config: string; out: string; namespace: string; nodeSelector: Record<string, string>; verbose: boolean }
   | { command: "validate"; config: string; verbose: boolean }
-  | { command: "plan"; config: string; json: boolean; verbose: boolean }
+  | { command: "plan"; config: string; store: string; json: boolean; verbose: boolean }
   | { command: "workers-check"; config: string; store: string; json: boolean; verbose: boolean }
   | { command: "help" }
   | { command: "version" };
@@ -18,13 +18,15 @@ export type Command =
 export const USAGE = `usage: orchestrate <command> [options]
 
 commands:
-  run <experiment.yaml> [--store DIR] [--run-id ID] [--until STAGE] [--json]
+  run <experiment.yaml> [--store DIR] [--run-id ID] [--until STAGE] [--no-cache] [--json]
+                                      --no-cache computes every item again (the journal still records them)
   resume <run-id> [--store DIR] [--json]   finish an interrupted or failed run
   report <run-id> [--store DIR]       (re)write report/index.html and report/diagnostics.json
   replay <manifest.json> [--store DIR] [--tolerance score=1e-4,loss=0.05,metric=0.01]
                                       rerun from a manifest and compare every hash; exit 3 on a mismatch
   validate <experiment.yaml>          check the config and the files it names; exit 2 on problems
-  plan <experiment.yaml> [--json]     stages, items, seeds and workers; nothing runs
+  plan <experiment.yaml> [--store DIR] [--json]
+                                      stages, items, cache hits, seeds and workers; nothing runs
   workers check <experiment.yaml>     start each worker, print its Describe, stop it
   k8s render <experiment.yaml> [--out DIR] [--namespace NS] [--node-selector K=V ...]
                                       Deployments and Services for the workers, and the
@@ -41,6 +43,7 @@ const OPTIONS = {
   "run-id": { type: "string" },
   until: { type: "string" },
   json: { type: "boolean", default: false },
+  "no-cache": { type: "boolean", default: false },
   verbose: { type: "boolean", default: false },
   out: { type: "string" },
   tolerance: { type: "string" },
@@ -68,17 +71,17 @@ export function parseCLI(argv: string[]): Command {
     return args[0]!;
   };
   const noRunFlags = (name: string) => {
-    if (values["run-id"] !== undefined || values.until !== undefined) throw new UsageError(`${name} takes no --run-id or --until`);
+    if (values["run-id"] !== undefined || values.until !== undefined || values["no-cache"]) throw new UsageError(`${name} takes no --run-id, --until or --no-cache`);
   };
   switch (cmd) {
     case "run": {
-      const config = needConfig(rest, "run <experiment.yaml> [--store DIR] [--run-id ID] [--until STAGE] [--json]");
+      const config = needConfig(rest, "run <experiment.yaml> [--store DIR] [--run-id ID] [--until STAGE] [--no-cache] [--json]");
       let until: StageName | undefined;
       if (values.until !== undefined) {
         if (!(STAGES as readonly string[]).includes(values.until)) throw new UsageError(`--until must be one of ${STAGES.join(", ")}, not '${values.until}'`);
         until = values.until as StageName;
       }
-      return { command: "run", config, store, runId: values["run-id"], until, json: values.json, verbose };
+      return { command: "run", config, store, runId: values["run-id"], until, noCache: values["no-cache"], json: values.json, verbose };
     }
     case "resume": {
       noRunFlags("resume");
@@ -100,7 +103,7 @@ export function parseCLI(argv: string[]): Command {
       return { command: "validate", config: needConfig(rest, "validate <experiment.yaml>"), verbose };
     case "plan":
       noRunFlags("plan");
-      return { command: "plan", config: needConfig(rest, "plan <experiment.yaml>"), json: values.json, verbose };
+      return { command: "plan", config: needConfig(rest, "plan <experiment.yaml>"), store, json: values.json, verbose };
     case "k8s": {
       noRunFlags("k8s render");
       if (rest[0] !== "render") throw new UsageError("usage: orchestrate k8s render <experiment.yaml> [--out DIR] [--namespace NS] [--node-selector K=V]");

@@ -56,7 +56,8 @@ export class ManifestCollector {
   private status: "running" | "succeeded" | "failed" = "running";
   private error: ErrorInfo | undefined;
   private readonly workers: Record<string, Record<string, unknown>> = {};
-  private readonly stages: Record<string, { status: string; total?: number; counts?: Record<string, number>; seconds?: number }> = {};
+  private readonly stages: Record<string, { status: string; total?: number; counts?: Record<string, number>; cache?: Record<string, number>; seconds?: number }> = {};
+  private cacheMode = "use";
   private readonly prompts = new Map<string, PromptRecord>();
   private readonly candidates = new Map<string, CandidateRecord>();
   private readonly answers = new Map<string, Record<string, unknown>>();
@@ -74,6 +75,7 @@ export class ManifestCollector {
     switch (e.type) {
       case "run.started":
         this.startedAt = e.ts;
+        this.cacheMode = e.cache;
         return;
       case "run.finished":
         this.finishedAt = e.ts;
@@ -84,7 +86,7 @@ export class ManifestCollector {
         this.stages[e.stage] = { status: "running", total: e.total };
         return;
       case "stage.finished":
-        this.stages[e.stage] = { ...this.stages[e.stage], status: e.status, counts: e.counts, seconds: e.seconds };
+        this.stages[e.stage] = { ...this.stages[e.stage], status: e.status, counts: e.counts, ...(e.cache ? { cache: { ...e.cache } } : {}), seconds: e.seconds };
         return;
       case "worker.starting":
         if (e.replica === 0 && !this.workers[e.worker]) this.workers[e.worker] = { kind: e.kind, log: `logs/${e.worker}.log`, replicas: 0, requeues: [] };
@@ -92,7 +94,7 @@ export class ManifestCollector {
       case "worker.ready": {
         const w = this.workers[e.worker] ?? (this.workers[e.worker] = { kind: e.kind, requeues: [] });
         // One entry per worker: every replica runs the same image and model (Describe of replica 0).
-        if (e.replica === 0) Object.assign(w, { runtime: e.runtime, info: e.info });
+        if (e.replica === 0) Object.assign(w, { runtime: e.runtime, info: e.info, fingerprint: e.fingerprint });
         w.replicas = Math.max(Number(w.replicas ?? 0), e.replica + 1);
         return;
       }
@@ -209,6 +211,7 @@ export class ManifestCollector {
       finished_at: this.finishedAt,
       orchestrator: this.input.orchestrator,
       config: { file: this.input.configFile, sha256: this.input.configSha256, resolved: this.input.config },
+      cache: this.cacheMode,
       inputs: { prompts: this.input.prompts },
       ...(this.input.replayOf ? { replay_of: this.input.replayOf } : {}),
       workers: this.workers,

@@ -9,14 +9,31 @@ import { selectBest, type CandidateOutcome } from "../plan/select.js";
 import type { ArtifactInfo, ContentStore } from "../store/cas.js";
 import { ChunkGate, chunks } from "../util/async-queue.js";
 import { listSource } from "./worker-pool.js";
+import { DETERMINISTIC_ERRORS } from "../plan/cache-keys.js";
+import { DEFAULT_BATCH, generateKeys, generateParams, imageScoreKeys, OPS } from "../plan/item-keys.js";
+import type { ErrorInfo } from "../events/types.js";
+import { scoreOutcome, type CachedItem, type ScoreOutcome } from "./item-cache.js";
 import { allOrAbort, blobRef, guarded } from "./stage-util.js";
 import type { KeptImage, StageContext } from "./stage-context.js";
 
-export const DEFAULT_GENERATE_BATCH = 4;
-export const DEFAULT_SCORE_BATCH = 16;
 
 function defectName(d: ImageDefect): string {
   return imageDefectToJSON(d).replace(/^IMAGE_DEFECT_/, "").toLowerCase();
+}
+
+/** One generated image as the stage keeps it (and the journal stores it). */
+interface GenerateOutcome {
+  id: string;
+  artifact?: ArtifactInfo;
+  defects: string[];
+  error?: ErrorInfo;
+  seconds?: number;
+}
+
+function generateOutcome(store: ContentStore, img: GeneratedImage): GenerateOutcome {
+  const defects = img.defects.map(defectName);
+  if (img.error) return { id: img.id, defects, error: { code: img.error.code, message: img.error.message } };
+  return { id: img.id, artifact: artifactOf(store, img.image), defects, seconds: img.seconds };
 }
 
 function artifactOf(store: ContentStore, blob: Blob | undefined): ArtifactInfo {
@@ -30,7 +47,7 @@ function artifactOf(store: ContentStore, blob: Blob | undefined): ArtifactInfo {
 }
 
 export async function runImageStage(ctx: StageContext): Promise<void> {
-  const { loaded, bus, store, runDir, pool, signal } = ctx;
+  const { loaded, bus, store, runDir, pool, signal, cache } = ctx;
   const stage = loaded.config.stages.images;
   const candidates = planImages(stage, loaded.prompts, loaded.config.seed, loaded.config.seed_policy);
   const byId = new Map(candidates.map((c) => [c.id, c]));
@@ -43,7 +60,7 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
   const scorer = pool.get(stage.scorer);
   // Scoring batches are fixed slices of the plan, released once generated: their make-up
   // never depends on timing, so neither do the scores.
-  const toScore = new ChunkGate<{ candidate: ImageCandidate; artifact: ArtifactInfo }>(candidates.map((c) => c.id), scorer.batchSize ?? DEFAULT_SCORE_BATCH);
+  const toScore = new ChunkGate<{ candidate: ImageCandidate; artifact: ArtifactInfo }>(candidates.map((c) => c.id), scorer.batchSize ?? DEFAULT_BATCH.imageScore);
   // The first failing task aborts the other; so does the run's own signal.
   const abort = new AbortController();
   const calls = AbortSignal.any([signal, abort.signal]);
@@ -54,17 +71,25 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
     try {
       await pool.runBatches(
         stage.generator,
-        listSource(chunks(candidates, generator.batchSize ?? DEFAULT_GENERATE_BATCH)),
+        listSource(chunks(candidates, generator.batchSize ?? DEFAULT_BATCH.generate)),
         (c) => c.length,
         async (replica, chunk) => {
+          const items = generateKeys(generator.fingerprint, chunk);
+          const hits = cache.reuseBatch<GenerateOutcome>("images", OPS.generate, items);
+          if (hits) {
+            hits.forEach((r) => onGenerated(r, replica.name, null));
+            return;
+          }
+          const keyOf = new Map(items.map((i) => [i.id, i]));
           const req = {
-            items: chunk.map((c) => ({ id: c.id, prompt: c.prompt, negativePrompt: c.negativePrompt, guidanceScale: c.guidanceScale, steps: c.steps, width: c.width, height: c.height, seed: c.seed })),
+            items: chunk.map((c) => ({ id: c.id, ...generateParams(c) })),
             output: OutputMode.OUTPUT_MODE_STORE,
             maxBatchSize: chunk.length,
           };
+          cache.modelCall("images");
           const stream = replica.client.generate(req, { deadlineMs: pool.deadlineMs(replica, chunk.length), signal: calls });
           for await (const msg of guarded(pool, replica, "Generate", stream)) {
-            if (msg.event?.$case === "image") onGenerated(msg.event.value, replica.name);
+            if (msg.event?.$case === "image") onGenerated(generateOutcome(store, msg.event.value), replica.name, keyOf.get(msg.event.value.id) ?? null);
           }
         },
         calls,
@@ -73,22 +98,24 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
       toScore.finish();
     }
   };
-  const onGenerated = (img: GeneratedImage, worker: string) => {
+  /** A generated (or reused) image; `item` is set when it was computed here and should be journaled. */
+  const onGenerated = (img: GenerateOutcome, worker: string, item: CachedItem | null) => {
     const candidate = byId.get(img.id);
     if (!candidate || outcomes.has(img.id)) return;
-    const defects = img.defects.map(defectName);
-    const outcome: CandidateOutcome = { id: img.id, promptId: candidate.promptId, imageNumber: candidate.imageNumber, defects };
+    const outcome: CandidateOutcome = { id: img.id, promptId: candidate.promptId, imageNumber: candidate.imageNumber, defects: img.defects };
     outcomes.set(img.id, outcome);
+    const cached = item === null ? { cached: true } : {};
     if (img.error) {
       outcome.error = img.error.message;
-      bus.emit({ type: "image.generated", candidate, worker, defects, error: { code: img.error.code, message: img.error.message } });
+      bus.emit({ type: "image.generated", candidate, worker, defects: img.defects, error: img.error, ...cached });
       toScore.resolve(img.id, null);
     } else {
-      const artifact = artifactOf(store, img.image);
+      const artifact = img.artifact!;
       artifacts.set(img.id, artifact);
-      bus.emit({ type: "image.generated", candidate, worker, artifact, defects, seconds: img.seconds });
-      toScore.resolve(img.id, defects.length === 0 ? { candidate, artifact } : null);
+      bus.emit({ type: "image.generated", candidate, worker, artifact, defects: img.defects, seconds: img.seconds, ...cached });
+      toScore.resolve(img.id, img.defects.length === 0 ? { candidate, artifact } : null);
     }
+    if (item && (!img.error || DETERMINISTIC_ERRORS.has(img.error.code))) cache.computed("images", OPS.generate, item, img, img.artifact ? [img.artifact.sha256] : []);
     bus.emit({ type: "stage.progress", stage: "images", step: "generate", done: outcomes.size, total: candidates.length });
   };
 
@@ -97,35 +124,48 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
       stage.scorer,
       toScore.source(),
       (items) => items.length,
-      async (replica, items) => {
+      async (replica, batch) => {
+        const items = imageScoreKeys(scorer.fingerprint, batch.map(({ candidate, artifact }) => ({ candidate, sha256: artifact.sha256 })));
+        const hits = cache.reuseBatch<ScoreOutcome>("images", OPS.imageScore, items);
+        if (hits) {
+          hits.forEach((r) => onScored(r, replica.name, null));
+          return;
+        }
+        const keyOf = new Map(items.map((i) => [i.id, i]));
         const req = {
-          items: items.map(({ candidate, artifact }) => ({ id: candidate.id, prompt: candidate.prompt, image: blobRef(artifact) })),
-          maxBatchSize: items.length,
+          items: batch.map(({ candidate, artifact }) => ({ id: candidate.id, prompt: candidate.prompt, image: blobRef(artifact) })),
+          maxBatchSize: batch.length,
         };
-        const stream = replica.client.scoreImages(req, { deadlineMs: pool.deadlineMs(replica, items.length), signal: calls });
+        cache.modelCall("images");
+        const stream = replica.client.scoreImages(req, { deadlineMs: pool.deadlineMs(replica, batch.length), signal: calls });
         for await (const msg of guarded(pool, replica, "Score", stream)) {
           if (msg.event?.$case !== "score") continue;
           const s = msg.event.value;
-          const outcome = outcomes.get(s.id);
-          if (!outcome || outcome.score !== undefined || outcome.error !== undefined) continue;
-          scored++;
-          if (s.error) {
-            outcome.error = s.error.message;
-            bus.emit({ type: "image.scored", id: s.id, worker: replica.name, error: { code: s.error.code, message: s.error.message } });
-          } else {
-            outcome.score = s.score;
-            bus.emit({ type: "image.scored", id: s.id, worker: replica.name, score: s.score, components: s.components });
-          }
-          bus.emit({ type: "stage.progress", stage: "images", step: "score", done: scored, total: candidates.length });
+          onScored(scoreOutcome(s), replica.name, keyOf.get(s.id) ?? null);
         }
       },
       calls,
     );
+  const onScored = (s: ScoreOutcome, worker: string, item: CachedItem | null) => {
+    const outcome = outcomes.get(s.id);
+    if (!outcome || outcome.score !== undefined || outcome.error !== undefined) return;
+    scored++;
+    const cached = item === null ? { cached: true } : {};
+    if (s.error) {
+      outcome.error = s.error.message;
+      bus.emit({ type: "image.scored", id: s.id, worker, error: s.error, ...cached });
+    } else {
+      outcome.score = s.score;
+      bus.emit({ type: "image.scored", id: s.id, worker, score: s.score, components: s.components, ...cached });
+    }
+    if (item && (!s.error || DETERMINISTIC_ERRORS.has(s.error.code))) cache.computed("images", OPS.imageScore, item, s, []);
+    bus.emit({ type: "stage.progress", stage: "images", step: "score", done: scored, total: candidates.length });
+  };
 
   try {
     await allOrAbort([generate(), score()], abort);
   } catch (e) {
-    bus.emit({ type: "stage.finished", stage: "images", status: "failed", counts: { candidates: candidates.length, generated: outcomes.size, scored }, seconds: (performance.now() - t0) / 1000 });
+    bus.emit({ type: "stage.finished", stage: "images", status: "failed", counts: { candidates: candidates.length, generated: outcomes.size, scored }, cache: cache.countsOf("images"), seconds: (performance.now() - t0) / 1000 });
     throw e;
   }
 
@@ -167,5 +207,5 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
   };
   ctx.results.images = keptImages.sort((a, b) => a.promptIndex - b.promptIndex);
   if (keptImages.length === 0) bus.emit({ type: "warning", message: "no prompt kept an image (see the manifest's dropped reasons)" });
-  bus.emit({ type: "stage.finished", stage: "images", status: "succeeded", counts, seconds: (performance.now() - t0) / 1000 });
+  bus.emit({ type: "stage.finished", stage: "images", status: "succeeded", counts, cache: cache.countsOf("images"), seconds: (performance.now() - t0) / 1000 });
 }

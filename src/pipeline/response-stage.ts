@@ -5,21 +5,23 @@ import { join } from "node:path";
 import { mkdirSync, readFileSync } from "node:fs";
 import { responseScorers } from "../config/schema.js";
 import { DEFAULT_PAIR_POLICY, pickPairs, type PairPolicy } from "../plan/pairs.js";
-import { derivedSeed } from "../plan/seeds.js";
 import { sha256 } from "../store/cas.js";
 import { datasetCard, llavaEntry, pairsJsonLine, questionOf, type AnswerRecord, type PairRecord } from "../store/dataset-format.js";
 import { ChunkGate, chunks } from "../util/async-queue.js";
 import type { KeptImage, StageContext } from "./stage-context.js";
 import { allOrAbort, blobRef, guarded } from "./stage-util.js";
 import { listSource, type RunningWorker } from "./worker-pool.js";
+import { DETERMINISTIC_ERRORS } from "../plan/cache-keys.js";
+import { decodingRequest, DEFAULT_BATCH, OPS, respondInput, respondItem, respondKeys, responseScoreKeys, type SampleOutcome } from "../plan/item-keys.js";
+import type { ErrorInfo } from "../events/types.js";
+import { scoreOutcome, type CachedItem, type ScoreOutcome } from "./item-cache.js";
 
-export const DEFAULT_RESPOND_BATCH = 8;
-export const DEFAULT_RESPONSE_SCORE_BATCH = 16;
+
 
 const modelOf = (w: RunningWorker) => ({ id: w.info.model?.spec?.id || w.info.model?.spec?.path || "", revision: w.info.model?.resolvedRevision ?? "" });
 
 export async function runResponseStage(ctx: StageContext): Promise<void> {
-  const { loaded, bus, pool, signal } = ctx;
+  const { loaded, bus, pool, signal, cache } = ctx;
   const stage = loaded.config.stages.responses!;
   const kept = ctx.results.images ?? [];
   const byPrompt = new Map(kept.map((k) => [k.promptId, k]));
@@ -30,61 +32,70 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
   const t0 = performance.now();
   bus.emit({ type: "stage.started", stage: "responses", total });
 
-  const decoding = {
-    maxNewTokens: stage.decoding.max_new_tokens,
-    doSample: stage.decoding.do_sample,
-    temperature: stage.decoding.temperature ?? 0,
-    topP: stage.decoding.top_p ?? 0,
-    topK: stage.decoding.top_k ?? 0,
-    repetitionPenalty: 0,
-    numSamples: samples,
-  };
+  const decoding = decodingRequest(stage.decoding);
   const answers = new Map<string, AnswerRecord>();
   // Scoring batches are fixed slices of (image, responder, sample) order: never shaped by timing.
   const answerIds = kept.flatMap((k) => responders.flatMap((w) => Array.from({ length: samples }, (_, i) => `${k.promptId}.${w.name}.s${i}`)));
-  const gates = scorers.map((s) => new ChunkGate<AnswerRecord>(answerIds, s.worker.batchSize ?? DEFAULT_RESPONSE_SCORE_BATCH));
+  const gates = scorers.map((s) => new ChunkGate<AnswerRecord>(answerIds, s.worker.batchSize ?? DEFAULT_BATCH.responseScore));
   // The first failing task aborts the others; so does the run's own signal.
   const abort = new AbortController();
   const calls = AbortSignal.any([signal, abort.signal]);
   let answered = 0;
 
+  /** One answer (generated or reused); `item` is set when computed here and the RPC item is complete. */
+  const onAnswer = (w: RunningWorker, image: KeptImage, r: SampleOutcome, cached: boolean) => {
+    const id = `${image.promptId}.${w.name}.s${r.sampleIndex}`;
+    if (answers.has(id)) return;
+    const answer: AnswerRecord = {
+      id,
+      promptId: image.promptId,
+      responder: w.name,
+      model: modelOf(w),
+      sampleIndex: r.sampleIndex,
+      decoding: stage.decoding,
+      text: r.text,
+      numTokens: r.numTokens,
+      finishReason: r.finishReason,
+      ...(r.error ? { error: `${r.error.code}: ${r.error.message}` } : {}),
+      scores: {},
+    };
+    answers.set(id, answer);
+    answered++;
+    bus.emit({ type: "response.generated", answer, worker: w.name, ...(cached ? { cached } : {}) });
+    bus.emit({ type: "stage.progress", stage: "responses", step: "respond", done: answered, total });
+    // Failed and empty answers are never scored: they cannot become a pair.
+    for (const g of gates) g.resolve(id, !answer.error && answer.text.trim() ? answer : null);
+  };
+
   const respond = (w: RunningWorker) =>
     pool.runBatches(
       w.name,
-      listSource(chunks(kept, w.batchSize ?? DEFAULT_RESPOND_BATCH)),
+      listSource(chunks(kept, w.batchSize ?? DEFAULT_BATCH.respond)),
       (c) => c.length,
       async (replica, chunk) => {
-        const items = chunk.map((k) => {
-          const id = `${k.promptId}.${w.name}`;
-          return { id, image: blobRef(k.artifact), instruction: k.instruction, seed: derivedSeed(loaded.config.seed, id), decoding };
-        });
-        const promptOf = new Map(chunk.map((k) => [`${k.promptId}.${w.name}`, k]));
+        const inputs = chunk.map(respondInput);
+        const items = inputs.map((k, i) => ({ ...respondItem(loaded.config.seed, w.name, k), image: blobRef(chunk[i]!.artifact), decoding }));
+        const cachedItems = respondKeys(w.fingerprint, loaded.config.seed, w.name, decoding, inputs);
+        const hits = cache.reuseBatch<SampleOutcome[]>("responses", OPS.respond, cachedItems);
+        if (hits) {
+          hits.forEach((samplesOf, i) => samplesOf.forEach((r) => onAnswer(w, chunk[i]!, r, true)));
+          return;
+        }
+        const promptOf = new Map(chunk.map((k, i) => [items[i]!.id, { image: k, item: cachedItems[i]!, samples: [] as SampleOutcome[] }]));
+        cache.modelCall("responses");
         const stream = replica.client.respond({ items, maxBatchSize: chunk.length }, { deadlineMs: pool.deadlineMs(replica, chunk.length * samples), signal: calls });
         for await (const msg of guarded(pool, replica, "Respond", stream)) {
           if (msg.event?.$case !== "response") continue;
           const r = msg.event.value;
-          const image = promptOf.get(r.id);
-          const id = `${r.id}.s${r.sampleIndex}`;
-          if (!image || answers.has(id)) continue;
-          const answer: AnswerRecord = {
-            id,
-            promptId: image.promptId,
-            responder: w.name,
-            model: modelOf(w),
-            sampleIndex: r.sampleIndex,
-            decoding: stage.decoding,
-            text: r.text,
-            numTokens: r.numTokens,
-            finishReason: r.finishReason,
-            ...(r.error ? { error: `${r.error.code}: ${r.error.message}` } : {}),
-            scores: {},
-          };
-          answers.set(id, answer);
-          answered++;
-          bus.emit({ type: "response.generated", answer, worker: w.name });
-          bus.emit({ type: "stage.progress", stage: "responses", step: "respond", done: answered, total });
-          // Failed and empty answers are never scored: they cannot become a pair.
-          for (const g of gates) g.resolve(id, !answer.error && answer.text.trim() ? answer : null);
+          const slot = promptOf.get(r.id);
+          if (!slot) continue;
+          const outcome: SampleOutcome = { sampleIndex: r.sampleIndex, text: r.text, numTokens: r.numTokens, finishReason: r.finishReason, ...(r.error ? { error: { code: r.error.code, message: r.error.message } } : {}) };
+          onAnswer(w, slot.image, outcome, false);
+          slot.samples.push(outcome);
+          // An RPC item is journaled once all its samples are in, unless one failed for a passing reason.
+          if (slot.samples.length === samples && slot.samples.every((x) => !x.error || DETERMINISTIC_ERRORS.has(x.error.code))) {
+            cache.computed("responses", OPS.respond, slot.item, [...slot.samples].sort((a, b) => a.sampleIndex - b.sampleIndex), []);
+          }
         }
       },
       calls,
@@ -92,27 +103,45 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
 
   const score = (s: (typeof scorers)[number], gate: ChunkGate<AnswerRecord>) => {
     const done = new Set<string>();
+    const op = OPS.responseScore;
+    const onScore = (r: ScoreOutcome, item: CachedItem | null) => {
+      const answer = answers.get(r.id);
+      if (!answer || done.has(r.id)) return;
+      done.add(r.id);
+      const cached = item === null ? { cached: true } : {};
+      if (r.error) {
+        answer.error ??= `${s.worker.name}: ${r.error.code}: ${r.error.message}`;
+        bus.emit({ type: "response.scored", id: r.id, worker: s.worker.name, error: r.error, ...cached });
+      } else {
+        answer.scores[s.worker.name] = r.score!;
+        bus.emit({ type: "response.scored", id: r.id, worker: s.worker.name, score: r.score, components: r.components, ...cached });
+      }
+      if (item && (!r.error || DETERMINISTIC_ERRORS.has(r.error.code))) cache.computed("responses", op, item, r, []);
+      bus.emit({ type: "stage.progress", stage: "responses", step: `score:${s.worker.name}`, done: done.size, total });
+    };
     return pool.runBatches(
       s.worker.name,
       gate.source(),
       (b) => b.length,
       async (replica, batch) => {
         const items = batch.map((a) => ({ id: a.id, question: questionOf(byPrompt.get(a.promptId)!.instruction), answer: a.text, image: blobRef(byPrompt.get(a.promptId)!.artifact) }));
+        const cachedItems = responseScoreKeys(
+          s.worker.fingerprint,
+          s.worker.name,
+          items.map((it, i) => ({ answerId: it.id, question: it.question, answer: it.answer, imageSha256: byPrompt.get(batch[i]!.promptId)!.artifact.sha256 })),
+        );
+        const hits = cache.reuseBatch<ScoreOutcome>("responses", op, cachedItems);
+        if (hits) {
+          hits.forEach((r) => onScore(r, null));
+          return;
+        }
+        const keyOf = new Map(items.map((it, i) => [it.id, cachedItems[i]!]));
+        cache.modelCall("responses");
         const stream = replica.client.scoreResponses({ items, maxBatchSize: batch.length }, { deadlineMs: pool.deadlineMs(replica, batch.length), signal: calls });
         for await (const msg of guarded(pool, replica, "Score", stream)) {
           if (msg.event?.$case !== "score") continue;
           const r = msg.event.value;
-          const answer = answers.get(r.id);
-          if (!answer || done.has(r.id)) continue;
-          done.add(r.id);
-          if (r.error) {
-            answer.error ??= `${s.worker.name}: ${r.error.code}: ${r.error.message}`;
-            bus.emit({ type: "response.scored", id: r.id, worker: s.worker.name, error: { code: r.error.code, message: r.error.message } });
-          } else {
-            answer.scores[s.worker.name] = r.score;
-            bus.emit({ type: "response.scored", id: r.id, worker: s.worker.name, score: r.score, components: r.components });
-          }
-          bus.emit({ type: "stage.progress", stage: "responses", step: `score:${s.worker.name}`, done: done.size, total });
+          onScore(scoreOutcome(r), keyOf.get(r.id) ?? null);
         }
       },
       calls,
@@ -123,7 +152,7 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
   try {
     await allOrAbort([responding.then(() => undefined), ...scorers.map((s, i) => score(s, gates[i]!))], abort);
   } catch (e) {
-    bus.emit({ type: "stage.finished", stage: "responses", status: "failed", counts: { candidates: total, answered }, seconds: (performance.now() - t0) / 1000 });
+    bus.emit({ type: "stage.finished", stage: "responses", status: "failed", counts: { candidates: total, answered }, cache: cache.countsOf("responses"), seconds: (performance.now() - t0) / 1000 });
     throw e;
   }
 
@@ -168,7 +197,7 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
     images_without_pair: Object.values(droppedImages).reduce((a, b) => a + b, 0),
   };
   if (records.length === 0) bus.emit({ type: "warning", message: "no preference pair was made (see the manifest's dropped reasons)" });
-  bus.emit({ type: "stage.finished", stage: "responses", status: "succeeded", counts, seconds: (performance.now() - t0) / 1000 });
+  bus.emit({ type: "stage.finished", stage: "responses", status: "succeeded", counts, cache: cache.countsOf("responses"), seconds: (performance.now() - t0) / 1000 });
 }
 
 function imageRecord(k: KeptImage) {

@@ -13,6 +13,9 @@ import { gitCommit, orchestratorVersion } from "../util/project.js";
 import { defaultRuntime } from "../workers/default-runtime.js";
 import type { WorkerRuntime } from "../workers/runtime.js";
 import { writeReport } from "../report/write.js";
+import { workerSpecDigest } from "../plan/cache-keys.js";
+import { Journal } from "../store/journal.js";
+import { ItemCache, type CacheMode } from "./item-cache.js";
 import { runEvaluateStage } from "./evaluate-stage.js";
 import { runImageStage } from "./image-stage.js";
 import { runResponseStage } from "./response-stage.js";
@@ -34,6 +37,8 @@ export interface RunOptions {
   bus?: EventBus;
   runtime?: WorkerRuntime;
   signal?: AbortSignal;
+  /** --no-cache (and replay): "off". A resumed --no-cache run reuses only its own items ("own-run"). */
+  cache?: CacheMode;
 }
 
 export interface RunResult {
@@ -73,6 +78,8 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   if (opts.resume && opts.resume.configSha256 !== loaded.sha256) {
     throw new UsageError(`${loaded.file} changed since run ${runId} started (sha256 ${opts.resume.configSha256.slice(0, 12)}, now ${loaded.sha256.slice(0, 12)}); start a new run instead`);
   }
+  // Opened first: a store whose journal cannot be used fails before anything is made.
+  const journal = Journal.open(opts.storeRoot);
   if (!opts.resume) runDir.create();
   const done = opts.resume ? finishedStages(opts.resume.events) : [];
 
@@ -99,11 +106,18 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const writeManifest = () => runDir.writeAtomic(runDir.manifestPath, `${JSON.stringify(collector.build(), null, 2)}\n`);
 
   const t0 = performance.now();
-  bus.emit({ type: "run.started", runId, runDir: runDir.path, configFile: loaded.file, configSha256: loaded.sha256, stages });
+  const cacheMode = opts.cache ?? "use";
+  bus.emit({ type: "run.started", runId, runDir: runDir.path, configFile: loaded.file, configSha256: loaded.sha256, stages, cache: cacheMode });
   writeManifest();
   const signal = opts.signal ?? new AbortController().signal;
+  // What `plan` predicts cache hits with: the fingerprint each worker configuration last had.
+  bus.subscribe((e) => {
+    if (e.type === "worker.ready" && e.replica === 0 && e.fingerprint) journal.rememberWorker(workerSpecDigest(loaded.config.workers[e.worker]!), e.fingerprint);
+  });
+  const store = new ContentStore(opts.storeRoot);
   const pool = new WorkerPool(opts.runtime ?? defaultRuntime(), loaded, { storeRoot: opts.storeRoot, logPath: (w) => runDir.logPath(w) }, bus);
-  const ctx: StageContext = { loaded, bus, store: new ContentStore(opts.storeRoot), runDir, pool, signal, results: opts.resume ? resultsFromEvents(opts.resume.events) : {} };
+  const cache = new ItemCache(journal, store, runId, cacheMode, bus);
+  const ctx: StageContext = { loaded, bus, store, runDir, pool, signal, cache, results: opts.resume ? resultsFromEvents(opts.resume.events) : {} };
   let error: unknown;
   try {
     await pool.startAll(workersFor(loaded, stages.filter((s) => !done.includes(s))), signal);
@@ -118,6 +132,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     error = signal.aborted ? new InterruptedError() : e;
   } finally {
     await pool.stopAll();
+    journal.close();
   }
   const status = error === undefined ? "succeeded" : "failed";
   bus.emit({

@@ -4,6 +4,7 @@ import type { LoadedConfig } from "../config/load.js";
 import type { EventBus } from "../events/bus.js";
 import type { ArtifactInfo, ContentStore } from "../store/cas.js";
 import type { RunDir } from "../store/run-dir.js";
+import type { ItemCache } from "./item-cache.js";
 import type { WorkerPool } from "./worker-pool.js";
 
 export interface KeptImage {
@@ -36,4 +37,5 @@ export interface StageContext {
   pool: WorkerPool;
   signal: AbortSignal;
   results: StageResults;
+  cache: ItemCache;
 }

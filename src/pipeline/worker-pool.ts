@@ -9,6 +9,7 @@ import { findError, OrchestratorError, RpcError, WorkerCrashedError } from "../e
 import type { EventBus } from "../events/bus.js";
 import { WorkerInfo } from "../gen/pdsdpo/v1/common.js";
 import { WorkerClient } from "../workers/clients.js";
+import { workerFingerprint, type WorkerFingerprint } from "../plan/cache-keys.js";
 import type { WorkerHandle, WorkerRuntime } from "../workers/runtime.js";
 
 export interface RunningWorker {
@@ -20,6 +21,8 @@ export interface RunningWorker {
   info: WorkerInfo;
   batchSize: number | undefined;
   itemTimeoutMs: number;
+  /** What decides the worker's outputs (cache keys); null when it cannot be known. */
+  fingerprint: WorkerFingerprint | null;
 }
 
 /** Where batches come from: a fixed list, or a queue that fills while the stage runs. */
@@ -86,7 +89,10 @@ export class WorkerPool {
       await handle.stop();
       throw e;
     }
-    const worker: RunningWorker = { name, replica, kind: config.kind, handle, client, info, batchSize: config.batch_size, itemTimeoutMs: config.item_timeout_s * 1000 };
+    const described = WorkerInfo.toJSON(info) as Parameters<typeof workerFingerprint>[0];
+    const threads = config.runtime.type === "local" ? (config.runtime.cpu_threads ?? null) : null;
+    const fingerprint = workerFingerprint(described, handle.runtimeInfo, threads);
+    const worker: RunningWorker = { name, replica, kind: config.kind, handle, client, info, batchSize: config.batch_size, itemTimeoutMs: config.item_timeout_s * 1000, fingerprint };
     const list = this.running.get(name) ?? [];
     list[replica] = worker;
     this.running.set(name, list);
@@ -97,8 +103,9 @@ export class WorkerPool {
       kind: config.kind,
       address: handle.address,
       pid: handle.pid,
-      info: WorkerInfo.toJSON(info),
+      info: described,
       runtime: handle.runtimeInfo,
+      fingerprint,
       seconds: (performance.now() - t0) / 1000,
     });
     return worker;

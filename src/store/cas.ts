@@ -1,7 +1,7 @@
 // The content-addressed artifact store: <root>/cas/sha256/<hex[:2]>/<hex>. Workers on
 // the shared filesystem write into it directly; the control plane verifies what it uses.
 import { createHash } from "node:crypto";
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { IntegrityError } from "../errors.js";
@@ -35,7 +35,8 @@ export class ContentStore {
   put(data: Uint8Array, mediaType: string): ArtifactInfo {
     const hex = sha256(data);
     const dest = this.pathOf(hex);
-    if (!this.has(hex, data.length)) {
+    // An existing copy is trusted only if it still hashes right: a damaged one is replaced.
+    if (!this.intact(hex)) {
       mkdirSync(dirname(dest), { recursive: true });
       const tmp = join(dirname(dest), `.tmp-${randomBytes(6).toString("hex")}`);
       const fd = openSync(tmp, "w");
@@ -50,9 +51,10 @@ export class ContentStore {
     return { uri: URI_PREFIX + hex, sha256: hex, bytes: data.length, mediaType };
   }
 
-  private has(hex: string, bytes: number): boolean {
+  /** Whether the artifact is in the store with exactly the bytes of its hash. */
+  intact(hex: string): boolean {
     try {
-      return statSync(this.pathOf(hex)).size === bytes;
+      return sha256(readFileSync(this.pathOf(hex))) === hex;
     } catch {
       return false;
     }

@@ -10,9 +10,16 @@ describe("parseCLI", () => {
       store: "/s",
       runId: "r1",
       until: "images",
+      noCache: false,
       json: true,
       verbose: false,
     });
+    expect(parseCLI(["run", "x.yaml", "--no-cache"])).toMatchObject({ command: "run", noCache: true });
+  });
+
+  it("takes --no-cache on run only", () => {
+    expect(() => parseCLI(["resume", "r1", "--no-cache"])).toThrow(/resume takes no --run-id, --until or --no-cache/);
+    expect(parseCLI(["plan", "x.yaml", "--store", "/s"])).toMatchObject({ command: "plan", store: "/s" });
   });
 
   it("defaults the store to .pds-dpo", () => {

@@ -1,27 +1,84 @@
-import { loadExperiment } from "../../config/load.js";
+import { join, resolve } from "node:path";
+import { loadExperiment, type LoadedConfig } from "../../config/load.js";
+import type { WorkerFingerprint } from "../../plan/cache-keys.js";
+import { workerSpecDigest } from "../../plan/cache-keys.js";
+import { forecastHits, type ForecastWorker, type StageForecast } from "../../plan/cache-forecast.js";
+import type { ImageCandidate } from "../../plan/image-plan.js";
+import { decodingRequest, DEFAULT_BATCH } from "../../plan/item-keys.js";
+import { ContentStore } from "../../store/cas.js";
+import { questionOf } from "../../store/dataset-format.js";
+import { Journal, JOURNAL_FILE } from "../../store/journal.js";
+import { existsSync } from "node:fs";
 import { responseScorers } from "../../config/schema.js";
 import { planImages } from "../../plan/image-plan.js";
 import { stagesToRun, workersFor } from "../../pipeline/run.js";
 import type { Output } from "../output.js";
 
-/** Every configured stage with its item counts (upper bounds after the image stage), workers and seeds. */
-export function planCommand(config: string, json: boolean, out: Output): number {
-  const loaded = loadExperiment(config);
+/** Cache hits per stage, forecast from the store's journal and each worker's last seen fingerprint. */
+function cacheForecast(loaded: LoadedConfig, storeRoot: string, candidates: ImageCandidate[]) {
+  const journal = Journal.openReadonly(storeRoot);
+  try {
+    const store = new ContentStore(storeRoot);
+    const worker = (name: string, batch: number): ForecastWorker => {
+      const config = loaded.config.workers[name]!;
+      return { name, fingerprint: (journal?.knownWorker(workerSpecDigest(config)) as WorkerFingerprint | undefined) ?? null, batchSize: config.batch_size ?? batch };
+    };
+    const s = loaded.config.stages;
+    return forecastHits({
+      seed: loaded.config.seed,
+      candidates,
+      generator: worker(s.images.generator, DEFAULT_BATCH.generate),
+      scorer: worker(s.images.scorer, DEFAULT_BATCH.imageScore),
+      minScore: s.images.min_score,
+      ...(s.responses
+        ? {
+            responses: {
+              responders: s.responses.responders.map((n) => worker(n, DEFAULT_BATCH.respond)),
+              scorers: responseScorers(s.responses).map((x) => worker(x.worker, DEFAULT_BATCH.responseScore)),
+              decoding: decodingRequest(s.responses.decoding),
+              questionOf,
+            },
+          }
+        : {}),
+      lookup: (key) => {
+        const e = journal?.lookup(key);
+        return e && e.artifacts.every((sha) => store.intact(sha)) ? e.result : undefined;
+      },
+    });
+  } finally {
+    journal?.close();
+  }
+}
+
+/** Every configured stage with its item counts (upper bounds after the image stage), cache hits, workers and seeds. */
+export function planCommand(opts: { config: string; store: string; json: boolean }, out: Output): number {
+  const { json } = opts;
+  const loaded = loadExperiment(opts.config);
   const { stages: s } = loaded.config;
   const stages = stagesToRun(loaded);
   const candidates = planImages(s.images, loaded.prompts, loaded.config.seed, loaded.config.seed_policy);
   const prompts = loaded.prompts.length;
   const workers = workersFor(loaded, stages).map((name) => ({ name, kind: loaded.config.workers[name]!.kind, model: loaded.config.workers[name]!.model }));
-  const counts: Record<string, Record<string, number>> = { images: { prompts, candidates: candidates.length, cache_hits: 0 } };
+  const forecast = cacheForecast(loaded, resolve(opts.store), candidates);
+  const hits = (f: StageForecast | undefined) => ({ model_items: f?.items ?? 0, cache_hits: f?.hits ?? 0, to_compute: f?.toCompute ?? 0 });
+  const counts: Record<string, Record<string, number>> = { images: { prompts, candidates: candidates.length, ...hits(forecast?.images) } };
   if (s.responses) {
     const answers = prompts * s.responses.responders.length * s.responses.decoding.num_samples;
-    counts.responses = { max_kept_images: prompts, max_answers: answers, max_scores: answers * responseScorers(s.responses).length, max_pairs: prompts * s.responses.pairs.pairs_per_image, cache_hits: 0 };
+    counts.responses = {
+      max_kept_images: prompts,
+      max_answers: answers,
+      max_scores: answers * responseScorers(s.responses).length,
+      max_pairs: prompts * s.responses.pairs.pairs_per_image,
+      ...hits(forecast?.responses),
+    };
   }
   if (s.train) counts.train = { max_steps: s.train.optim.max_steps ?? 0, epochs: s.train.optim.max_steps ? 0 : (s.train.optim.epochs ?? 1), gpus: s.train.gpus };
   if (s.evaluate) counts.evaluate = { benchmarks: s.evaluate.benchmarks.length, models: s.train ? 2 : 1 };
   const plan = {
     name: loaded.config.name,
     config_sha256: loaded.sha256,
+    store: resolve(opts.store),
+    journal: existsSync(join(resolve(opts.store), JOURNAL_FILE)) ? "found" : "none (nothing cached yet)",
     stages: counts,
     workers,
     items: candidates.map((c) => ({ id: c.id, seed: c.seed, guidance_scale: c.guidanceScale })),
@@ -30,7 +87,7 @@ export function planCommand(config: string, json: boolean, out: Output): number 
     out.stdout(`${JSON.stringify(plan)}\n`);
     return 0;
   }
-  out.stdout(`experiment ${plan.name} (config sha256 ${plan.config_sha256.slice(0, 12)})\n`);
+  out.stdout(`experiment ${plan.name} (config sha256 ${plan.config_sha256.slice(0, 12)}); store ${plan.store}, journal ${plan.journal}\n`);
   for (const [stage, c] of Object.entries(counts)) out.stdout(`stage ${stage}: ${Object.entries(c).map(([k, v]) => `${k}=${v}`).join(" ")}\n`);
   for (const w of workers) out.stdout(`worker ${w.name}: ${w.kind}, model ${JSON.stringify(w.model)}\n`);
   for (const c of plan.items.slice(0, 8)) out.stdout(`  ${c.id} seed=${c.seed}\n`);

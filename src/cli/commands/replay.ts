@@ -48,7 +48,7 @@ export async function replayCommand(o: { manifest: string; store: string; tolera
   const bus = new EventBus();
   bus.subscribe(reporterFor(out, o.json));
   const runId = `${String(before.run_id)}-replay-${Date.now().toString(36)}`;
-  const result = await runExperiment({ configPath: cfg.file, loaded, storeRoot: resolve(o.store), runId, until, bus, signal, replayOf: String(before.run_id) });
+  const result = await runExperiment({ configPath: cfg.file, loaded, storeRoot: resolve(o.store), runId, until, bus, signal, replayOf: String(before.run_id), cache: "off" });
   if (result.status !== "succeeded") throw result.error;
   const fp = fingerprintMismatch(before, result.manifest);
   if (fp) throw new UsageError(`replay cannot pin the original workers: ${fp}`);

@@ -1,0 +1,93 @@
+// What the stages use of the journal: reuse a batch whose every item is journaled with its
+// artifacts intact, or record items as they are computed. Counts hits, computed items and
+// model calls per stage for stage.finished and the manifest.
+import type { StageName } from "../config/schema.js";
+import type { EventBus } from "../events/bus.js";
+import type { ErrorInfo } from "../events/types.js";
+import type { ContentStore } from "../store/cas.js";
+import type { Journal } from "../store/journal.js";
+
+/** use: reuse any journaled item; off: compute everything (--no-cache, replay); own-run: reuse only this run's items (resume of a --no-cache run). */
+export type CacheMode = "use" | "off" | "own-run";
+
+export interface CacheCounts {
+  hits: number;
+  computed: number;
+  model_calls: number;
+}
+
+/** A score result of either scorer kind, as the stages keep it and the journal stores it. */
+export interface ScoreOutcome {
+  id: string;
+  score?: number;
+  components?: Record<string, number>;
+  error?: ErrorInfo;
+}
+
+export function scoreOutcome(s: { id: string; score: number; components: Record<string, number>; error?: { code: string; message: string } | undefined }): ScoreOutcome {
+  return s.error ? { id: s.id, error: { code: s.error.code, message: s.error.message } } : { id: s.id, score: s.score, components: s.components };
+}
+
+export interface CachedItem {
+  /** Unique within the op in a run (the journal's run_items key). */
+  id: string;
+  /** null: a part of the key cannot be known, so the item is never cached. */
+  key: string | null;
+}
+
+export class ItemCache {
+  private readonly counts = new Map<StageName, CacheCounts>();
+
+  constructor(
+    private readonly journal: Journal,
+    private readonly store: ContentStore,
+    private readonly runId: string,
+    readonly mode: CacheMode,
+    private readonly bus: EventBus,
+  ) {}
+
+  private stats(stage: StageName): CacheCounts {
+    let c = this.counts.get(stage);
+    if (!c) this.counts.set(stage, (c = { hits: 0, computed: 0, model_calls: 0 }));
+    return c;
+  }
+
+  countsOf(stage: StageName): CacheCounts {
+    return { ...this.stats(stage) };
+  }
+
+  /**
+   * The journaled results of a whole batch, or null when any item is missing (the batch is
+   * then computed again as a whole, since its items' outputs depend on one another).
+   * A result whose artifact is gone or changed in the store is refused, and the user told.
+   */
+  reuseBatch<R>(stage: StageName, op: string, items: CachedItem[]): R[] | null {
+    if (this.mode === "off" || items.length === 0) return null;
+    const results: R[] = [];
+    for (const item of items) {
+      if (!item.key) return null;
+      const entry = this.journal.lookup(item.key);
+      if (!entry || (this.mode === "own-run" && entry.runId !== this.runId)) return null;
+      const broken = entry.artifacts.find((sha) => !this.store.intact(sha));
+      if (broken) {
+        this.bus.emit({ type: "warning", message: `cached ${op} of ${item.id}: artifact ${broken.slice(0, 12)} is missing or changed in the store; recomputing it` });
+        return null;
+      }
+      results.push(entry.result as R);
+    }
+    for (const item of items) this.journal.commit({ key: item.key!, op, result: null, artifacts: [], runId: this.runId }, { stage, op, itemId: item.id, key: item.key!, cached: true });
+    this.stats(stage).hits += items.length;
+    return results;
+  }
+
+  /** One model call about to be made (an RPC that computes items). */
+  modelCall(stage: StageName): void {
+    this.stats(stage).model_calls++;
+  }
+
+  /** A computed item, committed after its artifacts are in the store. */
+  computed(stage: StageName, op: string, item: CachedItem, result: unknown, artifacts: string[]): void {
+    this.stats(stage).computed++;
+    if (item.key) this.journal.commit({ key: item.key, op, result, artifacts, runId: this.runId }, { stage, op, itemId: item.id, key: item.key, cached: false });
+  }
+}
