@@ -1,0 +1,80 @@
+// The content-addressed cache, through the real CLI and workers: an unchanged or
+// pair-policy-only rerun makes no model call; a damaged artifact is refused, recomputed
+// and reported; --no-cache computes everything; plan forecasts the hits.
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { sha256 } from "../../src/store/cas.js";
+import { cli, LOCAL_CPU, readJson, tempDir, writePrompts } from "../helpers.js";
+
+type Cache = { hits: number; computed: number; model_calls: number };
+type Manifest = {
+  stages: Record<string, { cache: Cache; counts: Record<string, number>; prompts?: { kept: { sha256: string; path: string } | null }[] }>;
+  outputs: { dataset: { sha256: string } };
+};
+
+const experiment = (minMargin: number) => `name: cache-test
+seed: 11
+workers:
+  sd: {kind: image-generator, model: {source: tiny, name: sd}, ${LOCAL_CPU}}
+  pick: {kind: image-scorer, model: {source: tiny, name: clip-scorer}, ${LOCAL_CPU}}
+  a: {kind: responder, model: {source: tiny, name: llava, seed: 1}, ${LOCAL_CPU}}
+  b: {kind: responder, model: {source: tiny, name: llava, seed: 2}, ${LOCAL_CPU}}
+  rm: {kind: response-scorer, model: {source: tiny, name: reward}, ${LOCAL_CPU}}
+stages:
+  images: {prompts: prompts.jsonl, generator: sd, scorer: pick, guidance_scales: [5, 9], steps: 2, size: 64}
+  responses: {responders: [a, b], decoding: {max_new_tokens: 8}, scorer: rm, pairs: {drop_truncated: false, min_margin: ${minMargin}}}
+`;
+
+describe("content-addressed cache", () => {
+  it("reuses what a change does not touch, refuses a damaged artifact, and obeys --no-cache", async () => {
+    const dir = tempDir();
+    writePrompts(dir, 3);
+    const config = join(dir, "e.yaml");
+    writeFileSync(config, experiment(0));
+    const store = join(dir, "store");
+    const manifest = (run: string) => readJson<Manifest>(join(store, "runs", run, "manifest.json"));
+    const total = (m: Manifest, stage: string) => m.stages[stage]!.cache.hits + m.stages[stage]!.cache.computed;
+
+    expect((await cli(["run", config, "--store", store, "--run-id", "first"])).exitCode).toBe(0);
+    const first = manifest("first");
+    expect(first.stages.images!.cache).toMatchObject({ hits: 0, computed: 12 });
+    expect(first.stages.responses!.cache.hits).toBe(0);
+    expect(first.stages.responses!.cache.model_calls).toBeGreaterThan(0);
+
+    // plan forecasts every item as a hit.
+    const plan = await cli(["plan", config, "--store", store]);
+    expect(plan.stdout).toMatch(/^stage images: .*model_items=12 cache_hits=12 to_compute=0$/m);
+    expect(plan.stdout).toMatch(new RegExp(`^stage responses: .*model_items=${total(first, "responses")} cache_hits=${total(first, "responses")} to_compute=0$`, "m"));
+
+    // Only the pair policy changed: no model is called, every item comes from the journal.
+    writeFileSync(config, experiment(0.5));
+    expect((await cli(["run", config, "--store", store, "--run-id", "policy"])).exitCode).toBe(0);
+    const policy = manifest("policy");
+    for (const stage of ["images", "responses"]) {
+      expect(policy.stages[stage]!.cache).toEqual({ hits: total(first, stage), computed: 0, model_calls: 0 });
+    }
+
+    // One byte of a stored image changed: refused, recomputed (its whole batch), said so, and repaired.
+    writeFileSync(config, experiment(0));
+    const kept = first.stages.images!.prompts!.find((p) => p.kept)!.kept!;
+    const casPath = join(store, "cas", "sha256", kept.sha256.slice(0, 2), kept.sha256);
+    const bytes = readFileSync(casPath);
+    bytes[bytes.length >> 1] ^= 0xff;
+    writeFileSync(casPath, bytes);
+    const damaged = await cli(["run", config, "--store", store, "--run-id", "damaged"]);
+    expect(damaged.exitCode).toBe(0);
+    expect(damaged.stderr).toMatch(new RegExp(`cached image\\.generate of \\S+: artifact ${kept.sha256.slice(0, 12)} is missing or changed in the store; recomputing it`));
+    const repaired = manifest("damaged");
+    expect(repaired.stages.images!.cache.computed).toBeGreaterThan(0);
+    expect(repaired.stages.images!.cache.model_calls).toBeGreaterThan(0);
+    expect(sha256(readFileSync(casPath))).toBe(kept.sha256);
+    expect(repaired.outputs.dataset.sha256).toBe(first.outputs.dataset.sha256);
+
+    // --no-cache computes every item, to the same dataset.
+    expect((await cli(["run", config, "--store", store, "--run-id", "fresh", "--no-cache"])).exitCode).toBe(0);
+    const fresh = manifest("fresh");
+    for (const stage of ["images", "responses"]) expect(fresh.stages[stage]!.cache).toMatchObject({ hits: 0, computed: total(first, stage) });
+    expect(fresh.outputs.dataset.sha256).toBe(first.outputs.dataset.sha256);
+  });
+});
