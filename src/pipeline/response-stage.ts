@@ -11,6 +11,7 @@ import { ChunkGate, chunks } from "../util/async-queue.js";
 import type { KeptImage, StageContext } from "./stage-context.js";
 import { allOrAbort, blobRef, guarded } from "./stage-util.js";
 import { listSource, type RunningWorker } from "./worker-pool.js";
+import type { WorkerInfo } from "../gen/pdsdpo/v1/common.js";
 import { DETERMINISTIC_ERRORS } from "../plan/cache-keys.js";
 import { decodingRequest, DEFAULT_BATCH, OPS, respondInput, respondItem, respondKeys, responseScoreKeys, type SampleOutcome } from "../plan/item-keys.js";
 import type { ErrorInfo } from "../events/types.js";
@@ -18,7 +19,7 @@ import { scoreOutcome, type CachedItem, type ScoreOutcome } from "./item-cache.j
 
 
 
-const modelOf = (w: RunningWorker) => ({ id: w.info.model?.spec?.id || w.info.model?.spec?.path || "", revision: w.info.model?.resolvedRevision ?? "" });
+const modelOf = (info: WorkerInfo) => ({ id: info.model?.spec?.id || info.model?.spec?.path || "", revision: info.model?.resolvedRevision ?? "" });
 
 export async function runResponseStage(ctx: StageContext): Promise<void> {
   const { loaded, bus, pool, signal, cache } = ctx;
@@ -50,7 +51,7 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
       id,
       promptId: image.promptId,
       responder: w.name,
-      model: modelOf(w),
+      model: modelOf(w.info),
       sampleIndex: r.sampleIndex,
       decoding: stage.decoding,
       text: r.text,
@@ -238,8 +239,9 @@ function writeDataset(
     droppedImages: stats.droppedImages,
     policy,
     models: roles.map(([worker, role]) => {
-      const w = pool.get(worker);
-      return { worker, role, ...modelOf(w), weightsSha256: w.info.model?.weightsSha256 ?? "" };
+      // Workers of a stage finished in an earlier attempt are not running: their Describe is remembered.
+      const info = pool.infoOf(worker);
+      return { worker, role, ...modelOf(info), weightsSha256: info.model?.weightsSha256 ?? "" };
     }),
     files,
   });

@@ -36,10 +36,14 @@ export function finishedStages(events: RunEvent[]): StageName[] {
   return events.filter((e): e is Extract<RunEvent, { type: "stage.finished" }> => e.type === "stage.finished" && e.status === "succeeded").map((e) => e.stage);
 }
 
-/** The events of finished stages, in order; everything of unfinished stages is dropped. */
-export function carriedEvents(events: RunEvent[]): RunEvent[] {
+/**
+ * The events of finished stages, in order, and the worker events of workers that are not
+ * started again (the manifest keeps their Describe); everything of unfinished stages is dropped.
+ */
+export function carriedEvents(events: RunEvent[], restarted: ReadonlySet<string> = new Set()): RunEvent[] {
   const done = new Set(finishedStages(events));
   return events.filter((e) => {
+    if (e.type === "worker.starting" || e.type === "worker.ready" || e.type === "worker.requeued") return !restarted.has(e.worker);
     const stage = stageOfEvent(e);
     return stage !== null && done.has(stage);
   });

@@ -15,6 +15,7 @@ import type { WorkerRuntime } from "../workers/runtime.js";
 import { writeReport } from "../report/write.js";
 import { workerSpecDigest } from "../plan/cache-keys.js";
 import { Journal } from "../store/journal.js";
+import { WorkerInfo } from "../gen/pdsdpo/v1/common.js";
 import { ItemCache, type CacheMode } from "./item-cache.js";
 import { runEvaluateStage } from "./evaluate-stage.js";
 import { runImageStage } from "./image-stage.js";
@@ -93,8 +94,10 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     replayOf: opts.replayOf,
     orchestrator: { version: orchestratorVersion(), gitCommit: gitCommit(), node: process.version },
   });
-  // A resumed run's manifest starts from the finished stages' events of the earlier attempt.
-  const carried = opts.resume ? carriedEvents(opts.resume.events) : [];
+  // A resumed run's manifest starts from the finished stages' events of the earlier attempt
+  // (and the Describe of the workers it does not start again).
+  const toStart = workersFor(loaded, stages.filter((s) => !done.includes(s)));
+  const carried = opts.resume ? carriedEvents(opts.resume.events, new Set(toStart)) : [];
   for (const e of carried) collector.listener(e);
   bus.subscribe(collector.listener);
   if (opts.resume) {
@@ -117,10 +120,11 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const store = new ContentStore(opts.storeRoot);
   const pool = new WorkerPool(opts.runtime ?? defaultRuntime(), loaded, { storeRoot: opts.storeRoot, logPath: (w) => runDir.logPath(w) }, bus);
   const cache = new ItemCache(journal, store, runId, cacheMode, bus);
+  for (const e of carried) if (e.type === "worker.ready" && e.replica === 0) pool.remember(e.worker, WorkerInfo.fromJSON(e.info));
   const ctx: StageContext = { loaded, bus, store, runDir, pool, signal, cache, results: opts.resume ? resultsFromEvents(opts.resume.events) : {} };
   let error: unknown;
   try {
-    await pool.startAll(workersFor(loaded, stages.filter((s) => !done.includes(s))), signal);
+    await pool.startAll(toStart, signal);
     for (const stage of stages) {
       if (done.includes(stage)) continue;
       if (signal.aborted) throw new InterruptedError();

@@ -40,6 +40,7 @@ export class WorkerPool {
   private readonly restarts = new Map<string, number>();
   /** Remote replicas that stopped answering: not used again in this run. */
   private readonly dropped = new Set<string>();
+  private readonly remembered = new Map<string, WorkerInfo>();
 
   constructor(
     private readonly runtime: WorkerRuntime,
@@ -53,6 +54,16 @@ export class WorkerPool {
     const w = this.running.get(name)?.[0];
     if (!w) throw new OrchestratorError("internal", `worker '${name}' is not running`);
     return w;
+  }
+
+  /** The Describe of a worker an earlier attempt of this run started (resume), for records that name it. */
+  remember(name: string, info: WorkerInfo): void {
+    this.remembered.set(name, info);
+  }
+
+  /** A worker's Describe: from its running first replica, else from an earlier attempt. */
+  infoOf(name: string): WorkerInfo {
+    return this.running.get(name)?.[0]?.info ?? this.remembered.get(name) ?? this.get(name).info;
   }
 
   replicas(name: string): RunningWorker[] {

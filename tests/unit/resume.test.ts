@@ -27,9 +27,10 @@ describe("resume", () => {
     expect(finishedStages(events)).toEqual(["images", "responses"]);
   });
 
-  it("carries the finished stages' events only", () => {
-    const carried = carriedEvents(events);
-    expect(carried.map((e) => e.type)).toEqual(["stage.started", "image.generated", "image.selected", "stage.finished", "stage.started", "dataset.written", "stage.finished"]);
+  it("carries the finished stages' events, and the worker events of workers not started again", () => {
+    const stageEvents = ["stage.started", "image.generated", "image.selected", "stage.finished", "stage.started", "dataset.written", "stage.finished"];
+    expect(carriedEvents(events).map((e) => e.type)).toEqual(["worker.starting", ...stageEvents]);
+    expect(carriedEvents(events, new Set(["sd"])).map((e) => e.type)).toEqual(stageEvents);
   });
 
   it("rebuilds the finished stages' results for the stages still to run", () => {
