@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything the project needs; idempotent, and quick when nothing changed.
-#   node_modules (npm ci), .venv with the Python workers (torch pinned), dist/ (tsc).
+#   node_modules (npm ci; better-sqlite3 built), .venv with the Python workers (torch pinned), dist/ (tsc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,11 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing node dependencies (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error
+fi
+# The journal's SQLite binding is compiled at install (node-gyp, with the system's Node headers).
+if ! node -e "new (require('better-sqlite3'))(':memory:').close()" 2>/dev/null; then
+  say "building better-sqlite3 (npm rebuild)"
+  npm rebuild better-sqlite3 --loglevel=error
 fi
 
 # Python workers: a venv, reinstalled only when pyproject.toml changed.

@@ -34,7 +34,7 @@ describe("orchestrate validate and run on bad configs", () => {
   it("bad usage exits 2 with one line", async () => {
     const r = await execa("node", [BIN, "run"], { reject: false });
     expect(r.exitCode).toBe(2);
-    expect(r.stderr.trim()).toBe("error: usage: orchestrate run <experiment.yaml> [--store DIR] [--run-id ID] [--until STAGE] [--json]");
+    expect(r.stderr.trim()).toBe("error: usage: orchestrate run <experiment.yaml> [--store DIR] [--run-id ID] [--until STAGE] [--no-cache] [--json]");
   });
 });
 

@@ -1,0 +1,77 @@
+"""A benchmark-only worker of the image-scorer kind that does no model work.
+
+It runs on the real worker host (server.py: grpc.aio, health, Describe, reflection) and
+answers ImageScorerService.Score with a fixed score per item after `--delay-ms` per item,
+so what is measured is the control plane: scheduling, gRPC and the journal. With
+`--read-images` it reads each image (from the store by reference, or inline) and checks
+its hash, as a real scorer must before decoding: the transfer benchmark.
+
+Never used by an experiment config: bench/ only.
+usage: python bench/null_scorer.py [--delay-ms N] [--read-images] [--store DIR] [--parent-pid PID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import threading
+import time
+
+import grpc
+
+from pds_dpo_workers.proto import common_pb2, image_scorer_pb2 as pb, image_scorer_pb2_grpc as pb_grpc
+from pds_dpo_workers.server import ServeOptions, serve
+from pds_dpo_workers.store import Store, read_blob
+from pds_dpo_workers.streaming import ModelRunner, serve_stream
+
+
+class NullScorer(pb_grpc.ImageScorerServiceServicer):
+    kind = common_pb2.WORKER_KIND_IMAGE_SCORER
+    service_name = pb.DESCRIPTOR.services_by_name["ImageScorerService"].full_name
+
+    def __init__(self, delay_s: float, read_images: bool, store: Store | None) -> None:
+        self.delay_s = delay_s
+        self.read_images = read_images
+        self.store = store
+        self.runner = ModelRunner()
+
+    def load(self) -> common_pb2.LoadedModel:
+        spec = common_pb2.ModelSpec(source=common_pb2.MODEL_SOURCE_PATH, path="bench:null-scorer")
+        weights = hashlib.sha256(b"null-scorer").hexdigest()
+        return common_pb2.LoadedModel(spec=spec, resolved_revision="bench", weights_sha256=weights, model_class="NullScorer")
+
+    def register(self, server: grpc.aio.Server) -> None:
+        pb_grpc.add_ImageScorerServiceServicer_to_server(self, server)
+
+    def _run(self, request, emit, cancel: threading.Event) -> None:
+        for item in request.items:
+            if cancel.is_set():
+                return
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            if self.read_images:
+                data = read_blob(self.store, item.image)
+                score = float(len(data) % 997)
+            else:
+                score = 1.0
+            emit(pb.ImageScorerServiceScoreResponse(score=pb.ImageScore(id=item.id, score=score)))
+
+    async def Score(self, request, context: grpc.aio.ServicerContext):
+        async for response in serve_stream(context, self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel))):
+            yield response
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--delay-ms", type=float, default=0.0)
+    p.add_argument("--read-images", action="store_true")
+    p.add_argument("--store")
+    p.add_argument("--parent-pid", type=int)
+    a = p.parse_args()
+    impl = NullScorer(a.delay_ms / 1000.0, a.read_images, Store(a.store) if a.store else None)
+    return asyncio.run(serve(impl, ServeOptions(port=0, parent_pid=a.parent_pid)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,155 @@
+// Overhead: the tiny pipeline (images and responses) through the orchestrator vs
+// bench/direct_pipeline.py, one Python process running the same worker code in a plain
+// sequential loop with the same items, seeds, batch sizes and CPU threads. Both start from
+// the same prebuilt tiny models and an empty store. Reported per size: wall times and their
+// ratio, the orchestrator's worker start (process, imports, model load, in parallel) and
+// stage times, the direct loop's load and compute times, and a fit of the difference as a
+// fixed start cost plus a cost per item (an item is one model-call item: an image, an image
+// score, an answer or an answer score). Targets: under 1 ms per item; ratio <= 1.05 at 512.
+import { execa } from "execa";
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parse, stringify } from "yaml";
+import { writePrompts } from "./memory.mjs";
+import { log, PYTHON, ROOT, table, tempDir, writeResult } from "./lib.mjs";
+
+const { loadExperiment } = await import(join(ROOT, "dist/config/load.js"));
+const { planImages } = await import(join(ROOT, "dist/plan/image-plan.js"));
+const { toModelSpec, modelSpecJson } = await import(join(ROOT, "dist/workers/model-spec.js"));
+const { DEFAULT_BATCH } = await import(join(ROOT, "dist/plan/item-keys.js"));
+const { responseScorers } = await import(join(ROOT, "dist/config/schema.js"));
+
+/** configs/tiny.yaml with its own prompts and only the stages that scale with them. */
+function experimentFor(dir, prompts) {
+  writePrompts(join(dir, "prompts.jsonl"), prompts);
+  const tiny = parse(readFileSync(join(ROOT, "configs/tiny.yaml"), "utf8"));
+  const used = new Set([tiny.stages.images.generator, tiny.stages.images.scorer, ...tiny.stages.responses.responders, tiny.stages.responses.scorer]);
+  const e = {
+    ...tiny,
+    name: "bench-overhead",
+    workers: Object.fromEntries(Object.entries(tiny.workers).filter(([n]) => used.has(n))),
+    stages: { images: { ...tiny.stages.images, prompts: "prompts.jsonl", limit: undefined }, responses: tiny.stages.responses },
+  };
+  delete e.stages.images.limit;
+  const path = join(dir, "e.yaml");
+  writeFileSync(path, stringify(e));
+  return path;
+}
+
+/** A fresh store that shares the prebuilt tiny models. */
+function freshStore(dir, name, models) {
+  const root = join(dir, name);
+  mkdirSync(root, { recursive: true });
+  symlinkSync(models, join(root, "models"));
+  return root;
+}
+
+function workFile(dir, configPath, store) {
+  const loaded = loadExperiment(configPath);
+  const { workers, stages } = loaded.config;
+  const w = (name, batch) => ({ name, kind: workers[name].kind, model: modelSpecJson(toModelSpec(workers[name].model, loaded.baseDir)), batch: workers[name].batch_size ?? batch });
+  const d = stages.responses.decoding;
+  const work = {
+    store,
+    device: "cpu",
+    cpu_threads: workers[stages.images.generator].runtime.cpu_threads ?? null,
+    seed: loaded.config.seed,
+    generator: w(stages.images.generator, DEFAULT_BATCH.generate),
+    scorer: w(stages.images.scorer, DEFAULT_BATCH.imageScore),
+    responders: stages.responses.responders.map((n) => w(n, DEFAULT_BATCH.respond)),
+    response_scorer: w(responseScorers(stages.responses)[0].worker, DEFAULT_BATCH.responseScore),
+    decoding: { max_new_tokens: d.max_new_tokens, do_sample: d.do_sample, temperature: d.temperature ?? 0, top_p: d.top_p ?? 0, top_k: d.top_k ?? 0, repetition_penalty: 0, num_samples: d.num_samples },
+    candidates: planImages(stages.images, loaded.prompts, loaded.config.seed, loaded.config.seed_policy),
+  };
+  const path = join(dir, "work.json");
+  writeFileSync(path, JSON.stringify(work));
+  return path;
+}
+
+async function orchestrated(configPath, store) {
+  const t0 = performance.now();
+  const r = await execa("node", [join(ROOT, "bin/orchestrate.js"), "run", configPath, "--store", store, "--run-id", "bench", "--json"], { reject: false, env: { HF_HUB_OFFLINE: "1" } });
+  const wall = (performance.now() - t0) / 1000;
+  if (r.exitCode !== 0) throw new Error(`overhead: the orchestrated run failed: ${r.stderr.split("\n").slice(-3).join(" ")}`);
+  const events = r.stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+  const stage = (s) => events.find((e) => e.type === "stage.finished" && e.stage === s);
+  const manifest = JSON.parse(readFileSync(join(store, "runs", "bench", "manifest.json"), "utf8"));
+  const items = ["images", "responses"].reduce((n, s) => n + manifest.stages[s].cache.computed, 0);
+  return {
+    wall_s: wall,
+    workers_ready_s: Math.max(...events.filter((e) => e.type === "worker.ready").map((e) => e.seconds)),
+    images_s: stage("images").seconds,
+    responses_s: stage("responses").seconds,
+    items,
+    kept_sha256: manifest.outputs.kept_images.map((k) => k.sha256).sort(),
+  };
+}
+
+async function direct(work) {
+  const t0 = performance.now();
+  const r = await execa(PYTHON, [join(ROOT, "bench/direct_pipeline.py"), work], { reject: false, env: { HF_HUB_OFFLINE: "1", PYTHONDONTWRITEBYTECODE: "1" } });
+  const wall = (performance.now() - t0) / 1000;
+  if (r.exitCode !== 0) throw new Error(`overhead: the direct loop failed: ${r.stderr.split("\n").slice(-5).join(" ")}`);
+  return { ...JSON.parse(r.stdout.trim().split("\n").at(-1)), process_wall_s: wall };
+}
+
+/** Least squares y = a + b x. */
+function fit(points) {
+  const n = points.length;
+  const mx = points.reduce((s, p) => s + p.x, 0) / n;
+  const my = points.reduce((s, p) => s + p.y, 0) / n;
+  const b = points.reduce((s, p) => s + (p.x - mx) * (p.y - my), 0) / points.reduce((s, p) => s + (p.x - mx) ** 2, 0);
+  return { a: my - b * mx, b };
+}
+
+export async function overheadBench({ quick = false, sizes } = {}) {
+  const list = sizes ?? (quick ? [8, 16] : [32, 128, 512]);
+  const root = tempDir();
+  // Build the tiny models once (workers check loads every worker), shared by every store.
+  const warm = join(root, "warm");
+  mkdirSync(warm);
+  const warmConfig = experimentFor(warm, 4);
+  const models = join(root, "models-store");
+  log("overhead: building the tiny models once");
+  const check = await execa("node", [join(ROOT, "bin/orchestrate.js"), "workers", "check", warmConfig, "--store", models], { reject: false });
+  if (check.exitCode !== 0) throw new Error(`overhead: workers check failed: ${check.stderr.split("\n").slice(-3).join(" ")}`);
+  const rows = [];
+  for (const prompts of list) {
+    const dir = join(root, `p${prompts}`);
+    mkdirSync(dir);
+    const config = experimentFor(dir, prompts);
+    log(`overhead: ${prompts} prompts, direct loop`);
+    const d = await direct(workFile(dir, config, freshStore(dir, "direct-store", join(models, "models"))));
+    log(`overhead: ${prompts} prompts, orchestrator`);
+    const o = await orchestrated(config, freshStore(dir, "orch-store", join(models, "models")));
+    rows.push({
+      prompts,
+      items: o.items,
+      orchestrator_s: o.wall_s,
+      direct_s: d.process_wall_s,
+      ratio: o.wall_s / d.process_wall_s,
+      orch_workers_ready_s: o.workers_ready_s,
+      orch_images_s: o.images_s,
+      orch_responses_s: o.responses_s,
+      direct_load_s: d.load_s,
+      direct_compute_s: d.compute_s,
+      direct_phases: d.phases,
+      // Beyond compute in the stages: RPC, scheduling, the journal, events and records.
+      orch_stage_overhead_s: o.images_s + o.responses_s - d.compute_s,
+      same_kept_images: JSON.stringify(o.kept_sha256) === JSON.stringify(d.kept_sha256),
+    });
+  }
+  const f = fit(rows.map((r) => ({ x: r.items, y: r.orchestrator_s - r.direct_s })));
+  const last = rows.at(-1);
+  const targets = {
+    per_item_overhead_ms: { target: "< 1", value: f.b * 1000, met: f.b * 1000 < 1 },
+    ratio_at_512_prompts: { target: "<= 1.05", value: last.prompts === 512 ? last.ratio : null, met: last.prompts === 512 && last.ratio <= 1.05 },
+  };
+  const path = writeResult("overhead", { quick, sizes: rows, fit: { fixed_s: f.a, per_item_ms: f.b * 1000 }, targets });
+  console.log(
+    `\nOverhead vs a direct Python loop (${path})\n${table(rows.map((r) => ({ prompts: r.prompts, items: r.items, orchestrator_s: r.orchestrator_s, direct_s: r.direct_s, ratio: r.ratio, workers_ready_s: r.orch_workers_ready_s, direct_load_s: r.direct_load_s, stage_overhead_s: r.orch_stage_overhead_s, same_images: r.same_kept_images })))}\nfit: ${f.a.toFixed(2)} s fixed + ${(f.b * 1000).toFixed(3)} ms per item`,
+  );
+  return { rows, fit: f, targets };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await overheadBench({ quick: process.argv.includes("--quick") });
