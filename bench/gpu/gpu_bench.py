@@ -32,7 +32,7 @@ MODES = {
     ),
     "cpu": dict(
         device="cpu", dtype="float32", full=False, sd_images=2, sd_batch=2, sd_steps=2, sd_size=64,
-        vlm_items=2, vlm_batch=2, max_new_tokens=8, dpo_pairs=2, dpo_steps=2,
+        vlm_items=2, vlm_batch=2, max_new_tokens=8, dpo_pairs=2, dpo_steps=3,
     ),
 }
 
@@ -168,15 +168,20 @@ def requests(m: dict, store, work: str):
     return gen, respond, train
 
 
-def summarize(kind: str, responses: list, seconds: float) -> dict:
+def summarize(kind: str, stamped: list, seconds: float) -> dict:
+    """Rates from the (arrival time, response) pairs of one call."""
+    responses = [r for _, r in stamped]
     if kind == "image-generator":
         n = sum(1 for r in responses if r.HasField("image") and not r.image.HasField("error"))
         return {"images": n, "images_per_s": n / seconds}
     if kind == "responder":
         toks = sum(r.response.num_tokens for r in responses if r.HasField("response"))
         return {"tokens": toks, "tokens_per_s": toks / seconds}
-    steps = [r for r in responses if r.HasField("step")]
-    return {"steps": len(steps), "steps_per_s": len(steps) / seconds}
+    # The trainer loads its model and builds TRL's trainer inside the call: steady steps/s
+    # is taken between the first and the last step.
+    times = [t for t, r in stamped if r.HasField("step")]
+    steady = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
+    return {"steps": len(times), "steps_per_s": steady, "call_s_per_step": seconds / max(len(times), 1)}
 
 
 def run_worker(kind: str, model_json: str, store_root: str, device: str, request) -> dict:
@@ -190,15 +195,22 @@ def run_worker(kind: str, model_json: str, store_root: str, device: str, request
         stdout=subprocess.PIPE, stderr=open(os.path.join(store_root, f"{kind}.log"), "ab"), text=True,
     )
     port = None
+    serving = False
+    log_path = os.path.join(store_root, f"{kind}.log")
     try:
         for line in proc.stdout:
             ev = json.loads(line)
             if ev["event"] == "listening":
                 port = ev["port"]
             elif ev["event"] == "serving":
+                serving = True
                 break
             elif ev["event"] == "load_failed":
                 raise RuntimeError(f"{kind} worker failed to load: {ev['message']}")
+        if not serving:
+            with open(log_path) as f:
+                tail = f.read().strip().splitlines()[-3:]
+            raise RuntimeError(f"{kind} worker exited before serving: {' | '.join(tail)}")
         start_s = time.perf_counter() - t0
         channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)])
         call = {
@@ -207,10 +219,10 @@ def run_worker(kind: str, model_json: str, store_root: str, device: str, request
             "dpo-trainer": lambda: dpo_trainer_pb2_grpc.DpoTrainerServiceStub(channel).Train,
         }[kind]()
         t1 = time.perf_counter()
-        responses = list(call(request, timeout=1800))
+        stamped = [(time.perf_counter(), r) for r in call(request, timeout=1800)]
         seconds = time.perf_counter() - t1
         channel.close()
-        return {"load_s": start_s, "compute_s": seconds, **summarize(kind, responses, seconds)}
+        return {"load_s": start_s, "compute_s": seconds, **summarize(kind, stamped, seconds)}
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -229,9 +241,9 @@ def run_direct(kind: str, model_json: str, store, device: str, request) -> dict:
     impl = load_kind(kind).create(WorkerContext(spec=parse_spec(model_json), store=store, cache_root=store.root, device=device))
     impl.load()
     load_s = time.perf_counter() - t0
-    out: list = []
+    stamped: list = []
     t1 = time.perf_counter()
-    impl._run(request, out.append, threading.Event())
+    impl._run(request, lambda r: stamped.append((time.perf_counter(), r)), threading.Event())
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t1
@@ -239,7 +251,7 @@ def run_direct(kind: str, model_json: str, store, device: str, request) -> dict:
     gc.collect()
     if device == "cuda":
         torch.cuda.empty_cache()
-    return {"load_s": load_s, "compute_s": seconds, **summarize(kind, out, seconds)}
+    return {"load_s": load_s, "compute_s": seconds, **summarize(kind, stamped, seconds)}
 
 
 def main() -> int:
@@ -272,7 +284,7 @@ def main() -> int:
     build_llava(os.path.join(work, "llava"), m["full"], dtype, m["device"])
     result["build_s"] = time.perf_counter() - t
     gen, respond, train = requests(m, store, work)
-    spec = lambda name: json.dumps({"source": "path", "path": os.path.join(work, name), "dtype": m["dtype"]})  # noqa: E731
+    spec = lambda name: json.dumps({"source": "MODEL_SOURCE_PATH", "path": os.path.join(work, name), "dtype": m["dtype"]})  # noqa: E731
     cases = [("image-generator", "sd", lambda tag: gen), ("responder", "llava", lambda tag: respond), ("dpo-trainer", "llava", train)]
     for kind, model, req in cases:
         for side in ("worker", "direct"):

@@ -22,7 +22,7 @@ commands:
                                       --no-cache computes every item again (the journal still records them)
   resume <run-id> [--store DIR] [--json]   finish an interrupted or failed run
   report <run-id> [--store DIR]       (re)write report/index.html and report/diagnostics.json
-  replay <manifest.json> [--store DIR] [--tolerance score=1e-4,loss=0.05,metric=0.01]
+  replay <manifest.json> [--store DIR] [--tolerance score=1e-4,loss=0.05,metric=0.01,pixel=2,psnr=40]
                                       rerun from a manifest and compare every hash; exit 3 on a mismatch
   validate <experiment.yaml>          check the config and the files it names; exit 2 on problems
   plan <experiment.yaml> [--store DIR] [--json]

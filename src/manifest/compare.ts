@@ -8,9 +8,21 @@ export interface Tolerance {
   loss: number;
   /** Largest absolute difference of an eval metric still counted equal. */
   metric: number;
+  /** Largest absolute 8-bit channel difference of two images still counted equal (0: same bytes). */
+  pixel: number;
+  /** Smallest PSNR (dB) of two images still counted equal (0: not used). */
+  psnr: number;
 }
 
-export const EXACT: Tolerance = { score: 0, loss: 0, metric: 0 };
+export const EXACT: Tolerance = { score: 0, loss: 0, metric: 0, pixel: 0, psnr: 0 };
+
+/** How far apart two images (by sha256) are; null when they cannot be compared (missing, other shape). */
+export type ImageDistance = (shaBefore: string, shaAfter: string) => { maxDiff: number; psnr: number } | null;
+
+export interface CompareInputs {
+  texts?: { before: Map<string, string>; after: Map<string, string> };
+  images?: ImageDistance;
+}
 
 export interface Difference {
   stage: string;
@@ -39,16 +51,19 @@ function textDiff(a: string, b: string): string {
   return `text differs at word ${i + 1}: '${x[i] ?? ""}' vs '${y[i] ?? ""}'`;
 }
 
-export function firstDifference(before: Json, after: Json, tol: Tolerance = EXACT, texts?: { before: Map<string, string>; after: Map<string, string> }): Difference | null {
+export function firstDifference(before: Json, after: Json, tol: Tolerance = EXACT, inputs: CompareInputs = {}): Difference | null {
   const sb = obj(before.stages);
   const sa = obj(after.stages);
   for (const stage of ["images", "responses", "train", "evaluate"]) {
     if (!sb[stage]) continue;
     if (!sa[stage]) return { stage, item: "-", what: "the stage did not run in the replay" };
     if (obj(sb[stage]).status !== obj(sa[stage]).status) return { stage, item: "-", what: `status ${String(obj(sb[stage]).status)} vs ${String(obj(sa[stage]).status)}` };
-    const d = compareStage(stage, obj(sb[stage]), obj(sa[stage]), tol, texts);
+    const d = compareStage(stage, obj(sb[stage]), obj(sa[stage]), tol, inputs);
     if (d) return d;
   }
+  // Under a tolerance the derived files differ whenever an input did within it (the dataset
+  // names image hashes): their items were compared above.
+  if (Object.values(tol).some((v) => v > 0)) return null;
   const ob = obj(before.outputs);
   const oa = obj(after.outputs);
   const db = obj(ob.dataset).sha256;
@@ -58,7 +73,18 @@ export function firstDifference(before: Json, after: Json, tol: Tolerance = EXAC
   return null;
 }
 
-function compareStage(stage: string, b: Json, a: Json, tol: Tolerance, texts?: { before: Map<string, string>; after: Map<string, string> }): Difference | null {
+/** Whether two different image files are equal within the pixel tolerance; a reason when not. */
+function imageDiff(shaB: unknown, shaA: unknown, tol: Tolerance, distance?: ImageDistance): string | null {
+  const what = `image sha256 ${short(shaB)} vs ${short(shaA)}`;
+  if ((tol.pixel === 0 && tol.psnr === 0) || typeof shaB !== "string" || typeof shaA !== "string") return what;
+  const d = distance?.(shaB, shaA);
+  if (!d) return `${what} (the images cannot be compared pixel by pixel)`;
+  const within = (tol.pixel === 0 || d.maxDiff <= tol.pixel) && (tol.psnr === 0 || d.psnr >= tol.psnr);
+  return within ? null : `${what} (max pixel difference ${d.maxDiff}, PSNR ${d.psnr.toFixed(1)} dB)`;
+}
+
+function compareStage(stage: string, b: Json, a: Json, tol: Tolerance, inputs: CompareInputs): Difference | null {
+  const { texts } = inputs;
   // Outputs first (image bytes, answer texts), then the scores of them: a changed output
   // is the cause, changed scores of its batch-mates only follow from it.
   if (stage === "images") {
@@ -67,7 +93,10 @@ function compareStage(stage: string, b: Json, a: Json, tol: Tolerance, texts?: {
     for (const c of candidates) {
       const r = after.get(String(c.id));
       if (!r) return { stage, item: String(c.id), what: "missing from the replay" };
-      if (c.sha256 !== r.sha256) return { stage, item: String(c.id), what: `image sha256 ${short(c.sha256)} vs ${short(r.sha256)}` };
+      if (c.sha256 !== r.sha256) {
+        const d = imageDiff(c.sha256, r.sha256, tol, inputs.images);
+        if (d) return { stage, item: String(c.id), what: d };
+      }
     }
     for (const c of candidates) {
       const s = scoreDiff(c.score, after.get(String(c.id))!.score, tol.score);
@@ -142,7 +171,9 @@ export function parseTolerance(spec: string | undefined): Tolerance {
   for (const part of (spec ?? "").split(",").filter(Boolean)) {
     const [k, v] = part.split("=");
     const n = Number(v);
-    if (!(k === "score" || k === "loss" || k === "metric") || !Number.isFinite(n) || n < 0) throw new Error(`bad tolerance '${part}': use score=, loss= or metric= with a number >= 0`);
+    if (!(k === "score" || k === "loss" || k === "metric" || k === "pixel" || k === "psnr") || !Number.isFinite(n) || n < 0) {
+      throw new Error(`bad tolerance '${part}': use score=, loss=, metric=, pixel= or psnr= with a number >= 0`);
+    }
     t[k] = n;
   }
   return t;

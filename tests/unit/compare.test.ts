@@ -21,7 +21,7 @@ describe("replay comparison", () => {
     expect(firstDifference(manifest(), manifest({ sha: "bb" }))).toEqual({ stage: "images", item: "p.gs5.n0", what: "image sha256 aa vs bb" });
     expect(firstDifference(manifest(), manifest({ score: 1.5 }))).toMatchObject({ stage: "images", item: "p.gs5.n0", what: expect.stringMatching(/^score 1 vs 1.5/) });
     const texts = { before: new Map([["p.a.s0", "a cat on a mat"]]), after: new Map([["p.a.s0", "a cat on a rug"]]) };
-    expect(firstDifference(manifest(), manifest({ text: "t9", rm: 0.7 }), EXACT, texts)).toEqual({ stage: "responses", item: "p.a.s0", what: "text differs at word 5: 'mat' vs 'rug'" });
+    expect(firstDifference(manifest(), manifest({ text: "t9", rm: 0.7 }), EXACT, { texts })).toEqual({ stage: "responses", item: "p.a.s0", what: "text differs at word 5: 'mat' vs 'rug'" });
     expect(firstDifference(manifest(), manifest({ adapter: "zz" }))).toEqual({ stage: "train", item: "adapter", what: "sha256 ad vs zz" });
     expect(firstDifference(manifest(), manifest({ acc: 0.6 }))).toEqual({ stage: "evaluate", item: "pope/run/base", what: "accuracy 0.5 vs 0.6" });
   });
@@ -34,6 +34,22 @@ describe("replay comparison", () => {
     expect(firstDifference(manifest(), manifest({ score: 1.00001, rm: 0.50002 }), parseTolerance("score=1e-4"))).toBeNull();
     expect(firstDifference(manifest(), manifest({ acc: 0.505 }), parseTolerance("metric=0.01"))).toBeNull();
     expect(() => parseTolerance("pixels=3")).toThrow(/bad tolerance 'pixels=3'/);
+  });
+
+  it("a pixel or PSNR tolerance compares the images themselves", () => {
+    const near = () => ({ maxDiff: 2, psnr: 48.5 });
+    const changed = manifest({ sha: "bb" });
+    expect(firstDifference(manifest(), changed, parseTolerance("pixel=2"), { images: near })).toBeNull();
+    expect(firstDifference(manifest(), changed, parseTolerance("psnr=40"), { images: near })).toBeNull();
+    expect(firstDifference(manifest(), changed, parseTolerance("pixel=1"), { images: near })).toEqual({
+      stage: "images",
+      item: "p.gs5.n0",
+      what: "image sha256 aa vs bb (max pixel difference 2, PSNR 48.5 dB)",
+    });
+    expect(firstDifference(manifest(), changed, parseTolerance("psnr=50"), { images: near })?.what).toMatch(/PSNR 48\.5 dB/);
+    expect(firstDifference(manifest(), changed, parseTolerance("pixel=5"), { images: () => null })?.what).toBe("image sha256 aa vs bb (the images cannot be compared pixel by pixel)");
+    // Exact mode never looks at pixels.
+    expect(firstDifference(manifest(), changed, EXACT, { images: near })?.what).toBe("image sha256 aa vs bb");
   });
 
   it("a revision or image digest that cannot be pinned", () => {

@@ -6,6 +6,8 @@ import { ReplayMismatchError, UsageError } from "../../errors.js";
 import { EventBus } from "../../events/bus.js";
 import { firstDifference, fingerprintMismatch, parseTolerance } from "../../manifest/compare.js";
 import { runExperiment } from "../../pipeline/run.js";
+import { ContentStore } from "../../store/cas.js";
+import { decodePng, pixelDistance } from "../../store/png.js";
 import { reporterFor, type Output } from "../output.js";
 
 type Json = Record<string, unknown>;
@@ -54,7 +56,19 @@ export async function replayCommand(o: { manifest: string; store: string; tolera
   if (fp) throw new UsageError(`replay cannot pin the original workers: ${fp}`);
   // The original run's own directory (the manifest may have been copied elsewhere).
   const origDir = [join(resolve(o.store), "runs", String(before.run_id)), dirname(resolve(o.manifest))].find((d) => existsSync(join(d, "dataset")));
-  const diff = firstDifference(before, result.manifest, tol, { before: origDir ? answerTexts(origDir) : new Map(), after: answerTexts(result.runDir) });
+  const store = new ContentStore(resolve(o.store));
+  const pixels = (sha: string) => {
+    try {
+      return decodePng(readFileSync(store.pathOf(sha)));
+    } catch {
+      return null;
+    }
+  };
+  const images = (shaBefore: string, shaAfter: string) => {
+    const [b, a] = [pixels(shaBefore), pixels(shaAfter)];
+    return b && a ? pixelDistance(b, a) : null;
+  };
+  const diff = firstDifference(before, result.manifest, tol, { texts: { before: origDir ? answerTexts(origDir) : new Map(), after: answerTexts(result.runDir) }, images });
   if (diff) throw new ReplayMismatchError(`replay ${runId} differs from ${String(before.run_id)}: first in stage ${diff.stage}, item ${diff.item}: ${diff.what}`);
   out.stdout(`replay ${runId} matches ${String(before.run_id)}: every hash equal\n`);
   return 0;
