@@ -35,7 +35,7 @@ export type RunEventBody =
       droppedPair?: string;
     }
   | { type: "dataset.written"; files: { path: string; sha256: string; bytes: number }[]; pairs: number }
-  | { type: "train.step"; step: number; epoch: number; metrics: Record<string, number> }
+  | { type: "train.step"; step: number; epoch: number; metrics: Record<string, number>; cached?: boolean }
   | { type: "train.checkpoint"; step: number; path: string }
   | { type: "train.finished"; steps: number; interrupted: boolean; adapter: { path: string; sha256: string; bytes: number }; metricsPath: string }
   | { type: "eval.result"; benchmark: string; split: string; model: "base" | "trained"; metrics: Record<string, number>; answers?: string }

@@ -77,7 +77,7 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
           const items = generateKeys(generator.fingerprint, chunk);
           const hits = cache.reuseBatch<GenerateOutcome>("images", OPS.generate, items);
           if (hits) {
-            hits.forEach((r) => onGenerated(r, replica.name, null));
+            hits.forEach((r) => onGenerated(r, replica.name, "journal"));
             return;
           }
           const keyOf = new Map(items.map((i) => [i.id, i]));
@@ -89,7 +89,7 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
           cache.modelCall("images");
           const stream = replica.client.generate(req, { deadlineMs: pool.deadlineMs(replica, chunk.length), signal: calls });
           for await (const msg of guarded(pool, replica, "Generate", stream)) {
-            if (msg.event?.$case === "image") onGenerated(generateOutcome(store, msg.event.value), replica.name, keyOf.get(msg.event.value.id) ?? null);
+            if (msg.event?.$case === "image") onGenerated(generateOutcome(store, msg.event.value), replica.name, keyOf.get(msg.event.value.id) ?? { id: msg.event.value.id, key: null });
           }
         },
         calls,
@@ -98,13 +98,13 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
       toScore.finish();
     }
   };
-  /** A generated (or reused) image; `item` is set when it was computed here and should be journaled. */
-  const onGenerated = (img: GenerateOutcome, worker: string, item: CachedItem | null) => {
+  /** A generated image: computed now (journaled under `from`), or reused from the journal. */
+  const onGenerated = (img: GenerateOutcome, worker: string, from: CachedItem | "journal") => {
     const candidate = byId.get(img.id);
     if (!candidate || outcomes.has(img.id)) return;
     const outcome: CandidateOutcome = { id: img.id, promptId: candidate.promptId, imageNumber: candidate.imageNumber, defects: img.defects };
     outcomes.set(img.id, outcome);
-    const cached = item === null ? { cached: true } : {};
+    const cached = from === "journal" ? { cached: true } : {};
     if (img.error) {
       outcome.error = img.error.message;
       bus.emit({ type: "image.generated", candidate, worker, defects: img.defects, error: img.error, ...cached });
@@ -115,7 +115,7 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
       bus.emit({ type: "image.generated", candidate, worker, artifact, defects: img.defects, seconds: img.seconds, ...cached });
       toScore.resolve(img.id, img.defects.length === 0 ? { candidate, artifact } : null);
     }
-    if (item && (!img.error || DETERMINISTIC_ERRORS.has(img.error.code))) cache.computed("images", OPS.generate, item, img, img.artifact ? [img.artifact.sha256] : []);
+    if (from !== "journal" && (!img.error || DETERMINISTIC_ERRORS.has(img.error.code))) cache.computed("images", OPS.generate, from, img, img.artifact ? [img.artifact.sha256] : []);
     bus.emit({ type: "stage.progress", stage: "images", step: "generate", done: outcomes.size, total: candidates.length });
   };
 
@@ -128,7 +128,7 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
         const items = imageScoreKeys(scorer.fingerprint, batch.map(({ candidate, artifact }) => ({ candidate, sha256: artifact.sha256 })));
         const hits = cache.reuseBatch<ScoreOutcome>("images", OPS.imageScore, items);
         if (hits) {
-          hits.forEach((r) => onScored(r, replica.name, null));
+          hits.forEach((r) => onScored(r, replica.name, "journal"));
           return;
         }
         const keyOf = new Map(items.map((i) => [i.id, i]));
@@ -141,16 +141,16 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
         for await (const msg of guarded(pool, replica, "Score", stream)) {
           if (msg.event?.$case !== "score") continue;
           const s = msg.event.value;
-          onScored(scoreOutcome(s), replica.name, keyOf.get(s.id) ?? null);
+          onScored(scoreOutcome(s), replica.name, keyOf.get(s.id) ?? { id: s.id, key: null });
         }
       },
       calls,
     );
-  const onScored = (s: ScoreOutcome, worker: string, item: CachedItem | null) => {
+  const onScored = (s: ScoreOutcome, worker: string, from: CachedItem | "journal") => {
     const outcome = outcomes.get(s.id);
     if (!outcome || outcome.score !== undefined || outcome.error !== undefined) return;
     scored++;
-    const cached = item === null ? { cached: true } : {};
+    const cached = from === "journal" ? { cached: true } : {};
     if (s.error) {
       outcome.error = s.error.message;
       bus.emit({ type: "image.scored", id: s.id, worker, error: s.error, ...cached });
@@ -158,7 +158,7 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
       outcome.score = s.score;
       bus.emit({ type: "image.scored", id: s.id, worker, score: s.score, components: s.components, ...cached });
     }
-    if (item && (!s.error || DETERMINISTIC_ERRORS.has(s.error.code))) cache.computed("images", OPS.imageScore, item, s, []);
+    if (from !== "journal" && (!s.error || DETERMINISTIC_ERRORS.has(s.error.code))) cache.computed("images", OPS.imageScore, from, s, []);
     bus.emit({ type: "stage.progress", stage: "images", step: "score", done: scored, total: candidates.length });
   };
 

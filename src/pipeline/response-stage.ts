@@ -43,7 +43,7 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
   const calls = AbortSignal.any([signal, abort.signal]);
   let answered = 0;
 
-  /** One answer (generated or reused); `item` is set when computed here and the RPC item is complete. */
+  /** One answer, computed now or reused from the journal (`cached`). */
   const onAnswer = (w: RunningWorker, image: KeptImage, r: SampleOutcome, cached: boolean) => {
     const id = `${image.promptId}.${w.name}.s${r.sampleIndex}`;
     if (answers.has(id)) return;
@@ -105,11 +105,11 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
   const score = (s: (typeof scorers)[number], gate: ChunkGate<AnswerRecord>) => {
     const done = new Set<string>();
     const op = OPS.responseScore;
-    const onScore = (r: ScoreOutcome, item: CachedItem | null) => {
+    const onScore = (r: ScoreOutcome, from: CachedItem | "journal") => {
       const answer = answers.get(r.id);
       if (!answer || done.has(r.id)) return;
       done.add(r.id);
-      const cached = item === null ? { cached: true } : {};
+      const cached = from === "journal" ? { cached: true } : {};
       if (r.error) {
         answer.error ??= `${s.worker.name}: ${r.error.code}: ${r.error.message}`;
         bus.emit({ type: "response.scored", id: r.id, worker: s.worker.name, error: r.error, ...cached });
@@ -117,7 +117,7 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
         answer.scores[s.worker.name] = r.score!;
         bus.emit({ type: "response.scored", id: r.id, worker: s.worker.name, score: r.score, components: r.components, ...cached });
       }
-      if (item && (!r.error || DETERMINISTIC_ERRORS.has(r.error.code))) cache.computed("responses", op, item, r, []);
+      if (from !== "journal" && (!r.error || DETERMINISTIC_ERRORS.has(r.error.code))) cache.computed("responses", op, from, r, []);
       bus.emit({ type: "stage.progress", stage: "responses", step: `score:${s.worker.name}`, done: done.size, total });
     };
     return pool.runBatches(
@@ -133,7 +133,7 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
         );
         const hits = cache.reuseBatch<ScoreOutcome>("responses", op, cachedItems);
         if (hits) {
-          hits.forEach((r) => onScore(r, null));
+          hits.forEach((r) => onScore(r, "journal"));
           return;
         }
         const keyOf = new Map(items.map((it, i) => [it.id, cachedItems[i]!]));
@@ -142,7 +142,7 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
         for await (const msg of guarded(pool, replica, "Score", stream)) {
           if (msg.event?.$case !== "score") continue;
           const r = msg.event.value;
-          onScore(scoreOutcome(r), keyOf.get(r.id) ?? null);
+          onScore(scoreOutcome(r), keyOf.get(r.id) ?? { id: r.id, key: null });
         }
       },
       calls,

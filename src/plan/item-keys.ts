@@ -24,6 +24,7 @@ export const OPS = {
   imageScore: "image.score",
   respond: "response.generate",
   responseScore: "response.score",
+  train: "train",
 } as const;
 
 /** Batch sizes of workers whose config sets none. */
@@ -108,4 +109,9 @@ export function responseScoreKeys(fp: WorkerFingerprint | null, scorer: string, 
     batch.map((b) => `${b.answerId}@${scorer}`),
     batch.map((b) => ({ params: { question: b.question, answer: b.answer }, inputs: [b.imageSha256] })),
   );
+}
+
+/** A whole training run as one item: its settings, the dataset and the images it names. */
+export function trainKey(fp: WorkerFingerprint | null, params: unknown, inputs: string[]): KeyedItem {
+  return keyed(OPS.train, fp, ["adapter"], [{ params, inputs }])[0]!;
 }

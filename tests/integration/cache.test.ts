@@ -1,6 +1,7 @@
-// The content-addressed cache, through the real CLI and workers: an unchanged or
-// pair-policy-only rerun makes no model call; a damaged artifact is refused, recomputed
-// and reported; --no-cache computes everything; plan forecasts the hits.
+// The content-addressed cache, through the real CLI and workers: a pair-policy-only rerun
+// makes no image or answer model call; a damaged artifact is refused, recomputed and
+// reported; a training on an unchanged dataset is reused; --no-cache computes everything;
+// plan forecasts the hits.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -10,10 +11,10 @@ import { cli, LOCAL_CPU, readJson, tempDir, writePrompts } from "../helpers.js";
 type Cache = { hits: number; computed: number; model_calls: number };
 type Manifest = {
   stages: Record<string, { cache: Cache; counts: Record<string, number>; prompts?: { kept: { sha256: string; path: string } | null }[] }>;
-  outputs: { dataset: { sha256: string } };
+  outputs: { dataset: { sha256: string }; adapter_sha256: string };
 };
 
-const experiment = (minMargin: number) => `name: cache-test
+const experiment = (maxSimilarity: number) => `name: cache-test
 seed: 11
 workers:
   sd: {kind: image-generator, model: {source: tiny, name: sd}, ${LOCAL_CPU}}
@@ -21,9 +22,11 @@ workers:
   a: {kind: responder, model: {source: tiny, name: llava, seed: 1}, ${LOCAL_CPU}}
   b: {kind: responder, model: {source: tiny, name: llava, seed: 2}, ${LOCAL_CPU}}
   rm: {kind: response-scorer, model: {source: tiny, name: reward}, ${LOCAL_CPU}}
+  dpo: {kind: dpo-trainer, model: {source: tiny, name: llava, seed: 1}, ${LOCAL_CPU}}
 stages:
   images: {prompts: prompts.jsonl, generator: sd, scorer: pick, guidance_scales: [5, 9], steps: 2, size: 64}
-  responses: {responders: [a, b], decoding: {max_new_tokens: 8}, scorer: rm, pairs: {drop_truncated: false, min_margin: ${minMargin}}}
+  responses: {responders: [a, b], decoding: {max_new_tokens: 8}, scorer: rm, pairs: {drop_truncated: false, max_similarity: ${maxSimilarity}}}
+  train: {trainer: dpo, lora: {r: 4, alpha: 8, dropout: 0.0}, dpo: {beta: 0.1}, optim: {lr: 0.001, max_steps: 2, batch_size: 1}}
 `;
 
 describe("content-addressed cache", () => {
@@ -31,7 +34,7 @@ describe("content-addressed cache", () => {
     const dir = tempDir();
     writePrompts(dir, 3);
     const config = join(dir, "e.yaml");
-    writeFileSync(config, experiment(0));
+    writeFileSync(config, experiment(0.9));
     const store = join(dir, "store");
     const manifest = (run: string) => readJson<Manifest>(join(store, "runs", run, "manifest.json"));
     const total = (m: Manifest, stage: string) => m.stages[stage]!.cache.hits + m.stages[stage]!.cache.computed;
@@ -47,16 +50,18 @@ describe("content-addressed cache", () => {
     expect(plan.stdout).toMatch(/^stage images: .*model_items=12 cache_hits=12 to_compute=0$/m);
     expect(plan.stdout).toMatch(new RegExp(`^stage responses: .*model_items=${total(first, "responses")} cache_hits=${total(first, "responses")} to_compute=0$`, "m"));
 
-    // Only the pair policy changed: no model is called, every item comes from the journal.
-    writeFileSync(config, experiment(0.5));
+    // Only the pair policy changed: no model is called for images or answers; the new
+    // dataset is trained on.
+    writeFileSync(config, experiment(0.95));
     expect((await cli(["run", config, "--store", store, "--run-id", "policy"])).exitCode).toBe(0);
     const policy = manifest("policy");
     for (const stage of ["images", "responses"]) {
       expect(policy.stages[stage]!.cache).toEqual({ hits: total(first, stage), computed: 0, model_calls: 0 });
     }
+    expect(policy.stages.train!.cache).toEqual({ hits: 0, computed: 1, model_calls: 1 });
 
     // One byte of a stored image changed: refused, recomputed (its whole batch), said so, and repaired.
-    writeFileSync(config, experiment(0));
+    writeFileSync(config, experiment(0.9));
     const kept = first.stages.images!.prompts!.find((p) => p.kept)!.kept!;
     const casPath = join(store, "cas", "sha256", kept.sha256.slice(0, 2), kept.sha256);
     const bytes = readFileSync(casPath);
@@ -70,11 +75,15 @@ describe("content-addressed cache", () => {
     expect(repaired.stages.images!.cache.model_calls).toBeGreaterThan(0);
     expect(sha256(readFileSync(casPath))).toBe(kept.sha256);
     expect(repaired.outputs.dataset.sha256).toBe(first.outputs.dataset.sha256);
+    // The same dataset as the first run: its training is reused, step metrics included.
+    expect(repaired.stages.train!.cache).toEqual({ hits: 1, computed: 0, model_calls: 0 });
+    expect(repaired.outputs.adapter_sha256).toBe(first.outputs.adapter_sha256);
+    expect(readFileSync(join(store, "runs", "damaged", "train", "metrics.jsonl"), "utf8")).toBe(readFileSync(join(store, "runs", "first", "train", "metrics.jsonl"), "utf8"));
 
     // --no-cache computes every item, to the same dataset.
     expect((await cli(["run", config, "--store", store, "--run-id", "fresh", "--no-cache"])).exitCode).toBe(0);
     const fresh = manifest("fresh");
-    for (const stage of ["images", "responses"]) expect(fresh.stages[stage]!.cache).toMatchObject({ hits: 0, computed: total(first, stage) });
+    for (const stage of ["images", "responses", "train"]) expect(fresh.stages[stage]!.cache).toMatchObject({ hits: 0, computed: total(first, stage) });
     expect(fresh.outputs.dataset.sha256).toBe(first.outputs.dataset.sha256);
   });
 });
