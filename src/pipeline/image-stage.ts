@@ -16,7 +16,6 @@ import { scoreOutcome, type CachedItem, type ScoreOutcome } from "./item-cache.j
 import { allOrAbort, blobRef, guarded } from "./stage-util.js";
 import type { KeptImage, StageContext } from "./stage-context.js";
 
-
 function defectName(d: ImageDefect): string {
   return imageDefectToJSON(d).replace(/^IMAGE_DEFECT_/, "").toLowerCase();
 }

@@ -1,12 +1,12 @@
 // The content-addressed cache, through the real CLI and workers: a pair-policy-only rerun
-// makes no image or answer model call; a damaged artifact is refused, recomputed and
+// makes no image or answer model call, another response scorer only scores; a damaged artifact is refused, recomputed and
 // reported; a training on an unchanged dataset is reused; --no-cache computes everything;
 // plan forecasts the hits.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { sha256 } from "../../src/store/cas.js";
-import { cli, LOCAL_CPU, readJson, tempDir, writePrompts } from "../helpers.js";
+import { cli, jsonLines, LOCAL_CPU, readJson, tempDir, writePrompts } from "../helpers.js";
 
 type Cache = { hits: number; computed: number; model_calls: number };
 type Manifest = {
@@ -14,14 +14,14 @@ type Manifest = {
   outputs: { dataset: { sha256: string }; adapter_sha256: string };
 };
 
-const experiment = (maxSimilarity: number) => `name: cache-test
+const experiment = (maxSimilarity: number, rmSeed = 0) => `name: cache-test
 seed: 11
 workers:
   sd: {kind: image-generator, model: {source: tiny, name: sd}, ${LOCAL_CPU}}
   pick: {kind: image-scorer, model: {source: tiny, name: clip-scorer}, ${LOCAL_CPU}}
   a: {kind: responder, model: {source: tiny, name: llava, seed: 1}, ${LOCAL_CPU}}
   b: {kind: responder, model: {source: tiny, name: llava, seed: 2}, ${LOCAL_CPU}}
-  rm: {kind: response-scorer, model: {source: tiny, name: reward}, ${LOCAL_CPU}}
+  rm: {kind: response-scorer, model: {source: tiny, name: reward, seed: ${rmSeed}}, ${LOCAL_CPU}}
   dpo: {kind: dpo-trainer, model: {source: tiny, name: llava, seed: 1}, ${LOCAL_CPU}}
 stages:
   images: {prompts: prompts.jsonl, generator: sd, scorer: pick, guidance_scales: [5, 9], steps: 2, size: 64}
@@ -80,7 +80,22 @@ describe("content-addressed cache", () => {
     expect(repaired.outputs.adapter_sha256).toBe(first.outputs.adapter_sha256);
     expect(readFileSync(join(store, "runs", "damaged", "train", "metrics.jsonl"), "utf8")).toBe(readFileSync(join(store, "runs", "first", "train", "metrics.jsonl"), "utf8"));
 
+    // Another response scorer: no image and no answer is made again, only the scores.
+    writeFileSync(config, experiment(0.9, 5));
+    expect((await cli(["run", config, "--store", store, "--run-id", "scorer"])).exitCode).toBe(0);
+    const rescored = manifest("scorer");
+    expect(rescored.stages.images!.cache).toMatchObject({ computed: 0, model_calls: 0 });
+    const events = jsonLines(readFileSync(join(store, "runs", "scorer", "events.jsonl"), "utf8"));
+    const answered = events.filter((e) => e.type === "response.generated");
+    expect(answered.length).toBeGreaterThan(0);
+    expect(answered.every((e) => e.cached === true)).toBe(true);
+    const scored = events.filter((e) => e.type === "response.scored");
+    expect(scored.length).toBeGreaterThan(0);
+    expect(scored.every((e) => e.cached === undefined)).toBe(true);
+    expect(rescored.stages.responses!.cache.computed).toBe(scored.length);
+
     // --no-cache computes every item, to the same dataset.
+    writeFileSync(config, experiment(0.9));
     expect((await cli(["run", config, "--store", store, "--run-id", "fresh", "--no-cache"])).exitCode).toBe(0);
     const fresh = manifest("fresh");
     for (const stage of ["images", "responses", "train"]) expect(fresh.stages[stage]!.cache).toMatchObject({ hits: 0, computed: total(first, stage) });
