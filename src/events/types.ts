@@ -19,7 +19,7 @@ export type RunEventBody =
   | { type: "stage.progress"; stage: StageName; step: string; done: number; total: number }
   | { type: "stage.finished"; stage: StageName; status: "succeeded" | "failed"; counts: Record<string, number>; cache?: CacheCounts; seconds: number }
   | { type: "worker.starting"; worker: string; replica: number; kind: WorkerKindName; logPath: string }
-  | { type: "worker.ready"; worker: string; replica: number; kind: WorkerKindName; address: string; pid: number; info: unknown; runtime: Record<string, unknown>; fingerprint: WorkerFingerprint | null; seconds: number }
+  | { type: "worker.ready"; worker: string; replica: number; kind: WorkerKindName; address: string; pid: number; info: unknown; runtime: Record<string, unknown>; fingerprint: WorkerFingerprint | null; startup?: { listening_s: number; serving_s: number }; seconds: number }
   | { type: "worker.stopped"; worker: string; replica: number; exitCode: number | null; signal: string | null }
   | { type: "worker.requeued"; worker: string; replica: number; items: number; reason: string }
   | { type: "image.generated"; candidate: ImageCandidate; worker: string; artifact?: ArtifactInfo; defects: string[]; error?: ErrorInfo; seconds?: number; cached?: boolean }

@@ -117,6 +117,7 @@ export class WorkerPool {
       info: described,
       runtime: handle.runtimeInfo,
       fingerprint,
+      ...(handle.startup ? { startup: { listening_s: handle.startup.listeningS, serving_s: handle.startup.servingS } } : {}),
       seconds: (performance.now() - t0) / 1000,
     });
     return worker;

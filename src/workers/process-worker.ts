@@ -22,6 +22,7 @@ function installExitHook(): void {
 class ProcessWorker implements WorkerHandle {
   state: WorkerState = "STARTING";
   address = "";
+  startup?: { listeningS: number; servingS: number };
   readonly exited: Promise<ExitInfo>;
   private exit: ExitInfo | null = null;
 
@@ -121,6 +122,8 @@ export async function launchWorker(req: WorkerStartRequest, o: LaunchOptions, si
 
   // The worker's stdout protocol: "listening" (with its address), then "serving" or "load_failed".
   let listening: string | undefined;
+  let listeningS = 0;
+  const t0 = performance.now();
   let loadFailed: string | undefined;
   let buf = "";
   proc.stdout?.on("data", (chunk: Buffer) => {
@@ -132,7 +135,10 @@ export async function launchWorker(req: WorkerStartRequest, o: LaunchOptions, si
       buf = buf.slice(nl + 1);
       try {
         const msg = JSON.parse(line) as { event?: string; address?: string; message?: string };
-        if (msg.event === "listening" && msg.address) listening = msg.address;
+        if (msg.event === "listening" && msg.address) {
+          listening = msg.address;
+          listeningS = (performance.now() - t0) / 1000;
+        }
         if (msg.event === "load_failed") loadFailed = msg.message ?? "model load failed";
       } catch {
         // Not a protocol line: it is only logged.
@@ -171,6 +177,7 @@ export async function launchWorker(req: WorkerStartRequest, o: LaunchOptions, si
         const status = await client.checkHealth(2000).catch(() => null);
         if (status === ServingStatus.SERVING) {
           worker.state = "SERVING";
+          worker.startup = { listeningS, servingS: (performance.now() - t0) / 1000 };
           return worker;
         }
       }

@@ -30,6 +30,8 @@ export interface WorkerHandle {
   readonly state: WorkerState;
   /** What the manifest records of how it was started (never secrets). */
   readonly runtimeInfo: Record<string, unknown>;
+  /** Where its start time went (process runtimes): until it listened (process and imports), then until SERVING (model load). */
+  readonly startup?: { listeningS: number; servingS: number };
   /** How to dial it, when not plain loopback gRPC (TLS, a bearer token). */
   readonly connection?: ConnectionOptions;
   /** Settles when the process ends, however it ends. */

@@ -23,6 +23,9 @@ export function runRuntimeConformance(name: string, newRuntime: () => WorkerRunt
     it("starts a worker that serves health, Describe and its kind; stop() exits it cleanly", async () => {
       const handle = await newRuntime().start(request("scorer", { source: "tiny", name: "clip-scorer" }));
       expect(handle.state).toBe("SERVING");
+      // Where the start went, when the runtime sees the process (not for remote endpoints).
+      if (handle.startup) expect(handle.startup.servingS).toBeGreaterThanOrEqual(handle.startup.listeningS);
+      if (handle.startup) expect(handle.startup.listeningS).toBeGreaterThan(0);
       const client = new WorkerClient("scorer", handle.address);
       try {
         expect(await client.checkHealth(5000)).toBe(ServingStatus.SERVING);
