@@ -113,6 +113,9 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   bus.emit({ type: "run.started", runId, runDir: runDir.path, configFile: loaded.file, configSha256: loaded.sha256, stages, cache: cacheMode });
   writeManifest();
   const signal = opts.signal ?? new AbortController().signal;
+  // A worker that fails to start while an earlier stage runs ends the run at once.
+  const startFailed = new AbortController();
+  const stageSignal = AbortSignal.any([signal, startFailed.signal]);
   // What `plan` predicts cache hits with: the fingerprint each worker configuration last had.
   bus.subscribe((e) => {
     if (e.type === "worker.ready" && e.replica === 0 && e.fingerprint) journal.rememberWorker(workerSpecDigest(loaded.config.workers[e.worker]!), e.fingerprint);
@@ -121,19 +124,22 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const pool = new WorkerPool(opts.runtime ?? defaultRuntime(), loaded, { storeRoot: opts.storeRoot, logPath: (w) => runDir.logPath(w) }, bus);
   const cache = new ItemCache(journal, store, runId, cacheMode, bus);
   for (const e of carried) if (e.type === "worker.ready" && e.replica === 0) pool.remember(e.worker, WorkerInfo.fromJSON(e.info));
-  const ctx: StageContext = { loaded, bus, store, runDir, pool, signal, cache, results: opts.resume ? resultsFromEvents(opts.resume.events) : {} };
+  const ctx: StageContext = { loaded, bus, store, runDir, pool, signal: stageSignal, cache, results: opts.resume ? resultsFromEvents(opts.resume.events) : {} };
   let error: unknown;
   try {
-    await pool.startAll(toStart, signal);
+    // Every worker starts now; each stage waits only for its own.
+    pool.begin(toStart, signal, () => startFailed.abort());
     for (const stage of stages) {
       if (done.includes(stage)) continue;
       if (signal.aborted) throw new InterruptedError();
+      await pool.ready(workersFor(loaded, [stage]));
       await EXECUTORS[stage](ctx);
       writeManifest();
     }
   } catch (e) {
-    // A cancelled call after Ctrl-C is the interruption, not an RPC failure.
-    error = signal.aborted ? new InterruptedError() : e;
+    // A cancelled call after Ctrl-C is the interruption, not an RPC failure; one cancelled
+    // because a worker failed to start reports that start.
+    error = signal.aborted ? new InterruptedError() : (pool.startError ?? e);
   } finally {
     await pool.stopAll();
     journal.close();

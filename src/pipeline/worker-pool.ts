@@ -41,13 +41,23 @@ export class WorkerPool {
   /** Remote replicas that stopped answering: not used again in this run. */
   private readonly dropped = new Set<string>();
   private readonly remembered = new Map<string, WorkerInfo>();
+  /** Background starts (begin): per worker, and every replica's, so stopAll can wait for them. */
+  private readonly starting = new Map<string, Promise<void>>();
+  private readonly replicaStarts: Promise<unknown>[] = [];
+  private readonly startAbort = new AbortController();
+  private startFailure: unknown;
+  private failAll: (e: unknown) => void = () => {};
+  /** Rejects with the first start failure (never resolves). */
+  private readonly anyFailure = new Promise<never>((_, reject) => (this.failAll = reject));
 
   constructor(
     private readonly runtime: WorkerRuntime,
     private readonly loaded: LoadedConfig,
     private readonly where: { storeRoot: string; logPath: (worker: string) => string },
     private readonly bus: EventBus,
-  ) {}
+  ) {
+    this.anyFailure.catch(() => {});
+  }
 
   /** The first replica: for single-call work (training, evaluation) and the worker's Describe. */
   get(name: string): RunningWorker {
@@ -70,14 +80,46 @@ export class WorkerPool {
     return this.running.get(name) ?? [];
   }
 
-  /** Starts every replica of the named workers at once; if one fails, the others are stopped and its error thrown. */
+  /**
+   * Starts every replica of the named workers in the background. `ready(names)` waits for
+   * some of them, so a stage begins as soon as its own workers serve while the workers of
+   * later stages still load. The first start failure goes to `onFailure` (the run aborts on
+   * it) and is kept as `startError`.
+   */
+  begin(names: string[], signal: AbortSignal | undefined, onFailure: (e: unknown) => void = () => {}): void {
+    const startSignal = signal ? AbortSignal.any([signal, this.startAbort.signal]) : this.startAbort.signal;
+    for (const name of names) {
+      const replicas = Array.from({ length: replicaCount(this.loaded.config.workers[name]!) }, (_, i) => this.startReplica(name, i, startSignal));
+      this.replicaStarts.push(...replicas);
+      const all = Promise.all(replicas).then(() => undefined);
+      all.catch((e: unknown) => {
+        if (this.startFailure !== undefined) return;
+        this.startFailure = e;
+        this.failAll(e);
+        onFailure(e);
+      });
+      this.starting.set(name, all);
+    }
+  }
+
+  /** Waits until every replica of the named workers serves; rejects as soon as any worker fails to start. */
+  async ready(names: string[]): Promise<void> {
+    await Promise.race([Promise.all(names.map((n) => this.starting.get(n))), this.anyFailure]);
+  }
+
+  /** The first worker start that failed, if any. */
+  get startError(): unknown {
+    return this.startFailure;
+  }
+
+  /** Starts every replica of the named workers and waits for all; if one fails, every worker is stopped and its error thrown. */
   async startAll(names: string[], signal?: AbortSignal): Promise<void> {
-    const jobs = names.flatMap((n) => Array.from({ length: replicaCount(this.loaded.config.workers[n]!) }, (_, i) => this.startReplica(n, i, signal)));
-    const results = await Promise.allSettled(jobs);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-    if (failed) {
+    this.begin(names, signal);
+    try {
+      await this.ready(names);
+    } catch (e) {
       await this.stopAll();
-      throw failed.reason;
+      throw this.startFailure ?? e;
     }
   }
 
@@ -186,6 +228,9 @@ export class WorkerPool {
   }
 
   async stopAll(): Promise<void> {
+    // Starts still under way are cancelled (their processes killed) before the rest stop.
+    this.startAbort.abort();
+    await Promise.allSettled(this.replicaStarts);
     const all = [...this.running.values()].flat();
     this.running.clear();
     await Promise.all(

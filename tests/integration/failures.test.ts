@@ -93,6 +93,29 @@ describe("failing workers", () => {
     for (const pid of started) expect(alive(pid)).toBe(false);
   });
 
+  it("the images stage starts while later workers load; one that cannot start ends the run at once", async () => {
+    const dir = tempDir();
+    const model = join(dir, "hung-model");
+    await execa("mkdir", [model]);
+    await execa("mkfifo", [join(model, "config.json")]);
+    // A slow image stage (minutes), and a responder whose load hangs until its 20 s start timeout.
+    const config = writeTinyExperiment(dir, { limit: 8, steps: 300, batch: 8 });
+    const yaml = readFileSync(config, "utf8")
+      .replace("stages:\n", "  a:\n    kind: responder\n    model: {source: path, path: hung-model}\n    runtime: {type: local, device: cpu, cpu_threads: 1, start_timeout_s: 20}\n  rm: {kind: response-scorer, model: {source: tiny, name: reward}, runtime: {type: local, device: cpu, cpu_threads: 1}}\nstages:\n")
+      .concat("  responses: {responders: [a], decoding: {max_new_tokens: 4}, scorer: rm}\n");
+    writeFileSync(config, yaml);
+    const store = join(dir, "store");
+    const t0 = Date.now();
+    const r = await execa("node", [BIN, "run", config, "--store", store, "--run-id", "late", "--json"], { reject: false, timeout: 120_000 });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.trim().split("\n").at(-1)).toMatch(/^error: worker 'a' \(responder\) did not become healthy within 20s; log: /);
+    expect(Date.now() - t0).toBeLessThan(60_000);
+    const events = jsonLines(r.stdout);
+    // The generator and scorer were serving and the images stage had begun before the responder gave up.
+    expect(events.some((e) => e.type === "stage.started" && e.stage === "images")).toBe(true);
+    for (const pid of events.filter((e) => e.type === "worker.ready").map((e) => e.pid as number)) expect(alive(pid)).toBe(false);
+  });
+
   it("Ctrl-C cancels the batch on the worker, stops every worker and exits 130", async () => {
     const dir = tempDir();
     const config = writeTinyExperiment(dir, { limit: 8, steps: 300, batch: 8 });
