@@ -71,6 +71,14 @@ export function workersFor(loaded: LoadedConfig, stages: StageName[]): string[] 
   return Object.keys(loaded.config.workers).filter((n) => used.has(n));
 }
 
+/** Pure: whether every named worker is configured to compute on the CPU (a local or docker runtime with device: cpu). */
+export function allOnCpu(loaded: LoadedConfig, names: string[]): boolean {
+  return names.every((n) => {
+    const rt = loaded.config.workers[n]!.runtime;
+    return rt.type !== "remote" && rt.device === "cpu";
+  });
+}
+
 export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const loaded = opts.loaded ?? loadExperiment(opts.configPath);
   const stages = stagesToRun(loaded, opts.until);
@@ -127,8 +135,11 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const ctx: StageContext = { loaded, bus, store, runDir, pool, signal: stageSignal, cache, results: opts.resume ? resultsFromEvents(opts.resume.events) : {} };
   let error: unknown;
   try {
-    // Every worker starts now; each stage waits only for its own.
+    // Every worker starts now. Each stage waits only for its own, so accelerator work begins
+    // while later stages' models load; when every worker computes on the CPU, loads would
+    // take cores from that work, so the first stage waits for all of them instead.
     pool.begin(toStart, signal, () => startFailed.abort());
+    if (allOnCpu(loaded, toStart)) await pool.ready(toStart);
     for (const stage of stages) {
       if (done.includes(stage)) continue;
       if (signal.aborted) throw new InterruptedError();

@@ -99,9 +99,10 @@ describe("failing workers", () => {
     await execa("mkdir", [model]);
     await execa("mkfifo", [join(model, "config.json")]);
     // A slow image stage (minutes), and a responder whose load hangs until its 20 s start timeout.
+    // Its device is "auto", not "cpu": the stages do not wait for every worker before starting.
     const config = writeTinyExperiment(dir, { limit: 8, steps: 300, batch: 8 });
     const yaml = readFileSync(config, "utf8")
-      .replace("stages:\n", "  a:\n    kind: responder\n    model: {source: path, path: hung-model}\n    runtime: {type: local, device: cpu, cpu_threads: 1, start_timeout_s: 20}\n  rm: {kind: response-scorer, model: {source: tiny, name: reward}, runtime: {type: local, device: cpu, cpu_threads: 1}}\nstages:\n")
+      .replace("stages:\n", "  a:\n    kind: responder\n    model: {source: path, path: hung-model}\n    runtime: {type: local, device: auto, cpu_threads: 1, start_timeout_s: 20}\n  rm: {kind: response-scorer, model: {source: tiny, name: reward}, runtime: {type: local, device: cpu, cpu_threads: 1}}\nstages:\n")
       .concat("  responses: {responders: [a], decoding: {max_new_tokens: 4}, scorer: rm}\n");
     writeFileSync(config, yaml);
     const store = join(dir, "store");
