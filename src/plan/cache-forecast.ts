@@ -2,10 +2,11 @@
 // as they would run: batches formed the same way, keys made by the same functions, and
 // each journaled result feeding the next step. Where an earlier result is not journaled
 // the later items cannot be keyed yet; they count as to compute, never as hits.
+import type { Decoding } from "../gen/pdsdpo/v1/responder.js";
 import { chunks } from "../util/async-queue.js";
 import type { WorkerFingerprint } from "./cache-keys.js";
 import type { ImageCandidate } from "./image-plan.js";
-import { generateKeys, imageScoreKeys, respondKeys, responseScoreKeys, type DecodingRequest, type KeyedItem, type SampleOutcome } from "./item-keys.js";
+import { generateKeys, imageScoreKeys, respondKeys, responseScoreKeys, type KeyedItem, type SampleOutcome } from "./item-keys.js";
 import { selectBest, type CandidateOutcome } from "./select.js";
 
 export interface ForecastWorker {
@@ -20,7 +21,7 @@ export interface ForecastInput {
   generator: ForecastWorker;
   scorer: ForecastWorker;
   minScore?: number;
-  responses?: { responders: ForecastWorker[]; scorers: ForecastWorker[]; decoding: DecodingRequest; questionOf: (instruction: string) => string };
+  responses?: { responders: ForecastWorker[]; scorers: ForecastWorker[]; decoding: Decoding; questionOf: (instruction: string) => string };
   /** A journaled result whose artifacts are intact, or undefined. */
   lookup: (key: string) => unknown;
 }

@@ -3,6 +3,7 @@
 // functions, so the two can never disagree about a key.
 import { batchKeys, type WorkerFingerprint } from "./cache-keys.js";
 import type { ResponsesStageConfig } from "../config/schema.js";
+import type { Decoding } from "../gen/pdsdpo/v1/responder.js";
 import type { ImageCandidate } from "./image-plan.js";
 
 type DecodingConfig = ResponsesStageConfig["decoding"];
@@ -43,18 +44,8 @@ export function imageScoreKeys(fp: WorkerFingerprint | null, batch: { candidate:
   return keyed(OPS.imageScore, fp, batch.map((b) => b.candidate.id), batch.map((b) => ({ params: { prompt: b.candidate.prompt }, inputs: [b.sha256] })));
 }
 
-/** The decoding settings a responder gets (the proto's Decoding fields). */
-export interface DecodingRequest {
-  maxNewTokens: number;
-  doSample: boolean;
-  temperature: number;
-  topP: number;
-  topK: number;
-  repetitionPenalty: number;
-  numSamples: number;
-}
-
-export function decodingRequest(d: DecodingConfig): DecodingRequest {
+/** The responder's Decoding message for the stage's decoding settings. */
+export function decodingRequest(d: DecodingConfig): Decoding {
   return {
     maxNewTokens: d.max_new_tokens,
     doSample: d.do_sample,
@@ -91,7 +82,7 @@ export function respondItem(experimentSeed: number, worker: string, k: RespondIn
   return { id, instruction: k.instruction, seed: derivedSeed(experimentSeed, id) };
 }
 
-export function respondKeys(fp: WorkerFingerprint | null, experimentSeed: number, worker: string, decoding: DecodingRequest, chunk: RespondInput[]): KeyedItem[] {
+export function respondKeys(fp: WorkerFingerprint | null, experimentSeed: number, worker: string, decoding: Decoding, chunk: RespondInput[]): KeyedItem[] {
   const items = chunk.map((k) => respondItem(experimentSeed, worker, k));
   return keyed(
     OPS.respond,

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { batchKeys, canonicalJson, digest, itemKey, workerFingerprint, type WorkerFingerprint } from "../../src/plan/cache-keys.js";
+import type { Decoding } from "../../src/gen/pdsdpo/v1/responder.js";
 import { forecastHits, type ForecastInput } from "../../src/plan/cache-forecast.js";
 import { planImages } from "../../src/plan/image-plan.js";
-import { generateKeys, imageScoreKeys, respondKeys, responseScoreKeys, type DecodingRequest } from "../../src/plan/item-keys.js";
+import { generateKeys, imageScoreKeys, respondKeys, responseScoreKeys } from "../../src/plan/item-keys.js";
 
 const FP: WorkerFingerprint = {
   kind: "WORKER_KIND_IMAGE_GENERATOR",
@@ -85,7 +86,7 @@ describe("cache keys", () => {
 describe("forecastHits", () => {
   const prompts = [0, 1].map((i) => ({ id: `p${i}`, index: i, t2i_prompt: `prompt ${i}`, instruction: `<image>\nq${i}`, category: "c" }));
   const candidates = planImages({ prompts: "p", generator: "g", scorer: "s", guidance_scales: [5, 9], images_per_scale: 1, steps: 2, size: 64, negative_prompt: "" } as never, prompts as never, 1, "derived");
-  const decoding: DecodingRequest = { maxNewTokens: 8, doSample: false, temperature: 0, topP: 0, topK: 0, repetitionPenalty: 0, numSamples: 1 };
+  const decoding: Decoding = { maxNewTokens: 8, doSample: false, temperature: 0, topP: 0, topK: 0, repetitionPenalty: 0, numSamples: 1 };
   const w = (name: string, batchSize: number) => ({ name, fingerprint: { ...FP, kind: name }, batchSize });
   const input = (lookup: Map<string, unknown>): ForecastInput => ({
     seed: 1,

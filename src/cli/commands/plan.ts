@@ -1,7 +1,6 @@
 import { join, resolve } from "node:path";
 import { loadExperiment, type LoadedConfig } from "../../config/load.js";
-import type { WorkerFingerprint } from "../../plan/cache-keys.js";
-import { workerSpecDigest } from "../../plan/cache-keys.js";
+import { workerSpecDigest, type WorkerFingerprint } from "../../plan/cache-keys.js";
 import { forecastHits, type ForecastWorker, type StageForecast } from "../../plan/cache-forecast.js";
 import type { ImageCandidate } from "../../plan/image-plan.js";
 import { decodingRequest, DEFAULT_BATCH } from "../../plan/item-keys.js";
