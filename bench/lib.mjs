@@ -120,6 +120,7 @@ export async function scoreThrough(ctx, items, batchSize, blobOf) {
     async (replica, batch) => {
       const keyed = imageScoreKeys(replica.fingerprint, batch.map((c) => ({ candidate: c, sha256: c.image.sha256 })));
       const keyOf = new Map(keyed.map((k) => [k.id, k]));
+      // Never reused (cache.batch would): every batch must reach the worker to be measured.
       cache.modelCall("images");
       const stream = replica.client.scoreImages({ items: batch.map((c) => ({ id: c.id, prompt: c.prompt, image: blobOf(c) })), maxBatchSize: batch.length }, { deadlineMs: 600_000 });
       for await (const msg of stream) {

@@ -73,22 +73,16 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
         listSource(chunks(candidates, generator.batchSize ?? DEFAULT_BATCH.generate)),
         (c) => c.length,
         async (replica, chunk) => {
-          const items = generateKeys(generator.fingerprint, chunk);
-          const hits = cache.reuseBatch<GenerateOutcome>("images", OPS.generate, items);
-          if (hits) {
-            hits.forEach((r) => onGenerated(r, replica.name, "journal"));
-            return;
-          }
-          const keyOf = new Map(items.map((i) => [i.id, i]));
+          const itemOf = cache.batch<GenerateOutcome>("images", OPS.generate, generateKeys(generator.fingerprint, chunk), (r) => onGenerated(r, replica.name, "journal"));
+          if (!itemOf) return;
           const req = {
             items: chunk.map((c) => ({ id: c.id, ...generateParams(c) })),
             output: OutputMode.OUTPUT_MODE_STORE,
             maxBatchSize: chunk.length,
           };
-          cache.modelCall("images");
           const stream = replica.client.generate(req, { deadlineMs: pool.deadlineMs(replica, chunk.length), signal: calls });
           for await (const msg of guarded(pool, replica, "Generate", stream)) {
-            if (msg.event?.$case === "image") onGenerated(generateOutcome(store, msg.event.value), replica.name, keyOf.get(msg.event.value.id) ?? { id: msg.event.value.id, key: null });
+            if (msg.event?.$case === "image") onGenerated(generateOutcome(store, msg.event.value), replica.name, itemOf(msg.event.value.id));
           }
         },
         calls,
@@ -125,22 +119,17 @@ export async function runImageStage(ctx: StageContext): Promise<void> {
       (items) => items.length,
       async (replica, batch) => {
         const items = imageScoreKeys(scorer.fingerprint, batch.map(({ candidate, artifact }) => ({ candidate, sha256: artifact.sha256 })));
-        const hits = cache.reuseBatch<ScoreOutcome>("images", OPS.imageScore, items);
-        if (hits) {
-          hits.forEach((r) => onScored(r, replica.name, "journal"));
-          return;
-        }
-        const keyOf = new Map(items.map((i) => [i.id, i]));
+        const itemOf = cache.batch<ScoreOutcome>("images", OPS.imageScore, items, (r) => onScored(r, replica.name, "journal"));
+        if (!itemOf) return;
         const req = {
           items: batch.map(({ candidate, artifact }) => ({ id: candidate.id, prompt: candidate.prompt, image: blobRef(artifact) })),
           maxBatchSize: batch.length,
         };
-        cache.modelCall("images");
         const stream = replica.client.scoreImages(req, { deadlineMs: pool.deadlineMs(replica, batch.length), signal: calls });
         for await (const msg of guarded(pool, replica, "Score", stream)) {
           if (msg.event?.$case !== "score") continue;
           const s = msg.event.value;
-          onScored(scoreOutcome(s), replica.name, keyOf.get(s.id) ?? { id: s.id, key: null });
+          onScored(scoreOutcome(s), replica.name, itemOf(s.id));
         }
       },
       calls,

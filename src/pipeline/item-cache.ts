@@ -80,6 +80,24 @@ export class ItemCache {
     return results;
   }
 
+  /**
+   * One batch through the cache. When every item is journaled, each result goes to `reused`
+   * and null comes back: no model call. Otherwise the model call is counted and what comes
+   * back finds, for the id a result arrives under (`resultIds`, the items' own ids unless
+   * the model reports others), the item to journal it as; an id the batch did not hold gets
+   * an item that is never cached.
+   */
+  batch<R>(stage: StageName, op: string, items: CachedItem[], reused: (result: R, index: number) => void, resultIds = items.map((i) => i.id)): ((id: string) => CachedItem) | null {
+    const hits = this.reuseBatch<R>(stage, op, items);
+    if (hits) {
+      hits.forEach(reused);
+      return null;
+    }
+    this.modelCall(stage);
+    const byId = new Map(resultIds.map((id, i) => [id, items[i]!]));
+    return (id) => byId.get(id) ?? { id, key: null };
+  }
+
   /** One model call about to be made (an RPC that computes items). */
   modelCall(stage: StageName): void {
     this.stats(stage).model_calls++;

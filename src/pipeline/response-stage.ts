@@ -77,13 +77,9 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
         const inputs = chunk.map(respondInput);
         const items = inputs.map((k, i) => ({ ...respondItem(loaded.config.seed, w.name, k), image: blobRef(chunk[i]!.artifact), decoding }));
         const cachedItems = respondKeys(w.fingerprint, loaded.config.seed, w.name, decoding, inputs);
-        const hits = cache.reuseBatch<SampleOutcome[]>("responses", OPS.respond, cachedItems);
-        if (hits) {
-          hits.forEach((samplesOf, i) => samplesOf.forEach((r) => onAnswer(w, chunk[i]!, r, true)));
-          return;
-        }
+        const computing = cache.batch<SampleOutcome[]>("responses", OPS.respond, cachedItems, (samplesOf, i) => samplesOf.forEach((r) => onAnswer(w, chunk[i]!, r, true)));
+        if (!computing) return;
         const promptOf = new Map(chunk.map((k, i) => [items[i]!.id, { image: k, item: cachedItems[i]!, samples: [] as SampleOutcome[] }]));
-        cache.modelCall("responses");
         const stream = replica.client.respond({ items, maxBatchSize: chunk.length }, { deadlineMs: pool.deadlineMs(replica, chunk.length * samples), signal: calls });
         for await (const msg of guarded(pool, replica, "Respond", stream)) {
           if (msg.event?.$case !== "response") continue;
@@ -131,18 +127,14 @@ export async function runResponseStage(ctx: StageContext): Promise<void> {
           s.worker.name,
           items.map((it, i) => ({ answerId: it.id, question: it.question, answer: it.answer, imageSha256: byPrompt.get(batch[i]!.promptId)!.artifact.sha256 })),
         );
-        const hits = cache.reuseBatch<ScoreOutcome>("responses", op, cachedItems);
-        if (hits) {
-          hits.forEach((r) => onScore(r, "journal"));
-          return;
-        }
-        const keyOf = new Map(items.map((it, i) => [it.id, cachedItems[i]!]));
-        cache.modelCall("responses");
+        // Results arrive under the answer id; each scorer journals its own item of it.
+        const itemOf = cache.batch<ScoreOutcome>("responses", op, cachedItems, (r) => onScore(r, "journal"), items.map((it) => it.id));
+        if (!itemOf) return;
         const stream = replica.client.scoreResponses({ items, maxBatchSize: batch.length }, { deadlineMs: pool.deadlineMs(replica, batch.length), signal: calls });
         for await (const msg of guarded(pool, replica, "Score", stream)) {
           if (msg.event?.$case !== "score") continue;
           const r = msg.event.value;
-          onScore(scoreOutcome(r), keyOf.get(r.id) ?? { id: r.id, key: null });
+          onScore(scoreOutcome(r), itemOf(r.id));
         }
       },
       calls,
