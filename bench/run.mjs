@@ -1,7 +1,7 @@
 // `npm run bench`: every benchmark in turn, each writing bench/results/<name>.json and
 // printing its table. Benchmarks, not tests: they time, they do not assert; the JSON
 // records each target and whether it was met.
-//   npm run bench [-- --quick] [-- --only overhead,throughput,transfer,memory,gpu]
+//   npm run bench [-- --quick] [-- --only overhead,throughput,transfer,memory,gpu] [-- --repeat N]
 import { execa } from "execa";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -13,7 +13,7 @@ import { throughputBench } from "./throughput.mjs";
 import { transferBench } from "./transfer.mjs";
 
 const ALL = ["throughput", "transfer", "memory", "overhead", "gpu"];
-const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" } } });
+const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" }, repeat: { type: "string" } } });
 const only = values.only ? values.only.split(",") : ALL;
 const unknown = only.filter((n) => !ALL.includes(n));
 if (unknown.length) {
@@ -26,11 +26,17 @@ if (!existsSync(join(ROOT, "dist", "cli", "main.js")) || !existsSync(join(ROOT, 
 }
 
 const quick = values.quick;
+// How many times the overhead benchmark runs each size (medians are reported).
+const repeat = values.repeat === undefined ? undefined : Number(values.repeat);
+if (repeat !== undefined && !(Number.isInteger(repeat) && repeat >= 1)) {
+  console.error(`bench: --repeat must be a whole number of at least 1, got '${values.repeat}'`);
+  process.exit(2);
+}
 const runners = {
   throughput: () => throughputBench({ quick }),
   transfer: () => transferBench({ quick }),
   memory: () => memoryBench({ quick }),
-  overhead: () => overheadBench({ quick }),
+  overhead: () => overheadBench({ quick, repeat }),
   // The GPU script's reduced CPU mode, so it is known to work where there is no GPU.
   gpu: async () => {
     const r = await execa("bash", [join(ROOT, "bench/gpu/run.sh"), "--cpu", RESULTS], { reject: false, stdout: "inherit", stderr: "inherit" });

@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pds_dpo_workers.proto import worker_pb2, worker_pb2_grpc
-from worker_harness import SCORER_MODEL, start_worker
+from worker_harness import PYTHON, SCORER_MODEL, start_worker, worker_env
 
 
 def test_hung_load_never_serves_and_sigterm_still_exits_0(store_dir, tmp_path):
@@ -80,3 +80,38 @@ def test_exits_when_the_parent_dies(store_dir, tmp_path):
             parent.wait()
     assert rc == 0, worker.log_tail()
     assert "parent process" in worker.log_path.read_text()
+
+
+def _autogroup_nice(pid: int | str = "self") -> int | None:
+    try:
+        with open(f"/proc/{pid}/autogroup") as f:
+            return int(f.read().split()[-1])
+    except OSError:
+        return None
+
+
+@pytest.mark.parametrize("new_session", [True, False], ids=["own-session", "shared-session"])
+def test_nice_lowers_the_whole_process_before_it_loads(store_dir, tmp_path, new_session):
+    ours = _autogroup_nice()
+    worker = start_worker("image-scorer", SCORER_MODEL, store_dir, tmp_path, extra_args=("--nice", "7"), new_session=new_session)
+    try:
+        # Every thread (the model-load and gRPC threads included) runs at the lower priority.
+        threads = os.listdir(f"/proc/{worker.process.pid}/task")
+        assert len(threads) > 1
+        for tid in threads:
+            assert os.getpriority(os.PRIO_PROCESS, int(tid)) == os.getpriority(os.PRIO_PROCESS, 0) + 7, tid
+        if ours is not None:
+            # Its own session's group is lowered too; a shared one (ours) never is.
+            assert _autogroup_nice(worker.process.pid) == (7 if new_session else ours)
+            assert _autogroup_nice() == ours
+    finally:
+        worker.terminate(timeout=5)
+
+
+def test_nice_out_of_range_is_one_usage_error(tmp_path):
+    r = subprocess.run(
+        [PYTHON, "-m", "pds_dpo_workers", "serve", "--kind", "image-scorer", "--model", "{}", "--nice", "25"],
+        capture_output=True, text=True, env=worker_env(), timeout=60,
+    )
+    assert r.returncode == 2
+    assert "--nice" in r.stderr and "Traceback" not in r.stderr

@@ -71,12 +71,26 @@ export function workersFor(loaded: LoadedConfig, stages: StageName[]): string[] 
   return Object.keys(loaded.config.workers).filter((n) => used.has(n));
 }
 
-/** Pure: whether every named worker is configured to compute on the CPU (a local or docker runtime with device: cpu). */
-export function allOnCpu(loaded: LoadedConfig, names: string[]): boolean {
-  return names.every((n) => {
-    const rt = loaded.config.workers[n]!.runtime;
-    return rt.type !== "remote" && rt.device === "cpu";
+/** How much each later stage lowers the CPU priority (nice) of its CPU workers. */
+export const NICE_PER_STAGE = 10;
+
+/**
+ * Pure: the CPU priority (nice, 0..19) each worker of `stages` starts with. Every worker
+ * starts at once; a CPU worker (local or docker, device: cpu) of the k-th stage to run gets
+ * nice min(19, k*10), so its start (imports, model load) never takes cores from an earlier stage's
+ * compute, and once its own stage runs it competes only with workers of that stage or later.
+ * Accelerator workers keep 0: their CPU time feeds the device.
+ */
+export function startNiceness(loaded: LoadedConfig, stages: StageName[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  stages.forEach((stage, k) => {
+    for (const name of workersFor(loaded, [stage])) {
+      if (name in out) continue;
+      const rt = loaded.config.workers[name]!.runtime;
+      out[name] = rt.type !== "remote" && rt.device === "cpu" ? Math.min(19, k * NICE_PER_STAGE) : 0;
+    }
   });
+  return out;
 }
 
 export async function runExperiment(opts: RunOptions): Promise<RunResult> {
@@ -135,11 +149,9 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const ctx: StageContext = { loaded, bus, store, runDir, pool, signal: stageSignal, cache, results: opts.resume ? resultsFromEvents(opts.resume.events) : {} };
   let error: unknown;
   try {
-    // Every worker starts now. Each stage waits only for its own, so accelerator work begins
-    // while later stages' models load; when every worker computes on the CPU, loads would
-    // take cores from that work, so the first stage waits for all of them instead.
-    pool.begin(toStart, signal, () => startFailed.abort());
-    if (allOnCpu(loaded, toStart)) await pool.ready(toStart);
+    // Every worker starts now and each stage waits only for its own, so the first stage
+    // computes while later stages' models load (at a lower CPU priority when on the CPU).
+    pool.begin(toStart, signal, () => startFailed.abort(), startNiceness(loaded, stages.filter((s) => !done.includes(s))));
     for (const stage of stages) {
       if (done.includes(stage)) continue;
       if (signal.aborted) throw new InterruptedError();

@@ -1,5 +1,5 @@
 // The workers of one run: each with its replicas, started together, described, and stopped
-// together. Batches are dispatched to ready replicas from a shared queue, one in flight per
+// together. Batches are dispatched to ready replicas from a shared queue, two in flight per
 // replica; a replica that dies has its batch requeued and is restarted. An RPC failure of a
 // worker that died becomes a WorkerCrashedError naming it and its log.
 import type { LoadedConfig } from "../config/load.js";
@@ -35,9 +35,14 @@ export function listSource<B>(batches: B[]): BatchSource<B> {
   return { next: async () => (i < batches.length ? batches[i++]! : null) };
 }
 
+/** Calls in flight per replica (runBatches). */
+export const PIPELINE_DEPTH = 2;
+
 export class WorkerPool {
   private readonly running = new Map<string, RunningWorker[]>();
   private readonly restarts = new Map<string, number>();
+  /** Replicas being restarted after a crash, so the other call in flight on one waits for it. */
+  private readonly restarting = new Map<string, Promise<void>>();
   /** Remote replicas that stopped answering: not used again in this run. */
   private readonly dropped = new Set<string>();
   private readonly remembered = new Map<string, WorkerInfo>();
@@ -46,6 +51,8 @@ export class WorkerPool {
   private readonly replicaStarts: Promise<unknown>[] = [];
   private readonly startAbort = new AbortController();
   private startFailure: unknown;
+  /** The CPU priority each worker starts (and restarts) with. */
+  private readonly niceness = new Map<string, number>();
   private failAll: (e: unknown) => void = () => {};
   /** Rejects with the first start failure (never resolves). */
   private readonly anyFailure = new Promise<never>((_, reject) => (this.failAll = reject));
@@ -84,9 +91,10 @@ export class WorkerPool {
    * Starts every replica of the named workers in the background. `ready(names)` waits for
    * some of them, so a stage begins as soon as its own workers serve while the workers of
    * later stages still load. The first start failure goes to `onFailure` (the run aborts on
-   * it) and is kept as `startError`.
+   * it) and is kept as `startError`. `niceness` lowers the CPU priority of some workers.
    */
-  begin(names: string[], signal: AbortSignal | undefined, onFailure: (e: unknown) => void = () => {}): void {
+  begin(names: string[], signal: AbortSignal | undefined, onFailure: (e: unknown) => void = () => {}, niceness: Record<string, number> = {}): void {
+    for (const [name, n] of Object.entries(niceness)) this.niceness.set(name, n);
     const startSignal = signal ? AbortSignal.any([signal, this.startAbort.signal]) : this.startAbort.signal;
     for (const name of names) {
       const replicas = Array.from({ length: replicaCount(this.loaded.config.workers[name]!) }, (_, i) => this.startReplica(name, i, startSignal));
@@ -132,7 +140,8 @@ export class WorkerPool {
     const logPath = this.logPath(name, replica);
     this.bus.emit({ type: "worker.starting", worker: name, replica, kind: config.kind, logPath });
     const t0 = performance.now();
-    const handle = await this.runtime.start({ name, replica, config, baseDir: this.loaded.baseDir, storeRoot: this.where.storeRoot, logPath }, signal);
+    const niceness = this.niceness.get(name) ?? 0;
+    const handle = await this.runtime.start({ name, replica, config, baseDir: this.loaded.baseDir, storeRoot: this.where.storeRoot, logPath, ...(niceness > 0 ? { niceness } : {}) }, signal);
     const client = new WorkerClient(name, handle.address, handle.connection);
     let info: WorkerInfo;
     try {
@@ -166,10 +175,12 @@ export class WorkerPool {
   }
 
   /**
-   * Runs every batch of `source` on the worker's replicas, each replica one batch at a time.
-   * A replica that dies has its batch put back in the queue (its results so far stay; the
-   * stage ignores repeated item ids) and is restarted up to the worker's max_restarts; past
-   * that (or when remote) it is dropped and the others take its work.
+   * Runs every batch of `source` on the worker's replicas, PIPELINE_DEPTH calls in flight per
+   * replica: the worker runs one batch at a time and the next one already waits in it, so
+   * the model never idles for a round trip or for our handling of the last results.
+   * A replica that dies has its batches put back in the queue (their results so far stay;
+   * the stage ignores repeated item ids) and is restarted once, up to the worker's
+   * max_restarts; past that (or when remote) it is dropped and the others take its work.
    */
   async runBatches<B>(name: string, source: BatchSource<B>, size: (b: B) => number, call: (replica: RunningWorker, batch: B) => Promise<void>, signal?: AbortSignal): Promise<void> {
     const retry: B[] = [];
@@ -177,7 +188,12 @@ export class WorkerPool {
     const usable = this.replicas(name).map((_, i) => i).filter((i) => !this.dropped.has(`${name}#${i}`));
     let live = usable.length;
     const loop = async (index: number) => {
+      const key = `${name}#${index}`;
       for (let batch = await next(); batch !== null; batch = await next()) {
+        if (this.dropped.has(key)) {
+          retry.push(batch);
+          return;
+        }
         const replica = this.replicas(name)[index]!;
         try {
           await call(replica, batch);
@@ -186,36 +202,48 @@ export class WorkerPool {
           const remote = replica.handle.runtimeInfo.type === "remote";
           const unreachable = remote && findError(e, RpcError)?.grpcCode === status.UNAVAILABLE;
           if ((!crash && !unreachable) || signal?.aborted) throw e;
-          const key = `${name}#${index}`;
+          retry.push(batch);
+          // The other call in flight on this replica failed with it: one restart (or drop) serves both.
+          const pending = this.restarting.get(key);
+          if (pending || this.replicas(name)[index] !== replica || this.dropped.has(key)) {
+            this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: `${(e as Error).message}; requeued with the replica's other batch` });
+            await pending;
+            if (this.dropped.has(key)) return;
+            continue;
+          }
           const restarts = (this.restarts.get(key) ?? 0) + 1;
           this.restarts.set(key, restarts);
           // Restart it (not ours to restart when remote) while its budget lasts...
           if (!remote && restarts <= this.loaded.config.workers[name]!.max_restarts) {
-            retry.push(batch);
             this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: `${(e as Error).message}; restarting it` });
             replica.client.close();
-            await this.startReplica(name, index, signal);
+            const restart = this.startReplica(name, index, signal).then(() => undefined);
+            this.restarting.set(key, restart.catch(() => undefined));
+            try {
+              await restart;
+            } finally {
+              this.restarting.delete(key);
+            }
             continue;
           }
           // ...else drop it: the other replicas take its batch, and with none left the run fails.
           this.dropped.add(key);
           if (--live === 0) throw e;
-          retry.push(batch);
           this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: `${(e as Error).message}; replica dropped` });
           return;
         }
       }
     };
-    const results = await Promise.allSettled(usable.map((i) => loop(i)));
+    const results = await Promise.allSettled(usable.flatMap((i) => Array.from({ length: PIPELINE_DEPTH }, () => loop(i))));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
     // A batch requeued after the other replicas finished still has to run.
     if (retry.length > 0) await this.runBatches(name, listSource(retry.splice(0)), size, call, signal);
   }
 
-  /** Deadline of one call with `items` items. */
+  /** Deadline of one call with `items` items; it may first wait for the replica's other batch in flight. */
   deadlineMs(worker: RunningWorker, items: number): number {
-    return 30_000 + worker.itemTimeoutMs * items;
+    return 30_000 + worker.itemTimeoutMs * items * PIPELINE_DEPTH;
   }
 
   /** If the worker's process ended, the RPC error becomes a crash naming the worker and its log. */

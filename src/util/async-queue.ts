@@ -1,8 +1,8 @@
-/** An unbounded async FIFO with close; `take(n)` waits for up to n items or the close. */
+/** An unbounded async FIFO with close; `take(n)` waits for up to n items or the close. Any number of takers may wait. */
 export class AsyncQueue<T> {
   private items: T[] = [];
   private closed = false;
-  private waiter: (() => void) | null = null;
+  private waiters: (() => void)[] = [];
 
   push(item: T): void {
     this.items.push(item);
@@ -17,15 +17,16 @@ export class AsyncQueue<T> {
   /** Resolves with 1..max items, or [] once closed and drained. */
   async take(max: number): Promise<T[]> {
     while (this.items.length < max && !this.closed) {
-      await new Promise<void>((resolve) => (this.waiter = resolve));
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
     return this.items.splice(0, max);
   }
 
+  /** Every waiter checks again (one that finds nothing waits again). */
   private wake(): void {
-    const w = this.waiter;
-    this.waiter = null;
-    w?.();
+    const ws = this.waiters;
+    this.waiters = [];
+    for (const w of ws) w();
   }
 }
 

@@ -19,6 +19,8 @@ export interface DockerRunInput {
   storeRoot: string;
   /** Host directories of path models, mounted read-only at the same path. */
   readOnlyMounts?: string[];
+  /** Lower CPU priority for the worker process (it renices itself: no privilege needed). */
+  niceness?: number;
 }
 
 export function dockerRunArgs(i: DockerRunInput): string[] {
@@ -35,6 +37,7 @@ export function dockerRunArgs(i: DockerRunInput): string[] {
   for (const [k, v] of Object.entries(rt.env).sort(([a], [b]) => (a < b ? -1 : 1))) args.push("--env", `${k}=${v}`);
   args.push("--env", `PDS_DPO_IMAGE_DIGEST=${i.digest}`);
   args.push(i.imageRef, "--model", modelSpecJson(spec), "--store", i.storeRoot, "--device", rt.device);
+  if (i.niceness) args.push("--nice", String(i.niceness));
   return args;
 }
 

@@ -29,14 +29,14 @@ export class DockerRuntime implements WorkerRuntime {
     if (rt.type !== "docker") throw new WorkerStartError(`worker '${req.name}': not a docker runtime (${rt.type})`);
     const { imageRef, digest } = await this.pin(rt.image);
     const containerName = `pdsdpo-${req.name}-${randomBytes(4).toString("hex")}`;
-    const args = dockerRunArgs({ containerName, imageRef, digest, config: req.config as WorkerConfig & { runtime: DockerRuntimeConfig }, baseDir: req.baseDir, storeRoot: req.storeRoot });
+    const args = dockerRunArgs({ containerName, imageRef, digest, config: req.config as WorkerConfig & { runtime: DockerRuntimeConfig }, baseDir: req.baseDir, storeRoot: req.storeRoot, niceness: req.niceness });
     return launchWorker(
       req,
       {
         file: this.docker,
         args,
         env: {},
-        runtimeInfo: { type: "docker", image: rt.image, image_ref: imageRef, image_digest: digest, container: containerName, gpus: rt.gpus ?? null },
+        runtimeInfo: { type: "docker", image: rt.image, image_ref: imageRef, image_digest: digest, container: containerName, gpus: rt.gpus ?? null, ...(req.niceness ? { nice: req.niceness } : {}) },
         startTimeoutS: rt.start_timeout_s,
         // The worker announces its in-container address; dial the loopback port docker published.
         resolveAddress: async () => parsePort((await execa(this.docker, ["port", containerName, `${CONTAINER_PORT}/tcp`])).stdout),

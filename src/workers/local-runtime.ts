@@ -18,14 +18,14 @@ export class LocalRuntime implements WorkerRuntime {
     if (!existsSync(python)) {
       throw new WorkerStartError(`worker '${req.name}': Python interpreter not found at ${python} (run the setup script, or set runtime.python)`);
     }
-    const args = localWorkerArgs(req.config, { baseDir: req.baseDir, storeRoot: req.storeRoot, parentPid: this.opts.parentPid ?? process.pid });
+    const args = localWorkerArgs(req.config, { baseDir: req.baseDir, storeRoot: req.storeRoot, parentPid: this.opts.parentPid ?? process.pid, niceness: req.niceness });
     return launchWorker(
       req,
       {
         file: python,
         args,
         env: { ...rt.env, PYTHONUNBUFFERED: "1", PYTHONDONTWRITEBYTECODE: "1" },
-        runtimeInfo: { type: "local", python, device: rt.device },
+        runtimeInfo: { type: "local", python, device: rt.device, ...(req.niceness ? { nice: req.niceness } : {}) },
         startTimeoutS: rt.start_timeout_s,
         pollMs: this.opts.pollMs,
       },

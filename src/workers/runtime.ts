@@ -19,6 +19,8 @@ export interface WorkerStartRequest {
   baseDir: string;
   storeRoot: string;
   logPath: string;
+  /** Start at this lower CPU priority (nice 1..19); process runtimes only. */
+  niceness?: number;
 }
 
 export interface WorkerHandle {

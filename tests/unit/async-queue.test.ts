@@ -24,6 +24,21 @@ describe("ChunkGate", () => {
     expect(await drain(gate)).toEqual([[3]]);
   });
 
+  it("serves several waiting consumers: each batch once, and every one of them ends at the close", async () => {
+    const gate = new ChunkGate<number>(["a", "b", "c"], 1);
+    const src = gate.source();
+    const consumers = [0, 1, 2, 3].map(async () => {
+      const got: number[][] = [];
+      for (let b = await src.next(); b !== null; b = await src.next()) got.push(b);
+      return got;
+    });
+    gate.resolve("b", 2);
+    gate.resolve("a", 1);
+    gate.finish();
+    const all = (await Promise.all(consumers)).flat();
+    expect(all.sort((x, y) => x[0]! - y[0]!)).toEqual([[1], [2]]);
+  });
+
   it("chunks in order", () => {
     expect(chunks([1, 2, 3, 4, 5], 2)).toEqual([[1, 2], [3, 4], [5]]);
     expect(chunks([], 3)).toEqual([]);

@@ -45,6 +45,14 @@ describe("docker runtime argv", () => {
     expect(args.join(" ")).not.toMatch(/HF_TOKEN=/);
   });
 
+  it("passes a lower CPU priority to the worker's own argv, after the image", () => {
+    const base = { containerName: "c", imageRef: "sha256:1", digest: "sha256:1", config: worker({}), baseDir: "/cfg", storeRoot: "/s" };
+    const args = dockerRunArgs({ ...base, niceness: 10 });
+    expect(args.slice(-2)).toEqual(["--nice", "10"]);
+    expect(args.indexOf("--nice")).toBeGreaterThan(args.indexOf("sha256:1"));
+    expect(dockerRunArgs(base)).not.toContain("--nice");
+  });
+
   it("pins images by registry digest, or by id for a local build", () => {
     expect(parseInspect("reg/x:1", '["reg/x@sha256:aa","other/x@sha256:bb"]|sha256:cc')).toEqual({ imageRef: "reg/x@sha256:aa", digest: "sha256:aa" });
     expect(parseInspect("x:dev", "null|sha256:cc")).toEqual({ imageRef: "sha256:cc", digest: "sha256:cc" });

@@ -30,4 +30,11 @@ describe("localWorkerArgs", () => {
     const tiny = WorkerSchema.parse({ kind: "image-generator", model: { source: "tiny", name: "sd", seed: 3 } });
     expect(localWorkerArgs(tiny, { baseDir: "/cfg", storeRoot: "/s", parentPid: 1 })[6]).toBe('{"source":"MODEL_SOURCE_TINY","id":"sd","seed":"3"}');
   });
+
+  it("passes a lower CPU priority only when there is one", () => {
+    const config = WorkerSchema.parse({ kind: "responder", model: { source: "tiny", name: "llava" } });
+    const args = localWorkerArgs(config, { baseDir: "/cfg", storeRoot: "/s", parentPid: 1, niceness: 5 });
+    expect(args.slice(-2)).toEqual(["--nice", "5"]);
+    expect(localWorkerArgs(config, { baseDir: "/cfg", storeRoot: "/s", parentPid: 1, niceness: 0 })).not.toContain("--nice");
+  });
 });

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadExperiment } from "../../src/config/load.js";
-import { allOnCpu, stagesToRun, workersFor } from "../../src/pipeline/run.js";
+import { NICE_PER_STAGE, startNiceness, stagesToRun, workersFor } from "../../src/pipeline/run.js";
 import { ROOT } from "../helpers.js";
 
 describe("what a run starts", () => {
@@ -13,11 +13,14 @@ describe("what a run starts", () => {
     expect(workersFor(loaded, ["responses"])).toEqual(["llava-a", "llava-b", "rm"]);
   });
 
-  it("waits for every worker up front only when all compute on the CPU", () => {
-    expect(allOnCpu(loaded, ["sd", "pick", "llava-a"])).toBe(true);
+  it("lowers the CPU priority of CPU workers by stage order; accelerator workers keep theirs", () => {
+    expect(startNiceness(loaded, ["images", "responses", "train", "evaluate"])).toEqual({
+      sd: 0, pick: 0, "llava-a": NICE_PER_STAGE, "llava-b": NICE_PER_STAGE, rm: NICE_PER_STAGE, dpo: Math.min(19, 2 * NICE_PER_STAGE), pope: Math.min(19, 3 * NICE_PER_STAGE),
+    });
+    // A resumed run counts from the first stage it still runs.
+    expect(startNiceness(loaded, ["responses", "train"])).toEqual({ "llava-a": 0, "llava-b": 0, rm: 0, dpo: NICE_PER_STAGE });
     const gpu = structuredClone(loaded);
-    gpu.config.workers.sd!.runtime = { ...gpu.config.workers.sd!.runtime, device: "auto" } as never;
-    expect(allOnCpu(gpu, ["sd", "pick"])).toBe(false);
-    expect(allOnCpu(gpu, ["pick"])).toBe(true);
+    gpu.config.workers["llava-a"]!.runtime = { ...gpu.config.workers["llava-a"]!.runtime, device: "auto" } as never;
+    expect(startNiceness(gpu, ["images", "responses"])["llava-a"]).toBe(0);
   });
 });
