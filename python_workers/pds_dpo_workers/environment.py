@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata as md
 import os
+import sys
 from functools import lru_cache
 
 from pds_dpo_workers.proto import common_pb2
@@ -35,10 +36,12 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@lru_cache(maxsize=1)
 def device_info() -> common_pb2.DeviceInfo:
-    import torch
-
-    if torch.cuda.is_available():
+    torch = sys.modules.get("torch")
+    # A worker that never loaded torch (the benchmark's null scorer) computes on the CPU;
+    # importing torch just to say so took seconds of CPU per process.
+    if torch is not None and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         return common_pb2.DeviceInfo(type="cuda", name=props.name, memory_bytes=props.total_memory, count=torch.cuda.device_count())
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -77,6 +77,14 @@ class Describer(worker_pb2_grpc.WorkerServiceServicer):
         )
 
 
+def _load_and_describe(kind_impl) -> common_pb2.LoadedModel:
+    model = kind_impl.load()
+    # Computed once here, off the event loop, so Describe answers at once.
+    device_info()
+    python_env_hash()
+    return model
+
+
 def _load_in_daemon_thread(fn) -> asyncio.Future:
     # A daemon thread, unlike asyncio.to_thread, does not keep a stopping worker alive
     # while a slow load (or a hung filesystem) is still in progress.
@@ -185,7 +193,7 @@ async def serve(kind_impl, opts: ServeOptions) -> int:
     watchers = [asyncio.create_task(_watch_parent(opts.parent_pid, opts.parent_poll_s, stop))] if opts.parent_pid else []
 
     exit_code = 0
-    load = _load_in_daemon_thread(kind_impl.load)
+    load = _load_in_daemon_thread(lambda: _load_and_describe(kind_impl))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait([load, stopping], return_when=asyncio.FIRST_COMPLETED)
     if load.done():

@@ -218,7 +218,8 @@ export class WorkerPool {
             this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: `${(e as Error).message}; restarting it` });
             replica.client.close();
             const restart = this.startReplica(name, index, signal).then(() => undefined);
-            this.restarting.set(key, restart.catch(() => undefined));
+            // A failed restart fails the run; the replica's other call must not try again.
+            this.restarting.set(key, restart.catch(() => void this.dropped.add(key)));
             try {
               await restart;
             } finally {
