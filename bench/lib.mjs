@@ -36,6 +36,11 @@ export function machine() {
   let commit = "";
   try {
     commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim();
+    // Changes to tracked code beyond that commit (results files aside) make the figures another code's.
+    const changed = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: ROOT, encoding: "utf8" })
+      .split("\n")
+      .filter((l) => l.trim() && !l.includes("bench/results/"));
+    if (changed.length) commit += "-dirty";
   } catch {
     commit = "";
   }
