@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--parent-pid", type=int, default=None, help="exit when this process dies")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.add_argument("--cpu-threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
-    s.add_argument("--nice", type=int, default=0, choices=range(0, 20), metavar="0..19", help="lower this process's CPU priority before anything loads")
+    s.add_argument("--nice", type=int, default=0, choices=range(0, 20), metavar="0..19", help="load the model (imports included) at this lower CPU priority; calls run at the normal one")
+    s.add_argument("--own-process-group", action="store_true", help="lead a process group of its own (what the orchestrator signals) in the caller's session")
     s.add_argument("--tls-cert", default=None, help="serve TLS with this PEM certificate (and --tls-key)")
     s.add_argument("--tls-key", default=None)
     s.add_argument("--tls-client-ca", default=None, help="require client certificates signed by this CA")
@@ -52,28 +53,15 @@ def _health(address: str, timeout: float) -> int:
     return 0 if res.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
-def _lower_priority(nice: int) -> None:
-    os.nice(nice)
-    # With autogroup scheduling, processes compete as sessions: the session's group nice is
-    # what counts between them. Set only when the session is the worker's own (the
-    # orchestrator starts each worker in one; in a container it is the container's init),
-    # never the nice of a shell it was started from.
-    if os.getsid(0) not in (os.getpid(), 1):
-        return
-    try:
-        with open("/proc/self/autogroup", "w") as f:
-            f.write(str(nice))
-    except OSError:
-        pass  # no autogroup here (or not Linux): the process nice alone applies
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "health":
         return _health(args.address, args.timeout)
-    if args.nice:
-        # First, so the imports and the model load already run at the lower priority.
-        _lower_priority(args.nice)
+    if args.own_process_group:
+        # Its own group, so the orchestrator can signal it and its children together, but
+        # the orchestrator's session: with autogroup scheduling, CPU shares are split between
+        # sessions, so only within one does a lower priority (--nice) count against the others.
+        os.setpgid(0, 0)
     logging.basicConfig(
         stream=sys.stderr, level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -91,11 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     except WorkerError as e:
         print(f"pds_dpo_workers: {e}", file=sys.stderr)
         return 2
-    make_deterministic()
-    if args.cpu_threads:
-        import torch
+    def prepare() -> None:
+        # In the load thread: importing torch is part of what --nice lowers.
+        make_deterministic()
+        if args.cpu_threads:
+            import torch
 
-        torch.set_num_threads(args.cpu_threads)
+            torch.set_num_threads(args.cpu_threads)
+
     store = Store(os.path.abspath(args.store)) if args.store else None
     cache_root = args.cache_root or (store.root if store else os.path.expanduser("~/.cache/pds-dpo"))
     ctx = WorkerContext(spec=spec, store=store, cache_root=cache_root, device=device() if args.device == "auto" else args.device)
@@ -111,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
         token=os.environ.get(args.token_env) or None,
+        prepare=prepare,
+        load_nice=args.nice,
     )
     code = asyncio.run(serve(module.create(ctx), opts))
     # Every call has ended and every store write is complete (atomic renames), so skip the

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -48,6 +49,10 @@ class ServeOptions:
     tls_client_ca: str | None = None
     # Bearer token every call but health must carry (from the environment, never argv).
     token: str | None = None
+    # Runs in the load thread before the model loads (process-wide torch settings).
+    prepare: Callable[[], None] | None = None
+    # The load thread's lower CPU priority (nice increment); 0 keeps it.
+    load_nice: int = 0
 
 
 def announce(event: str, **fields) -> None:
@@ -77,7 +82,22 @@ class Describer(worker_pb2_grpc.WorkerServiceServicer):
         )
 
 
-def _load_and_describe(kind_impl) -> common_pb2.LoadedModel:
+def lower_this_thread(nice: int) -> None:
+    """Lower the calling thread's CPU priority by `nice` (Linux: nice is per thread).
+
+    Threads it starts inherit it; the thread that serves calls and the batch threads it
+    starts keep theirs, so a worker loading in the background never slows the running
+    stage, and computes at the normal priority once loaded.
+    """
+    tid = threading.get_native_id()
+    os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+
+
+def _load_and_describe(kind_impl, opts: ServeOptions) -> common_pb2.LoadedModel:
+    if opts.load_nice:
+        lower_this_thread(opts.load_nice)
+    if opts.prepare:
+        opts.prepare()
     model = kind_impl.load()
     # Computed once here, off the event loop, so Describe answers at once.
     device_info()
@@ -193,7 +213,7 @@ async def serve(kind_impl, opts: ServeOptions) -> int:
     watchers = [asyncio.create_task(_watch_parent(opts.parent_pid, opts.parent_poll_s, stop))] if opts.parent_pid else []
 
     exit_code = 0
-    load = _load_in_daemon_thread(lambda: _load_and_describe(kind_impl))
+    load = _load_in_daemon_thread(lambda: _load_and_describe(kind_impl, opts))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait([load, stopping], return_when=asyncio.FIRST_COMPLETED)
     if load.done():

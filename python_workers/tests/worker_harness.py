@@ -146,7 +146,6 @@ def start_worker(
     parent_pid: int | None = None,
     wait_serving: bool = True,
     extra_args: tuple[str, ...] = (),
-    new_session: bool = False,
 ) -> Worker:
     """Start `python -m pds_dpo_workers serve`, wait for "listening" (and "serving")."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +162,7 @@ def start_worker(
     if parent_pid is not None:
         cmd += ["--parent-pid", str(parent_pid)]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=worker_env(), start_new_session=new_session)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=worker_env())
     worker = Worker(kind=kind, process=proc, store=store, log_path=log_path)
     worker._pump_thread = threading.Thread(target=worker._pump, name=f"stdout-{kind}", daemon=True)
     worker._pump_thread.start()

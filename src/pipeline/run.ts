@@ -75,10 +75,10 @@ export function workersFor(loaded: LoadedConfig, stages: StageName[]): string[] 
 export const NICE_PER_STAGE = 10;
 
 /**
- * Pure: the CPU priority (nice, 0..19) each worker of `stages` starts with. Every worker
- * starts at once; a CPU worker (local or docker, device: cpu) of the k-th stage to run gets
- * nice min(19, k*10), so its start (imports, model load) never takes cores from an earlier stage's
- * compute, and once its own stage runs it competes only with workers of that stage or later.
+ * Pure: the CPU priority (nice, 0..19) each worker of `stages` loads its model at. Every
+ * worker starts at once; a CPU worker (local or docker, device: cpu) of the k-th stage to
+ * run loads at nice min(19, k*10), so its imports and model load never take cores from an
+ * earlier stage's compute. Only the load is lowered: calls run at the normal priority.
  * Accelerator workers keep 0: their CPU time feeds the device.
  */
 export function startNiceness(loaded: LoadedConfig, stages: StageName[]): Record<string, number> {

@@ -20,6 +20,7 @@ export function localWorkerArgs(config: WorkerConfig, opts: { baseDir: string; s
     "0",
     "--parent-pid",
     String(opts.parentPid),
+    "--own-process-group",
     "--device",
     config.runtime.device,
     ...(config.runtime.cpu_threads ? ["--cpu-threads", String(config.runtime.cpu_threads)] : []),

@@ -28,6 +28,7 @@ export class LocalRuntime implements WorkerRuntime {
         runtimeInfo: { type: "local", python, device: rt.device, ...(req.niceness ? { nice: req.niceness } : {}) },
         startTimeoutS: rt.start_timeout_s,
         pollMs: this.opts.pollMs,
+        ownSession: false,
       },
       signal,
     );

@@ -59,7 +59,12 @@ class ProcessWorker implements WorkerHandle {
     try {
       process.kill(-this.pid, sig);
     } catch {
-      // Already gone.
+      // No such group: gone, or a worker that makes its own group has not yet made it.
+      try {
+        process.kill(this.pid, sig);
+      } catch {
+        // Already gone.
+      }
     }
   }
 
@@ -100,13 +105,18 @@ export interface LaunchOptions {
   /** Extra clean-up on kill (a container outlives a killed `docker run`). */
   onKill?: () => void;
   pollMs?: number;
+  /**
+   * Start it in a session of its own (default). A worker that makes its own process group
+   * (local: --own-process-group) stays in ours, where its lower load priority counts.
+   */
+  ownSession?: boolean;
 }
 
 export async function launchWorker(req: WorkerStartRequest, o: LaunchOptions, signal?: AbortSignal): Promise<WorkerHandle> {
   // Appended, never truncated: a resumed run keeps the log of the attempt before it.
   appendFileSync(req.logPath, `--- ${new Date().toISOString()} starting ${req.name}: ${o.file} ${o.args.slice(0, 5).join(" ")} ...\n`);
   const proc = execa(o.file, o.args, {
-    detached: true,
+    detached: o.ownSession ?? true,
     stdin: "ignore",
     stdout: "pipe",
     stderr: { file: req.logPath, append: true },

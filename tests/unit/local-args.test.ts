@@ -17,6 +17,7 @@ describe("localWorkerArgs", () => {
       "--host", "127.0.0.1",
       "--port", "0",
       "--parent-pid", "42",
+      "--own-process-group",
       "--device", "cuda",
       "--cpu-threads", "2",
     ]);
