@@ -32,6 +32,8 @@ async function runInto(config: string, store: string, extra: string[] = []) {
 }
 
 describe("orchestrate run configs/tiny.yaml", () => {
+  // Two whole tiny runs back to back: beside other test files on 2 cores they took 128 s to
+  // over 180 s (the default timeout).
   it("every stage: manifest of every image and the kept one, dataset files, adapter, base vs trained POPE; same seed, separate stores: identical images, scores, pairs and adapter", async () => {
     const a = await runInto(join(ROOT, "configs/tiny.yaml"), tempDir());
     const b = await runInto(join(ROOT, "configs/tiny.yaml"), tempDir());
@@ -100,7 +102,7 @@ describe("orchestrate run configs/tiny.yaml", () => {
     expect(events.filter((e) => e.type === "image.generated")).toHaveLength(128);
     expect(events.filter((e) => e.type === "train.step")).toHaveLength(4);
     expect(events.at(-1)).toMatchObject({ type: "run.finished", status: "succeeded" });
-  });
+  }, 420_000);
 
   it("streams JSON event lines with --json", async () => {
     const dir = tempDir();
