@@ -118,7 +118,8 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   });
   // A resumed run's manifest starts from the finished stages' events of the earlier attempt
   // (and the Describe of the workers it does not start again).
-  const toStart = workersFor(loaded, stages.filter((s) => !done.includes(s)));
+  const remaining = stages.filter((s) => !done.includes(s));
+  const toStart = workersFor(loaded, remaining);
   const carried = opts.resume ? carriedEvents(opts.resume.events, new Set(toStart)) : [];
   for (const e of carried) collector.listener(e);
   bus.subscribe(collector.listener);
@@ -151,7 +152,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   try {
     // Every worker starts now and each stage waits only for its own, so the first stage
     // computes while later stages' models load (at a lower CPU priority when on the CPU).
-    pool.begin(toStart, signal, () => startFailed.abort(), startNiceness(loaded, stages.filter((s) => !done.includes(s))));
+    pool.begin(toStart, signal, () => startFailed.abort(), startNiceness(loaded, remaining));
     for (const stage of stages) {
       if (done.includes(stage)) continue;
       if (signal.aborted) throw new InterruptedError();

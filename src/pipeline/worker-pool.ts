@@ -1,6 +1,6 @@
 // The workers of one run: each with its replicas, started together, described, and stopped
 // together. Batches are dispatched to ready replicas from a shared queue, two in flight per
-// replica; a replica that dies has its batch requeued and is restarted. An RPC failure of a
+// replica; a replica that dies has its batches requeued and is restarted. An RPC failure of a
 // worker that died becomes a WorkerCrashedError naming it and its log.
 import type { LoadedConfig } from "../config/load.js";
 import { replicaCount, type WorkerKindName } from "../config/schema.js";
@@ -51,7 +51,7 @@ export class WorkerPool {
   private readonly replicaStarts: Promise<unknown>[] = [];
   private readonly startAbort = new AbortController();
   private startFailure: unknown;
-  /** The CPU priority each worker starts (and restarts) with. */
+  /** The lower CPU priority each worker loads its model at, on start and restart. */
   private readonly niceness = new Map<string, number>();
   private failAll: (e: unknown) => void = () => {};
   /** Rejects with the first start failure (never resolves). */
@@ -91,7 +91,7 @@ export class WorkerPool {
    * Starts every replica of the named workers in the background. `ready(names)` waits for
    * some of them, so a stage begins as soon as its own workers serve while the workers of
    * later stages still load. The first start failure goes to `onFailure` (the run aborts on
-   * it) and is kept as `startError`. `niceness` lowers the CPU priority of some workers.
+   * it) and is kept as `startError`. `niceness` lowers the CPU priority of some workers' loads.
    */
   begin(names: string[], signal: AbortSignal | undefined, onFailure: (e: unknown) => void = () => {}, niceness: Record<string, number> = {}): void {
     for (const [name, n] of Object.entries(niceness)) this.niceness.set(name, n);
@@ -198,6 +198,7 @@ export class WorkerPool {
         try {
           await call(replica, batch);
         } catch (e) {
+          const requeued = (why: string) => this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: `${(e as Error).message}; ${why}` });
           const crash = findError(e, WorkerCrashedError);
           const remote = replica.handle.runtimeInfo.type === "remote";
           const unreachable = remote && findError(e, RpcError)?.grpcCode === status.UNAVAILABLE;
@@ -206,7 +207,7 @@ export class WorkerPool {
           // The other call in flight on this replica failed with it: one restart (or drop) serves both.
           const pending = this.restarting.get(key);
           if (pending || this.replicas(name)[index] !== replica || this.dropped.has(key)) {
-            this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: `${(e as Error).message}; requeued with the replica's other batch` });
+            requeued("requeued with the replica's other batch");
             await pending;
             if (this.dropped.has(key)) return;
             continue;
@@ -215,7 +216,7 @@ export class WorkerPool {
           this.restarts.set(key, restarts);
           // Restart it (not ours to restart when remote) while its budget lasts...
           if (!remote && restarts <= this.loaded.config.workers[name]!.max_restarts) {
-            this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: `${(e as Error).message}; restarting it` });
+            requeued("restarting it");
             replica.client.close();
             const restart = this.startReplica(name, index, signal).then(() => undefined);
             // A failed restart fails the run; the replica's other call must not try again.
@@ -230,7 +231,7 @@ export class WorkerPool {
           // ...else drop it: the other replicas take its batch, and with none left the run fails.
           this.dropped.add(key);
           if (--live === 0) throw e;
-          this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: `${(e as Error).message}; replica dropped` });
+          requeued("replica dropped");
           return;
         }
       }

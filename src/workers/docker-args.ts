@@ -19,7 +19,7 @@ export interface DockerRunInput {
   storeRoot: string;
   /** Host directories of path models, mounted read-only at the same path. */
   readOnlyMounts?: string[];
-  /** Lower CPU priority for the worker process (it renices itself: no privilege needed). */
+  /** Lower CPU priority of the worker's model load (its load thread renices itself: no privilege needed). */
   niceness?: number;
 }
 

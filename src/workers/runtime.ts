@@ -19,7 +19,7 @@ export interface WorkerStartRequest {
   baseDir: string;
   storeRoot: string;
   logPath: string;
-  /** Start at this lower CPU priority (nice 1..19); process runtimes only. */
+  /** Load the model at this lower CPU priority (nice 1..19; calls run at the normal one); process runtimes only. */
   niceness?: number;
 }
 
