@@ -19,8 +19,7 @@ import { log, PYTHON, ROOT, table, tempDir, writeResult } from "./lib.mjs";
 const { loadExperiment } = await import(join(ROOT, "dist/config/load.js"));
 const { planImages } = await import(join(ROOT, "dist/plan/image-plan.js"));
 const { toModelSpec, modelSpecJson } = await import(join(ROOT, "dist/workers/model-spec.js"));
-const { DEFAULT_BATCH } = await import(join(ROOT, "dist/plan/item-keys.js"));
-const { responseScorers } = await import(join(ROOT, "dist/config/schema.js"));
+const { batchSizeOf, responseScorers } = await import(join(ROOT, "dist/config/schema.js"));
 
 /** configs/tiny.yaml with its own prompts and only the stages that scale with them. */
 function experimentFor(dir, prompts) {
@@ -50,17 +49,17 @@ function freshStore(dir, name, models) {
 function workFile(dir, configPath, store) {
   const loaded = loadExperiment(configPath);
   const { workers, stages } = loaded.config;
-  const w = (name, batch) => ({ name, kind: workers[name].kind, model: modelSpecJson(toModelSpec(workers[name].model, loaded.baseDir)), batch: workers[name].batch_size ?? batch });
+  const w = (name) => ({ name, kind: workers[name].kind, model: modelSpecJson(toModelSpec(workers[name].model, loaded.baseDir)), batch: batchSizeOf(workers[name]) });
   const d = stages.responses.decoding;
   const work = {
     store,
     device: "cpu",
     cpu_threads: workers[stages.images.generator].runtime.cpu_threads ?? null,
     seed: loaded.config.seed,
-    generator: w(stages.images.generator, DEFAULT_BATCH.generate),
-    scorer: w(stages.images.scorer, DEFAULT_BATCH.imageScore),
-    responders: stages.responses.responders.map((n) => w(n, DEFAULT_BATCH.respond)),
-    response_scorer: w(responseScorers(stages.responses)[0].worker, DEFAULT_BATCH.responseScore),
+    generator: w(stages.images.generator),
+    scorer: w(stages.images.scorer),
+    responders: stages.responses.responders.map((n) => w(n)),
+    response_scorer: w(responseScorers(stages.responses)[0].worker),
     decoding: { max_new_tokens: d.max_new_tokens, do_sample: d.do_sample, temperature: d.temperature ?? 0, top_p: d.top_p ?? 0, top_k: d.top_k ?? 0, repetition_penalty: 0, num_samples: d.num_samples },
     candidates: planImages(stages.images, loaded.prompts, loaded.config.seed, loaded.config.seed_policy),
   };

@@ -101,6 +101,11 @@ export class InterruptedError extends OrchestratorError {
   }
 }
 
+/** Whether a retry may succeed: the first OrchestratorError on the cause chain says so. */
+export function isRetryable(err: unknown): boolean {
+  return findError(err, OrchestratorError)?.retryable ?? false;
+}
+
 /** Walks the cause chain, like Temporal's isGrpcDeadlineError helpers. */
 export function findError<T extends Error>(err: unknown, cls: abstract new (...args: never[]) => T): T | undefined {
   let cur: unknown = err;

@@ -1,7 +1,6 @@
 // The experiment.yaml schema. Strict everywhere: an unknown key is an error, so a typo
 // never silently falls back to a default.
 import { z } from "zod";
-import { DEFAULT_PAIR_POLICY } from "../plan/pairs.js";
 
 export const WORKER_KINDS = [
   "image-generator",
@@ -12,6 +11,16 @@ export const WORKER_KINDS = [
   "evaluator",
 ] as const;
 export type WorkerKindName = (typeof WORKER_KINDS)[number];
+
+/** Items per RPC of a worker whose config sets no batch_size: the one place this default lives (workers take what they are sent). */
+export const DEFAULT_BATCH_SIZE: Record<WorkerKindName, number> = {
+  "image-generator": 4,
+  "image-scorer": 16,
+  responder: 8,
+  "response-scorer": 16,
+  "dpo-trainer": 1,
+  evaluator: 8,
+};
 
 const positiveInt = z.number().int().positive();
 
@@ -134,12 +143,18 @@ export const WorkerSchema = z.strictObject({
   replicas: positiveInt.default(1),
   /** Restarts of a replica that dies (local, docker); 0: it is dropped, and with none left the stage fails. */
   max_restarts: z.number().int().nonnegative().default(0),
-  /** Items per RPC. */
+  /** Items per RPC (default: DEFAULT_BATCH_SIZE of the kind). */
   batch_size: positiveInt.optional(),
+  /** Retries of one batch whose call failed with a retryable error (the worker died or was unreachable, or a deadline passed); past them the run fails. */
+  retries: z.number().int().nonnegative().default(2),
   /** Deadline of one RPC: this many seconds per item in it, plus 30. */
   item_timeout_s: z.number().positive().default(600),
 });
 export type WorkerConfig = z.infer<typeof WorkerSchema>;
+
+export function batchSizeOf(w: WorkerConfig): number {
+  return w.batch_size ?? DEFAULT_BATCH_SIZE[w.kind];
+}
 
 const sizeSchema = z.union([
   positiveInt,
@@ -179,22 +194,29 @@ const DecodingSchema = z
     if (d.num_samples > 1 && !d.do_sample) ctx.addIssue({ code: "custom", path: ["num_samples"], message: "several samples need do_sample: true" });
   });
 
+/** How chosen/rejected pairs are picked from scored answers (plan/pairs.ts). */
+export const PairPolicySchema = z.strictObject({
+  policy: z.enum(["best-vs-worst"]).default("best-vs-worst"),
+  /** A pair needs chosen.score - rejected.score >= this (and > 0 when drop_ties). */
+  min_margin: z.number().nonnegative().default(0),
+  drop_ties: z.boolean().default(true),
+  /** Answers cut off at max_new_tokens are not candidates. */
+  drop_truncated: z.boolean().default(true),
+  /** Pairs whose normalized texts are at least this similar (0..1) are dropped; 1 disables. */
+  max_similarity: z.number().min(0).max(1).default(0.9),
+  /** Longer/shorter word-count ratio above this drops the pair; unset disables. */
+  max_length_ratio: z.number().min(1).optional(),
+  pairs_per_image: positiveInt.default(1),
+});
+export type PairPolicy = z.infer<typeof PairPolicySchema>;
+export const DEFAULT_PAIR_POLICY: PairPolicy = PairPolicySchema.parse({});
+
 export const ResponsesStageSchema = z.strictObject({
   responders: z.array(z.string().min(1)).min(1),
   decoding: DecodingSchema.default({ max_new_tokens: 256, do_sample: false, num_samples: 1 }),
   /** One response scorer, or a weighted sum of several (e.g. a text reward model and a VLM judge). */
   scorer: z.union([z.string().min(1), z.array(z.strictObject({ worker: z.string().min(1), weight: z.number() })).min(1)]),
-  pairs: z
-    .strictObject({
-      policy: z.enum(["best-vs-worst"]).default("best-vs-worst"),
-      min_margin: z.number().nonnegative().default(0),
-      drop_ties: z.boolean().default(true),
-      drop_truncated: z.boolean().default(true),
-      max_similarity: z.number().min(0).max(1).default(0.9),
-      max_length_ratio: z.number().min(1).optional(),
-      pairs_per_image: positiveInt.default(1),
-    })
-    .default(DEFAULT_PAIR_POLICY),
+  pairs: PairPolicySchema.default(() => PairPolicySchema.parse({})),
 });
 
 export const TrainStageSchema = z.strictObject({

@@ -1,18 +1,27 @@
 // The one event model: TTY progress, --json lines, events.jsonl and the manifest all
-// subscribe to these.
+// subscribe to these. Run- and worker-level events are declared here; each stage module
+// declares its own events by adding an entry to StageEvents (module augmentation), so a new
+// stage never edits this file and this file never imports a stage.
 import type { StageName, WorkerKindName } from "../config/schema.js";
 import type { WorkerFingerprint } from "../plan/cache-keys.js";
-import type { ImageCandidate } from "../plan/image-plan.js";
-import type { ArtifactInfo } from "../store/cas.js";
-import type { CacheCounts, CacheMode } from "../pipeline/item-cache.js";
-import type { AnswerRecord } from "../store/dataset-format.js";
 
 export interface ErrorInfo {
   code: string;
   message: string;
+  /** The same input fails the same way every time (set by the worker): such a failure may be journaled. */
+  deterministic?: boolean;
 }
 
-export type RunEventBody =
+/** use: reuse any journaled item; off: compute everything (--no-cache, replay); own-run: reuse only this run's items (resume of a --no-cache run). */
+export type CacheMode = "use" | "off" | "own-run";
+
+export interface CacheCounts {
+  hits: number;
+  computed: number;
+  model_calls: number;
+}
+
+export type CoreEventBody =
   | { type: "run.started"; runId: string; runDir: string; configFile: string; configSha256: string; stages: StageName[]; cache: CacheMode }
   | { type: "run.finished"; runId: string; status: "succeeded" | "failed"; error?: ErrorInfo; seconds: number }
   | { type: "stage.started"; stage: StageName; total: number }
@@ -22,24 +31,18 @@ export type RunEventBody =
   | { type: "worker.ready"; worker: string; replica: number; kind: WorkerKindName; address: string; pid: number; info: unknown; runtime: Record<string, unknown>; fingerprint: WorkerFingerprint | null; startup?: { listening_s: number; serving_s: number }; seconds: number }
   | { type: "worker.stopped"; worker: string; replica: number; exitCode: number | null; signal: string | null }
   | { type: "worker.requeued"; worker: string; replica: number; items: number; reason: string }
-  | { type: "image.generated"; candidate: ImageCandidate; worker: string; artifact?: ArtifactInfo; defects: string[]; error?: ErrorInfo; seconds?: number; cached?: boolean }
-  | { type: "image.scored"; id: string; worker: string; score?: number; components?: Record<string, number>; error?: ErrorInfo; cached?: boolean }
-  | { type: "image.selected"; promptId: string; kept: string | null; score?: number; reason?: string; path?: string; sha256?: string }
-  | { type: "response.generated"; answer: AnswerRecord; worker: string; cached?: boolean }
-  | { type: "response.scored"; id: string; worker: string; score?: number; components?: Record<string, number>; error?: ErrorInfo; cached?: boolean }
-  | {
-      type: "pairs.selected";
-      promptId: string;
-      pairs: { id: string; chosen: string; rejected: string; margin: number }[];
-      droppedCandidates: { id: string; reason: string }[];
-      droppedPair?: string;
-    }
-  | { type: "dataset.written"; files: { path: string; sha256: string; bytes: number }[]; pairs: number }
-  | { type: "train.step"; step: number; epoch: number; metrics: Record<string, number>; cached?: boolean }
-  | { type: "train.checkpoint"; step: number; path: string }
-  | { type: "train.finished"; steps: number; interrupted: boolean; adapter: { path: string; sha256: string; bytes: number }; metricsPath: string }
-  | { type: "eval.result"; benchmark: string; split: string; model: "base" | "trained"; metrics: Record<string, number>; answers?: string }
   | { type: "warning"; message: string };
 
+/**
+ * Each stage's own events, keyed by stage name: a stage module adds
+ * `declare module "<path>/events/types.js" { interface StageEvents { <stage>: <its union> } }`.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-interface
+export interface StageEvents {}
+
+export type StageEventBody = StageEvents[keyof StageEvents];
+export type RunEventBody = CoreEventBody | StageEventBody;
 export type RunEvent = RunEventBody & { ts: string };
 export type RunEventType = RunEvent["type"];
+/** One event type's event. */
+export type EventOf<T extends RunEventType> = Extract<RunEvent, { type: T }>;

@@ -3,18 +3,11 @@
 // model calls per stage for stage.finished and the manifest.
 import type { StageName } from "../config/schema.js";
 import type { EventBus } from "../events/bus.js";
-import type { ErrorInfo } from "../events/types.js";
+import type { CacheCounts, CacheMode, ErrorInfo } from "../events/types.js";
 import type { ContentStore } from "../store/cas.js";
 import type { Journal } from "../store/journal.js";
 
-/** use: reuse any journaled item; off: compute everything (--no-cache, replay); own-run: reuse only this run's items (resume of a --no-cache run). */
-export type CacheMode = "use" | "off" | "own-run";
-
-export interface CacheCounts {
-  hits: number;
-  computed: number;
-  model_calls: number;
-}
+export type { CacheCounts, CacheMode };
 
 /** A score result of either scorer kind, as the stages keep it and the journal stores it. */
 export interface ScoreOutcome {
@@ -24,8 +17,13 @@ export interface ScoreOutcome {
   error?: ErrorInfo;
 }
 
-export function scoreOutcome(s: { id: string; score: number; components: Record<string, number>; error?: { code: string; message: string } | undefined }): ScoreOutcome {
-  return s.error ? { id: s.id, error: { code: s.error.code, message: s.error.message } } : { id: s.id, score: s.score, components: s.components };
+export function scoreOutcome(s: { id: string; score: number; components: Record<string, number>; error?: ErrorInfo | undefined }): ScoreOutcome {
+  return s.error ? { id: s.id, error: errorInfo(s.error) } : { id: s.id, score: s.score, components: s.components };
+}
+
+/** An item error from the wire, as events and the journal keep it. */
+export function errorInfo(e: ErrorInfo): ErrorInfo {
+  return { code: e.code, message: e.message, ...(e.deterministic ? { deterministic: true } : {}) };
 }
 
 export interface CachedItem {
@@ -103,9 +101,9 @@ export class ItemCache {
     this.stats(stage).model_calls++;
   }
 
-  /** A computed item, committed after its artifacts are in the store. */
-  computed(stage: StageName, op: string, item: CachedItem, result: unknown, artifacts: string[]): void {
+  /** A computed item, committed after its artifacts are in the store (unless `journal` is false: a failure that may not repeat). */
+  computed(stage: StageName, op: string, item: CachedItem, result: unknown, artifacts: string[], journal = true): void {
     this.stats(stage).computed++;
-    if (item.key) this.journal.commit({ key: item.key, op, result, artifacts, runId: this.runId }, { stage, op, itemId: item.id, key: item.key, cached: false });
+    if (item.key && journal) this.journal.commit({ key: item.key, op, result, artifacts, runId: this.runId }, { stage, op, itemId: item.id, key: item.key, cached: false });
   }
 }

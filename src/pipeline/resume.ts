@@ -2,38 +2,14 @@
 // stages are not run again: their events feed the new manifest and their results (kept
 // images, dataset, adapter) feed the stages still to run.
 import type { StageName } from "../config/schema.js";
-import type { RunEvent } from "../events/types.js";
-import type { KeptImage, StageResults } from "./stage-context.js";
+import type { EventOf, RunEvent } from "../events/types.js";
+import type { StageResults } from "./stage.js";
+import { STAGE_REGISTRY, stageOfEvent } from "./stages/index.js";
 
-/** The stage an event belongs to; null for run- and worker-level events. */
-export function stageOfEvent(e: RunEvent): StageName | null {
-  switch (e.type) {
-    case "stage.started":
-    case "stage.progress":
-    case "stage.finished":
-      return e.stage;
-    case "image.generated":
-    case "image.scored":
-    case "image.selected":
-      return "images";
-    case "response.generated":
-    case "response.scored":
-    case "pairs.selected":
-    case "dataset.written":
-      return "responses";
-    case "train.step":
-    case "train.checkpoint":
-    case "train.finished":
-      return "train";
-    case "eval.result":
-      return "evaluate";
-    default:
-      return null;
-  }
-}
+export { stageOfEvent };
 
 export function finishedStages(events: RunEvent[]): StageName[] {
-  return events.filter((e): e is Extract<RunEvent, { type: "stage.finished" }> => e.type === "stage.finished" && e.status === "succeeded").map((e) => e.stage);
+  return events.filter((e): e is EventOf<"stage.finished"> => e.type === "stage.finished" && e.status === "succeeded").map((e) => e.stage);
 }
 
 /**
@@ -49,39 +25,12 @@ export function carriedEvents(events: RunEvent[], restarted: ReadonlySet<string>
   });
 }
 
+/** The results of the finished stages, each restored by its own stage from its events. */
 export function resultsFromEvents(events: RunEvent[]): StageResults {
   const results: StageResults = {};
   const done = new Set(finishedStages(events));
-  if (done.has("images")) {
-    const generated = new Map<string, Extract<RunEvent, { type: "image.generated" }>>();
-    const kept: KeptImage[] = [];
-    for (const e of events) {
-      if (e.type === "image.generated") generated.set(e.candidate.id, e);
-      if (e.type === "image.selected" && e.kept && e.path && e.score !== undefined) {
-        const g = generated.get(e.kept);
-        if (!g?.artifact) continue;
-        kept.push({
-          promptId: e.promptId,
-          promptIndex: g.candidate.promptIndex,
-          category: g.candidate.category,
-          t2iPrompt: g.candidate.prompt,
-          instruction: g.candidate.instruction,
-          candidateId: e.kept,
-          guidanceScale: g.candidate.guidanceScale,
-          score: e.score,
-          artifact: g.artifact,
-          path: e.path,
-        });
-      }
-    }
-    results.images = kept.sort((a, b) => a.promptIndex - b.promptIndex);
-  }
-  for (const e of events) {
-    if (e.type === "dataset.written" && done.has("responses")) {
-      const f = e.files.find((x) => x.path.endsWith("pairs.jsonl"))!;
-      results.dataset = { path: f.path, sha256: f.sha256, pairs: e.pairs };
-    }
-    if (e.type === "train.finished" && done.has("train")) results.adapter = { dir: e.adapter.path.replace(/\/adapter_model\.safetensors$/, ""), sha256: e.adapter.sha256 };
+  for (const stage of STAGE_REGISTRY) {
+    if (done.has(stage.name)) stage.restore(events.filter((e) => stageOfEvent(e) === stage.name), results);
   }
   return results;
 }

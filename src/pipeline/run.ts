@@ -1,7 +1,7 @@
 // One run, start to end: validate -> run directory -> workers -> stages -> manifest.
 // Whatever happens, workers are stopped and the manifest and events are written.
 import { loadExperiment, resolvePath, type LoadedConfig } from "../config/load.js";
-import { referencedNames, STAGES, WORKER_REFERENCES, type StageName } from "../config/schema.js";
+import { STAGES, type StageName } from "../config/schema.js";
 import { InterruptedError, OrchestratorError, UsageError } from "../errors.js";
 import { EventBus } from "../events/bus.js";
 import type { RunEvent } from "../events/types.js";
@@ -16,13 +16,11 @@ import { writeReport } from "../report/write.js";
 import { workerSpecDigest } from "../plan/cache-keys.js";
 import { Journal } from "../store/journal.js";
 import { WorkerInfo } from "../gen/pdsdpo/v1/common.js";
+import type { Manifest } from "../manifest/types.js";
 import { ItemCache, type CacheMode } from "./item-cache.js";
-import { runEvaluateStage } from "./evaluate-stage.js";
-import { runImageStage } from "./image-stage.js";
-import { runResponseStage } from "./response-stage.js";
 import { carriedEvents, finishedStages, resultsFromEvents } from "./resume.js";
-import type { StageContext } from "./stage-context.js";
-import { runTrainStage } from "./train-stage.js";
+import { executeStage, type StageContext } from "./stage.js";
+import { stageOf } from "./stages/index.js";
 import { WorkerPool } from "./worker-pool.js";
 
 export interface RunOptions {
@@ -46,16 +44,9 @@ export interface RunResult {
   runId: string;
   runDir: string;
   status: "succeeded" | "failed";
-  manifest: Record<string, unknown>;
+  manifest: Manifest;
   error?: unknown;
 }
-
-const EXECUTORS: Record<StageName, (ctx: StageContext) => Promise<void>> = {
-  images: runImageStage,
-  responses: runResponseStage,
-  train: runTrainStage,
-  evaluate: runEvaluateStage,
-};
 
 /** Pure: the stages a run executes, in order. */
 export function stagesToRun(loaded: LoadedConfig, until?: StageName): StageName[] {
@@ -67,7 +58,7 @@ export function stagesToRun(loaded: LoadedConfig, until?: StageName): StageName[
 
 /** Pure: the workers the given stages use, in config order. */
 export function workersFor(loaded: LoadedConfig, stages: StageName[]): string[] {
-  const used = new Set(WORKER_REFERENCES.filter((ref) => stages.includes(ref.stage)).flatMap((ref) => referencedNames(loaded.config.stages, ref)));
+  const used = new Set(stages.flatMap((s) => stageOf(s).workers(loaded.config)));
   return Object.keys(loaded.config.workers).filter((n) => used.has(n));
 }
 
@@ -157,7 +148,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
       if (done.includes(stage)) continue;
       if (signal.aborted) throw new InterruptedError();
       await pool.ready(workersFor(loaded, [stage]));
-      await EXECUTORS[stage](ctx);
+      await executeStage(stageOf(stage), ctx);
       writeManifest();
     }
   } catch (e) {

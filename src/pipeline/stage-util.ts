@@ -9,7 +9,7 @@ export function blobRef(a: ArtifactInfo): Blob {
 }
 
 /** Turns the RPC error of a worker that died into a crash naming the worker and its log. */
-export async function* guarded<T>(pool: WorkerPool, worker: RunningWorker, what: string, stream: AsyncGenerator<T>): AsyncGenerator<T> {
+export async function* guarded<T>(pool: WorkerPool, worker: RunningWorker, what: string, stream: AsyncIterable<T>): AsyncGenerator<T> {
   try {
     yield* stream;
   } catch (e) {

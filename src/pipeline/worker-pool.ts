@@ -3,9 +3,9 @@
 // replica; a replica that dies has its batches requeued and is restarted. An RPC failure of a
 // worker that died becomes a WorkerCrashedError naming it and its log.
 import type { LoadedConfig } from "../config/load.js";
-import { replicaCount, type WorkerKindName } from "../config/schema.js";
+import { batchSizeOf, replicaCount, type WorkerKindName } from "../config/schema.js";
 import { status } from "@grpc/grpc-js";
-import { findError, OrchestratorError, RpcError, WorkerCrashedError } from "../errors.js";
+import { findError, isRetryable, OrchestratorError, RpcError, WorkerCrashedError } from "../errors.js";
 import type { EventBus } from "../events/bus.js";
 import { WorkerInfo } from "../gen/pdsdpo/v1/common.js";
 import { WorkerClient } from "../workers/clients.js";
@@ -19,7 +19,7 @@ export interface RunningWorker {
   handle: WorkerHandle;
   client: WorkerClient;
   info: WorkerInfo;
-  batchSize: number | undefined;
+  batchSize: number;
   itemTimeoutMs: number;
   /** What decides the worker's outputs (cache keys); null when it cannot be known. */
   fingerprint: WorkerFingerprint | null;
@@ -154,7 +154,7 @@ export class WorkerPool {
     const described = WorkerInfo.toJSON(info) as Parameters<typeof workerFingerprint>[0];
     const threads = config.runtime.type === "local" ? (config.runtime.cpu_threads ?? null) : null;
     const fingerprint = workerFingerprint(described, handle.runtimeInfo, threads);
-    const worker: RunningWorker = { name, replica, kind: config.kind, handle, client, info, batchSize: config.batch_size, itemTimeoutMs: config.item_timeout_s * 1000, fingerprint };
+    const worker: RunningWorker = { name, replica, kind: config.kind, handle, client, info, batchSize: batchSizeOf(config), itemTimeoutMs: config.item_timeout_s * 1000, fingerprint };
     const list = this.running.get(name) ?? [];
     list[replica] = worker;
     this.running.set(name, list);
@@ -178,11 +178,14 @@ export class WorkerPool {
    * Runs every batch of `source` on the worker's replicas, PIPELINE_DEPTH calls in flight per
    * replica: the worker runs one batch at a time and the next one already waits in it, so
    * the model never idles for a round trip or for our handling of the last results.
-   * A replica that dies has its batches put back in the queue (their results so far stay;
-   * the stage ignores repeated item ids) and is restarted once, up to the worker's
-   * max_restarts; past that (or when remote) it is dropped and the others take its work.
+   * A call that fails with a retryable error (the error says so) puts its batch back in the
+   * queue, up to the worker's `retries` per batch (their results so far stay; the stage
+   * ignores repeated item ids). A replica that died is restarted up to the worker's
+   * max_restarts; past that, or when remote and unreachable, it is dropped and the others
+   * take its work. Any other error fails the run.
    */
-  async runBatches<B>(name: string, source: BatchSource<B>, size: (b: B) => number, call: (replica: RunningWorker, batch: B) => Promise<void>, signal?: AbortSignal): Promise<void> {
+  async runBatches<B>(name: string, source: BatchSource<B>, size: (b: B) => number, call: (replica: RunningWorker, batch: B) => Promise<void>, signal?: AbortSignal, attempts = new Map<B, number>()): Promise<void> {
+    const policy = this.loaded.config.workers[name]!;
     const retry: B[] = [];
     const next = async () => retry.shift() ?? (await source.next());
     const usable = this.replicas(name).map((_, i) => i).filter((i) => !this.dropped.has(`${name}#${i}`));
@@ -198,12 +201,19 @@ export class WorkerPool {
         try {
           await call(replica, batch);
         } catch (e) {
+          const tries = (attempts.get(batch) ?? 0) + 1;
+          if (!isRetryable(e) || tries > policy.retries || signal?.aborted) throw e;
+          attempts.set(batch, tries);
           const requeued = (why: string) => this.bus.emit({ type: "worker.requeued", worker: name, replica: index, items: size(batch), reason: `${(e as Error).message}; ${why}` });
-          const crash = findError(e, WorkerCrashedError);
-          const remote = replica.handle.runtimeInfo.type === "remote";
-          const unreachable = remote && findError(e, RpcError)?.grpcCode === status.UNAVAILABLE;
-          if ((!crash && !unreachable) || signal?.aborted) throw e;
           retry.push(batch);
+          const remote = replica.handle.runtimeInfo.type === "remote";
+          const died = findError(e, WorkerCrashedError) !== undefined;
+          const unreachable = remote && findError(e, RpcError)?.grpcCode === status.UNAVAILABLE;
+          // A live replica (a deadline, a passing unavailability) takes the batch again.
+          if (!died && !unreachable) {
+            requeued("retrying it");
+            continue;
+          }
           // The other call in flight on this replica failed with it: one restart (or drop) serves both.
           const pending = this.restarting.get(key);
           if (pending || this.replicas(name)[index] !== replica || this.dropped.has(key)) {
@@ -215,7 +225,7 @@ export class WorkerPool {
           const restarts = (this.restarts.get(key) ?? 0) + 1;
           this.restarts.set(key, restarts);
           // Restart it (not ours to restart when remote) while its budget lasts...
-          if (!remote && restarts <= this.loaded.config.workers[name]!.max_restarts) {
+          if (!remote && restarts <= policy.max_restarts) {
             requeued("restarting it");
             replica.client.close();
             const restart = this.startReplica(name, index, signal).then(() => undefined);
@@ -240,7 +250,7 @@ export class WorkerPool {
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
     // A batch requeued after the other replicas finished still has to run.
-    if (retry.length > 0) await this.runBatches(name, listSource(retry.splice(0)), size, call, signal);
+    if (retry.length > 0) await this.runBatches(name, listSource(retry.splice(0)), size, call, signal, attempts);
   }
 
   /** Deadline of one call with `items` items; it may first wait for the replica's other batch in flight. */

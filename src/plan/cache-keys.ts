@@ -93,5 +93,3 @@ export function workerSpecDigest(workerConfig: unknown): string {
   return digest(workerConfig);
 }
 
-/** Error codes that follow from the input alone: recomputing gives the same answer, so they are cached too. */
-export const DETERMINISTIC_ERRORS = new Set(["invalid_input", "invalid_image", "context_too_long", "empty_answer"]);

@@ -4,6 +4,7 @@
 import { batchKeys, type WorkerFingerprint } from "./cache-keys.js";
 import type { ResponsesStageConfig } from "../config/schema.js";
 import type { Decoding } from "../gen/pdsdpo/v1/responder.js";
+import type { ErrorInfo } from "../events/types.js";
 import type { ImageCandidate } from "./image-plan.js";
 
 type DecodingConfig = ResponsesStageConfig["decoding"];
@@ -27,9 +28,6 @@ export const OPS = {
   responseScore: "response.score",
   train: "train",
 } as const;
-
-/** Batch sizes of workers whose config sets none. */
-export const DEFAULT_BATCH = { generate: 4, imageScore: 16, respond: 8, responseScore: 16 } as const;
 
 /** The generator's request fields for one candidate. */
 export function generateParams(c: ImageCandidate) {
@@ -63,7 +61,7 @@ export interface SampleOutcome {
   text: string;
   numTokens: number;
   finishReason: string;
-  error?: { code: string; message: string };
+  error?: ErrorInfo;
 }
 
 export interface RespondInput {

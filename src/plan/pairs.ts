@@ -1,6 +1,7 @@
 // Pure: chosen/rejected pairs from scored candidate answers of one image.
 // best-vs-worst is the paper's policy; the filters fix its known weaknesses (an empty or
 // failed answer became "rejected"; ties and near-identical pairs carry no preference).
+import { DEFAULT_PAIR_POLICY, type PairPolicy } from "../config/schema.js";
 
 export interface AnswerCandidate {
   id: string;
@@ -12,29 +13,6 @@ export interface AnswerCandidate {
   score?: number;
   error?: string;
 }
-
-export interface PairPolicy {
-  policy: "best-vs-worst";
-  /** A pair needs chosen.score - rejected.score >= this (and > 0 when drop_ties). */
-  min_margin: number;
-  drop_ties: boolean;
-  /** Answers cut off at max_new_tokens are not candidates. */
-  drop_truncated: boolean;
-  /** Pairs whose normalized texts are at least this similar (0..1) are dropped; 1 disables. */
-  max_similarity: number;
-  /** Longer/shorter word-count ratio above this drops the pair; unset disables. */
-  max_length_ratio?: number;
-  pairs_per_image: number;
-}
-
-export const DEFAULT_PAIR_POLICY: PairPolicy = {
-  policy: "best-vs-worst",
-  min_margin: 0,
-  drop_ties: true,
-  drop_truncated: true,
-  max_similarity: 0.9,
-  pairs_per_image: 1,
-};
 
 export type CandidateDropReason = "failed" | "empty" | "truncated" | "unscored";
 export type PairDropReason = "too_few_candidates" | "tie" | "below_margin" | "near_duplicate" | "length_ratio";

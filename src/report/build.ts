@@ -10,19 +10,11 @@ import {
 } from "./diagnostics.js";
 import type { RunRecords } from "./records.js";
 
-interface PromptView {
-  id: string;
-  category: string;
-  instruction?: string;
-  candidates: { guidance_scale: number; score?: number; id: string }[];
-  kept: { id: string } | null;
-}
-
 export function buildDiagnostics(r: RunRecords) {
   const stages = Object.fromEntries(Object.entries(r.manifest.stages).map(([k, v]) => [k, { status: v.status, counts: v.counts ?? {}, seconds: v.seconds }]));
-  const images = r.manifest.stages.images as unknown as { status: string; prompts?: PromptView[] } | undefined;
+  const images = r.manifest.stages.images;
   const prompts = images?.prompts ?? [];
-  const responses = r.manifest.stages.responses as unknown as { dropped_candidates?: Record<string, number>; dropped_images?: Record<string, number> } | undefined;
+  const responses = r.manifest.stages.responses;
   return {
     schema: "pds-dpo/diagnostics@1",
     run_id: r.manifest.run_id,
@@ -32,7 +24,7 @@ export function buildDiagnostics(r: RunRecords) {
       ? {
           prompt_class_by_category: promptClassByCategory(prompts.filter((p) => p.instruction).map((p) => ({ category: p.category, instruction: p.instruction! }))),
           score_by_guidance: imageScoreByGuidance(prompts.map((p) => p.candidates.map((c) => ({ guidanceScale: c.guidance_scale, score: c.score, kept: p.kept?.id === c.id })))),
-          dropped: countBy(prompts.filter((p) => !p.kept).map((p) => (p as { dropped_reason?: string }).dropped_reason ?? "unknown")),
+          dropped: countBy(prompts.filter((p) => !p.kept).map((p) => p.dropped_reason ?? "unknown")),
         }
       : null,
     responses: r.pairs

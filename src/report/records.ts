@@ -2,21 +2,16 @@
 // run (or whose files are missing) is absent, never an empty list.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Manifest } from "../manifest/types.js";
+import type { EvalResult } from "../pipeline/stages/evaluate.js";
 import type { PairDiag } from "./diagnostics.js";
 
 export interface RunRecords {
   runDir: string;
-  manifest: ManifestView;
+  manifest: Manifest;
   pairs?: (PairDiag & { id: string; image: string; instruction: string; chosenModel: string; rejectedModel: string })[];
   trainSteps?: Record<string, number>[];
-  eval?: { benchmark: string; split: string; model: string; metrics: Record<string, number> }[];
-}
-
-export interface ManifestView {
-  run_id: string;
-  status: string;
-  config: { resolved: { name: string } };
-  stages: Record<string, { status: string; counts?: Record<string, number>; seconds?: number } & Record<string, unknown>>;
+  eval?: Omit<EvalResult, "answers">[];
 }
 
 interface PairLine {
@@ -38,9 +33,9 @@ const jsonl = <T>(path: string): T[] =>
     .map((l) => JSON.parse(l) as T);
 
 export function readRunRecords(runDir: string): RunRecords {
-  const manifest = JSON.parse(readFileSync(join(runDir, "manifest.json"), "utf8")) as ManifestView;
+  const manifest = JSON.parse(readFileSync(join(runDir, "manifest.json"), "utf8")) as Manifest;
   const records: RunRecords = { runDir, manifest };
-  const done = (stage: string) => manifest.stages[stage]?.status === "succeeded";
+  const done = (stage: keyof Manifest["stages"]) => manifest.stages[stage]?.status === "succeeded";
   const pairsPath = join(runDir, "dataset", "pairs.jsonl");
   if (done("responses") && existsSync(pairsPath)) {
     records.pairs = jsonl<PairLine>(pairsPath).map((p) => {

@@ -1,7 +1,8 @@
 // Pure: the preference dataset's on-disk formats. pairs.jsonl is TRL's conversational
 // preference format (prompt/chosen/rejected messages plus an `images` column, paths
 // relative to the run directory); llava.json is the published PDS-DPO release format.
-import type { Pair, PairPolicy } from "../plan/pairs.js";
+import type { PairPolicy } from "../config/schema.js";
+import type { Pair } from "../plan/pairs.js";
 
 export interface AnswerRecord {
   id: string;

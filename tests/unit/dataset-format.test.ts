@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_PAIR_POLICY } from "../../src/plan/pairs.js";
+import { DEFAULT_PAIR_POLICY } from "../../src/config/schema.js";
 import { datasetCard, llavaEntry, pairsJsonLine, questionOf, type AnswerRecord, type PairRecord } from "../../src/store/dataset-format.js";
 
 const answer = (id: string, text: string, score: number): AnswerRecord => ({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { summaryTable } from "../../src/pipeline/evaluate-stage.js";
+import { summaryTable } from "../../src/pipeline/stages/evaluate.js";
 import { popeFromImages } from "../../src/plan/pope-from-run.js";
 
 describe("POPE from a run's images", () => {
@@ -30,6 +30,22 @@ describe("eval summary table", () => {
   });
 
   it("shows '-' for a model that did not run", () => {
-    expect(summaryTable([{ benchmark: "pope", split: "run", model: "base", metrics: { accuracy: 0.5 } }])).toContain("| pope | run | accuracy | 0.5000 | - | - |");
+    expect(summaryTable([{ benchmark: "pope", split: "run", model: "base", metrics: { accuracy: 0.5 } }])).toContain("| pope | run | accuracy | 0.5000 |\n");
+    const table = summaryTable([
+      { benchmark: "pope", split: "a", model: "base", metrics: { accuracy: 0.5 } },
+      { benchmark: "pope", split: "a", model: "trained", metrics: { accuracy: 0.75 } },
+      { benchmark: "pope", split: "b", model: "base", metrics: { accuracy: 0.5 } },
+    ]);
+    expect(table).toContain("| pope | b | accuracy | 0.5000 | - | - |");
+  });
+
+  it("takes any number of named variants, each with its delta from the base", () => {
+    const table = summaryTable([
+      { benchmark: "pope", split: "random", model: "base", metrics: { accuracy: 0.5 } },
+      { benchmark: "pope", split: "random", model: "2k", metrics: { accuracy: 0.625 } },
+      { benchmark: "pope", split: "random", model: "5k", metrics: { accuracy: 0.375 } },
+    ]);
+    expect(table.split("\n")[0]).toBe("| benchmark | split | metric | base | 2k | 5k | delta 2k | delta 5k |");
+    expect(table).toContain("| pope | random | accuracy | 0.5000 | 0.6250 | 0.3750 | +0.1250 | -0.1250 |");
   });
 });

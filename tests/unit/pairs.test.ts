@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_PAIR_POLICY, normalizeText, pickPairs, textSimilarity, type AnswerCandidate, type PairPolicy } from "../../src/plan/pairs.js";
+import { DEFAULT_PAIR_POLICY, type PairPolicy } from "../../src/config/schema.js";
+import { normalizeText, pickPairs, textSimilarity, type AnswerCandidate } from "../../src/plan/pairs.js";
 
 let n = 0;
 const c = (score: number | undefined, text = `answer number ${++n} about a cat on a table`, extra: Partial<AnswerCandidate> = {}): AnswerCandidate => ({

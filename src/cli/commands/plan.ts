@@ -1,16 +1,17 @@
 import { join, resolve } from "node:path";
 import { loadExperiment, type LoadedConfig } from "../../config/load.js";
 import { workerSpecDigest, type WorkerFingerprint } from "../../plan/cache-keys.js";
-import { forecastHits, type ForecastWorker, type StageForecast } from "../../plan/cache-forecast.js";
+import { forecastHits, type ForecastWorker } from "../../plan/cache-forecast.js";
 import type { ImageCandidate } from "../../plan/image-plan.js";
-import { decodingRequest, DEFAULT_BATCH } from "../../plan/item-keys.js";
+import { decodingRequest } from "../../plan/item-keys.js";
 import { ContentStore } from "../../store/cas.js";
 import { questionOf } from "../../store/dataset-format.js";
 import { Journal, JOURNAL_FILE } from "../../store/journal.js";
 import { existsSync } from "node:fs";
-import { responseScorers } from "../../config/schema.js";
+import { batchSizeOf, responseScorers } from "../../config/schema.js";
 import { planImages } from "../../plan/image-plan.js";
 import { stagesToRun, workersFor } from "../../pipeline/run.js";
+import { stageOf } from "../../pipeline/stages/index.js";
 import type { Output } from "../output.js";
 
 /** Cache hits per stage, forecast from the store's journal and each worker's last seen fingerprint. */
@@ -18,22 +19,22 @@ function cacheForecast(loaded: LoadedConfig, storeRoot: string, candidates: Imag
   const journal = Journal.openReadonly(storeRoot);
   try {
     const store = new ContentStore(storeRoot);
-    const worker = (name: string, batch: number): ForecastWorker => {
+    const worker = (name: string): ForecastWorker => {
       const config = loaded.config.workers[name]!;
-      return { name, fingerprint: (journal?.knownWorker(workerSpecDigest(config)) as WorkerFingerprint | undefined) ?? null, batchSize: config.batch_size ?? batch };
+      return { name, fingerprint: (journal?.knownWorker(workerSpecDigest(config)) as WorkerFingerprint | undefined) ?? null, batchSize: batchSizeOf(config) };
     };
     const s = loaded.config.stages;
     return forecastHits({
       seed: loaded.config.seed,
       candidates,
-      generator: worker(s.images.generator, DEFAULT_BATCH.generate),
-      scorer: worker(s.images.scorer, DEFAULT_BATCH.imageScore),
+      generator: worker(s.images.generator),
+      scorer: worker(s.images.scorer),
       minScore: s.images.min_score,
       ...(s.responses
         ? {
             responses: {
-              responders: s.responses.responders.map((n) => worker(n, DEFAULT_BATCH.respond)),
-              scorers: responseScorers(s.responses).map((x) => worker(x.worker, DEFAULT_BATCH.responseScore)),
+              responders: s.responses.responders.map(worker),
+              scorers: responseScorers(s.responses).map((x) => worker(x.worker)),
               decoding: decodingRequest(s.responses.decoding),
               questionOf,
             },
@@ -56,23 +57,9 @@ export function planCommand(opts: { config: string; store: string; json: boolean
   const { stages: s } = loaded.config;
   const stages = stagesToRun(loaded);
   const candidates = planImages(s.images, loaded.prompts, loaded.config.seed, loaded.config.seed_policy);
-  const prompts = loaded.prompts.length;
   const workers = workersFor(loaded, stages).map((name) => ({ name, kind: loaded.config.workers[name]!.kind, model: loaded.config.workers[name]!.model }));
-  const forecast = cacheForecast(loaded, resolve(opts.store), candidates);
-  const hits = (f: StageForecast | undefined) => ({ model_items: f?.items ?? 0, cache_hits: f?.hits ?? 0, to_compute: f?.toCompute ?? 0 });
-  const counts: Record<string, Record<string, number>> = { images: { prompts, candidates: candidates.length, ...hits(forecast?.images) } };
-  if (s.responses) {
-    const answers = prompts * s.responses.responders.length * s.responses.decoding.num_samples;
-    counts.responses = {
-      max_kept_images: prompts,
-      max_answers: answers,
-      max_scores: answers * responseScorers(s.responses).length,
-      max_pairs: prompts * s.responses.pairs.pairs_per_image,
-      ...hits(forecast?.responses),
-    };
-  }
-  if (s.train) counts.train = { max_steps: s.train.optim.max_steps ?? 0, epochs: s.train.optim.max_steps ? 0 : (s.train.optim.epochs ?? 1), gpus: s.train.gpus };
-  if (s.evaluate) counts.evaluate = { benchmarks: s.evaluate.benchmarks.length, models: s.train ? 2 : 1 };
+  const forecast = cacheForecast(loaded, resolve(opts.store), candidates) ?? {};
+  const counts = Object.fromEntries(stages.map((name) => [name, stageOf(name).plan({ loaded, forecast })]));
   const plan = {
     name: loaded.config.name,
     config_sha256: loaded.sha256,

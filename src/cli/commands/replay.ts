@@ -5,12 +5,11 @@ import { ExperimentSchema, STAGES, type StageName } from "../../config/schema.js
 import { ReplayMismatchError, UsageError } from "../../errors.js";
 import { EventBus } from "../../events/bus.js";
 import { firstDifference, fingerprintMismatch, parseTolerance } from "../../manifest/compare.js";
+import type { Manifest } from "../../manifest/types.js";
 import { runExperiment } from "../../pipeline/run.js";
 import { ContentStore } from "../../store/cas.js";
 import { decodePng, pixelDistance } from "../../store/png.js";
 import { reporterFor, type Output } from "../output.js";
-
-type Json = Record<string, unknown>;
 
 /** Answer texts of a run, from its dataset (for a readable text difference). */
 function answerTexts(runDir: string): Map<string, string> {
@@ -31,20 +30,20 @@ export async function replayCommand(o: { manifest: string; store: string; tolera
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  let before: Json;
+  let before: Manifest;
   try {
-    before = JSON.parse(readFileSync(o.manifest, "utf8")) as Json;
+    before = JSON.parse(readFileSync(o.manifest, "utf8")) as Manifest;
   } catch {
     throw new UsageError(`cannot read a manifest at ${o.manifest}`);
   }
   if (before.schema !== "pds-dpo/manifest@1") throw new UsageError(`${o.manifest} is not a pds-dpo manifest`);
-  const cfg = before.config as { file: string; resolved: unknown };
+  const cfg = before.config;
   const parsed = ExperimentSchema.safeParse(cfg.resolved);
   if (!parsed.success) throw new UsageError(`${o.manifest}: its config does not validate: ${parsed.error.issues[0]?.message}`);
   const loaded = completeExperiment(parsed.data, { file: cfg.file, baseDir: dirname(cfg.file), text: JSON.stringify(cfg.resolved) });
-  const pinned = (before.inputs as { prompts?: { sha256: string } } | undefined)?.prompts?.sha256;
+  const pinned = before.inputs?.prompts?.sha256;
   if (pinned && pinned !== loaded.promptsSha256) throw new UsageError(`the prompts file changed since run ${String(before.run_id)} (sha256 ${pinned.slice(0, 12)}, now ${loaded.promptsSha256.slice(0, 12)}); it cannot be replayed`);
-  const stages = Object.keys(before.stages as Json).filter((s): s is StageName => (STAGES as readonly string[]).includes(s));
+  const stages = Object.keys(before.stages ?? {}).filter((s): s is StageName => (STAGES as readonly string[]).includes(s));
   const until = STAGES.filter((s) => stages.includes(s)).pop();
 
   const bus = new EventBus();
@@ -68,7 +67,13 @@ export async function replayCommand(o: { manifest: string; store: string; tolera
     const [b, a] = [pixels(shaBefore), pixels(shaAfter)];
     return b && a ? pixelDistance(b, a) : null;
   };
-  const diff = firstDifference(before, result.manifest, tol, { texts: { before: origDir ? answerTexts(origDir) : new Map(), after: answerTexts(result.runDir) }, images });
+  let diff;
+  try {
+    diff = firstDifference(before, result.manifest, tol, { texts: { before: origDir ? answerTexts(origDir) : new Map(), after: answerTexts(result.runDir) }, images });
+  } catch (e) {
+    // A hand-edited manifest whose sections have other shapes than the run wrote.
+    throw new UsageError(`${o.manifest}: its stage records cannot be compared (${(e as Error).message})`);
+  }
   if (diff) throw new ReplayMismatchError(`replay ${runId} differs from ${String(before.run_id)}: first in stage ${diff.stage}, item ${diff.item}: ${diff.what}`);
   out.stdout(`replay ${runId} matches ${String(before.run_id)}: every hash equal\n`);
   return 0;

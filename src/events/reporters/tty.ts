@@ -6,6 +6,8 @@ export interface TtyOptions {
   write: (text: string) => void;
   isTTY: boolean;
   width?: number;
+  /** The line for a stage's own event (each stage says how it reads); null prints none. */
+  stageLine?: (e: RunEvent) => string | null;
 }
 
 export function bar(done: number, total: number, width = 24): string {
@@ -51,38 +53,21 @@ export function ttyReporter(opts: TtyOptions): Listener {
         else if (e.done === e.total) line(`${key} ${e.done}/${e.total}`);
         return;
       }
-      case "image.generated":
-        if (e.error) line(`warning: ${e.candidate.id}: ${e.error.message}`);
-        else if (e.defects.length) line(`warning: ${e.candidate.id}: defective image (${e.defects.join(", ")}), not kept`);
-        return;
-      case "image.scored":
-        if (e.error) line(`warning: ${e.id}: not scored: ${e.error.message}`);
-        return;
       case "stage.finished": {
         for (const k of [...progress.keys()]) if (k.startsWith(`${e.stage}/`)) progress.delete(k);
         const counts = Object.entries(e.counts).map(([k, v]) => `${k}=${v}`).join(" ");
         return line(`stage ${e.stage} ${e.status} in ${e.seconds.toFixed(1)}s: ${counts}`);
-      }
-      case "train.step": {
-        const m = e.metrics;
-        const fmt = (k: string) => (m[k] === undefined ? "" : ` ${k.replace("rewards/", "")}=${m[k]!.toFixed(4)}`);
-        return line(`train step ${e.step}${fmt("loss")}${fmt("rewards/margins")}${fmt("rewards/accuracies")}${fmt("learning_rate")}`);
-      }
-      case "train.checkpoint":
-        return line(`train checkpoint at step ${e.step}: ${e.path}`);
-      case "train.finished":
-        return line(`train ${e.interrupted ? "interrupted" : "finished"} after ${e.steps} steps; adapter ${e.adapter.path} (sha256 ${e.adapter.sha256.slice(0, 12)})`);
-      case "eval.result": {
-        const m = e.metrics;
-        return line(`eval ${e.benchmark}/${e.split} ${e.model}: accuracy=${m.accuracy?.toFixed(4)} precision=${m.precision?.toFixed(4)} recall=${m.recall?.toFixed(4)} f1=${m.f1?.toFixed(4)} unparseable=${m.unparseable}`);
       }
       case "warning":
         return line(`warning: ${e.message}`);
       case "run.finished":
         progress.clear();
         return line(e.status === "succeeded" ? `run ${e.runId} succeeded in ${e.seconds.toFixed(1)}s` : `run ${e.runId} failed: ${e.error?.message ?? "unknown error"}`);
-      default:
+      default: {
+        const text = opts.stageLine?.(e);
+        if (text) line(text);
         return;
+      }
     }
   };
 }

@@ -1,0 +1,226 @@
+// The train stage: dataset/pairs.jsonl -> DPO (TRL + LoRA) on the trainer worker. Step
+// metrics stream to the terminal, events.jsonl and train/metrics.jsonl as they happen;
+// the adapter ends up in the store and in train/adapter/. A finished training is journaled
+// as one item (key: the train settings, the trainer's fingerprint, the dataset and its
+// images); an unchanged rerun reuses its adapter and replays its step metrics.
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { resolvePath } from "../../config/load.js";
+import { StageFailedError } from "../../errors.js";
+import type { RunEvent } from "../../events/types.js";
+import { short } from "../../manifest/diff.js";
+import type { ArtifactRecord } from "../../manifest/types.js";
+import { OPS, trainKey } from "../../plan/item-keys.js";
+import { derivedSeed } from "../../plan/seeds.js";
+import { sha256, type ArtifactInfo } from "../../store/cas.js";
+import { listSource } from "../worker-pool.js";
+import { runCachedBatches } from "../batch-runner.js";
+import { referencedWorkers, type Stage, type StageContext, type StageRun } from "../stage.js";
+import { blobRef } from "../stage-util.js";
+
+type StepMetrics = { step: number; epoch: number; metrics: Record<string, number> };
+type AdapterFile = { path: string; sha256: string; bytes: number };
+
+type TrainEvent =
+  | { type: "train.step"; step: number; epoch: number; metrics: Record<string, number>; cached?: boolean }
+  | { type: "train.checkpoint"; step: number; path: string }
+  | { type: "train.finished"; steps: number; interrupted: boolean; adapter: AdapterFile; metricsPath: string };
+
+declare module "../../events/types.js" {
+  interface StageEvents {
+    train: TrainEvent;
+  }
+}
+declare module "../../manifest/types.js" {
+  interface StageSections {
+    /** steps, interrupted, adapter and metrics once training finished. */
+    train: { steps?: number; interrupted?: boolean; adapter?: AdapterFile; metrics?: string; final_metrics?: Record<string, number>; checkpoints: { step: number; path: string }[] };
+  }
+  interface ManifestOutputs {
+    adapter_sha256: string;
+  }
+}
+declare module "../stage.js" {
+  interface StageResults {
+    /** The trained LoRA adapter's directory (relative to the run directory) and weights hash. */
+    adapter?: { dir: string; sha256: string };
+  }
+}
+
+/** A finished training as the journal keeps it: the adapter's files and every step's metrics. */
+interface TrainOutcome {
+  steps: number;
+  interrupted: boolean;
+  adapter: ArtifactInfo;
+  adapterConfig: ArtifactInfo;
+  log: StepMetrics[];
+}
+
+function artifactInfo(ref: { uri: string; sha256: string; bytes: number; mediaType: string }): ArtifactInfo {
+  return { uri: ref.uri, sha256: ref.sha256, bytes: ref.bytes, mediaType: ref.mediaType };
+}
+
+async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
+  const { loaded, bus, store, runDir, pool, signal } = ctx;
+  const stage = loaded.config.stages.train!;
+  const dataset = ctx.results.dataset;
+  if (!dataset || dataset.pairs === 0) throw new StageFailedError("the train stage has no preference pairs to train on");
+  const trainer = pool.get(stage.trainer);
+  const deepspeedConfig = stage.deepspeed ? resolvePath(loaded.baseDir, stage.deepspeed) : "";
+  let deepspeed = "";
+  if (deepspeedConfig) {
+    try {
+      deepspeed = sha256(readFileSync(deepspeedConfig));
+    } catch {
+      throw new StageFailedError(`stages.train.deepspeed: file not found: ${deepspeedConfig}`);
+    }
+  }
+  stageRun.begin(stage.optim.max_steps ?? 0);
+  stageRun.counts = { steps: 0 };
+  const dir = join(runDir.path, "train");
+  mkdirSync(join(dir, "adapter"), { recursive: true });
+  const metricsPath = join(dir, "metrics.jsonl");
+  const data = store.put(readFileSync(join(runDir.path, dataset.path)), "application/jsonl");
+  const req = {
+    dataset: blobRef(data),
+    imageRoot: runDir.path,
+    lora: { r: stage.lora.r, alpha: stage.lora.alpha, dropout: stage.lora.dropout, targetModules: stage.lora.target_modules ?? [] },
+    dpo: { beta: stage.dpo.beta, lossType: stage.dpo.loss_type },
+    optim: {
+      learningRate: stage.optim.lr,
+      scheduler: stage.optim.scheduler,
+      warmupRatio: stage.optim.warmup_ratio,
+      epochs: stage.optim.epochs ?? 0,
+      maxSteps: stage.optim.max_steps ?? 0,
+      batchSize: stage.optim.batch_size,
+      gradAccumulation: stage.optim.grad_accumulation,
+      maxLength: stage.optim.max_length ?? 0,
+      precision: stage.optim.precision,
+      projectorLearningRate: stage.optim.projector_lr ?? 0,
+    },
+    seed: derivedSeed(loaded.config.seed, "train"),
+    checkpointDir: join(dir, "checkpoints"),
+    checkpointEvery: stage.checkpoint_every,
+    // A resumed run continues from the newest checkpoint of the earlier attempt.
+    resume: existsSync(join(dir, "checkpoints")),
+    gpus: stage.gpus,
+    deepspeedConfig,
+  };
+  const epochs = stage.optim.max_steps ? 1 : (stage.optim.epochs ?? 1);
+  const item = trainKey(trainer.fingerprint, { lora: req.lora, dpo: req.dpo, optim: req.optim, seed: req.seed, gpus: req.gpus, deepspeed }, [data.sha256, ...(ctx.results.images ?? []).map((k) => k.artifact.sha256).sort()]);
+  const finish = (r: TrainOutcome, cached: boolean) => {
+    if (cached) {
+      runDir.writeAtomic(metricsPath, r.log.map((l) => `${JSON.stringify({ step: l.step, epoch: l.epoch, ...l.metrics })}\n`).join(""));
+      for (const l of r.log) bus.emit({ type: "train.step", step: l.step, epoch: l.epoch, metrics: l.metrics, cached: true });
+    }
+    const adapterPath = join(dir, "adapter", "adapter_model.safetensors");
+    runDir.placeArtifact(store.pathOf(r.adapter.sha256), adapterPath);
+    runDir.placeArtifact(store.pathOf(r.adapterConfig.sha256), join(dir, "adapter", "adapter_config.json"));
+    bus.emit({ type: "train.finished", steps: r.steps, interrupted: r.interrupted, adapter: { path: runDir.rel(adapterPath), sha256: r.adapter.sha256, bytes: r.adapter.bytes }, metricsPath: runDir.rel(metricsPath) });
+    stageRun.counts = { pairs: dataset.pairs, steps: r.steps };
+    ctx.results.adapter = { dir: runDir.rel(join(dir, "adapter")), sha256: r.adapter.sha256 };
+  };
+  // The whole training is one item of one batch, on the trainer's first replica.
+  await runCachedBatches<typeof item, TrainOutcome>(
+    ctx,
+    {
+      stage: "train",
+      op: OPS.train,
+      worker: stage.trainer,
+      source: listSource([item]),
+      size: () => 1,
+      deadlineItems: () => dataset.pairs * epochs,
+      items: (one) => [one],
+      rpc: "Train",
+      async *call(replica, _batch, options) {
+        const log: StepMetrics[] = [];
+        for await (const msg of replica.client.train(req, options)) {
+          const ev = msg.event;
+          if (ev?.$case === "step") {
+            stageRun.counts.steps = ev.value.step;
+            appendFileSync(metricsPath, `${JSON.stringify({ step: ev.value.step, epoch: ev.value.epoch, ...ev.value.metrics })}\n`);
+            log.push({ step: ev.value.step, epoch: ev.value.epoch, metrics: ev.value.metrics });
+            bus.emit({ type: "train.step", step: ev.value.step, epoch: ev.value.epoch, metrics: ev.value.metrics });
+          } else if (ev?.$case === "progress") {
+            stageRun.progress("steps", ev.value.done, ev.value.total);
+          } else if (ev?.$case === "checkpoint") {
+            bus.emit({ type: "train.checkpoint", step: ev.value.step, path: runDir.rel(ev.value.path) });
+          } else if (ev?.$case === "result") {
+            const r = ev.value;
+            if (!r.adapter || !r.adapterConfig) throw new StageFailedError("the trainer returned no adapter");
+            store.verify(r.adapter);
+            store.verify(r.adapterConfig);
+            const outcome: TrainOutcome = { steps: r.steps, interrupted: r.interrupted, adapter: artifactInfo(r.adapter), adapterConfig: artifactInfo(r.adapterConfig), log };
+            // A stopped training is not a result to reuse; a resumed one is journaled whole only if it ran from step 1.
+            yield { id: item.id, result: outcome, artifacts: [r.adapter.sha256, r.adapterConfig.sha256], transient: r.interrupted || log[0]?.step !== 1 };
+          }
+        }
+      },
+      onResult: (r, { cached }) => finish(r, cached),
+    },
+    signal,
+  );
+}
+
+function section() {
+  const steps: StepMetrics[] = [];
+  const checkpoints: { step: number; path: string }[] = [];
+  let result: Extract<RunEvent, { type: "train.finished" }> | undefined;
+  return {
+    listen(e: RunEvent) {
+      if (e.type === "train.step") steps.push({ step: e.step, epoch: e.epoch, metrics: e.metrics });
+      else if (e.type === "train.checkpoint") checkpoints.push({ step: e.step, path: e.path });
+      else if (e.type === "train.finished") result = e;
+    },
+    build() {
+      const artifacts: ArtifactRecord[] = result ? [{ path: result.adapter.path, sha256: result.adapter.sha256, bytes: result.adapter.bytes, stage: "train", item: "adapter" }] : [];
+      return {
+        section: {
+          ...(result ? { steps: result.steps, interrupted: result.interrupted, adapter: result.adapter, metrics: result.metricsPath } : {}),
+          final_metrics: steps.at(-1)?.metrics,
+          checkpoints,
+        },
+        ...(result ? { outputs: { adapter_sha256: result.adapter.sha256 } } : {}),
+        artifacts,
+      };
+    },
+  };
+}
+
+export const trainStage: Stage<"train"> = {
+  name: "train",
+  events: ["train.step", "train.checkpoint", "train.finished"],
+  cached: true,
+  workers: (config) => referencedWorkers(config, "train"),
+  plan({ loaded }) {
+    const s = loaded.config.stages.train!;
+    return { max_steps: s.optim.max_steps ?? 0, epochs: s.optim.max_steps ? 0 : (s.optim.epochs ?? 1), gpus: s.gpus };
+  },
+  run,
+  restore(events, results) {
+    for (const e of events) if (e.type === "train.finished") results.adapter = { dir: e.adapter.path.replace(/\/adapter_model\.safetensors$/, ""), sha256: e.adapter.sha256 };
+  },
+  section,
+  compare(before, after, tol) {
+    const b = before.stages.train;
+    const a = after.stages.train;
+    const lb = b?.final_metrics?.loss;
+    const la = a?.final_metrics?.loss;
+    if (typeof lb === "number" && typeof la === "number" && Math.abs(lb - la) > tol.loss * Math.max(Math.abs(lb), 1e-12)) {
+      return { stage: "train", item: `step ${String(b?.steps)}`, what: `loss ${lb} vs ${la}` };
+    }
+    // Under a loss tolerance the adapter's bytes differ whenever a loss did within it.
+    if (b?.adapter?.sha256 !== a?.adapter?.sha256 && tol.loss === 0) return { stage: "train", item: "adapter", what: `sha256 ${short(b?.adapter?.sha256)} vs ${short(a?.adapter?.sha256)}` };
+    return null;
+  },
+  line(e) {
+    if (e.type === "train.step") {
+      const m = e.metrics;
+      const fmt = (k: string) => (m[k] === undefined ? "" : ` ${k.replace("rewards/", "")}=${m[k]!.toFixed(4)}`);
+      return `train step ${e.step}${fmt("loss")}${fmt("rewards/margins")}${fmt("rewards/accuracies")}${fmt("learning_rate")}`;
+    }
+    if (e.type === "train.checkpoint") return `train checkpoint at step ${e.step}: ${e.path}`;
+    if (e.type === "train.finished") return `train ${e.interrupted ? "interrupted" : "finished"} after ${e.steps} steps; adapter ${e.adapter.path} (sha256 ${e.adapter.sha256.slice(0, 12)})`;
+    return null;
+  },
+};
