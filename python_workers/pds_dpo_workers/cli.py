@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     # Imported after logging is set up: these pull in torch.
     from pds_dpo_workers.environment import device, make_deterministic
-    from pds_dpo_workers.kinds import load_kind
+    from pds_dpo_workers.kinds import kind_entry
     from pds_dpo_workers.kinds.base import WorkerContext
     from pds_dpo_workers.models.spec import parse_spec
     from pds_dpo_workers.server import ServeOptions, serve
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         spec = parse_spec(args.model)
-        module = load_kind(args.kind)
+        kind = kind_entry(args.kind)
     except WorkerError as e:
         print(f"pds_dpo_workers: {e}", file=sys.stderr)
         return 2
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         prepare=prepare,
         load_nice=args.nice,
     )
-    code = asyncio.run(serve(module.create(ctx), opts))
+    code = asyncio.run(serve(kind, kind.create(ctx), opts))
     # Every call has ended and every store write is complete (atomic renames), so skip the
     # interpreter's teardown of torch and the model libraries: it took over a second per
     # worker, which every run spent waiting for its workers to exit.

@@ -28,3 +28,10 @@ class ArtifactError(WorkerError):
 
     code = "artifact_error"
     status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class FailedPrecondition(WorkerError):
+    """The worker cannot serve this call as it was started (e.g. without the shared store)."""
+
+    code = "failed_precondition"
+    status = grpc.StatusCode.FAILED_PRECONDITION

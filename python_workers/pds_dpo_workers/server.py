@@ -27,6 +27,8 @@ from grpc_reflection.v1alpha import reflection
 from pds_dpo_workers import PROTOCOL_VERSION
 from pds_dpo_workers.environment import device_info, library_versions, python_env_hash
 from pds_dpo_workers.errors import WorkerError
+from pds_dpo_workers.kinds import KindEntry
+from pds_dpo_workers.kinds.base import Kind
 from pds_dpo_workers.proto import common_pb2, worker_pb2, worker_pb2_grpc
 
 log = logging.getLogger("pds_dpo_workers.server")
@@ -178,7 +180,14 @@ def _credentials(opts: ServeOptions):
     return grpc.ssl_server_credentials([(read(opts.tls_key), read(opts.tls_cert))], root_certificates=ca, require_client_auth=ca is not None)
 
 
-async def serve(kind_impl, opts: ServeOptions) -> int:
+def add_kind_service(server: grpc.aio.Server, kind: KindEntry, kind_impl: Kind) -> None:
+    """Adds the kind's service from its table row: its one RPC is the implementation's `serve`."""
+    servicer = kind.servicer()
+    setattr(servicer, kind.rpc, kind_impl.serve)
+    kind.add_to_server(servicer, server)
+
+
+async def serve(kind: KindEntry, kind_impl: Kind, opts: ServeOptions) -> int:
     server = grpc.aio.server(
         interceptors=[BearerTokenInterceptor(opts.token)] if opts.token else None,
         options=[
@@ -188,15 +197,15 @@ async def serve(kind_impl, opts: ServeOptions) -> int:
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    describer = Describer(kind_impl.kind)
+    describer = Describer(kind.kind)
     worker_pb2_grpc.add_WorkerServiceServicer_to_server(describer, server)
-    kind_impl.register(server)
+    add_kind_service(server, kind, kind_impl)
     worker_service = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
     reflection.enable_server_reflection(
-        [kind_impl.service_name, worker_service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        [kind.service, worker_service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
-    served = ["", kind_impl.service_name, worker_service]
+    served = ["", kind.service, worker_service]
     for name in served:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 

@@ -1,14 +1,21 @@
-"""What every worker kind provides to the host (server.py)."""
+"""What every worker kind is built on.
+
+A kind subclasses `Kind` and writes only its model load (`load`) and its per-request work
+(`_run(request, emit, cancel)`, blocking, in a thread). The plumbing is here: the model
+runs one call at a time (ModelRunner), results stream to the caller, a failure becomes one
+gRPC status. The host (server.py) binds `serve` to the kind's RPC from the table in
+kinds/__init__.py.
+"""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import Protocol
-
-import grpc
+from typing import AsyncIterator, Callable
 
 from pds_dpo_workers.proto import common_pb2
 from pds_dpo_workers.store import Store, read_blob
+from pds_dpo_workers.streaming import ModelRunner, serve_stream
 
 
 @dataclass
@@ -20,17 +27,33 @@ class WorkerContext:
     device: str
 
 
-class Kind(Protocol):
-    # common_pb2.WorkerKind value.
-    kind: int
-    # Full name of the kind's gRPC service, for health and reflection.
-    service_name: str
+class Kind:
+    """One worker kind: its model and the work of its one streaming RPC."""
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.runner = ModelRunner()
 
     def load(self) -> common_pb2.LoadedModel:
         """Load the model (blocking; runs in a thread before the worker is SERVING)."""
+        raise NotImplementedError
 
-    def register(self, server: grpc.aio.Server) -> None:
-        """Add the kind's servicer to the server."""
+    def check(self, request) -> None:
+        """Refuse a call before it waits for the model: raise a WorkerError. Default: none."""
+
+    def _run(self, request, emit: Callable[[object], None], cancel: threading.Event) -> None:
+        """The call's work: emit each response; stop early once `cancel` is set."""
+        raise NotImplementedError
+
+    async def serve(self, request, context) -> AsyncIterator:
+        """The RPC: the responses of `_run`, a failure as one clear gRPC status."""
+        async for response in serve_stream(context, self._responses(request)):
+            yield response
+
+    async def _responses(self, request) -> AsyncIterator:
+        self.check(request)
+        async for response in self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel)):
+            yield response
 
 
 def item_error(code: str, message: str) -> common_pb2.ItemError:

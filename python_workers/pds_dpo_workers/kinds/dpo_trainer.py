@@ -16,14 +16,12 @@ import re
 import tempfile
 import threading
 
-import grpc
-
-from pds_dpo_workers.errors import InvalidRequest, ModelLoadError
-from pds_dpo_workers.kinds.base import WorkerContext
+from pds_dpo_workers.errors import FailedPrecondition, InvalidRequest, ModelLoadError
+from pds_dpo_workers.kinds.base import Kind, WorkerContext
 from pds_dpo_workers.models.spec import resolve, torch_dtype
-from pds_dpo_workers.proto import common_pb2, dpo_trainer_pb2 as pb, dpo_trainer_pb2_grpc as pb_grpc
+from pds_dpo_workers.proto import common_pb2, dpo_trainer_pb2 as pb
 from pds_dpo_workers.store import read_blob
-from pds_dpo_workers.streaming import Cancelled, ModelRunner, serve_stream
+from pds_dpo_workers.streaming import Cancelled
 
 # The language model's attention projections (LLaVA: language_model.*.{q,k,v,o}_proj).
 DEFAULT_TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
@@ -214,14 +212,10 @@ def launch_distributed(req: pb.TrainRequest, ctx: WorkerContext, send, cancel: t
         raise RuntimeError(f"distributed training exited with code {code} (see the worker log)")
 
 
-class DpoTrainer(pb_grpc.DpoTrainerServiceServicer):
-    kind = common_pb2.WORKER_KIND_DPO_TRAINER
-    service_name = pb.DESCRIPTOR.services_by_name["DpoTrainerService"].full_name
-
+class DpoTrainer(Kind):
     def __init__(self, ctx: WorkerContext) -> None:
-        self.ctx = ctx
+        super().__init__(ctx)
         self.resolved = None
-        self.runner = ModelRunner()
 
     def load(self) -> common_pb2.LoadedModel:
         from transformers import AutoConfig, AutoProcessor
@@ -236,8 +230,9 @@ class DpoTrainer(pb_grpc.DpoTrainerServiceServicer):
             raise ModelLoadError(f"cannot load a vision-language model from {self.resolved.directory}: {e}") from None
         return self.resolved.loaded_model((config.architectures or [type(config).__name__])[0])
 
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_DpoTrainerServiceServicer_to_server(self, server)
+    def check(self, req: pb.TrainRequest) -> None:
+        if self.ctx.store is None:
+            raise FailedPrecondition("the trainer needs the shared store (--store)")
 
     def _run(self, req: pb.TrainRequest, emit, cancel: threading.Event) -> None:
         if not req.checkpoint_dir:
@@ -255,13 +250,3 @@ class DpoTrainer(pb_grpc.DpoTrainerServiceServicer):
             launch_distributed(req, self.ctx, send, cancel)
         else:
             run_training(req, self.resolved.directory, self.ctx, send, cancel)
-
-    async def Train(self, request: pb.TrainRequest, context: grpc.aio.ServicerContext):
-        if self.ctx.store is None:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the trainer needs the shared store (--store)")
-        async for response in serve_stream(context, self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel))):
-            yield response
-
-
-def create(ctx: WorkerContext) -> DpoTrainer:
-    return DpoTrainer(ctx)

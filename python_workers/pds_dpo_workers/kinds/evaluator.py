@@ -12,15 +12,13 @@ import os
 import threading
 from typing import Protocol
 
-import grpc
-
 from pds_dpo_workers import pope
 from pds_dpo_workers.errors import InvalidRequest
-from pds_dpo_workers.kinds.base import WorkerContext
+from pds_dpo_workers.kinds.base import Kind, WorkerContext
 from pds_dpo_workers.kinds.responder import load_vlm, vlm_inputs
-from pds_dpo_workers.proto import common_pb2, evaluator_pb2 as pb, evaluator_pb2_grpc as pb_grpc
+from pds_dpo_workers.proto import common_pb2, evaluator_pb2 as pb
 from pds_dpo_workers.store import read_blob
-from pds_dpo_workers.streaming import Cancelled, ModelRunner, serve_stream
+from pds_dpo_workers.streaming import Cancelled
 
 DEFAULT_BATCH = 8
 
@@ -59,24 +57,17 @@ class Pope:
 BENCHMARKS: dict[str, Benchmark] = {"pope": Pope()}
 
 
-class Evaluator(pb_grpc.EvaluatorServiceServicer):
-    kind = common_pb2.WORKER_KIND_EVALUATOR
-    service_name = pb.DESCRIPTOR.services_by_name["EvaluatorService"].full_name
-
+class Evaluator(Kind):
     def __init__(self, ctx: WorkerContext) -> None:
-        self.ctx = ctx
+        super().__init__(ctx)
         self.model = None
         self.processor = None
         self.adapters: dict[str, str] = {}
         self.peft = None
-        self.runner = ModelRunner()
 
     def load(self) -> common_pb2.LoadedModel:
         self.model, self.processor, resolved = load_vlm(self.ctx)
         return resolved.loaded_model(type(self.model).__name__)
-
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_EvaluatorServiceServicer_to_server(self, server)
 
     def _model_for(self, adapter_dir: str):
         """A context with the model to run: the base for "", else base + the LoRA adapter
@@ -143,10 +134,6 @@ class Evaluator(pb_grpc.EvaluatorServiceServicer):
         ref = self.ctx.store.put(blob, "application/jsonl") if self.ctx.store else None
         emit(pb.EvaluateResponse(result=pb.EvalResult(metrics=metrics, answers=ref)))
 
-    async def Evaluate(self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext):
-        async for response in serve_stream(context, self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel))):
-            yield response
-
 
 class _Disabled:
     """The peft-wrapped model with its adapters switched off: the base model again."""
@@ -162,7 +149,3 @@ class _Disabled:
 
     def __exit__(self, *exc):
         return self.ctx.__exit__(*exc)
-
-
-def create(ctx: WorkerContext) -> Evaluator:
-    return Evaluator(ctx)

@@ -7,14 +7,12 @@ import threading
 import time
 from itertools import groupby
 
-import grpc
-
 from pds_dpo_workers.errors import ModelLoadError
-from pds_dpo_workers.kinds.base import WorkerContext, item_error
+from pds_dpo_workers.kinds.base import Kind, WorkerContext, item_error
 from pds_dpo_workers.models.spec import resolve, torch_dtype
-from pds_dpo_workers.proto import common_pb2, image_generator_pb2 as pb, image_generator_pb2_grpc as pb_grpc
+from pds_dpo_workers.proto import common_pb2, image_generator_pb2 as pb
 from pds_dpo_workers.store import write_blob
-from pds_dpo_workers.streaming import Cancelled, ModelRunner, serve_stream
+from pds_dpo_workers.streaming import Cancelled
 
 DEFAULT_BATCH = 4
 # Mean pixel value (0..255) at or under which an image counts as all black.
@@ -61,14 +59,10 @@ def _invalid(item: pb.ImageGenerationItem, multiple: int) -> str | None:
     return None
 
 
-class ImageGenerator(pb_grpc.ImageGeneratorServiceServicer):
-    kind = common_pb2.WORKER_KIND_IMAGE_GENERATOR
-    service_name = pb.DESCRIPTOR.services_by_name["ImageGeneratorService"].full_name
-
+class ImageGenerator(Kind):
     def __init__(self, ctx: WorkerContext) -> None:
-        self.ctx = ctx
+        super().__init__(ctx)
         self.pipe = None
-        self.runner = ModelRunner()
 
     def load(self) -> common_pb2.LoadedModel:
         from diffusers import DiffusionPipeline
@@ -83,9 +77,6 @@ class ImageGenerator(pb_grpc.ImageGeneratorServiceServicer):
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe.to(self.ctx.device)
         return resolved.loaded_model(type(pipe).__name__)
-
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_ImageGeneratorServiceServicer_to_server(self, server)
 
     @property
     def _size_multiple(self) -> int:
@@ -153,11 +144,3 @@ class ImageGenerator(pb_grpc.ImageGeneratorServiceServicer):
                     )
                 done += len(chunk)
                 emit(pb.GenerateResponse(progress=common_pb2.Progress(done=done, total=total, unit="images")))
-
-    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext):
-        async for response in serve_stream(context, self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel))):
-            yield response
-
-
-def create(ctx: WorkerContext) -> ImageGenerator:
-    return ImageGenerator(ctx)

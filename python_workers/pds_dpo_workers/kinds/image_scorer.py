@@ -10,13 +10,10 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-import grpc
-
 from pds_dpo_workers.errors import InvalidModelSpec, ModelLoadError
-from pds_dpo_workers.kinds.base import WorkerContext, item_error, load_image
+from pds_dpo_workers.kinds.base import Kind, WorkerContext, item_error, load_image
 from pds_dpo_workers.models.spec import ResolvedModel, resolve, torch_dtype
-from pds_dpo_workers.proto import common_pb2, image_scorer_pb2 as pb, image_scorer_pb2_grpc as pb_grpc
-from pds_dpo_workers.streaming import ModelRunner, serve_stream
+from pds_dpo_workers.proto import common_pb2, image_scorer_pb2 as pb
 
 DEFAULT_BATCH = 16
 
@@ -61,14 +58,10 @@ def _features(out):
 SCORERS = {"clip": ClipPreferenceScorer}
 
 
-class ImageScorer(pb_grpc.ImageScorerServiceServicer):
-    kind = common_pb2.WORKER_KIND_IMAGE_SCORER
-    service_name = pb.DESCRIPTOR.services_by_name["ImageScorerService"].full_name
-
+class ImageScorer(Kind):
     def __init__(self, ctx: WorkerContext) -> None:
-        self.ctx = ctx
+        super().__init__(ctx)
         self.family: ScoringFamily | None = None
-        self.runner = ModelRunner()
 
     def load(self) -> common_pb2.LoadedModel:
         family = self.ctx.spec.options.get("type", "clip")
@@ -80,9 +73,6 @@ class ImageScorer(pb_grpc.ImageScorerServiceServicer):
         except (OSError, ValueError) as e:
             raise ModelLoadError(f"cannot load a {family} scorer from {resolved.directory}: {e}") from None
         return resolved.loaded_model(self.family.model_class)
-
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_ImageScorerServiceServicer_to_server(self, server)
 
     def _run(self, request, emit, cancel: threading.Event) -> None:
         total = len(request.items)
@@ -105,11 +95,3 @@ class ImageScorer(pb_grpc.ImageScorerServiceServicer):
                     emit(pb.ImageScorerServiceScoreResponse(score=pb.ImageScore(id=it.id, score=score, components=r)))
             done += len(chunk)
             emit(pb.ImageScorerServiceScoreResponse(progress=common_pb2.Progress(done=done, total=total, unit="images")))
-
-    async def Score(self, request, context: grpc.aio.ServicerContext):
-        async for response in serve_stream(context, self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel))):
-            yield response
-
-
-def create(ctx: WorkerContext) -> ImageScorer:
-    return ImageScorer(ctx)

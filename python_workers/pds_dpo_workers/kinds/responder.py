@@ -13,13 +13,11 @@ import re
 import threading
 from itertools import groupby
 
-import grpc
-
 from pds_dpo_workers.errors import ModelLoadError
-from pds_dpo_workers.kinds.base import WorkerContext, item_error, load_image
+from pds_dpo_workers.kinds.base import Kind, WorkerContext, item_error, load_image
 from pds_dpo_workers.models.spec import resolve, torch_dtype
-from pds_dpo_workers.proto import common_pb2, responder_pb2 as pb, responder_pb2_grpc as pb_grpc
-from pds_dpo_workers.streaming import Cancelled, ModelRunner, serve_stream
+from pds_dpo_workers.proto import common_pb2, responder_pb2 as pb
+from pds_dpo_workers.streaming import Cancelled
 
 DEFAULT_BATCH = 8
 # The published instruction files start each instruction with the image placeholder.
@@ -99,22 +97,15 @@ def _decoding_key(d: pb.Decoding):
     return (d.max_new_tokens, d.do_sample, round(d.temperature, 6), round(d.top_p, 6), d.top_k, round(d.repetition_penalty, 6))
 
 
-class Responder(pb_grpc.ResponderServiceServicer):
-    kind = common_pb2.WORKER_KIND_RESPONDER
-    service_name = pb.DESCRIPTOR.services_by_name["ResponderService"].full_name
-
+class Responder(Kind):
     def __init__(self, ctx: WorkerContext) -> None:
-        self.ctx = ctx
+        super().__init__(ctx)
         self.model = None
         self.processor = None
-        self.runner = ModelRunner()
 
     def load(self) -> common_pb2.LoadedModel:
         self.model, self.processor, resolved = load_vlm(self.ctx)
         return resolved.loaded_model(type(self.model).__name__)
-
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_ResponderServiceServicer_to_server(self, server)
 
     @property
     def context_length(self) -> int | None:
@@ -213,11 +204,3 @@ class Responder(pb_grpc.ResponderServiceServicer):
                     fail(chunk, sample_index, e)
                 done += len(chunk)
                 emit(pb.RespondResponse(progress=common_pb2.Progress(done=done, total=total, unit="answers")))
-
-    async def Respond(self, request: pb.RespondRequest, context: grpc.aio.ServicerContext):
-        async for response in serve_stream(context, self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel))):
-            yield response
-
-
-def create(ctx: WorkerContext) -> Responder:
-    return Responder(ctx)

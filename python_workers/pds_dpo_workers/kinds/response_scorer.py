@@ -14,14 +14,11 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-import grpc
-
 from pds_dpo_workers.errors import InvalidModelSpec, ModelLoadError
-from pds_dpo_workers.kinds.base import WorkerContext, item_error, load_image
+from pds_dpo_workers.kinds.base import Kind, WorkerContext, item_error, load_image
 from pds_dpo_workers.kinds.responder import load_vlm, vlm_inputs
 from pds_dpo_workers.models.spec import resolve, torch_dtype
-from pds_dpo_workers.proto import common_pb2, response_scorer_pb2 as pb, response_scorer_pb2_grpc as pb_grpc
-from pds_dpo_workers.streaming import ModelRunner, serve_stream
+from pds_dpo_workers.proto import common_pb2, response_scorer_pb2 as pb
 
 DEFAULT_BATCH = 16
 JUDGE_QUESTION = (
@@ -111,14 +108,10 @@ class VlmJudgeScorer:
 FAMILIES = {"sequence-classification": SequenceClassificationScorer, "vlm-judge": VlmJudgeScorer}
 
 
-class ResponseScorer(pb_grpc.ResponseScorerServiceServicer):
-    kind = common_pb2.WORKER_KIND_RESPONSE_SCORER
-    service_name = pb.DESCRIPTOR.services_by_name["ResponseScorerService"].full_name
-
+class ResponseScorer(Kind):
     def __init__(self, ctx: WorkerContext) -> None:
-        self.ctx = ctx
+        super().__init__(ctx)
         self.family: ScoringFamily | None = None
-        self.runner = ModelRunner()
 
     def load(self) -> common_pb2.LoadedModel:
         name = self.ctx.spec.options.get("type", "sequence-classification")
@@ -126,9 +119,6 @@ class ResponseScorer(pb_grpc.ResponseScorerServiceServicer):
             raise InvalidModelSpec(f"unknown response scorer type {name!r}; known: {', '.join(sorted(FAMILIES))}")
         self.family = FAMILIES[name](self.ctx)
         return self.family.resolved.loaded_model(self.family.model_class)
-
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_ResponseScorerServiceServicer_to_server(self, server)
 
     def _run(self, request, emit, cancel: threading.Event) -> None:
         total = len(request.items)
@@ -161,11 +151,3 @@ class ResponseScorer(pb_grpc.ResponseScorerServiceServicer):
                         emit(pb.ResponseScorerServiceScoreResponse(score=pb.ResponseScore(id=it.id, score=score, components=r)))
             done += len(chunk)
             emit(pb.ResponseScorerServiceScoreResponse(progress=common_pb2.Progress(done=done, total=total, unit="answers")))
-
-    async def Score(self, request, context: grpc.aio.ServicerContext):
-        async for response in serve_stream(context, self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel))):
-            yield response
-
-
-def create(ctx: WorkerContext) -> ResponseScorer:
-    return ResponseScorer(ctx)

@@ -1,0 +1,115 @@
+"""The host serves every kind from the table in kinds/__init__.py, through the Kind base.
+
+In process, without models: a stand-in Kind per table row is added to a grpc.aio server
+by server.add_kind_service and called by the service's full name and RPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import grpc
+import pytest
+from google.protobuf import descriptor_pool, message_factory
+
+from pds_dpo_workers.errors import FailedPrecondition, InvalidModelSpec
+from pds_dpo_workers.kinds import KINDS, kind_entry
+from pds_dpo_workers.kinds.base import Kind, WorkerContext
+from pds_dpo_workers.proto import common_pb2
+from pds_dpo_workers.server import add_kind_service
+
+
+def _ctx(store=None) -> WorkerContext:
+    return WorkerContext(spec=common_pb2.ModelSpec(), store=store, cache_root="/nonexistent", device="cpu")
+
+
+def _messages(entry):
+    """The request and response classes of the row's RPC."""
+    method = descriptor_pool.Default().FindServiceByName(entry.service).methods_by_name[entry.rpc]
+    return message_factory.GetMessageClass(method.input_type), message_factory.GetMessageClass(method.output_type)
+
+
+class Echo(Kind):
+    """Emits one progress event per call that names its thread and request size."""
+
+    response: type
+
+    def _run(self, request, emit, cancel: threading.Event) -> None:
+        emit(self.response(progress=common_pb2.Progress(done=1, total=2, unit=threading.current_thread().name)))
+        emit(self.response(progress=common_pb2.Progress(done=2, total=2, unit=str(request.ByteSize()))))
+
+
+async def _call(entry, impl, request) -> list:
+    server = grpc.aio.server()
+    add_kind_service(server, entry, impl)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        request_cls, response_cls = _messages(entry)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_stream(f"/{entry.service}/{entry.rpc}", request_serializer=request_cls.SerializeToString, response_deserializer=response_cls.FromString)
+            return [r async for r in call(request, timeout=30)]
+    finally:
+        await server.stop(grace=None)
+
+
+def test_the_table_has_every_worker_kind_once():
+    assert sorted(KINDS) == ["dpo-trainer", "evaluator", "image-generator", "image-scorer", "responder", "response-scorer"]
+    assert sorted(e.kind for e in KINDS.values()) == list(range(1, 7))
+    for name, entry in KINDS.items():
+        assert entry.name == name
+        assert common_pb2.WorkerKind.Name(entry.kind) == "WORKER_KIND_" + name.upper().replace("-", "_")
+        assert entry.service.startswith("pdsdpo.v1.") and hasattr(entry.servicer, entry.rpc)
+
+
+def test_an_unknown_kind_names_the_known_ones():
+    with pytest.raises(InvalidModelSpec, match="unknown worker kind 'painter'; known: dpo-trainer, evaluator, image-generator"):
+        kind_entry("painter")
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_the_host_serves_each_kind_from_its_row(name):
+    entry = KINDS[name]
+    request_cls, response_cls = _messages(entry)
+    impl = Echo(_ctx())
+    impl.response = response_cls
+    out = asyncio.run(_call(entry, impl, request_cls()))
+    # The work ran in the model thread, and streamed in order.
+    assert [(r.progress.done, r.progress.unit) for r in out] == [(1, "model-batch"), (2, "0")]
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_the_table_row_creates_the_kind_implementation(name):
+    impl = KINDS[name].create(_ctx())
+    assert isinstance(impl, Kind)
+    assert type(impl).load is not Kind.load and type(impl)._run is not Kind._run
+
+
+def test_a_refused_call_is_its_status_before_the_model_runs():
+    entry = KINDS["dpo-trainer"]
+    request_cls, _ = _messages(entry)
+    # The real trainer, never loaded: without the shared store it refuses every call.
+    impl = entry.create(_ctx(store=None))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        asyncio.run(_call(entry, impl, request_cls()))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert err.value.details() == "the trainer needs the shared store (--store)"
+
+
+def test_a_failure_in_the_work_is_one_clear_status():
+    entry = KINDS["image-scorer"]
+    request_cls, _ = _messages(entry)
+
+    class Refuses(Kind):
+        def _run(self, request, emit, cancel):
+            raise FailedPrecondition("not today")
+
+    class Breaks(Kind):
+        def _run(self, request, emit, cancel):
+            raise KeyError("x")
+
+    for impl, code, details in ((Refuses(_ctx()), grpc.StatusCode.FAILED_PRECONDITION, "not today"), (Breaks(_ctx()), grpc.StatusCode.INTERNAL, "KeyError: 'x'")):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            asyncio.run(_call(entry, impl, request_cls()))
+        assert (err.value.code(), err.value.details()) == (code, details)
