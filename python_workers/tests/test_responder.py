@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pds_dpo_workers import vlm
 from pds_dpo_workers.kinds import responder
 from pds_dpo_workers.models import tiny
 from pds_dpo_workers.proto import common_pb2, responder_pb2 as pb, responder_pb2_grpc as pb_grpc
@@ -187,7 +188,7 @@ def llava_processor(store_dir):
     ],
 )
 def test_chat_prompt_has_exactly_one_image_token(llava_processor, instruction):
-    prompt = responder.chat_prompt(llava_processor, instruction)
+    prompt = vlm.chat_prompt(llava_processor, instruction)
     assert prompt.count("<image>") == 1, prompt
     # The tiny model's LLaVA-1.5 template, with the instruction's placeholder replaced by its own.
     assert prompt == "USER: <image>\ndescribe the image in detail ASSISTANT:"
@@ -196,7 +197,7 @@ def test_chat_prompt_has_exactly_one_image_token(llava_processor, instruction):
 def test_chat_prompt_expands_to_one_image_worth_of_tokens(llava_processor):
     from PIL import Image
 
-    prompt = responder.chat_prompt(llava_processor, "<image> describe the image")
+    prompt = vlm.chat_prompt(llava_processor, "<image> describe the image")
     ids = llava_processor(images=[Image.new("RGB", (48, 48))], text=[prompt], return_tensors="pt")["input_ids"][0]
     image_token = llava_processor.tokenizer.convert_tokens_to_ids("<image>")
     # 32x32 pixels in 8x8 patches: 16 features for the one image (the CLS token is dropped).

@@ -15,10 +15,10 @@ from typing import Protocol
 from pds_dpo_workers import pope
 from pds_dpo_workers.errors import InvalidRequest
 from pds_dpo_workers.kinds.base import Kind, WorkerContext
-from pds_dpo_workers.kinds.responder import load_vlm, vlm_inputs
 from pds_dpo_workers.proto import common_pb2, evaluator_pb2 as pb
 from pds_dpo_workers.store import read_blob
 from pds_dpo_workers.streaming import Cancelled
+from pds_dpo_workers.vlm import load_vlm, vlm_inputs
 
 DEFAULT_BATCH = 8
 

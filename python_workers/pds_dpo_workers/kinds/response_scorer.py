@@ -16,9 +16,9 @@ from typing import Protocol
 
 from pds_dpo_workers.errors import InvalidModelSpec, ModelLoadError
 from pds_dpo_workers.kinds.base import Kind, WorkerContext, item_error, load_image
-from pds_dpo_workers.kinds.responder import load_vlm, vlm_inputs
 from pds_dpo_workers.models.spec import resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, response_scorer_pb2 as pb
+from pds_dpo_workers.vlm import load_vlm, vlm_inputs
 
 DEFAULT_BATCH = 16
 JUDGE_QUESTION = (
