@@ -18,6 +18,7 @@ export const { ContentStore } = await dist("store/cas.js");
 export const { EventBus } = await dist("events/bus.js");
 export const { eventsFileReporter } = await dist("events/reporters/json-lines.js");
 export const { launchWorker } = await dist("workers/process-worker.js");
+export const { ImageScorerServiceClient } = await dist("gen/pdsdpo/v1/image_scorer.js");
 export const { imageScoreKeys, OPS } = await dist("plan/item-keys.js");
 export const { chunks } = await dist("util/async-queue.js");
 export const { blobRef } = await dist("pipeline/stage-util.js");
@@ -127,7 +128,8 @@ export async function scoreThrough(ctx, items, batchSize, blobOf) {
       const keyOf = new Map(keyed.map((k) => [k.id, k]));
       // Never reused (cache.batch would): every batch must reach the worker to be measured.
       cache.modelCall("images");
-      const stream = replica.client.scoreImages({ items: batch.map((c) => ({ id: c.id, prompt: c.prompt, image: blobOf(c) })), maxBatchSize: batch.length }, { deadlineMs: 600_000 });
+      const req = { items: batch.map((c) => ({ id: c.id, prompt: c.prompt, image: blobOf(c) })), maxBatchSize: batch.length };
+      const stream = replica.client.stream(ImageScorerServiceClient, "Score", (c, deadline) => c.score(req, { deadline }), { deadlineMs: 600_000 });
       for await (const msg of stream) {
         if (msg.event?.$case !== "score") continue;
         const s = msg.event.value;

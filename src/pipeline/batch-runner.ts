@@ -34,8 +34,8 @@ export interface CachedBatches<B, R> {
   op: string;
   worker: string;
   source: BatchSource<B>;
-  /** Items of a batch (for the deadline and requeue events). */
-  size: (batch: B) => number;
+  /** Items of a batch (for the deadline and requeue events); default: its length, or 1. */
+  size?: (batch: B) => number;
   /** The batch's cached items, in batch order, keyed for this replica's fingerprint. */
   items: (batch: B, replica: RunningWorker) => CachedItem[];
   /** Ids results arrive under, in batch order, when they are not the items' own ids. */
@@ -49,18 +49,21 @@ export interface CachedBatches<B, R> {
   deadlineItems?: (batch: B) => number;
 }
 
+const lengthOf = (batch: unknown) => (Array.isArray(batch) ? batch.length : 1);
+
 export async function runCachedBatches<B, R>(ctx: StageContext, spec: CachedBatches<B, R>, signal: AbortSignal): Promise<void> {
   const { pool, cache } = ctx;
+  const size = spec.size ?? lengthOf;
   await pool.runBatches(
     spec.worker,
     spec.source,
-    spec.size,
+    size,
     async (replica, batch) => {
       const items = spec.items(batch, replica);
       const itemOf = cache.batch<R>(spec.stage, spec.op, items, (r, index) => spec.onResult(r, { batch, index, replica, cached: true }), spec.resultIds?.(batch, items));
       if (!itemOf) return;
       const indexOf = new Map((spec.resultIds?.(batch, items) ?? items.map((i) => i.id)).map((id, i) => [id, i]));
-      const options = { deadlineMs: pool.deadlineMs(replica, (spec.deadlineItems ?? spec.size)(batch)), signal };
+      const options = { deadlineMs: pool.deadlineMs(replica, (spec.deadlineItems ?? size)(batch)), signal };
       for await (const c of guarded(pool, replica, spec.rpc, spec.call(replica, batch, options))) {
         spec.onResult(c.result, { batch, index: indexOf.get(c.id) ?? -1, replica, cached: false });
         cache.computed(spec.stage, spec.op, itemOf(c.id), c.result, c.artifacts ?? [], !c.transient);

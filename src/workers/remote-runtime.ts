@@ -10,7 +10,7 @@ import { WorkerStartError } from "../errors.js";
 import { workerKindToJSON } from "../gen/pdsdpo/v1/common.js";
 import { ServingStatus, WorkerClient } from "./clients.js";
 import { isServiceError, type ConnectionOptions } from "./grpc-util.js";
-import { KIND_ENUM } from "./kinds.js";
+import { kindEnum } from "./kinds.js";
 import { toModelSpec } from "./model-spec.js";
 import type { ExitInfo, WorkerHandle, WorkerRuntime, WorkerStartRequest, WorkerState } from "./runtime.js";
 
@@ -84,7 +84,7 @@ export class RemoteRuntime implements WorkerRuntime {
         if (code === status.UNAUTHENTICATED) throw new WorkerStartError(`${where}: authentication failed: the worker refused the bearer token from ${rt.token_env}`);
         throw new WorkerStartError(`${where}: Describe failed: ${(e as Error).message}`);
       });
-      const expectedKind = KIND_ENUM[req.config.kind];
+      const expectedKind = kindEnum(req.config.kind);
       const spec = toModelSpec(req.config.model, req.baseDir);
       const servedModel = info.model?.spec?.id || info.model?.spec?.path || "";
       const expectedModel = spec.id || spec.path;

@@ -1,6 +1,7 @@
 // The evaluate stage: each benchmark split on every model variant of the run (the base
 // model, and the base plus each adapter the run trained); eval/ gets per-variant metrics,
 // answers and a side-by-side table.
+import { EvaluatorServiceClient } from "../../gen/pdsdpo/v1/evaluator.js";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { resolvePath } from "../../config/load.js";
@@ -116,7 +117,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
             split: s.split,
           };
           const step = `${s.benchmark}/${s.split}/${variant.name}`;
-          for await (const msg of replica.client.evaluate(req, options)) {
+          for await (const msg of replica.client.stream(EvaluatorServiceClient, "Evaluate", (c, deadline) => c.evaluate(req, { deadline }), options)) {
             const ev = msg.event;
             if (ev?.$case === "progress") stageRun.progress(step, ev.value.done, ev.value.total);
             if (ev?.$case !== "result") continue;

@@ -1,10 +1,11 @@
 // The image stage: prompts x guidance scales x images per scale -> generate -> score ->
 // keep the best per prompt. Generation and scoring run concurrently (different workers);
 // each result is verified in the store and announced as it arrives.
+import { ImageScorerServiceClient } from "../../gen/pdsdpo/v1/image_scorer.js";
 import { StageFailedError } from "../../errors.js";
 import type { ErrorInfo, RunEvent } from "../../events/types.js";
 import { OutputMode, type Blob } from "../../gen/pdsdpo/v1/common.js";
-import { ImageDefect, imageDefectToJSON, type GeneratedImage } from "../../gen/pdsdpo/v1/image_generator.js";
+import { ImageDefect, imageDefectToJSON, ImageGeneratorServiceClient, type GeneratedImage } from "../../gen/pdsdpo/v1/image_generator.js";
 import { imageDiff, scoreDiff } from "../../manifest/diff.js";
 import type { ArtifactRecord } from "../../manifest/types.js";
 import { planImages, type ImageCandidate } from "../../plan/image-plan.js";
@@ -184,12 +185,11 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
         op: OPS.generate,
         worker: stage.generator,
         source: listSource(chunks(candidates, generator.batchSize)),
-        size: (c) => c.length,
         items: (chunk, replica) => generateKeys(replica.fingerprint, chunk),
         rpc: "Generate",
         async *call(replica, chunk, options) {
           const req = { items: chunk.map((c) => ({ id: c.id, ...generateParams(c) })), output: OutputMode.OUTPUT_MODE_STORE, maxBatchSize: chunk.length };
-          for await (const msg of replica.client.generate(req, options)) {
+          for await (const msg of replica.client.stream(ImageGeneratorServiceClient, "Generate", (c, deadline) => c.generate(req, { deadline }), options)) {
             if (msg.event?.$case !== "image") continue;
             const img = generateOutcome(store, msg.event.value);
             yield { id: img.id, result: img, artifacts: img.artifact ? [img.artifact.sha256] : [], transient: transient(img.error) };
@@ -208,12 +208,11 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
         op: OPS.imageScore,
         worker: stage.scorer,
         source: toScore.source(),
-        size: (b) => b.length,
         items: (batch, replica) => imageScoreKeys(replica.fingerprint, batch.map(({ candidate, artifact }) => ({ candidate, sha256: artifact.sha256 }))),
         rpc: "Score",
         async *call(replica, batch, options) {
           const req = { items: batch.map(({ candidate, artifact }) => ({ id: candidate.id, prompt: candidate.prompt, image: blobRef(artifact) })), maxBatchSize: batch.length };
-          for await (const msg of replica.client.scoreImages(req, options)) {
+          for await (const msg of replica.client.stream(ImageScorerServiceClient, "Score", (c, deadline) => c.score(req, { deadline }), options)) {
             if (msg.event?.$case !== "score") continue;
             const s = scoreOutcome(msg.event.value);
             yield { id: s.id, result: s, transient: transient(s.error) };

@@ -1,6 +1,8 @@
 // The response stage: kept images x responders (concurrently, each its own worker) ->
 // candidate answers -> every response scorer -> weighted score -> pair policy -> the
 // dataset files (pairs.jsonl, llava.json, README.md).
+import { ResponseScorerServiceClient } from "../../gen/pdsdpo/v1/response_scorer.js";
+import { ResponderServiceClient } from "../../gen/pdsdpo/v1/responder.js";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { responseScorers, type PairPolicy } from "../../config/schema.js";
@@ -130,14 +132,13 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
         op: OPS.respond,
         worker: w.name,
         source: listSource(chunks(kept, w.batchSize)),
-        size: (c) => c.length,
         deadlineItems: (c) => c.length * samples,
         items: (chunk, replica) => respondKeys(replica.fingerprint, loaded.config.seed, w.name, decoding, chunk.map(respondInput)),
         rpc: "Respond",
         async *call(replica, chunk, options) {
           const items = chunk.map((k) => ({ ...respondItem(loaded.config.seed, w.name, respondInput(k)), image: blobRef(k.artifact), decoding }));
           const pending = new Map(items.map((it) => [it.id, [] as SampleOutcome[]]));
-          for await (const msg of replica.client.respond({ items, maxBatchSize: chunk.length }, options)) {
+          for await (const msg of replica.client.stream(ResponderServiceClient, "Respond", (c, deadline) => c.respond({ items, maxBatchSize: chunk.length }, { deadline }), options)) {
             if (msg.event?.$case !== "response") continue;
             const r = msg.event.value;
             const got = pending.get(r.id);
@@ -181,7 +182,6 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
         op: OPS.responseScore,
         worker: s.worker.name,
         source: gate.source(),
-        size: (b) => b.length,
         items: (batch, replica) =>
           responseScoreKeys(
             replica.fingerprint,
@@ -192,7 +192,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
         resultIds: (batch) => batch.map((a) => a.id),
         rpc: "Score",
         async *call(replica, batch, options) {
-          for await (const msg of replica.client.scoreResponses({ items: requestItems(batch), maxBatchSize: batch.length }, options)) {
+          for await (const msg of replica.client.stream(ResponseScorerServiceClient, "Score", (c, deadline) => c.score({ items: requestItems(batch), maxBatchSize: batch.length }, { deadline }), options)) {
             if (msg.event?.$case !== "score") continue;
             const r = scoreOutcome(msg.event.value);
             yield { id: r.id, result: r, transient: r.error !== undefined && !r.error.deterministic };

@@ -3,6 +3,7 @@
 // the adapter ends up in the store and in train/adapter/. A finished training is journaled
 // as one item (key: the train settings, the trainer's fingerprint, the dataset and its
 // images); an unchanged rerun reuses its adapter and replays its step metrics.
+import { DpoTrainerServiceClient } from "../../gen/pdsdpo/v1/dpo_trainer.js";
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { resolvePath } from "../../config/load.js";
@@ -128,13 +129,12 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
       op: OPS.train,
       worker: stage.trainer,
       source: listSource([item]),
-      size: () => 1,
       deadlineItems: () => dataset.pairs * epochs,
       items: (one) => [one],
       rpc: "Train",
       async *call(replica, _batch, options) {
         const log: StepMetrics[] = [];
-        for await (const msg of replica.client.train(req, options)) {
+        for await (const msg of replica.client.stream(DpoTrainerServiceClient, "Train", (c, deadline) => c.train(req, { deadline }), options)) {
           const ev = msg.event;
           if (ev?.$case === "step") {
             stageRun.counts.steps = ev.value.step;
