@@ -76,3 +76,14 @@ def vlm_inputs(processor, model, images: list, instructions: list[str]):
     if "pixel_values" in inputs:
         inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
     return inputs
+
+
+class Vlm:
+    """A loaded image-text-to-text model and its processor: the base of the backends that run one."""
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.model, self.processor, resolved = load_vlm(ctx)
+        self.loaded = resolved.loaded_model(type(self.model).__name__)
+
+    def inputs(self, images: list, instructions: list[str]):
+        return vlm_inputs(self.processor, self.model, images, instructions)

@@ -1,4 +1,5 @@
-"""The host serves every kind from the table in kinds/__init__.py, through the Kind base.
+"""The host serves every kind from the table in kinds/__init__.py, through the Kind base;
+each kind's model family comes from its backend table.
 
 In process, without models: a stand-in Kind per table row is added to a grpc.aio server
 by server.add_kind_service and called by the service's full name and RPC.
@@ -13,15 +14,15 @@ import grpc
 import pytest
 from google.protobuf import descriptor_pool, message_factory
 
-from pds_dpo_workers.errors import FailedPrecondition, InvalidModelSpec
+from pds_dpo_workers.errors import FailedPrecondition, InvalidModelSpec, InvalidRequest
 from pds_dpo_workers.kinds import KINDS, kind_entry
-from pds_dpo_workers.kinds.base import Kind, WorkerContext
+from pds_dpo_workers.kinds.base import Kind, WorkerContext, choose_backend
 from pds_dpo_workers.proto import common_pb2
 from pds_dpo_workers.server import add_kind_service
 
 
-def _ctx(store=None) -> WorkerContext:
-    return WorkerContext(spec=common_pb2.ModelSpec(), store=store, cache_root="/nonexistent", device="cpu")
+def _ctx(store=None, spec=None) -> WorkerContext:
+    return WorkerContext(spec=spec or common_pb2.ModelSpec(), store=store, cache_root="/nonexistent", device="cpu")
 
 
 def _messages(entry):
@@ -83,7 +84,34 @@ def test_the_host_serves_each_kind_from_its_row(name):
 def test_the_table_row_creates_the_kind_implementation(name):
     impl = KINDS[name].create(_ctx())
     assert isinstance(impl, Kind)
-    assert type(impl).load is not Kind.load and type(impl)._run is not Kind._run
+    assert type(impl).BACKENDS and type(impl)._run is not Kind._run
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_an_unknown_model_type_fails_the_load_naming_the_known_ones(name):
+    impl = KINDS[name].create(_ctx(spec=common_pb2.ModelSpec(source=common_pb2.MODEL_SOURCE_TINY, id="x", options={"type": "nope"})))
+    known = ", ".join(sorted(type(impl).BACKENDS))
+    # Before anything is resolved or loaded.
+    with pytest.raises(InvalidModelSpec) as err:
+        impl.load()
+    assert str(err.value) == f"unknown {type(impl).TITLE} type 'nope'; known: {known}"
+    assert err.value.code == "invalid_model_spec"
+
+
+def test_the_backend_is_the_named_type_or_the_first_one():
+    table = {"b": 1, "a": 2}
+    assert choose_backend(table, common_pb2.ModelSpec(), "x") == 1
+    assert choose_backend(table, common_pb2.ModelSpec(options={"type": "a"}), "x") == 2
+    with pytest.raises(InvalidModelSpec, match=r"^unknown image scorer type 'c'; known: a, b$"):
+        choose_backend(table, common_pb2.ModelSpec(options={"type": "c"}), "image scorer")
+
+
+def test_an_unknown_benchmark_is_an_invalid_request_naming_the_known_ones():
+    from pds_dpo_workers.proto import evaluator_pb2
+
+    impl = KINDS["evaluator"].create(_ctx())
+    with pytest.raises(InvalidRequest, match=r"^unknown benchmark 'amber'; known: pope$"):
+        impl._run(evaluator_pb2.EvaluateRequest(benchmark="amber"), lambda r: None, threading.Event())
 
 
 def test_a_refused_call_is_its_status_before_the_model_runs():

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Callable
 
-from pds_dpo_workers.errors import InvalidModelSpec
+from pds_dpo_workers.kinds.base import lookup
 from pds_dpo_workers.proto import (
     common_pb2,
     dpo_trainer_pb2,
@@ -78,6 +78,4 @@ KINDS: dict[str, KindEntry] = {
 
 
 def kind_entry(name: str) -> KindEntry:
-    if name not in KINDS:
-        raise InvalidModelSpec(f"unknown worker kind {name!r}; known: {', '.join(sorted(KINDS))}")
-    return KINDS[name]
+    return lookup(KINDS, name, "worker kind")

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Protocol, TypeVar
 
+from pds_dpo_workers.errors import InvalidModelSpec, WorkerError
 from pds_dpo_workers.proto import common_pb2
 from pds_dpo_workers.store import Store, read_blob
 from pds_dpo_workers.streaming import ModelRunner, serve_stream
@@ -27,16 +28,46 @@ class WorkerContext:
     device: str
 
 
+class Backend(Protocol):
+    """One model family a kind loads; its constructor (ctx) loads the model."""
+
+    # What was loaded, for Describe.
+    loaded: common_pb2.LoadedModel
+
+
+T = TypeVar("T")
+
+
+def lookup(table: dict[str, T], name: str, what: str, error: type[WorkerError] = InvalidModelSpec) -> T:
+    """table[name]; an unknown name is an `error` that names the known ones."""
+    if name not in table:
+        raise error(f"unknown {what} {name!r}; known: {', '.join(sorted(table))}")
+    return table[name]
+
+
+def choose_backend(table: dict[str, T], spec: common_pb2.ModelSpec, what: str) -> T:
+    """The entry of `table` that the model option "type" names (unset: the table's first);
+    an unknown type is an InvalidModelSpec ("unknown <what> type ...; known: ...")."""
+    return lookup(table, spec.options.get("type") or next(iter(table)), f"{what} type")
+
+
 class Kind:
     """One worker kind: its model and the work of its one streaming RPC."""
+
+    # Model families by the model option "type"; the first is the default.
+    BACKENDS: dict[str, Callable[[WorkerContext], Backend]] = {}
+    # The kind as an unknown type's error names it, e.g. "image scorer".
+    TITLE = "worker"
 
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.runner = ModelRunner()
+        self.backend = None
 
     def load(self) -> common_pb2.LoadedModel:
         """Load the model (blocking; runs in a thread before the worker is SERVING)."""
-        raise NotImplementedError
+        self.backend = choose_backend(self.BACKENDS, self.ctx.spec, self.TITLE)(self.ctx)
+        return self.backend.loaded
 
     def check(self, request) -> None:
         """Refuse a call before it waits for the model: raise a WorkerError. Default: none."""

@@ -4,7 +4,9 @@ The reference model is the policy with its adapters disabled (TRL's behaviour wi
 peft_config). Step metrics and checkpoints stream to the caller as they happen; the final
 LoRA adapter (safetensors) and the metrics go into the store. A cancelled call (client
 cancel, deadline, SIGTERM) stops at the next step boundary and saves a checkpoint, and
-`resume` continues from the newest checkpoint in checkpoint_dir.
+`resume` continues from the newest checkpoint in checkpoint_dir. The model family is the
+model option "type"; "image-text-to-text" (the default) is any model transformers loads as
+AutoModelForImageTextToText.
 """
 
 from __future__ import annotations
@@ -212,23 +214,35 @@ def launch_distributed(req: pb.TrainRequest, ctx: WorkerContext, send, cancel: t
         raise RuntimeError(f"distributed training exited with code {code} (see the worker log)")
 
 
-class DpoTrainer(Kind):
-    def __init__(self, ctx: WorkerContext) -> None:
-        super().__init__(ctx)
-        self.resolved = None
+class TrlImageTextToText:
+    """TRL's DPOTrainer with LoRA on an image-text-to-text model, loaded fresh for every
+    Train call (LoRA changes it)."""
 
-    def load(self) -> common_pb2.LoadedModel:
+    def __init__(self, ctx: WorkerContext) -> None:
         from transformers import AutoConfig, AutoProcessor
 
-        self.resolved = resolve(self.ctx.spec, self.ctx.cache_root)
+        self.ctx = ctx
+        resolved = resolve(ctx.spec, ctx.cache_root)
         try:
-            # The base model is loaded fresh for every Train call (LoRA changes it); here
-            # only what can fail early is checked.
-            config = AutoConfig.from_pretrained(self.resolved.directory, local_files_only=True)
-            AutoProcessor.from_pretrained(self.resolved.directory, local_files_only=True)
+            # Only what can fail early is checked here.
+            config = AutoConfig.from_pretrained(resolved.directory, local_files_only=True)
+            AutoProcessor.from_pretrained(resolved.directory, local_files_only=True)
         except (OSError, ValueError) as e:
-            raise ModelLoadError(f"cannot load a vision-language model from {self.resolved.directory}: {e}") from None
-        return self.resolved.loaded_model((config.architectures or [type(config).__name__])[0])
+            raise ModelLoadError(f"cannot load a vision-language model from {resolved.directory}: {e}") from None
+        self.directory = resolved.directory
+        self.loaded = resolved.loaded_model((config.architectures or [type(config).__name__])[0])
+
+    def train(self, req: pb.TrainRequest, send, cancel: threading.Event) -> None:
+        if req.gpus > 1:
+            launch_distributed(req, self.ctx, send, cancel)
+        else:
+            run_training(req, self.directory, self.ctx, send, cancel)
+
+
+class DpoTrainer(Kind):
+    BACKENDS = {"image-text-to-text": TrlImageTextToText}
+    TITLE = "DPO trainer"
+    backend: TrlImageTextToText
 
     def check(self, req: pb.TrainRequest) -> None:
         if self.ctx.store is None:
@@ -246,7 +260,4 @@ class DpoTrainer(Kind):
                 except Cancelled:
                     pass
 
-        if req.gpus > 1:
-            launch_distributed(req, self.ctx, send, cancel)
-        else:
-            run_training(req, self.resolved.directory, self.ctx, send, cancel)
+        self.backend.train(req, send, cancel)

@@ -2,7 +2,8 @@
 
 Benchmark readers are pluggable (BENCHMARKS): each reads its question file, phrases the
 prompt, parses an answer and computes its metrics. POPE is the first; AMBER and MMHal add
-entries here. Answers are greedy and batched; each streams as it is parsed.
+entries here. Answers are greedy and batched; each streams as it is parsed. The model
+family is the model option "type"; "image-text-to-text" (the default) is the responder's.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from typing import Protocol
 
 from pds_dpo_workers import pope
 from pds_dpo_workers.errors import InvalidRequest
-from pds_dpo_workers.kinds.base import Kind, WorkerContext
+from pds_dpo_workers.kinds.base import Kind, WorkerContext, lookup
 from pds_dpo_workers.proto import common_pb2, evaluator_pb2 as pb
 from pds_dpo_workers.store import read_blob
 from pds_dpo_workers.streaming import Cancelled
-from pds_dpo_workers.vlm import load_vlm, vlm_inputs
+from pds_dpo_workers.vlm import Vlm
 
 DEFAULT_BATCH = 8
 
@@ -57,19 +58,15 @@ class Pope:
 BENCHMARKS: dict[str, Benchmark] = {"pope": Pope()}
 
 
-class Evaluator(Kind):
+class ImageTextToTextEvaluator(Vlm):
+    """An image-text-to-text model, with the LoRA adapters it is evaluated with (peft)."""
+
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
-        self.model = None
-        self.processor = None
         self.adapters: dict[str, str] = {}
         self.peft = None
 
-    def load(self) -> common_pb2.LoadedModel:
-        self.model, self.processor, resolved = load_vlm(self.ctx)
-        return resolved.loaded_model(type(self.model).__name__)
-
-    def _model_for(self, adapter_dir: str):
+    def model_for(self, adapter_dir: str):
         """A context with the model to run: the base for "", else base + the LoRA adapter
         in adapter_dir (each adapter is loaded once, through peft)."""
         from contextlib import nullcontext
@@ -92,16 +89,28 @@ class Evaluator(Kind):
         self.peft.set_adapter(name)
         return nullcontext(self.peft)
 
+    def answer(self, model, images: list, prompts: list[str], max_new_tokens: int) -> list[str]:
+        """Greedy answers of `model` (from model_for) to prompts about images."""
+        import torch
+
+        inputs = self.inputs(images, prompts)
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        return self.processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+class Evaluator(Kind):
+    BACKENDS = {"image-text-to-text": ImageTextToTextEvaluator}
+    TITLE = "evaluator"
+    backend: ImageTextToTextEvaluator
+
     def _run(self, req: pb.EvaluateRequest, emit, cancel: threading.Event) -> None:
-        bench = BENCHMARKS.get(req.benchmark)
-        if bench is None:
-            raise InvalidRequest(f"unknown benchmark {req.benchmark!r}; known: {', '.join(sorted(BENCHMARKS))}")
+        bench = lookup(BENCHMARKS, req.benchmark, "benchmark", InvalidRequest)
         rows = bench.read(read_blob(self.ctx.store, req.questions))
-        with self._model_for(req.adapter_dir) as model:
+        with self.backend.model_for(req.adapter_dir) as model:
             self._answer(req, bench, rows, model, emit, cancel)
 
     def _answer(self, req, bench: Benchmark, rows: list[dict], model, emit, cancel: threading.Event) -> None:
-        import torch
         from PIL import Image
 
         batch = req.max_batch_size or DEFAULT_BATCH
@@ -119,10 +128,7 @@ class Evaluator(Kind):
                     images.append(Image.open(path).convert("RGB"))
                 except OSError as e:
                     raise InvalidRequest(f"benchmark image {path}: {e}") from None
-            inputs = vlm_inputs(self.processor, self.model, images, [bench.prompt(r) for r in chunk])
-            with torch.no_grad():
-                out = model.generate(**inputs, max_new_tokens=max_new, do_sample=False)
-            texts = self.processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+            texts = self.backend.answer(model, images, [bench.prompt(r) for r in chunk], max_new)
             for r, text in zip(chunk, texts):
                 p = bench.parse(text)
                 parsed.append(p)

@@ -1,4 +1,8 @@
-"""Image generator: any text-to-image pipeline that diffusers' DiffusionPipeline loads."""
+"""Image generator: a text-to-image model renders each item at its seed.
+
+The pipeline family is the model option "type"; "diffusion-pipeline" (the default) is any
+pipeline that diffusers' DiffusionPipeline loads (Stable Diffusion 1.x to 3).
+"""
 
 from __future__ import annotations
 
@@ -59,38 +63,59 @@ def _invalid(item: pb.ImageGenerationItem, multiple: int) -> str | None:
     return None
 
 
-class ImageGenerator(Kind):
-    def __init__(self, ctx: WorkerContext) -> None:
-        super().__init__(ctx)
-        self.pipe = None
+class DiffusionPipelineGenerator:
+    """Any text-to-image pipeline that diffusers' DiffusionPipeline loads."""
 
-    def load(self) -> common_pb2.LoadedModel:
+    def __init__(self, ctx: WorkerContext) -> None:
         from diffusers import DiffusionPipeline
 
-        resolved = resolve(self.ctx.spec, self.ctx.cache_root)
+        resolved = resolve(ctx.spec, ctx.cache_root)
         try:
-            pipe = DiffusionPipeline.from_pretrained(
-                resolved.directory, local_files_only=True, torch_dtype=torch_dtype(self.ctx.spec, self.ctx.device)
-            )
+            pipe = DiffusionPipeline.from_pretrained(resolved.directory, local_files_only=True, torch_dtype=torch_dtype(ctx.spec, ctx.device))
         except Exception as e:  # noqa: BLE001
             raise ModelLoadError(f"cannot load a DiffusionPipeline from {resolved.directory}: {e}") from None
         pipe.set_progress_bar_config(disable=True)
-        self.pipe = pipe.to(self.ctx.device)
-        return resolved.loaded_model(type(pipe).__name__)
+        self.pipe = pipe.to(ctx.device)
+        self.loaded = resolved.loaded_model(type(pipe).__name__)
+        # Width and height must be multiples of this.
+        self.size_multiple = int(getattr(pipe, "vae_scale_factor", 8)) * 2
 
-    @property
-    def _size_multiple(self) -> int:
-        return int(getattr(self.pipe, "vae_scale_factor", 8)) * 2 if self.pipe is not None else 16
-
-    def _run(self, request: pb.GenerateRequest, emit, cancel: threading.Event) -> None:
+    def generate(self, chunk: list[pb.ImageGenerationItem], cancel: threading.Event) -> list:
+        """float HxWx3 images in [0, 1], one per item; the items share guidance scale, steps,
+        size. Stops at the next step once `cancel` is set."""
         import torch
 
+        def on_step(pipe, step, timestep, kwargs):
+            if cancel.is_set():
+                pipe._interrupt = True
+            return kwargs
+
+        return self.pipe(
+            prompt=[it.prompt for it in chunk],
+            negative_prompt=[it.negative_prompt for it in chunk],
+            guidance_scale=chunk[0].guidance_scale,
+            num_inference_steps=chunk[0].steps,
+            width=chunk[0].width,
+            height=chunk[0].height,
+            # A CPU generator per item: results do not depend on the device or on batching order.
+            generator=[torch.Generator("cpu").manual_seed(int(it.seed)) for it in chunk],
+            output_type="np",
+            callback_on_step_end=on_step,
+        ).images
+
+
+class ImageGenerator(Kind):
+    BACKENDS = {"diffusion-pipeline": DiffusionPipelineGenerator}
+    TITLE = "image generator"
+    backend: DiffusionPipelineGenerator
+
+    def _run(self, request: pb.GenerateRequest, emit, cancel: threading.Event) -> None:
         total = len(request.items)
         done = 0
         batch = request.max_batch_size or DEFAULT_BATCH
         valid = []
         for item in request.items:
-            problem = _invalid(item, self._size_multiple)
+            problem = _invalid(item, self.backend.size_multiple)
             if problem:
                 emit(pb.GenerateResponse(image=pb.GeneratedImage(id=item.id, error=item_error("invalid_input", problem))))
                 done += 1
@@ -105,26 +130,9 @@ class ImageGenerator(Kind):
             group = list(group)
             for start in range(0, len(group), batch):
                 chunk = group[start : start + batch]
-
-                def on_step(pipe, step, timestep, kwargs):
-                    if cancel.is_set():
-                        pipe._interrupt = True
-                    return kwargs
-
                 t0 = time.perf_counter()
                 try:
-                    out = self.pipe(
-                        prompt=[it.prompt for it in chunk],
-                        negative_prompt=[it.negative_prompt for it in chunk],
-                        guidance_scale=chunk[0].guidance_scale,
-                        num_inference_steps=chunk[0].steps,
-                        width=chunk[0].width,
-                        height=chunk[0].height,
-                        # A CPU generator per item: results do not depend on the device or on batching order.
-                        generator=[torch.Generator("cpu").manual_seed(int(it.seed)) for it in chunk],
-                        output_type="np",
-                        callback_on_step_end=on_step,
-                    )
+                    images = self.backend.generate(chunk, cancel)
                 except Exception as e:  # noqa: BLE001 - the batch fails, each item says why
                     if cancel.is_set():
                         raise Cancelled() from None
@@ -134,7 +142,7 @@ class ImageGenerator(Kind):
                 if cancel.is_set():
                     raise Cancelled()
                 seconds = (time.perf_counter() - t0) / len(chunk)
-                for it, image in zip(chunk, out.images):
+                for it, image in zip(chunk, images):
                     png, defects = to_png(image)
                     blob = write_blob(self.ctx.store, png, "image/png", request.output)
                     emit(

@@ -2,7 +2,8 @@
 
 The scoring family is the model option "type". "clip" (the default) is a PickScore/HPS
 style preference scorer on any CLIPModel: logit_scale * cos(text, image). An
-ImageReward (BLIP) family is another entry in SCORERS; the wire contract stays as it is.
+ImageReward (BLIP) family is another entry in ImageScorer.BACKENDS; the wire contract
+stays as it is.
 """
 
 from __future__ import annotations
@@ -10,29 +11,34 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-from pds_dpo_workers.errors import InvalidModelSpec, ModelLoadError
+from pds_dpo_workers.errors import ModelLoadError
 from pds_dpo_workers.kinds.base import Kind, WorkerContext, item_error, load_image
-from pds_dpo_workers.models.spec import ResolvedModel, resolve, torch_dtype
+from pds_dpo_workers.models.spec import resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, image_scorer_pb2 as pb
 
 DEFAULT_BATCH = 16
 
 
 class ScoringFamily(Protocol):
-    model_class: str
+    loaded: common_pb2.LoadedModel
 
     def score(self, prompts: list[str], images: list) -> list[dict[str, float]]:
         """One dict per image: "score" and its named components."""
 
 
 class ClipPreferenceScorer:
-    def __init__(self, resolved: ResolvedModel, device: str, dtype) -> None:
+    def __init__(self, ctx: WorkerContext) -> None:
         from transformers import CLIPModel, CLIPProcessor
 
-        self.model = CLIPModel.from_pretrained(resolved.directory, local_files_only=True, dtype=dtype).to(device).eval()
-        self.processor = CLIPProcessor.from_pretrained(resolved.directory, local_files_only=True)
-        self.device = device
-        self.model_class = type(self.model).__name__
+        resolved = resolve(ctx.spec, ctx.cache_root)
+        try:
+            model = CLIPModel.from_pretrained(resolved.directory, local_files_only=True, dtype=torch_dtype(ctx.spec, ctx.device))
+            self.model = model.to(ctx.device).eval()
+            self.processor = CLIPProcessor.from_pretrained(resolved.directory, local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"cannot load a clip scorer from {resolved.directory}: {e}") from None
+        self.device = ctx.device
+        self.loaded = resolved.loaded_model(type(self.model).__name__)
 
     def score(self, prompts: list[str], images: list) -> list[dict[str, float]]:
         import torch
@@ -55,24 +61,10 @@ def _features(out):
     return out if hasattr(out, "dim") else out.pooler_output
 
 
-SCORERS = {"clip": ClipPreferenceScorer}
-
-
 class ImageScorer(Kind):
-    def __init__(self, ctx: WorkerContext) -> None:
-        super().__init__(ctx)
-        self.family: ScoringFamily | None = None
-
-    def load(self) -> common_pb2.LoadedModel:
-        family = self.ctx.spec.options.get("type", "clip")
-        if family not in SCORERS:
-            raise InvalidModelSpec(f"unknown image scorer type {family!r}; known: {', '.join(sorted(SCORERS))}")
-        resolved = resolve(self.ctx.spec, self.ctx.cache_root)
-        try:
-            self.family = SCORERS[family](resolved, self.ctx.device, torch_dtype(self.ctx.spec, self.ctx.device))
-        except (OSError, ValueError) as e:
-            raise ModelLoadError(f"cannot load a {family} scorer from {resolved.directory}: {e}") from None
-        return resolved.loaded_model(self.family.model_class)
+    BACKENDS = {"clip": ClipPreferenceScorer}
+    TITLE = "image scorer"
+    backend: ScoringFamily
 
     def _run(self, request, emit, cancel: threading.Event) -> None:
         total = len(request.items)
@@ -89,7 +81,7 @@ class ImageScorer(Kind):
                 except Exception as e:  # noqa: BLE001 - a corrupt or missing image fails its item only
                     emit(pb.ImageScorerServiceScoreResponse(score=pb.ImageScore(id=item.id, error=item_error("invalid_image", f"{type(e).__name__}: {e}"))))
             if ready:
-                results = self.family.score([it.prompt for it, _ in ready], [img for _, img in ready])
+                results = self.backend.score([it.prompt for it, _ in ready], [img for _, img in ready])
                 for (it, _), r in zip(ready, results):
                     score = r.pop("score")
                     emit(pb.ImageScorerServiceScoreResponse(score=pb.ImageScore(id=it.id, score=score, components=r)))

@@ -1,7 +1,8 @@
 """Responder: a multimodal LLM answers an instruction about an image.
 
-Loads any image-text-to-text model with its processor and chat template
-(AutoModelForImageTextToText + AutoProcessor: LLaVA-1.5, LLaVA-1.6/NeXT, ...). Greedy items
+The model family is the model option "type"; "image-text-to-text" (the default) is any
+model with its processor and chat template that transformers loads as
+AutoModelForImageTextToText + AutoProcessor (LLaVA-1.5, LLaVA-1.6/NeXT, ...). Greedy items
 are generated in batches with left padding. Sampled items are generated one at a time with
 their own seed, so an answer never depends on which items shared its batch.
 """
@@ -12,10 +13,10 @@ import hashlib
 import threading
 from itertools import groupby
 
-from pds_dpo_workers.kinds.base import Kind, WorkerContext, item_error, load_image
+from pds_dpo_workers.kinds.base import Kind, item_error, load_image
 from pds_dpo_workers.proto import common_pb2, responder_pb2 as pb
 from pds_dpo_workers.streaming import Cancelled
-from pds_dpo_workers.vlm import chat_prompt, load_vlm, vlm_inputs
+from pds_dpo_workers.vlm import Vlm, chat_prompt
 
 DEFAULT_BATCH = 8
 
@@ -31,36 +32,22 @@ def _decoding_key(d: pb.Decoding):
     return (d.max_new_tokens, d.do_sample, round(d.temperature, 6), round(d.top_p, 6), d.top_k, round(d.repetition_penalty, 6))
 
 
-class Responder(Kind):
-    def __init__(self, ctx: WorkerContext) -> None:
-        super().__init__(ctx)
-        self.model = None
-        self.processor = None
-
-    def load(self) -> common_pb2.LoadedModel:
-        self.model, self.processor, resolved = load_vlm(self.ctx)
-        return resolved.loaded_model(type(self.model).__name__)
+class ImageTextToTextResponder(Vlm):
+    """Any image-text-to-text model with its processor and chat template."""
 
     @property
     def context_length(self) -> int | None:
         cfg = getattr(self.model.config, "text_config", self.model.config)
         return getattr(cfg, "max_position_embeddings", None)
 
-    def _too_long(self, item: pb.RespondItem, image) -> str | None:
-        """Why the prompt plus the answer would not fit the model's context, if it would not."""
-        limit = self.context_length
-        if not limit:
-            return None
-        n = self.processor(images=[image], text=[chat_prompt(self.processor, item.instruction)], return_tensors="pt")["input_ids"].shape[1]
-        budget = item.decoding.max_new_tokens or 256
-        if n + budget > limit:
-            return f"prompt of {n} tokens plus max_new_tokens {budget} exceeds the model's context of {limit}"
-        return None
+    def prompt_tokens(self, image, instruction: str) -> int:
+        return self.processor(images=[image], text=[chat_prompt(self.processor, instruction)], return_tensors="pt")["input_ids"].shape[1]
 
-    def _generate(self, items: list[tuple[pb.RespondItem, object]], decoding: pb.Decoding, seed: int | None):
+    def generate(self, images: list, instructions: list[str], decoding: pb.Decoding, seed: int | None) -> list[tuple[str, int, str]]:
+        """(text, tokens, finish reason) per image; `seed` seeds torch's RNG first when given."""
         import torch
 
-        inputs = vlm_inputs(self.processor, self.model, [img for _, img in items], [it.instruction for it, _ in items])
+        inputs = self.inputs(images, instructions)
         kwargs = {"max_new_tokens": decoding.max_new_tokens or 256, "do_sample": decoding.do_sample}
         if decoding.do_sample:
             kwargs.update(
@@ -88,6 +75,24 @@ class Responder(Kind):
             finish = "stop" if stopped or len(tokens) < kwargs["max_new_tokens"] else "length"
             results.append((text, len(tokens), finish))
         return results
+
+
+class Responder(Kind):
+    # Another serving backend (vLLM, say) is another entry with the members of this one.
+    BACKENDS = {"image-text-to-text": ImageTextToTextResponder}
+    TITLE = "responder"
+    backend: ImageTextToTextResponder
+
+    def _too_long(self, item: pb.RespondItem, image) -> str | None:
+        """Why the prompt plus the answer would not fit the model's context, if it would not."""
+        limit = self.backend.context_length
+        if not limit:
+            return None
+        n = self.backend.prompt_tokens(image, item.instruction)
+        budget = item.decoding.max_new_tokens or 256
+        if n + budget > limit:
+            return f"prompt of {n} tokens plus max_new_tokens {budget} exceeds the model's context of {limit}"
+        return None
 
     def _run(self, request: pb.RespondRequest, emit, cancel: threading.Event) -> None:
         total = sum(max(1, it.decoding.num_samples) for it in request.items)
@@ -131,7 +136,8 @@ class Responder(Kind):
                 if cancel.is_set():
                     raise Cancelled()
                 try:
-                    emit_results(chunk, self._generate(chunk, decoding, seed), sample_index)
+                    results = self.backend.generate([img for _, img in chunk], [it.instruction for it, _ in chunk], decoding, seed)
+                    emit_results(chunk, results, sample_index)
                 except Cancelled:
                     raise
                 except Exception as e:  # noqa: BLE001 - the chunk fails, each item says why

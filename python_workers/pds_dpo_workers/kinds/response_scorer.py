@@ -14,11 +14,11 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-from pds_dpo_workers.errors import InvalidModelSpec, ModelLoadError
+from pds_dpo_workers.errors import ModelLoadError
 from pds_dpo_workers.kinds.base import Kind, WorkerContext, item_error, load_image
 from pds_dpo_workers.models.spec import resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, response_scorer_pb2 as pb
-from pds_dpo_workers.vlm import load_vlm, vlm_inputs
+from pds_dpo_workers.vlm import Vlm
 
 DEFAULT_BATCH = 16
 JUDGE_QUESTION = (
@@ -28,7 +28,7 @@ JUDGE_QUESTION = (
 
 
 class ScoringFamily(Protocol):
-    model_class: str
+    loaded: common_pb2.LoadedModel
     needs_image: bool
 
     def score(self, items: list[pb.ResponseScoringItem], images: list) -> list[dict[str, float]]: ...
@@ -53,8 +53,7 @@ class SequenceClassificationScorer:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "right"
-        self.resolved = resolved
-        self.model_class = type(self.model).__name__
+        self.loaded = resolved.loaded_model(type(self.model).__name__)
 
     def score(self, items, images) -> list[dict[str, float]]:
         import torch
@@ -74,11 +73,11 @@ class SequenceClassificationScorer:
         return [{"score": float(v)} for v in values]
 
 
-class VlmJudgeScorer:
+class VlmJudgeScorer(Vlm):
     needs_image = True
 
     def __init__(self, ctx: WorkerContext) -> None:
-        self.model, self.processor, self.resolved = load_vlm(ctx)
+        super().__init__(ctx)
         tok = self.processor.tokenizer
 
         def first_tokens(words):
@@ -90,12 +89,11 @@ class VlmJudgeScorer:
         self.yes, self.no = sorted(yes - no), sorted(no - yes)
         if not self.yes or not self.no:
             raise ModelLoadError("the judge's tokenizer cannot tell 'yes' from 'no' by their first token")
-        self.model_class = type(self.model).__name__
 
     def score(self, items, images) -> list[dict[str, float]]:
         import torch
 
-        inputs = vlm_inputs(self.processor, self.model, images, [JUDGE_QUESTION.format(question=it.question, answer=it.answer) for it in items])
+        inputs = self.inputs(images, [JUDGE_QUESTION.format(question=it.question, answer=it.answer) for it in items])
         with torch.no_grad():
             logits = self.model(**inputs).logits[:, -1, :].float()
         probs = torch.softmax(logits, dim=-1)
@@ -105,20 +103,10 @@ class VlmJudgeScorer:
         return [{"score": float(s), "p_yes": float(y), "p_no": float(n)} for s, y, n in zip(score.cpu(), p_yes.cpu(), p_no.cpu())]
 
 
-FAMILIES = {"sequence-classification": SequenceClassificationScorer, "vlm-judge": VlmJudgeScorer}
-
-
 class ResponseScorer(Kind):
-    def __init__(self, ctx: WorkerContext) -> None:
-        super().__init__(ctx)
-        self.family: ScoringFamily | None = None
-
-    def load(self) -> common_pb2.LoadedModel:
-        name = self.ctx.spec.options.get("type", "sequence-classification")
-        if name not in FAMILIES:
-            raise InvalidModelSpec(f"unknown response scorer type {name!r}; known: {', '.join(sorted(FAMILIES))}")
-        self.family = FAMILIES[name](self.ctx)
-        return self.family.resolved.loaded_model(self.family.model_class)
+    BACKENDS = {"sequence-classification": SequenceClassificationScorer, "vlm-judge": VlmJudgeScorer}
+    TITLE = "response scorer"
+    backend: ScoringFamily
 
     def _run(self, request, emit, cancel: threading.Event) -> None:
         total = len(request.items)
@@ -135,13 +123,13 @@ class ResponseScorer(Kind):
                     emit(pb.ResponseScorerServiceScoreResponse(score=pb.ResponseScore(id=it.id, error=item_error("empty_answer", "the answer is empty"))))
                     continue
                 try:
-                    images.append(load_image(self.ctx.store, it.image) if self.family.needs_image else None)
+                    images.append(load_image(self.ctx.store, it.image) if self.backend.needs_image else None)
                     ready.append(it)
                 except Exception as e:  # noqa: BLE001
                     emit(pb.ResponseScorerServiceScoreResponse(score=pb.ResponseScore(id=it.id, error=item_error("invalid_image", f"{type(e).__name__}: {e}"))))
             if ready:
                 try:
-                    results = self.family.score(ready, images)
+                    results = self.backend.score(ready, images)
                 except Exception as e:  # noqa: BLE001 - the chunk fails, each item says why
                     for it in ready:
                         emit(pb.ResponseScorerServiceScoreResponse(score=pb.ResponseScore(id=it.id, error=item_error("scoring_failed", f"{type(e).__name__}: {e}"))))
