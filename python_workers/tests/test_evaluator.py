@@ -72,3 +72,9 @@ def test_a_missing_adapter_is_an_invalid_request(evaluator, questions, tmp_path)
     req = pb.EvaluateRequest(benchmark="pope", questions=common_pb2.Blob(ref=ref), image_root=str(root), adapter_dir=str(tmp_path), max_batch_size=2)
     with pytest.raises(InvalidRequest, match="no LoRA adapter"):
         evaluator._run(req, lambda r: None, threading.Event())
+
+
+def test_max_batch_size_zero_answers_the_benchmark_as_one_batch(evaluator, questions):
+    out = evaluate(evaluator, questions, max_batch_size=0)
+    assert [r.progress.done for r in out if r.WhichOneof("event") == "progress"] == [QUESTIONS]
+    assert sum(r.WhichOneof("event") == "answer" for r in out) == QUESTIONS

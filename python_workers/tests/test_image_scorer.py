@@ -12,10 +12,12 @@ from worker_harness import png_bytes
 PROMPT = "a close up of a sunflower with a bee"
 
 
-def score(channel, items) -> dict[str, pb.ImageScore]:
-    req = pb.ImageScorerServiceScoreRequest(items=items)
+def score(channel, items, max_batch_size: int = 0, progress: list | None = None) -> dict[str, pb.ImageScore]:
+    req = pb.ImageScorerServiceScoreRequest(items=items, max_batch_size=max_batch_size)
     out = {}
     for resp in pb_grpc.ImageScorerServiceStub(channel).Score(req, timeout=120):
+        if resp.WhichOneof("event") == "progress" and progress is not None:
+            progress.append(resp.progress.done)
         if resp.WhichOneof("event") == "score":
             assert resp.score.id not in out, f"duplicate result for {resp.score.id}"
             out[resp.score.id] = resp.score
@@ -85,3 +87,13 @@ def test_truncated_png_fails_its_item(scorer_worker, images):
     assert out["cut"].error.code == "invalid_image"
     assert out["cut"].error.message
     assert not out["ok"].HasField("error")
+
+
+def test_max_batch_size_zero_scores_the_request_as_one_batch(scorer_worker, images):
+    items = [inline_item(f"i{n}", data) for n, data in enumerate(images)]
+    one, sliced = [], []
+    score(scorer_worker.channel, items, max_batch_size=0, progress=one)
+    score(scorer_worker.channel, items, max_batch_size=2, progress=sliced)
+    # A progress event ends each batch.
+    assert one == [3]
+    assert sliced == [2, 3]

@@ -16,7 +16,7 @@ from google.protobuf import descriptor_pool, message_factory
 
 from pds_dpo_workers.errors import FailedPrecondition, InvalidModelSpec, InvalidRequest
 from pds_dpo_workers.kinds import KINDS, kind_entry
-from pds_dpo_workers.kinds.base import Kind, WorkerContext, choose_backend
+from pds_dpo_workers.kinds.base import Kind, WorkerContext, batches, choose_backend
 from pds_dpo_workers.proto import common_pb2
 from pds_dpo_workers.server import add_kind_service
 
@@ -141,3 +141,12 @@ def test_a_failure_in_the_work_is_one_clear_status():
         with pytest.raises(grpc.aio.AioRpcError) as err:
             asyncio.run(_call(entry, impl, request_cls()))
         assert (err.value.code(), err.value.details()) == (code, details)
+
+
+def test_max_batch_size_slices_the_request_and_zero_is_one_batch():
+    items = list(range(5))
+    assert list(batches(items, 2)) == [[0, 1], [2, 3], [4]]
+    assert list(batches(items, 5)) == [items] == list(batches(items, 9))
+    # 0 (unset): the whole request is one batch; the workers keep no default of their own.
+    assert list(batches(items, 0)) == [items]
+    assert list(batches([], 0)) == [] == list(batches([], 3))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, Protocol, TypeVar
+from typing import AsyncIterator, Callable, Iterator, Protocol, Sequence, TypeVar
 
 from pds_dpo_workers.errors import InvalidModelSpec, WorkerError
 from pds_dpo_workers.proto import common_pb2
@@ -85,6 +85,19 @@ class Kind:
         self.check(request)
         async for response in self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel)):
             yield response
+
+
+def batches(items: Sequence[T], max_batch_size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most `max_batch_size` items, in order.
+
+    0 makes the whole request one batch. The workers keep no default batch size of their
+    own that could disagree with the orchestrator's: it always sends max_batch_size (its
+    config owns each kind's default), and outputs depend on the batch (cache keys name
+    it), so a request that sets none is taken as its caller built it: one batch.
+    """
+    size = max_batch_size or max(1, len(items))
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def item_error(code: str, message: str) -> common_pb2.ItemError:

@@ -15,14 +15,11 @@ from typing import Protocol
 
 from pds_dpo_workers import pope
 from pds_dpo_workers.errors import InvalidRequest
-from pds_dpo_workers.kinds.base import Kind, WorkerContext, lookup
+from pds_dpo_workers.kinds.base import Kind, WorkerContext, batches, lookup
 from pds_dpo_workers.proto import common_pb2, evaluator_pb2 as pb
 from pds_dpo_workers.store import read_blob
 from pds_dpo_workers.streaming import Cancelled
 from pds_dpo_workers.vlm import Vlm
-
-DEFAULT_BATCH = 8
-
 
 class Benchmark(Protocol):
     def read(self, data: bytes) -> list[dict]: ...
@@ -113,14 +110,12 @@ class Evaluator(Kind):
     def _answer(self, req, bench: Benchmark, rows: list[dict], model, emit, cancel: threading.Event) -> None:
         from PIL import Image
 
-        batch = req.max_batch_size or DEFAULT_BATCH
         max_new = req.decoding.max_new_tokens or 8
         parsed: list[str] = []
         answers: list[dict] = []
-        for start in range(0, len(rows), batch):
+        for chunk in batches(rows, req.max_batch_size):
             if cancel.is_set():
                 raise Cancelled()
-            chunk = rows[start : start + batch]
             images = []
             for r in chunk:
                 path = r["image"] if os.path.isabs(r["image"]) else os.path.join(req.image_root, r["image"])

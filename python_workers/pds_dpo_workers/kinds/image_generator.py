@@ -12,13 +12,12 @@ import time
 from itertools import groupby
 
 from pds_dpo_workers.errors import ModelLoadError
-from pds_dpo_workers.kinds.base import Kind, WorkerContext, item_error
+from pds_dpo_workers.kinds.base import Kind, WorkerContext, batches, item_error
 from pds_dpo_workers.models.spec import resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, image_generator_pb2 as pb
 from pds_dpo_workers.store import write_blob
 from pds_dpo_workers.streaming import Cancelled
 
-DEFAULT_BATCH = 4
 # Mean pixel value (0..255) at or under which an image counts as all black.
 BLACK_LEVEL = 2.0
 
@@ -112,7 +111,6 @@ class ImageGenerator(Kind):
     def _run(self, request: pb.GenerateRequest, emit, cancel: threading.Event) -> None:
         total = len(request.items)
         done = 0
-        batch = request.max_batch_size or DEFAULT_BATCH
         valid = []
         for item in request.items:
             problem = _invalid(item, self.backend.size_multiple)
@@ -128,8 +126,7 @@ class ImageGenerator(Kind):
         # One pipeline call takes one guidance scale, size and step count: group by them.
         for _, group in groupby(sorted(valid, key=key), key=key):
             group = list(group)
-            for start in range(0, len(group), batch):
-                chunk = group[start : start + batch]
+            for chunk in batches(group, request.max_batch_size):
                 t0 = time.perf_counter()
                 try:
                     images = self.backend.generate(chunk, cancel)

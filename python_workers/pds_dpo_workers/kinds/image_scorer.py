@@ -12,11 +12,9 @@ import threading
 from typing import Protocol
 
 from pds_dpo_workers.errors import ModelLoadError
-from pds_dpo_workers.kinds.base import Kind, WorkerContext, item_error, load_image
+from pds_dpo_workers.kinds.base import Kind, WorkerContext, batches, item_error, load_image
 from pds_dpo_workers.models.spec import resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, image_scorer_pb2 as pb
-
-DEFAULT_BATCH = 16
 
 
 class ScoringFamily(Protocol):
@@ -69,11 +67,9 @@ class ImageScorer(Kind):
     def _run(self, request, emit, cancel: threading.Event) -> None:
         total = len(request.items)
         done = 0
-        batch = request.max_batch_size or DEFAULT_BATCH
-        for start in range(0, total, batch):
+        for chunk in batches(request.items, request.max_batch_size):
             if cancel.is_set():
                 return
-            chunk = request.items[start : start + batch]
             ready = []
             for item in chunk:
                 try:

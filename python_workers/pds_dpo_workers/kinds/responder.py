@@ -13,13 +13,10 @@ import hashlib
 import threading
 from itertools import groupby
 
-from pds_dpo_workers.kinds.base import Kind, item_error, load_image
+from pds_dpo_workers.kinds.base import Kind, batches, item_error, load_image
 from pds_dpo_workers.proto import common_pb2, responder_pb2 as pb
 from pds_dpo_workers.streaming import Cancelled
 from pds_dpo_workers.vlm import Vlm, chat_prompt
-
-DEFAULT_BATCH = 8
-
 
 def sample_seed(seed: int, k: int) -> int:
     """Seed of sample k of an item: the item's own seed for the first, a hash after it."""
@@ -97,7 +94,6 @@ class Responder(Kind):
     def _run(self, request: pb.RespondRequest, emit, cancel: threading.Event) -> None:
         total = sum(max(1, it.decoding.num_samples) for it in request.items)
         done = 0
-        batch = request.max_batch_size or DEFAULT_BATCH
         ready = []
         for item in request.items:
             n = max(1, item.decoding.num_samples)
@@ -131,7 +127,7 @@ class Responder(Kind):
                 # One item at a time, each sample with its own seed: independent of batching.
                 units = [([p], k, sample_seed(p[0].seed, k)) for p in group for k in range(max(1, decoding.num_samples))]
             else:
-                units = [(group[i : i + batch], 0, None) for i in range(0, len(group), batch)]
+                units = [(chunk, 0, None) for chunk in batches(group, request.max_batch_size)]
             for chunk, sample_index, seed in units:
                 if cancel.is_set():
                     raise Cancelled()

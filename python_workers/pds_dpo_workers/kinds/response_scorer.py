@@ -15,12 +15,11 @@ import threading
 from typing import Protocol
 
 from pds_dpo_workers.errors import ModelLoadError
-from pds_dpo_workers.kinds.base import Kind, WorkerContext, item_error, load_image
+from pds_dpo_workers.kinds.base import Kind, WorkerContext, batches, item_error, load_image
 from pds_dpo_workers.models.spec import resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, response_scorer_pb2 as pb
 from pds_dpo_workers.vlm import Vlm
 
-DEFAULT_BATCH = 16
 JUDGE_QUESTION = (
     "Question: {question}\nAnswer: {answer}\n"
     "Is this answer accurate and faithful to the image? Reply yes or no."
@@ -110,12 +109,10 @@ class ResponseScorer(Kind):
 
     def _run(self, request, emit, cancel: threading.Event) -> None:
         total = len(request.items)
-        batch = request.max_batch_size or DEFAULT_BATCH
         done = 0
-        for start in range(0, total, batch):
+        for chunk in batches(request.items, request.max_batch_size):
             if cancel.is_set():
                 return
-            chunk = request.items[start : start + batch]
             ready, images = [], []
             for it in chunk:
                 if not it.answer.strip():
