@@ -3,12 +3,13 @@
 import pytest
 
 from pds_dpo_workers.errors import InvalidRequest
-from pds_dpo_workers.kinds.dpo_trainer import accelerate_command, dpo_config_kwargs, latest_checkpoint
+from pds_dpo_workers.kinds.dpo_trainer import accelerate_command, check_request, dpo_config_kwargs, latest_checkpoint
 from pds_dpo_workers.proto import dpo_trainer_pb2 as pb
 
 
 def request(**optim) -> pb.TrainRequest:
     return pb.TrainRequest(
+        lora=pb.LoraConfig(r=8, alpha=16),
         dpo=pb.DpoConfig(beta=0.1, loss_type="sigmoid"),
         optim=pb.OptimConfig(learning_rate=1e-5, scheduler="cosine", warmup_ratio=0.03, epochs=2, batch_size=1, grad_accumulation=1, **optim),
         seed=2**40 + 7,
@@ -36,6 +37,29 @@ def test_max_steps_overrides_epochs_and_half_precision_needs_cuda():
     assert dpo_config_kwargs(request(max_steps=4), "cpu")["max_steps"] == 4
     with pytest.raises(InvalidRequest, match="bf16 needs a CUDA device"):
         dpo_config_kwargs(request(precision="bf16"), "cpu")
+
+
+def test_unset_fields_get_the_config_defaults():
+    # src/config/schema.ts, stages.train: scheduler cosine, checkpoint_every 50, loss_type
+    # sigmoid, batch_size 1, grad_accumulation 1, warmup_ratio 0, precision fp32.
+    req = pb.TrainRequest(lora=pb.LoraConfig(r=8, alpha=16), dpo=pb.DpoConfig(beta=0.1), optim=pb.OptimConfig(learning_rate=1e-5), checkpoint_dir="/ckpt")
+    check_request(req)
+    kw = dpo_config_kwargs(req, "cpu")
+    assert kw["lr_scheduler_type"] == "cosine" and kw["save_steps"] == 50 and kw["loss_type"] == ["sigmoid"]
+    assert kw["per_device_train_batch_size"] == 1 and kw["gradient_accumulation_steps"] == 1 and kw["warmup_steps"] == 0
+    assert kw["bf16"] is False and kw["fp16"] is False
+    # Unset epochs and max_steps: one epoch (the orchestrator's deadline assumes the same).
+    assert kw["num_train_epochs"] == 1 and kw["max_steps"] == -1
+
+
+def test_what_the_config_requires_has_no_fallback():
+    check_request(request())
+    with pytest.raises(InvalidRequest, match=r"^dpo.beta, optim.learning_rate, lora.r, lora.alpha are required$"):
+        check_request(pb.TrainRequest(checkpoint_dir="/ckpt"))
+    with pytest.raises(InvalidRequest, match=r"^checkpoint_dir is required$"):
+        req = request()
+        req.ClearField("checkpoint_dir")
+        check_request(req)
 
 
 def test_latest_checkpoint(tmp_path):

@@ -125,6 +125,17 @@ def test_a_refused_call_is_its_status_before_the_model_runs():
     assert err.value.details() == "the trainer needs the shared store (--store)"
 
 
+def test_a_train_request_without_what_the_config_requires_is_refused(tmp_path):
+    from pds_dpo_workers.store import Store
+
+    entry = KINDS["dpo-trainer"]
+    request_cls, _ = _messages(entry)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        asyncio.run(_call(entry, entry.create(_ctx(store=Store(str(tmp_path)))), request_cls()))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details() == "checkpoint_dir, dpo.beta, optim.learning_rate, lora.r, lora.alpha are required"
+
+
 def test_a_failure_in_the_work_is_one_clear_status():
     entry = KINDS["image-scorer"]
     request_cls, _ = _messages(entry)

@@ -37,18 +37,37 @@ def latest_checkpoint(directory: str) -> str | None:
     return max(found)[1] if found else None
 
 
+def check_request(req: pb.TrainRequest) -> None:
+    """The request carries what the config requires (these have no default anywhere)."""
+    required = {
+        "checkpoint_dir": req.checkpoint_dir,
+        "dpo.beta": req.dpo.beta,
+        "optim.learning_rate": req.optim.learning_rate,
+        "lora.r": req.lora.r,
+        "lora.alpha": req.lora.alpha,
+    }
+    missing = [name for name, value in required.items() if not value]
+    if missing:
+        raise InvalidRequest(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+
+
 def dpo_config_kwargs(req: pb.TrainRequest, device: str) -> dict:
-    """Pure: TRL DPOConfig keyword arguments from the wire request."""
+    """Pure: TRL DPOConfig keyword arguments from the wire request (see check_request).
+
+    A field left unset (0 or "") gets the config's default (stages.train in
+    src/config/schema.ts), so such a request trains as the config would; lora.dropout,
+    for which 0 is a real value, is taken as sent.
+    """
     o = req.optim
     precision = o.precision or "fp32"
     if precision in ("bf16", "fp16") and device == "cpu":
         raise InvalidRequest(f"precision {precision} needs a CUDA device; use fp32 on CPU")
     return {
         "output_dir": req.checkpoint_dir,
-        "beta": req.dpo.beta or 0.1,
+        "beta": req.dpo.beta,
         "loss_type": [req.dpo.loss_type or "sigmoid"],
-        "learning_rate": o.learning_rate or 1e-5,
-        "lr_scheduler_type": o.scheduler or "linear",
+        "learning_rate": o.learning_rate,
+        "lr_scheduler_type": o.scheduler or "cosine",
         # transformers 5: a float in [0, 1) is a ratio of the total steps.
         "warmup_steps": float(o.warmup_ratio),
         "num_train_epochs": o.epochs or 1,
@@ -63,7 +82,7 @@ def dpo_config_kwargs(req: pb.TrainRequest, device: str) -> dict:
         "fp16": precision == "fp16",
         "use_cpu": device == "cpu",
         "save_strategy": "steps",
-        "save_steps": req.checkpoint_every or 500,
+        "save_steps": req.checkpoint_every or 50,
         "logging_steps": 1,
         "report_to": [],
         "disable_tqdm": True,
@@ -106,8 +125,8 @@ def run_training(req: pb.TrainRequest, model_dir: str, ctx: WorkerContext, send,
     )
     projector_lr = req.optim.projector_learning_rate
     lora = LoraConfig(
-        r=req.lora.r or 8,
-        lora_alpha=req.lora.alpha or 16,
+        r=req.lora.r,
+        lora_alpha=req.lora.alpha,
         lora_dropout=req.lora.dropout,
         target_modules=list(req.lora.target_modules) or DEFAULT_TARGET_MODULES,
         # As in the paper: the projector is trained in full, at its own learning rate.
@@ -247,10 +266,9 @@ class DpoTrainer(Kind):
     def check(self, req: pb.TrainRequest) -> None:
         if self.ctx.store is None:
             raise FailedPrecondition("the trainer needs the shared store (--store)")
+        check_request(req)
 
     def _run(self, req: pb.TrainRequest, emit, cancel: threading.Event) -> None:
-        if not req.checkpoint_dir:
-            raise InvalidRequest("checkpoint_dir is required")
 
         def send(message: pb.TrainResponse) -> None:
             # After a cancel nobody listens; training still stops and saves cleanly.

@@ -110,6 +110,7 @@ class Evaluator(Kind):
     def _answer(self, req, bench: Benchmark, rows: list[dict], model, emit, cancel: threading.Event) -> None:
         from PIL import Image
 
+        # The config's default (stages.evaluate.max_new_tokens), for a request that sets none.
         max_new = req.decoding.max_new_tokens or 8
         parsed: list[str] = []
         answers: list[dict] = []

@@ -18,6 +18,10 @@ from pds_dpo_workers.proto import common_pb2, responder_pb2 as pb
 from pds_dpo_workers.streaming import Cancelled
 from pds_dpo_workers.vlm import Vlm, chat_prompt
 
+# The config's default (stages.responses.decoding.max_new_tokens), for a request that sets none.
+MAX_NEW_TOKENS = 256
+
+
 def sample_seed(seed: int, k: int) -> int:
     """Seed of sample k of an item: the item's own seed for the first, a hash after it."""
     if k == 0:
@@ -45,7 +49,7 @@ class ImageTextToTextResponder(Vlm):
         import torch
 
         inputs = self.inputs(images, instructions)
-        kwargs = {"max_new_tokens": decoding.max_new_tokens or 256, "do_sample": decoding.do_sample}
+        kwargs = {"max_new_tokens": decoding.max_new_tokens or MAX_NEW_TOKENS, "do_sample": decoding.do_sample}
         if decoding.do_sample:
             kwargs.update(
                 temperature=decoding.temperature or 1.0,
@@ -86,7 +90,7 @@ class Responder(Kind):
         if not limit:
             return None
         n = self.backend.prompt_tokens(image, item.instruction)
-        budget = item.decoding.max_new_tokens or 256
+        budget = item.decoding.max_new_tokens or MAX_NEW_TOKENS
         if n + budget > limit:
             return f"prompt of {n} tokens plus max_new_tokens {budget} exceeds the model's context of {limit}"
         return None
