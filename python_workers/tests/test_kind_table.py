@@ -16,7 +16,7 @@ from google.protobuf import descriptor_pool, message_factory
 
 from pds_dpo_workers.errors import FailedPrecondition, InvalidModelSpec, InvalidRequest
 from pds_dpo_workers.kinds import KINDS, kind_entry
-from pds_dpo_workers.kinds.base import Kind, WorkerContext, batches, choose_backend
+from pds_dpo_workers.kinds.base import DETERMINISTIC_CODES, Kind, WorkerContext, batches, choose_backend, item_error
 from pds_dpo_workers.proto import common_pb2
 from pds_dpo_workers.server import add_kind_service
 
@@ -161,3 +161,15 @@ def test_max_batch_size_slices_the_request_and_zero_is_one_batch():
     # 0 (unset): the whole request is one batch; the workers keep no default of their own.
     assert list(batches(items, 0)) == [items]
     assert list(batches([], 0)) == [] == list(batches([], 3))
+
+
+def test_item_errors_are_deterministic_for_the_codes_that_follow_from_the_input():
+    assert DETERMINISTIC_CODES == {"invalid_input", "invalid_image", "context_too_long", "empty_answer"}
+    for code in DETERMINISTIC_CODES:
+        assert item_error(code, "x").deterministic is True
+    # Failures a retry may clear are never journaled.
+    for code in ("generation_failed", "scoring_failed", "worker_error"):
+        assert item_error(code, "x").deterministic is False
+    # The flag is on the wire (field 3), not only on the Python object.
+    wire = common_pb2.ItemError.FromString(item_error("empty_answer", "the answer is empty").SerializeToString())
+    assert (wire.code, wire.deterministic) == ("empty_answer", True)

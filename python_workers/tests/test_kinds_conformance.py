@@ -46,6 +46,7 @@ class Result:
     id: str
     error_code: str  # "" when the item succeeded
     has_output: bool  # an image (generator), a finite score (scorers) or an answer (responder)
+    deterministic: bool  # the error's flag: the same input always fails the same way
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def _generate(channel, items) -> list[Result]:
     for resp in gen_grpc.ImageGeneratorServiceStub(channel).Generate(req, timeout=120):
         if resp.WhichOneof("event") == "image":
             img = resp.image
-            out.append(Result(img.id, img.error.code, img.image.inline.startswith(b"\x89PNG")))
+            out.append(Result(img.id, img.error.code, img.image.inline.startswith(b"\x89PNG"), img.error.deterministic))
     return out
 
 
@@ -82,7 +83,7 @@ def _score(channel, items) -> list[Result]:
     for resp in score_grpc.ImageScorerServiceStub(channel).Score(req, timeout=120):
         if resp.WhichOneof("event") == "score":
             s = resp.score
-            out.append(Result(s.id, s.error.code, "cosine" in s.components and s.score == s.score))
+            out.append(Result(s.id, s.error.code, "cosine" in s.components and s.score == s.score, s.error.deterministic))
     return out
 
 
@@ -93,7 +94,7 @@ def _respond(channel, items) -> list[Result]:
         if resp.WhichOneof("event") == "response":
             r = resp.response
             answered = r.finish_reason in ("stop", "length") and r.num_tokens > 0 and r.text != ""
-            out.append(Result(r.id, r.error.code, answered))
+            out.append(Result(r.id, r.error.code, answered, r.error.deterministic))
     return out
 
 
@@ -104,7 +105,7 @@ def _score_responses(channel, items, components: frozenset) -> list[Result]:
         if resp.WhichOneof("event") == "score":
             s = resp.score
             scored = not s.HasField("error") and math.isfinite(s.score) and set(s.components) == components
-            out.append(Result(s.id, s.error.code, scored))
+            out.append(Result(s.id, s.error.code, scored, s.error.deterministic))
     return out
 
 
@@ -247,5 +248,7 @@ def test_one_bad_item_never_fails_the_batch(case, worker):
     assert sorted(r.id for r in results) == ["bad", "good"], results  # exactly one result per item
     assert by_id["bad"].error_code == case.invalid_code
     assert by_id["bad"].has_output is False
+    # A bad input fails the same way every time: the orchestrator may journal it.
+    assert by_id["bad"].deterministic is True
     assert by_id["good"].error_code == ""
     assert by_id["good"].has_output is True

@@ -161,6 +161,7 @@ def test_instruction_beyond_the_context_fails_its_item_only(responder_worker):
     results = respond(responder_worker.channel, items, errors_ok=True)
     long, short = results[("long", 0)], results[("short", 0)]
     assert long.error.code == "context_too_long", long
+    assert long.error.deterministic is True
     assert "context" in long.error.message and "1024" in long.error.message, long.error.message
     assert (long.text, long.num_tokens, long.finish_reason) == ("", 0, "error")
     assert not short.HasField("error"), short.error

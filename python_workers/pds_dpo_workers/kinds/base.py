@@ -100,8 +100,14 @@ def batches(items: Sequence[T], max_batch_size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
+# Item error codes that follow from the input alone: the same input always fails the same
+# way, so the orchestrator may journal the failure (ItemError.deterministic). Any other code
+# (generation_failed, scoring_failed, ...) may pass on a retry.
+DETERMINISTIC_CODES = frozenset({"invalid_input", "invalid_image", "context_too_long", "empty_answer"})
+
+
 def item_error(code: str, message: str) -> common_pb2.ItemError:
-    return common_pb2.ItemError(code=code, message=message[:2000])
+    return common_pb2.ItemError(code=code, message=message[:2000], deterministic=code in DETERMINISTIC_CODES)
 
 
 def load_image(store: Store | None, blob: common_pb2.Blob):

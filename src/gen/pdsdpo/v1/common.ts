@@ -217,6 +217,12 @@ export interface ItemError {
   /** Stable machine-readable code, e.g. "invalid_input", "generation_failed". */
   code: string;
   message: string;
+  /**
+   * True when the same input always fails the same way (e.g. invalid_input,
+   * invalid_image, context_too_long, empty_answer), so the orchestrator may journal the
+   * failure; false when a retry may succeed (e.g. generation_failed, scoring_failed).
+   */
+  deterministic: boolean;
 }
 
 export interface WeightFile {
@@ -886,7 +892,7 @@ export const Progress: MessageFns<Progress> = {
 };
 
 function createBaseItemError(): ItemError {
-  return { code: "", message: "" };
+  return { code: "", message: "", deterministic: false };
 }
 
 export const ItemError: MessageFns<ItemError> = {
@@ -896,6 +902,9 @@ export const ItemError: MessageFns<ItemError> = {
     }
     if (message.message !== "") {
       writer.uint32(18).string(message.message);
+    }
+    if (message.deterministic !== false) {
+      writer.uint32(24).bool(message.deterministic);
     }
     return writer;
   },
@@ -929,6 +938,14 @@ export const ItemError: MessageFns<ItemError> = {
             message.message = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.deterministic = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -945,6 +962,7 @@ export const ItemError: MessageFns<ItemError> = {
     return {
       code: isSet(object.code) ? globalThis.String(object.code) : "",
       message: isSet(object.message) ? globalThis.String(object.message) : "",
+      deterministic: isSet(object.deterministic) ? globalThis.Boolean(object.deterministic) : false,
     };
   },
 
@@ -956,6 +974,9 @@ export const ItemError: MessageFns<ItemError> = {
     if (message.message !== "") {
       obj.message = message.message;
     }
+    if (message.deterministic !== false) {
+      obj.deterministic = message.deterministic;
+    }
     return obj;
   },
 
@@ -966,6 +987,7 @@ export const ItemError: MessageFns<ItemError> = {
     const message = createBaseItemError();
     message.code = object.code ?? "";
     message.message = object.message ?? "";
+    message.deterministic = object.deterministic ?? false;
     return message;
   },
 };

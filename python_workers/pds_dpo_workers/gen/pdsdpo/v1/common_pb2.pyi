@@ -102,12 +102,14 @@ class Progress(_message.Message):
     def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., unit: _Optional[str] = ...) -> None: ...
 
 class ItemError(_message.Message):
-    __slots__ = ("code", "message")
+    __slots__ = ("code", "message", "deterministic")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DETERMINISTIC_FIELD_NUMBER: _ClassVar[int]
     code: str
     message: str
-    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    deterministic: bool
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., deterministic: _Optional[bool] = ...) -> None: ...
 
 class WeightFile(_message.Message):
     __slots__ = ("path", "sha256", "bytes")
