@@ -62,17 +62,31 @@ def test_different_seeds_different_images(generator_worker):
     assert inline(images, "s1") != inline(images, "s2")
 
 
-def test_same_batch_same_bytes_whatever_its_order(generator_worker):
-    # Each item has its own CPU generator, so neither its neighbours' seeds nor its position
-    # change its image. (The batch *size* may: CPU kernels of batch 1 and batch 3 differ by
-    # ~1e-6, which can flip one 8-bit value; the control plane therefore forms batches from
-    # the plan order only, so a batch is always the same set of items.)
+def pixels(data: bytes) -> np.ndarray:
+    from io import BytesIO
+
+    from PIL import Image
+
+    return np.asarray(Image.open(BytesIO(data)).convert("RGB"), dtype=np.int16)
+
+
+def test_same_batch_same_bytes_and_its_order_only_within_float_noise(generator_worker):
+    # The same batch again: the same bytes (the cache and replay rely on it).
     a = [item("before", seed=10, prompt="an oil painting of a mountain lake"), item("t", seed=11), item("after", seed=12, prompt="a bowl of ramen")]
     forward = generate(generator_worker.channel, a)
+    again = generate(generator_worker.channel, a)
+    for i in a:
+        assert inline(forward, i.id) == inline(again, i.id)
+    # Each item has its own CPU generator, so neither its neighbours' seeds nor its position
+    # change its image beyond float noise: CPU kernels may treat batch rows (and batch sizes)
+    # differently by ~1e-6, which can flip an 8-bit value, so another order is compared
+    # within replay's pixel tolerance (2). The control plane forms batches from the plan
+    # order only, so a batch is always the same items in the same order.
     backward = generate(generator_worker.channel, list(reversed(a)))
     for i in a:
-        assert inline(forward, i.id) == inline(backward, i.id)
-    assert inline(forward, "before") != inline(forward, "t")
+        assert np.abs(pixels(inline(forward, i.id)) - pixels(inline(backward, i.id))).max() <= 2, i.id
+    # Far above the tolerance between two items.
+    assert np.abs(pixels(inline(forward, "before")) - pixels(inline(forward, "t"))).max() > 50
 
 
 # -- to_png, without a worker ---------------------------------------------------------------

@@ -78,7 +78,12 @@ def test_ref_in_the_store_is_scored_like_inline(scorer_worker, images):
     ref = Store(str(scorer_worker.store)).put(images[1], "image/png")
     out = score(scorer_worker.channel, [pb.ImageScoringItem(id="ref", prompt=PROMPT, image=common_pb2.Blob(ref=ref)), inline_item("inline", images[1])])
     assert not out["ref"].HasField("error"), out["ref"].error
-    assert out["ref"].score == out["inline"].score
+    # The same image at another position of the batch: equal within the score tolerance
+    # (rel 1e-4), not to the bit, since some CPUs' kernels treat batch rows differently
+    # (3.42529296875 vs 3.4252917766571045 seen). The same batch again is bit-equal
+    # (test_scores_are_deterministic).
+    assert out["ref"].score == pytest.approx(out["inline"].score, rel=1e-4)
+    assert dict(out["ref"].components) == pytest.approx(dict(out["inline"].components), rel=1e-4)
 
 
 def test_truncated_png_fails_its_item(scorer_worker, images):
