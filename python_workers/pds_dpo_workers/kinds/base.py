@@ -1,10 +1,11 @@
 """What every worker kind is built on.
 
-A kind subclasses `Kind` and writes only its model load (`load`) and its per-request work
-(`_run(request, emit, cancel)`, blocking, in a thread). The plumbing is here: the model
-runs one call at a time (ModelRunner), results stream to the caller, a failure becomes one
-gRPC status. The host (server.py) binds `serve` to the kind's RPC from the table in
-kinds/__init__.py.
+A kind subclasses `Kind` and writes only its model load and its per-request work
+(`_run(request, emit, cancel)`, blocking, in a thread). The model load is a backend: the
+kind's BACKENDS table maps the model option "type" to a model family, a class that loads
+the model in its constructor. The plumbing is here: the model runs one call at a time
+(ModelRunner), results stream to the caller, a failure becomes one gRPC status. The host
+(server.py) binds `serve` to the kind's RPC from the table in kinds/__init__.py.
 """
 
 from __future__ import annotations
