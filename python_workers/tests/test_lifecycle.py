@@ -110,6 +110,15 @@ def test_the_load_runs_at_the_lower_priority_and_calls_at_the_normal_one():
     assert seen == {"prepare": base + 3, "load": base + 3, "child": base + 3, "model": "K"}
 
 
+def _thread_name(pid: int, tid: str) -> str:
+    # A thread may end between the listing and the read (the load thread, just after SERVING).
+    try:
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def test_a_worker_with_its_own_group_stays_in_our_session_and_serves_at_normal_priority(store_dir, tmp_path):
     worker = start_worker("image-scorer", SCORER_MODEL, store_dir, tmp_path, extra_args=("--nice", "7", "--own-process-group"))
     try:
@@ -120,7 +129,7 @@ def test_a_worker_with_its_own_group_stays_in_our_session_and_serves_at_normal_p
         # threads run at our priority. (Threads the libraries started during the load keep +7.)
         base = _nice_of(threading.get_native_id())
         assert _nice_of(pid) == base
-        grpc_threads = [t for t in os.listdir(f"/proc/{pid}/task") if open(f"/proc/{pid}/task/{t}/comm").read().startswith(("grpc", "event_engine"))]
+        grpc_threads = [t for t in os.listdir(f"/proc/{pid}/task") if _thread_name(pid, t).startswith(("grpc", "event_engine"))]
         assert grpc_threads
         for tid in grpc_threads:
             assert _nice_of(int(tid)) == base, tid
