@@ -165,3 +165,31 @@ describe("a worker whose fingerprint cannot be known", { timeout: 30_000 }, () =
     }
   });
 });
+
+describe("item failures and the journal", { timeout: 30_000 }, () => {
+  it("a deterministic failure is journaled and reused; a transient one is computed again", async () => {
+    const dir = tempDir("pdsdpo-cache-");
+    const store = join(dir, "store");
+    // art-001's images fail for a reason of their input (invalid_input), art-002's for a passing one (generation_failed).
+    const fleet = await Fleet.start(store, workers(["sd", "pick"], { sd: { batch_size: 2 } }));
+    try {
+      fleet.worker("sd").faults = {
+        itemError: (id) => (id.startsWith("art-001") ? { code: "invalid_input", message: "prompt is empty" } : id.startsWith("art-002") ? { code: "generation_failed", message: "RuntimeError: out of memory" } : undefined),
+      };
+      const config = writeExperiment(dir, { workers: fleet.yaml(), prompts: 3, stages: STAGE.images() });
+      const one = await runIn(config, store, { runId: "one" });
+      expect(one.status).toBe("succeeded");
+      const errors = Object.fromEntries(ofType(one.events, "image.generated").filter((e) => e.error).map((e) => [(e.candidate as { id: string }).id, e.error]));
+      expect(errors["art-001.gs5.n0"]).toEqual({ code: "invalid_input", message: "prompt is empty", deterministic: true });
+      expect(errors["art-002.gs5.n0"]).toEqual({ code: "generation_failed", message: "RuntimeError: out of memory" });
+      // Batches of 2: [art-001 x2] (both failed for good), [art-002 x2] (failed for now), [industrial-001 x2].
+      const before = fleet.worker("sd").calls.length;
+      const two = await runIn(config, store, { runId: "two" });
+      const again = fleet.worker("sd").calls.slice(before).flatMap((c) => c.ids);
+      expect(again).toEqual(["art-002.gs5.n0", "art-002.gs9.n0"]);
+      expect(two.manifest.stages.images!.counts).toMatchObject({ failed: 4, kept: 1 });
+    } finally {
+      await fleet.stop();
+    }
+  });
+});

@@ -96,7 +96,7 @@ describe("image stage", { timeout: 30_000 }, () => {
     for (const c of art1!.candidates) expect(c.error).toEqual({ code: "generation_failed", message: "RuntimeError: boom" });
     expect(art2!.kept).toBeNull();
     expect(art2!.dropped_reason).toBe("no_valid_image");
-    expect(art2!.candidates[1]!.error).toEqual({ code: "invalid_image", message: "cannot identify image file" });
+    expect(art2!.candidates[1]!.error).toEqual({ code: "invalid_image", message: "cannot identify image file", deterministic: true });
     expect(ind!.kept).toBeNull();
     expect(ind!.dropped_reason).toBe("below_min_score");
     expect(r.manifest.stages.images!.counts).toMatchObject({ candidates: 6, generated: 3, failed: 4, scored: 2, kept: 0, dropped: 3 });

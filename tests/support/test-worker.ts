@@ -95,8 +95,8 @@ export interface Faults {
   empty?: (id: string, sample: number) => boolean;
   /** Responder: this text instead of the model's answer to an item's sample. */
   answer?: (id: string, sample: number) => string | undefined;
-  /** An item error instead of the item's result. */
-  itemError?: (id: string) => ItemError | undefined;
+  /** An item error instead of the item's result (deterministic from the code unless given). */
+  itemError?: (id: string) => { code: string; message: string; deterministic?: boolean } | undefined;
   /** Image generator: the defects of an item's image (all_black makes it black). */
   defects?: (id: string) => ImageDefect[];
   /** Scorers: a fixed score for an item (equal scores make ties). */
@@ -151,6 +151,17 @@ const turn = () => new Promise<void>((r) => setImmediate(r));
 const STOP = Symbol("stop");
 
 export const PROTOCOL_VERSION = "1";
+
+/** Error codes that follow from the input alone (base.py's DETERMINISTIC_CODES): the orchestrator may journal them. */
+export const DETERMINISTIC_CODES = new Set(["invalid_input", "invalid_image", "context_too_long", "empty_answer"]);
+
+/** An item error as the workers send it: deterministic from the code's table unless the fault says otherwise. */
+export function itemError(code: string, message: string, deterministic = DETERMINISTIC_CODES.has(code)): ItemError {
+  return { code, message: message.slice(0, 2000), deterministic };
+}
+
+type FaultError = { code: string; message: string; deterministic?: boolean };
+const asItemError = (e: FaultError | undefined): ItemError | undefined => (e ? itemError(e.code, e.message, e.deterministic) : undefined);
 const ENV_HASH = sha256("pds-dpo test worker environment v1");
 
 const VOCABULARY = (
@@ -494,7 +505,7 @@ export class TestWorker {
               : item.guidanceScale < 0
                 ? `guidance_scale must be >= 0, got ${item.guidanceScale}`
                 : undefined;
-      const error = this.faults.itemError?.(item.id) ?? (problem ? { code: "invalid_input", message: problem } : undefined);
+      const error = asItemError(this.faults.itemError?.(item.id)) ?? (problem ? itemError("invalid_input", problem) : undefined);
       if (error) {
         await out.result({ event: { $case: "image", value: { id: item.id, image: undefined, width: 0, height: 0, defects: [], error, seconds: 0 } } });
       } else {
@@ -537,13 +548,13 @@ export class TestWorker {
   private async scoreImages(req: ImageScorerServiceScoreRequest, out: Out<ImageScorerServiceScoreResponse>): Promise<void> {
     let done = 0;
     for (const item of req.items) {
-      let error = this.faults.itemError?.(item.id);
+      let error = asItemError(this.faults.itemError?.(item.id));
       let imageSha = "";
       if (!error) {
         try {
           imageSha = sha256(readBlob(this.store, item.image));
         } catch (e) {
-          error = { code: "invalid_image", message: `ArtifactError: ${(e as Error).message}` };
+          error = itemError("invalid_image", `ArtifactError: ${(e as Error).message}`);
         }
       }
       if (error) {
@@ -566,18 +577,18 @@ export class TestWorker {
     for (const item of req.items) {
       const samples = Math.max(1, item.decoding?.numSamples ?? 1);
       const budget = item.decoding?.maxNewTokens || 256;
-      let error = this.faults.itemError?.(item.id);
+      let error = asItemError(this.faults.itemError?.(item.id));
       let imageSha = "";
       if (!error) {
         try {
           imageSha = sha256(readBlob(this.store, item.image));
         } catch (e) {
-          error = { code: "invalid_image", message: `ArtifactError: ${(e as Error).message}` };
+          error = itemError("invalid_image", `ArtifactError: ${(e as Error).message}`);
         }
       }
       const limit = this.faults.contextChars;
       if (!error && limit !== undefined && item.instruction.length > limit) {
-        error = { code: "context_too_long", message: `prompt of ${item.instruction.length} tokens plus max_new_tokens ${budget} exceeds the model's context of ${limit}` };
+        error = itemError("context_too_long", `prompt of ${item.instruction.length} tokens plus max_new_tokens ${budget} exceeds the model's context of ${limit}`);
       }
       for (let k = 0; k < samples; k++) {
         if (error) {
@@ -611,13 +622,13 @@ export class TestWorker {
     const judge = this.spec.options.type === "vlm-judge";
     let done = 0;
     for (const item of req.items) {
-      let error = this.faults.itemError?.(item.id) ?? (item.answer.trim() ? undefined : { code: "empty_answer", message: "the answer is empty" });
+      let error = asItemError(this.faults.itemError?.(item.id)) ?? (item.answer.trim() ? undefined : itemError("empty_answer", "the answer is empty"));
       let imageSha = "";
       if (!error && judge) {
         try {
           imageSha = sha256(readBlob(this.store, item.image));
         } catch (e) {
-          error = { code: "invalid_image", message: `ArtifactError: ${(e as Error).message}` };
+          error = itemError("invalid_image", `ArtifactError: ${(e as Error).message}`);
         }
       }
       if (error) {
@@ -636,7 +647,16 @@ export class TestWorker {
   // -- DPO trainer -------------------------------------------------------------------------------
 
   private async train(req: TrainRequest, out: Out<TrainResponse>): Promise<void> {
-    if (!req.checkpointDir) throw rpcError(status.INVALID_ARGUMENT, "checkpoint_dir is required");
+    // What the config requires has no fallback (dpo_trainer.py's check_request).
+    const required: [string, unknown][] = [
+      ["checkpoint_dir", req.checkpointDir],
+      ["dpo.beta", req.dpo?.beta],
+      ["optim.learning_rate", req.optim?.learningRate],
+      ["lora.r", req.lora?.r],
+      ["lora.alpha", req.lora?.alpha],
+    ];
+    const missing = required.filter(([, v]) => !v).map(([k]) => k);
+    if (missing.length) throw rpcError(status.INVALID_ARGUMENT, `${missing.join(", ")} ${missing.length === 1 ? "is" : "are"} required`);
     const o = req.optim;
     if (o && (o.precision === "bf16" || o.precision === "fp16")) throw rpcError(status.INVALID_ARGUMENT, `precision ${o.precision} needs a CUDA device; use fp32 on CPU`);
     const data = readBlob(this.store, req.dataset);
@@ -652,7 +672,7 @@ export class TestWorker {
     }
     const perEpoch = Math.ceil(rows.length / ((o?.batchSize || 1) * (o?.gradAccumulation || 1)));
     const total = o?.maxSteps && o.maxSteps > 0 ? o.maxSteps : (o?.epochs || 1) * perEpoch;
-    const every = req.checkpointEvery || 500;
+    const every = req.checkpointEvery || 50;
     const key = [this.modelKey, sha256(data), req.seed, req.lora, req.dpo, o];
     mkdirSync(req.checkpointDir, { recursive: true });
     const save = (step: number) => {
@@ -675,7 +695,7 @@ export class TestWorker {
           "rewards/rejected": -margin / 2,
           "rewards/margins": margin,
           "rewards/accuracies": margin > 0 ? 1 : 0,
-          learning_rate: (o?.learningRate || 1e-5) * (1 - (step - 1) / total),
+          learning_rate: o!.learningRate * (1 - (step - 1) / total),
         };
         history.push({ step, ...metrics });
         await out.send({ event: { $case: "progress", value: { done: step, total, unit: "steps" } } });
@@ -697,8 +717,8 @@ export class TestWorker {
     const config = {
       peft_type: "LORA",
       task_type: "CAUSAL_LM",
-      r: req.lora?.r || 8,
-      lora_alpha: req.lora?.alpha || 16,
+      r: req.lora!.r,
+      lora_alpha: req.lora!.alpha,
       lora_dropout: req.lora?.dropout ?? 0,
       target_modules: req.lora?.targetModules.length ? req.lora.targetModules : ".*language_model.*\\.(q_proj|k_proj|v_proj|o_proj)",
       base_model_name_or_path: this.spec.id || this.spec.path,
