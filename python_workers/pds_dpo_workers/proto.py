@@ -1,9 +1,12 @@
-"""The generated wire code, importable as `from pds_dpo_workers.proto import pb`.
+"""The generated wire code, importable as `from pds_dpo_workers.proto import <name>_pb2`.
 
 grpcio-tools writes absolute imports (`from pdsdpo.v1 import common_pb2`), so the
-generated tree is put on sys.path once here instead of rewriting generated files.
+generated tree is put on sys.path once here instead of rewriting generated files. Any
+`<file>_pb2` / `<file>_pb2_grpc` of proto/pdsdpo/v1 is imported on first use, so a new
+worker kind's service needs no line here.
 """
 
+import importlib
 import os
 import sys
 
@@ -12,20 +15,17 @@ if _GEN not in sys.path:
     sys.path.insert(0, _GEN)
 
 from pdsdpo.v1 import common_pb2  # noqa: E402
-from pdsdpo.v1 import dpo_trainer_pb2, dpo_trainer_pb2_grpc  # noqa: E402,F401
-from pdsdpo.v1 import evaluator_pb2, evaluator_pb2_grpc  # noqa: E402,F401
-from pdsdpo.v1 import image_generator_pb2, image_generator_pb2_grpc  # noqa: E402
-from pdsdpo.v1 import image_scorer_pb2, image_scorer_pb2_grpc  # noqa: E402
-from pdsdpo.v1 import responder_pb2, responder_pb2_grpc  # noqa: E402,F401
-from pdsdpo.v1 import response_scorer_pb2, response_scorer_pb2_grpc  # noqa: E402,F401
 from pdsdpo.v1 import worker_pb2, worker_pb2_grpc  # noqa: E402
 
-__all__ = [
-    "common_pb2",
-    "image_generator_pb2",
-    "image_generator_pb2_grpc",
-    "image_scorer_pb2",
-    "image_scorer_pb2_grpc",
-    "worker_pb2",
-    "worker_pb2_grpc",
-]
+__all__ = ["common_pb2", "worker_pb2", "worker_pb2_grpc"]
+
+
+def __getattr__(name: str):
+    if name.endswith(("_pb2", "_pb2_grpc")):
+        try:
+            module = importlib.import_module(f"pdsdpo.v1.{name}")
+        except ModuleNotFoundError:
+            raise AttributeError(f"no generated module pdsdpo.v1.{name} (run npm run gen)") from None
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

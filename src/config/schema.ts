@@ -39,7 +39,7 @@ export const ModelSchema = z
     quantization: z.enum(["4bit", "8bit"]).optional(),
     /** tiny: seed of the random weights. */
     seed: z.number().int().nonnegative().default(0),
-    /** Scoring family of a scorer worker (image scorer: clip; response scorer: sequence-classification, vlm-judge). */
+    /** The model family, from the kind's backend table (the first is the default): image generator diffusion-pipeline; image scorer clip; responder, evaluator and trainer image-text-to-text; response scorer sequence-classification, vlm-judge. Another value fails the worker's load naming the known ones. */
     type: z.string().min(1).optional(),
     /** Run the model repository's own code (ArmoRM's custom head needs it). */
     trust_remote_code: z.boolean().optional(),
