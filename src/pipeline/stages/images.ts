@@ -225,8 +225,27 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
 
   await allOrAbort([generate(), score()], abort);
 
-  const selections = selectBest([...outcomes.values()], stage.min_score);
+  const { kept, prompts } = keepBest(ctx, byId, outcomes, artifacts);
+  const count = (pred: (o: CandidateOutcome) => boolean) => [...outcomes.values()].filter(pred).length;
+  stageRun.counts = {
+    prompts: loaded.prompts.length,
+    candidates: candidates.length,
+    generated: artifacts.size,
+    defective: count((o) => o.defects.length > 0),
+    failed: count((o) => o.error !== undefined),
+    scored: count((o) => o.score !== undefined),
+    kept: kept.length,
+    dropped: prompts - kept.length,
+  };
+  ctx.results.images = kept;
+  if (kept.length === 0) bus.emit({ type: "warning", message: "no prompt kept an image (see the manifest's dropped reasons)" });
+}
+
+/** The best image of each prompt, placed in the run's images/ and announced; a prompt without one is announced with its reason. */
+function keepBest(ctx: StageContext, byId: Map<string, ImageCandidate>, outcomes: Map<string, CandidateOutcome>, artifacts: Map<string, ArtifactInfo>) {
+  const { bus, runDir, store } = ctx;
   const kept: KeptImage[] = [];
+  const selections = selectBest([...outcomes.values()], ctx.loaded.config.stages.images.min_score);
   for (const sel of selections) {
     if (sel.kept !== null) {
       const artifact = artifacts.get(sel.kept)!;
@@ -238,19 +257,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
       bus.emit({ type: "image.selected", promptId: sel.promptId, kept: null, reason: sel.reason, score: sel.bestScore });
     }
   }
-  const count = (pred: (o: CandidateOutcome) => boolean) => [...outcomes.values()].filter(pred).length;
-  stageRun.counts = {
-    prompts: loaded.prompts.length,
-    candidates: candidates.length,
-    generated: artifacts.size,
-    defective: count((o) => o.defects.length > 0),
-    failed: count((o) => o.error !== undefined),
-    scored: count((o) => o.score !== undefined),
-    kept: kept.length,
-    dropped: selections.length - kept.length,
-  };
-  ctx.results.images = kept.sort((a, b) => a.promptIndex - b.promptIndex);
-  if (kept.length === 0) bus.emit({ type: "warning", message: "no prompt kept an image (see the manifest's dropped reasons)" });
+  return { kept: kept.sort((a, b) => a.promptIndex - b.promptIndex), prompts: selections.length };
 }
 
 function section() {

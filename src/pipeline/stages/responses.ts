@@ -78,9 +78,29 @@ declare module "../stage.js" {
 const modelOf = (info: WorkerInfo) => ({ id: info.model?.spec?.id || info.model?.spec?.path || "", revision: info.model?.resolvedRevision ?? "" });
 
 async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
+  const { bus } = ctx;
+  const kept = ctx.results.images ?? [];
+  const { answers, answered, total } = await answerAndScore(ctx, stageRun, kept);
+  const { records, policy, droppedCandidates, droppedImages } = selectPairs(ctx, kept, answers);
+  const files = writeDataset(ctx, records, policy, { droppedCandidates, droppedImages, answered, total, kept: kept.length });
+  bus.emit({ type: "dataset.written", files, pairs: records.length });
+  ctx.results.dataset = { path: files[0]!.path, sha256: files[0]!.sha256, pairs: records.length };
+  stageRun.counts = {
+    images: kept.length,
+    candidates: total,
+    answered,
+    failed: [...answers.values()].filter((a) => a.error).length,
+    scored: [...answers.values()].filter((a) => a.score !== undefined).length,
+    pairs: records.length,
+    images_without_pair: Object.values(droppedImages).reduce((a, b) => a + b, 0),
+  };
+  if (records.length === 0) bus.emit({ type: "warning", message: "no preference pair was made (see the manifest's dropped reasons)" });
+}
+
+/** Every responder answers every kept image while every scorer scores the answers as they come; each answer gets its weighted score. */
+async function answerAndScore(ctx: StageContext, stageRun: StageRun, kept: KeptImage[]) {
   const { loaded, bus, pool, signal } = ctx;
   const stage = loaded.config.stages.responses!;
-  const kept = ctx.results.images ?? [];
   const byPrompt = new Map(kept.map((k) => [k.promptId, k]));
   const responders = stage.responders.map((n) => pool.get(n));
   const scorers = responseScorers(stage).map((s) => ({ weight: s.weight, worker: pool.get(s.worker) }));
@@ -210,6 +230,12 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
   for (const a of answers.values()) {
     if (scorers.every((s) => s.worker.name in a.scores)) a.score = scorers.reduce((sum, s) => sum + s.weight * a.scores[s.worker.name]!, 0);
   }
+  return { answers, answered: counts.answered, total };
+}
+
+/** The pair policy over each kept image's scored answers, announced per image. */
+function selectPairs(ctx: StageContext, kept: KeptImage[], answers: Map<string, AnswerRecord>) {
+  const stage = ctx.loaded.config.stages.responses!;
   const policy: PairPolicy = stage.pairs;
   const records: PairRecord[] = [];
   const droppedCandidates: Record<string, number> = {};
@@ -224,7 +250,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
     if (out.droppedPair && out.pairs.length === 0) droppedImages[out.droppedPair] = (droppedImages[out.droppedPair] ?? 0) + 1;
     const ids = out.pairs.map((_, i) => (policy.pairs_per_image === 1 ? image.promptId : `${image.promptId}.p${i}`));
     out.pairs.forEach((pair, i) => records.push({ id: ids[i]!, image, pair: pair as PairRecord["pair"], candidates }));
-    bus.emit({
+    ctx.bus.emit({
       type: "pairs.selected",
       promptId: image.promptId,
       pairs: out.pairs.map((p, i) => ({ id: ids[i]!, chosen: p.chosen.id, rejected: p.rejected.id, margin: p.margin })),
@@ -232,20 +258,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
       droppedPair: out.droppedPair,
     });
   }
-
-  const files = writeDataset(ctx, records, policy, { droppedCandidates, droppedImages, answered: counts.answered, total, kept: kept.length });
-  bus.emit({ type: "dataset.written", files, pairs: records.length });
-  ctx.results.dataset = { path: files[0]!.path, sha256: files[0]!.sha256, pairs: records.length };
-  stageRun.counts = {
-    images: kept.length,
-    candidates: total,
-    answered: counts.answered,
-    failed: [...answers.values()].filter((a) => a.error).length,
-    scored: [...answers.values()].filter((a) => a.score !== undefined).length,
-    pairs: records.length,
-    images_without_pair: Object.values(droppedImages).reduce((a, b) => a + b, 0),
-  };
-  if (records.length === 0) bus.emit({ type: "warning", message: "no preference pair was made (see the manifest's dropped reasons)" });
+  return { records, policy, droppedCandidates, droppedImages };
 }
 
 function writeDataset(
