@@ -1,15 +1,45 @@
+import { relative } from "node:path";
 import { defineConfig } from "vitest/config";
+import { BaseSequencer, type TestSpecification } from "vitest/node";
+
+// Files that start real Python workers, longest first: with two files at a time, starting the
+// long ones first keeps one of them from running alone at the end (the order from a fresh
+// clone, before vitest has timings of its own).
+const LONGEST_FIRST = [
+  "tests/integration/crash-resume.test.ts",
+  "tests/integration/tiny-run.test.ts",
+  "tests/integration/failures.test.ts",
+  "tests/integration/defective-models.test.ts",
+  "tests/integration/local-runtime.test.ts",
+  "tests/integration/remote-runtime.test.ts",
+  "tests/integration/generated-code.test.ts",
+];
+
+class LongestFirst extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const rank = (f: TestSpecification) => {
+      const i = LONGEST_FIRST.indexOf(relative(f.project.config.root, f.moduleId));
+      return i < 0 ? LONGEST_FIRST.length : i;
+    };
+    const base = await super.sort(files);
+    return base.map((f, i) => ({ f, i })).sort((a, b) => rank(a.f) - rank(b.f) || a.i - b.i).map(({ f }) => f);
+  }
+}
 
 export default defineConfig({
   test: {
     include: ["tests/**/*.test.ts"],
-    // Integration tests start real worker processes (torch): give them room, and do not
-    // run more of them at once than this machine has cores.
-    testTimeout: 180_000,
-    hookTimeout: 180_000,
+    // Real-worker tests (tests/integration) set their own timeouts from their measured time,
+    // at 2.5 times or more of it so that they pass with one core busy; unit tests and stage
+    // tests with test workers (tests/stages) take well under a second to seconds.
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
     pool: "forks",
+    // Do not run more files at once than this machine has cores (real workers use them).
     maxWorkers: 2,
+    sequence: { sequencer: LongestFirst },
     env: { HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1" },
-    reporters: ["default"],
+    // timeout-budget names any test over 40% of its timeout (PDS_DPO_TIMEOUT_REPORT=1: the ten closest).
+    reporters: ["default", "./tests/support/timeout-budget.ts"],
   },
 });

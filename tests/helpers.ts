@@ -1,5 +1,5 @@
 // Shared helpers of the integration tests: temporary experiments and the real CLI.
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa, type ResultPromise } from "execa";
@@ -19,6 +19,22 @@ export function writePrompts(dir: string, n: number, extra: string[] = []): void
 
 /** The runtime of every test worker: local, CPU, one torch thread (tests run side by side). */
 export const LOCAL_CPU = "runtime: {type: local, device: cpu, cpu_threads: 1}";
+
+/** The real tiny workers of the end-to-end tests, each as one YAML flow mapping. */
+export const TINY_WORKERS: Record<string, string> = {
+  sd: `{kind: image-generator, model: {source: tiny, name: sd}, ${LOCAL_CPU}}`,
+  pick: `{kind: image-scorer, model: {source: tiny, name: clip-scorer}, ${LOCAL_CPU}}`,
+  a: `{kind: responder, model: {source: tiny, name: llava, seed: 1}, ${LOCAL_CPU}}`,
+  b: `{kind: responder, model: {source: tiny, name: llava, seed: 2}, ${LOCAL_CPU}}`,
+  rm: `{kind: response-scorer, model: {source: tiny, name: reward}, ${LOCAL_CPU}}`,
+  dpo: `{kind: dpo-trainer, model: {source: tiny, name: llava, seed: 1}, ${LOCAL_CPU}}`,
+  pope: `{kind: evaluator, model: {source: tiny, name: llava, seed: 1}, ${LOCAL_CPU}}`,
+};
+
+/** A `workers:` block of real tiny workers; `extra` adds keys to some (e.g. {sd: "batch_size: 2"}). */
+export function tinyWorkers(names: string[], extra: Record<string, string> = {}): string {
+  return `workers:\n${names.map((n) => `  ${n}: ${TINY_WORKERS[n]!.replace(/}$/, extra[n] ? `, ${extra[n]}}` : "}")}`).join("\n")}\n`;
+}
 
 export interface TinyOptions {
   limit?: number;
@@ -60,8 +76,16 @@ stages:
   return path;
 }
 
-export function cli(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): ResultPromise<{ reject: false; all: false }> {
-  return execa("node", [BIN, ...args], { cwd: opts.cwd ?? ROOT, reject: false, timeout: opts.timeoutMs ?? 170_000, env: { HF_HUB_OFFLINE: "1" } }) as never;
+export function cli(args: string[], opts: { cwd?: string; timeoutMs?: number; env?: Record<string, string> } = {}): ResultPromise<{ reject: false; all: false }> {
+  return execa("node", [BIN, ...args], { cwd: opts.cwd ?? ROOT, reject: false, timeout: opts.timeoutMs ?? 170_000, env: { HF_HUB_OFFLINE: "1", ...opts.env } }) as never;
+}
+
+/** Every file under a directory, recursively. */
+export function filesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((n) => {
+    const p = join(dir, n);
+    return statSync(p).isDirectory() ? filesUnder(p) : [p];
+  });
 }
 
 export function readJson<T = Record<string, unknown>>(path: string): T {

@@ -10,10 +10,12 @@ import type { WorkerRuntime } from "../../src/workers/runtime.js";
 import { tempDir } from "../helpers.js";
 
 export function runRuntimeConformance(name: string, newRuntime: () => WorkerRuntime, runtime: Record<string, unknown>): void {
-  describe(`${name} runtime conformance`, () => {
+  // Each test starts a real worker: about 5 s, up to 20 s beside other test files.
+  describe(`${name} runtime conformance`, { timeout: 120_000 }, () => {
     const store = tempDir("pdsdpo-rt-");
     const request = (worker: string, model: Record<string, unknown>) => ({
       name: worker,
+      replica: 0,
       config: WorkerSchema.parse({ kind: "image-scorer", model, runtime }),
       baseDir: store,
       storeRoot: store,

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
 import { alive, BIN, jsonLines, readJson, tempDir, writeTinyExperiment } from "../helpers.js";
+import { Fleet, STAGE, workers, writeExperiment } from "../support/fleet.js";
 
 describe("orchestrate validate and run on bad configs", () => {
   const cases: [string, (yaml: string) => string, RegExp][] = [
@@ -38,7 +39,8 @@ describe("orchestrate validate and run on bad configs", () => {
   });
 });
 
-describe("failing workers", () => {
+// Real workers start in each (two to four processes): 20 to 30 s beside other test files.
+describe("failing workers", { timeout: 150_000 }, () => {
   it("a worker killed mid-batch: a clear error naming the worker and its log, no hang", async () => {
     const dir = tempDir();
     // Enough work that the generator is surely mid-batch when it is killed.
@@ -95,35 +97,42 @@ describe("failing workers", () => {
 
   it("the images stage starts while later workers load; one that cannot start ends the run at once", async () => {
     const dir = tempDir();
+    const store = join(dir, "store");
     const model = join(dir, "hung-model");
     await execa("mkdir", [model]);
     await execa("mkfifo", [join(model, "config.json")]);
-    // A slow image stage (minutes), and a responder whose load hangs (its config is a FIFO)
-    // until the test kills it once the images stage runs. Its device is "auto", not "cpu":
-    // the stages do not wait for every worker before starting.
-    const config = writeTinyExperiment(dir, { limit: 8, steps: 300, batch: 8 });
-    const yaml = readFileSync(config, "utf8")
-      .replace("stages:\n", "  a:\n    kind: responder\n    model: {source: path, path: hung-model}\n    runtime: {type: local, device: auto, cpu_threads: 1, start_timeout_s: 300}\n  rm: {kind: response-scorer, model: {source: tiny, name: reward}, runtime: {type: local, device: cpu, cpu_threads: 1}}\nstages:\n")
-      .concat("  responses: {responders: [a], decoding: {max_new_tokens: 4}, scorer: rm}\n");
-    writeFileSync(config, yaml);
-    const store = join(dir, "store");
-    const run = execa("node", [BIN, "run", config, "--store", store, "--run-id", "late", "--json"], { reject: false, timeout: 170_000 });
-    let buf = "";
-    let killedAt = 0;
-    run.stdout!.on("data", (chunk: Buffer) => {
-      buf += chunk.toString();
-      if (!killedAt && jsonLines(buf.slice(0, buf.lastIndexOf("\n") + 1)).some((e) => e.type === "stage.started" && e.stage === "images")) {
-        killedAt = Date.now();
-        void execa("pkill", ["-KILL", "-f", model], { reject: false });
-      }
-    });
-    const r = await run;
-    expect(killedAt).toBeGreaterThan(0);
-    expect(r.exitCode).toBe(1);
-    expect(r.stderr.trim().split("\n").at(-1)).toMatch(/^error: worker 'a' \(responder\) exited \(SIGKILL\) before it was ready; log: /);
-    // At once: not after the image stage (minutes at 300 steps) nor the start timeout.
-    expect(Date.now() - killedAt).toBeLessThan(30_000);
-    for (const pid of jsonLines(r.stdout).filter((e) => e.type === "worker.ready").map((e) => e.pid as number)) expect(alive(pid)).toBe(false);
+    // A slow image stage (16 images of 1 s each) on test workers, and a real responder process
+    // whose load hangs (its config is a FIFO) until the test kills it while images are made.
+    const fleet = await Fleet.start(store, workers(["sd", "pick", "rm"], { sd: { faults: { delayMs: 1000 } } }));
+    try {
+      const config = writeExperiment(dir, {
+        workers: `${fleet.yaml()}  a: {kind: responder, model: {source: path, path: hung-model}, runtime: {type: local, device: auto, cpu_threads: 1, start_timeout_s: 300}}\n`,
+        prompts: 8,
+        stages: [STAGE.images(), STAGE.responses({ responders: "[a]" })].join("\n"),
+      });
+      const run = execa("node", [BIN, "run", config, "--store", store, "--run-id", "late", "--json"], { reject: false, timeout: 120_000 });
+      let buf = "";
+      let killedAt = 0;
+      run.stdout!.on("data", (chunk: Buffer) => {
+        buf += chunk.toString();
+        // Two images in, the responder's process is surely loading: kill it.
+        if (!killedAt && jsonLines(buf.slice(0, buf.lastIndexOf("\n") + 1)).filter((e) => e.type === "image.generated").length >= 2) {
+          killedAt = Date.now();
+          void execa("pkill", ["-KILL", "-f", model], { reject: false });
+        }
+      });
+      const r = await run;
+      expect(killedAt).toBeGreaterThan(0);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr.trim().split("\n").at(-1)).toMatch(/^error: worker 'a' \(responder\) exited \(SIGKILL\) before it was ready; log: /);
+      // At once: not after the image stage (16 s) nor the start timeout.
+      expect(Date.now() - killedAt).toBeLessThan(12_000);
+      const events = jsonLines(r.stdout);
+      expect(events.filter((e) => e.type === "image.generated").length).toBeLessThan(16);
+      expect(events.find((e) => e.type === "stage.finished" && e.stage === "images")).toMatchObject({ status: "failed" });
+    } finally {
+      await fleet.stop();
+    }
   });
 
   it("Ctrl-C cancels the batch on the worker, stops every worker and exits 130", async () => {

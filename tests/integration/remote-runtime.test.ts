@@ -11,7 +11,8 @@ import { ROOT, tempDir } from "../helpers.js";
 
 const TOKEN_ENV = "PDS_DPO_TEST_WORKER_TOKEN";
 
-describe("remote runtime", () => {
+// One real worker started in beforeAll (up to 25 s beside other test files); the first test waits for its load.
+describe("remote runtime", { timeout: 150_000 }, () => {
   const dir = tempDir("pdsdpo-remote-");
   let proc: ResultPromise | undefined;
   let endpoint = "";

@@ -1,20 +1,35 @@
-// The report of a real tiny run, opened in Debian's Chromium through playwright-core:
-// no console errors, every chart has data points; a screenshot is kept with the test results.
+// The report of a whole run (images, responses, train, evaluate; test workers), opened in
+// Debian's Chromium through playwright-core: no console errors, no request leaves the page,
+// every chart has data points, the gallery's images load; a screenshot is kept with the test
+// results.
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { describe, expect, it } from "vitest";
-import { cli, ROOT, tempDir } from "../helpers.js";
+import { ROOT, tempDir } from "../helpers.js";
+import { Fleet, runIn, STAGE, workers, writeExperiment } from "../support/fleet.js";
 
 const CHROMIUM = process.env.PDS_DPO_CHROMIUM ?? "/usr/bin/chromium";
 
 describe("run report in a browser", () => {
-  it("has no console errors, data in every chart, and the stages of the run", async () => {
+  it("has no console errors, data in every chart, and the stages of the run", { timeout: 60_000 }, async () => {
     expect(existsSync(CHROMIUM), `no browser at ${CHROMIUM}: run scripts/setup.sh (it installs Debian's chromium)`).toBe(true);
-    const store = tempDir();
-    const r = await cli(["run", join(ROOT, "configs/tiny.yaml"), "--store", store, "--run-id", "rep"]);
-    expect(r.exitCode).toBe(0);
-    const runDir = join(store, "runs", "rep");
+    const dir = tempDir();
+    const store = join(dir, "store");
+    const fleet = await Fleet.start(store, workers(["sd", "pick", "a", "b", "rm", "dpo", "pope"]));
+    let runDir: string;
+    try {
+      const config = writeExperiment(dir, {
+        workers: fleet.yaml(),
+        prompts: 12,
+        stages: [STAGE.images({ guidance_scales: "[5, 7, 9, 11]", size: 64 }), STAGE.responses({ decoding: "{max_new_tokens: 32}" }), STAGE.train({ optim: "{lr: 0.001, max_steps: 4, batch_size: 2}" }), STAGE.evaluate()].join("\n"),
+      });
+      const r = await runIn(config, store, { runId: "rep" });
+      expect(r.status, String(r.error)).toBe("succeeded");
+      runDir = r.runDir;
+    } finally {
+      await fleet.stop();
+    }
     const html = join(runDir, "report", "index.html");
     expect(readFileSync(html, "utf8")).not.toMatch(/<script|src="https?:|href="https?:/);
     const diagnostics = JSON.parse(readFileSync(join(runDir, "report", "diagnostics.json"), "utf8")) as Record<string, unknown>;
