@@ -260,7 +260,10 @@ export class WorkerPool {
 
   /** If the worker's process ended, the RPC error becomes a crash naming the worker and its log. */
   async explain(worker: RunningWorker, err: unknown, what: string): Promise<unknown> {
-    const exit = await Promise.race([worker.handle.exited, new Promise<null>((r) => setTimeout(() => r(null), 3000))]);
+    // A remote worker is not ours: it never "exits" here, so there is nothing to wait for.
+    if (worker.handle.runtimeInfo.type === "remote") return err;
+    let timer: NodeJS.Timeout | undefined;
+    const exit = await Promise.race([worker.handle.exited, new Promise<null>((r) => (timer = setTimeout(() => r(null), 3000)))]).finally(() => clearTimeout(timer));
     if (!exit) return err;
     const how = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.exitCode}`;
     const which = replicaCount(this.loaded.config.workers[worker.name]!) > 1 ? ` replica ${worker.replica}` : "";

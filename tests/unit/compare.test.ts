@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { EXACT, fingerprintMismatch, firstDifference, parseTolerance } from "../../src/manifest/compare.js";
+import type { Manifest } from "../../src/manifest/types.js";
 
-const manifest = (o: { sha?: string; score?: number; text?: string; rm?: number; adapter?: string; acc?: number } = {}) => ({
+// Only the parts replay compares; the rest of a manifest does not take part.
+const manifest = (o: { sha?: string; score?: number; text?: string; rm?: number; adapter?: string; acc?: number } = {}): Manifest => ({
   stages: {
     images: { status: "succeeded", prompts: [{ id: "p", candidates: [{ id: "p.gs5.n0", sha256: o.sha ?? "aa", score: o.score ?? 1 }], kept: { id: "p.gs5.n0" } }] },
     responses: { status: "succeeded", answers: [{ id: "p.a.s0", text_sha256: o.text ?? "t1", scores: { rm: o.rm ?? 0.5 } }, { id: "p.b.s0", text_sha256: "t2", scores: { rm: 0.1 } }] },
@@ -10,7 +12,7 @@ const manifest = (o: { sha?: string; score?: number; text?: string; rm?: number;
   },
   outputs: { dataset: { sha256: "ds" }, adapter_sha256: o.adapter ?? "ad" },
   workers: { sd: { info: { model: { resolvedRevision: "r1" } }, runtime: { image_digest: "sha256:x" } } },
-});
+}) as unknown as Manifest;
 
 describe("replay comparison", () => {
   it("equal manifests match", () => {
@@ -54,10 +56,10 @@ describe("replay comparison", () => {
 
   it("a revision or image digest that cannot be pinned", () => {
     const other = manifest();
-    other.workers.sd.info.model.resolvedRevision = "r2";
+    other.workers.sd!.info!.model!.resolvedRevision = "r2";
     expect(fingerprintMismatch(manifest(), other)).toBe("worker 'sd': model revision r1 is pinned but r2 was loaded");
     const digest = manifest();
-    digest.workers.sd.runtime.image_digest = "sha256:y";
+    digest.workers.sd!.runtime!.image_digest = "sha256:y";
     expect(fingerprintMismatch(manifest(), digest)).toBe("worker 'sd': image digest sha256:x is pinned but sha256:y ran");
     expect(fingerprintMismatch(manifest(), manifest())).toBeNull();
   });
