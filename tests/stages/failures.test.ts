@@ -24,7 +24,9 @@ describe("failing workers", { timeout: 30_000 }, () => {
       expect(r.status).toBe("failed");
       expect(r.manifest.error).toEqual({ code: "interrupted", message: "interrupted; workers were stopped and finished items are kept in the store" });
       expect(r.manifest.stages.images!.status).toBe("failed");
-      // The hanging calls were cancelled on the worker: it is free for the next run.
+      // The hanging calls were cancelled on the worker (the cancellation reaches it a moment
+      // after the run returns): it is free for the next run.
+      for (let i = 0; i < 200 && fleet.worker("sd").cancelledCalls < fleet.calls("sd"); i++) await new Promise((r) => setTimeout(r, 10));
       expect(fleet.worker("sd").cancelledCalls).toBe(fleet.calls("sd"));
       fleet.heal();
       const again = await runIn(config, store, { runId: "c2" });
