@@ -71,13 +71,13 @@ async function until(what: () => boolean, ms: number): Promise<boolean> {
 
 describe("crash, resume and replay with real workers", () => {
   // Three runs of up to six tiny workers: about 70 s alone on 2 cores, 100 to 200 s beside other files.
-  it("a run killed mid-answering: its workers exit; resume finishes it reusing what was journaled; its replay matches every hash; each item journaled once", { timeout: 600_000 }, async () => {
+  it("a run killed mid-answering: its workers exit; resume finishes it reusing what was journaled; its replay matches every hash; each item journaled once", { timeout: 900_000 }, async () => {
     const dir = tempDir();
     const config = experiment(dir);
     const store = join(dir, "store");
 
     // Killed once a few answers are computed: the images stage is done, the responses stage runs.
-    const proc = execa("node", [BIN, "run", config, "--store", store, "--run-id", "crash", "--json"], { reject: false, timeout: 200_000, env: { HF_HUB_OFFLINE: "1" } });
+    const proc = execa("node", [BIN, "run", config, "--store", store, "--run-id", "crash", "--json"], { reject: false, timeout: 280_000, env: { HF_HUB_OFFLINE: "1" } });
     let buf = "";
     let killed = false;
     let atKill: number[] = [];
@@ -101,7 +101,7 @@ describe("crash, resume and replay with real workers", () => {
     expect(atKill).toHaveLength(6);
     expect(await until(() => workersOf(store).length === 0 && ready.every((p) => !alive(p)), 20_000), `still alive: ${workersOf(store).join(", ")}`).toBe(true);
 
-    const resumed = await cli(["resume", "crash", "--store", store, "--json"], { timeoutMs: 200_000 });
+    const resumed = await cli(["resume", "crash", "--store", store, "--json"], { timeoutMs: 280_000 });
     expect(resumed.exitCode, resumed.stderr).toBe(0);
     const events = jsonLines(resumed.stdout) as Event[];
     // The images stage is kept; its workers are not started again, nor are its images made again.
@@ -119,7 +119,7 @@ describe("crash, resume and replay with real workers", () => {
     expect(existsSync(join(runDir, "events.attempt-1.jsonl"))).toBe(true);
 
     // The replay recomputes every stage in new processes (cache off) and compares every hash.
-    const replay = await cli(["replay", join(runDir, "manifest.json"), "--store", store], { timeoutMs: 200_000 });
+    const replay = await cli(["replay", join(runDir, "manifest.json"), "--store", store], { timeoutMs: 280_000 });
     expect(replay.exitCode, replay.stderr).toBe(0);
     const replayId = /^replay (crash-replay-\S+) matches crash: every hash equal$/m.exec(replay.stdout)?.[1];
     expect(replayId, replay.stdout).toBeDefined();
