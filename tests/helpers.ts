@@ -2,7 +2,10 @@
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import Database from "better-sqlite3";
 import { execa, type ResultPromise } from "execa";
+import { expect } from "vitest";
+import { JOURNAL_FILE } from "../src/store/journal.js";
 
 export const ROOT = resolve(import.meta.dirname, "..");
 export const BIN = join(ROOT, "bin", "orchestrate.js");
@@ -107,4 +110,26 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** What the journal holds for a run: each (op, item) and how often it was committed. */
+export function journalItems(store: string, runId: string): { op: string; item_id: string; n: number }[] {
+  const db = new Database(join(store, JOURNAL_FILE), { readonly: true });
+  try {
+    return db.prepare("SELECT op, item_id, count(*) AS n FROM run_items WHERE run_id = ? GROUP BY op, item_id ORDER BY op, item_id").all(runId) as never;
+  } finally {
+    db.close();
+  }
+}
+
+/** A prompt's manifest record has one image per guidance scale, each hashed, seeded and scored, and keeps the best-scored one at images/<id>.png. */
+export function expectBestKept(p: { id: string; candidates: { guidance_scale: number; sha256?: string; seed: number; score?: number }[]; kept: { score: number; path: string } | null }, scales: number[]): void {
+  expect(p.candidates.map((c) => c.guidance_scale)).toEqual(scales);
+  for (const c of p.candidates) {
+    expect(c.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(typeof c.seed).toBe("number");
+    expect(typeof c.score).toBe("number");
+  }
+  expect(p.kept?.score).toBe(Math.max(...p.candidates.map((c) => c.score!)));
+  expect(p.kept!.path).toBe(`images/${p.id}.png`);
 }

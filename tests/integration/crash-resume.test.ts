@@ -8,13 +8,11 @@
 // as the replay's. (The evaluate stage runs with real workers in tiny-run.test.ts.)
 // The same crash at every stage is tested with test workers in tests/stages/resume.test.ts;
 // replay's mismatch and refusal cases in tests/stages/replay.test.ts.
-import Database from "better-sqlite3";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
-import { JOURNAL_FILE } from "../../src/store/journal.js";
-import { alive, BIN, cli, jsonLines, readJson, tempDir, tinyWorkers, writePrompts } from "../helpers.js";
+import { alive, BIN, cli, journalItems, jsonLines, readJson, tempDir, tinyWorkers, writePrompts } from "../helpers.js";
 
 type Event = Record<string, unknown>;
 type Manifest = {
@@ -40,14 +38,6 @@ ${tinyWorkers(["sd", "pick", "a", "b", "rm", "dpo"], { sd: "batch_size: 2", pick
   return path;
 }
 
-function journalItems(store: string, runId: string): { op: string; item_id: string; n: number }[] {
-  const db = new Database(join(store, JOURNAL_FILE), { readonly: true });
-  try {
-    return db.prepare("SELECT op, item_id, count(*) AS n FROM run_items WHERE run_id = ? GROUP BY op, item_id ORDER BY op, item_id").all(runId) as never;
-  } finally {
-    db.close();
-  }
-}
 
 /** Pids of the worker processes serving this store (from /proc: they name it in their argv). */
 function workersOf(store: string): number[] {

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ImageDefect } from "../../src/gen/pdsdpo/v1/image_generator.js";
 import { decodePng } from "../../src/store/png.js";
-import { cli, jsonLines, tempDir } from "../helpers.js";
+import { cli, expectBestKept, jsonLines, tempDir } from "../helpers.js";
 import { Fleet, ofType, runIn, STAGE, workers, writeExperiment } from "../support/fleet.js";
 
 interface Candidate {
@@ -45,14 +45,7 @@ describe("image stage", { timeout: 30_000 }, () => {
     const prompts = promptsOf(r.manifest);
     expect(prompts.map((p) => p.id)).toEqual(["art-001", "art-002", "industrial-001"]);
     for (const p of prompts) {
-      expect(p.candidates.map((c) => c.guidance_scale)).toEqual([5, 7, 9, 11]);
-      for (const c of p.candidates) {
-        expect(c.sha256).toMatch(/^[0-9a-f]{64}$/);
-        expect(typeof c.seed).toBe("number");
-        expect(typeof c.score).toBe("number");
-      }
-      expect(p.kept!.score).toBe(Math.max(...p.candidates.map((c) => c.score!)));
-      expect(p.kept!.path).toBe(`images/${p.id}.png`);
+      expectBestKept(p, [5, 7, 9, 11]);
       // The kept file is the stored image (a hard link into the store, or a copy), a real PNG.
       const kept = readFileSync(join(r.runDir, p.kept!.path));
       expect(kept.equals(readFileSync(join(store, "cas", "sha256", p.kept!.sha256.slice(0, 2), p.kept!.sha256)))).toBe(true);

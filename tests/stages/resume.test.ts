@@ -3,13 +3,11 @@
 // orchestrator itself was SIGKILLed at several points (the CLI as a child process, the test
 // workers in this process): the final dataset equals an uninterrupted run's and the journal
 // holds every item of the run exactly once. Plus what `resume` refuses.
-import Database from "better-sqlite3";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { JOURNAL_FILE } from "../../src/store/journal.js";
-import { BIN, cli, jsonLines, tempDir } from "../helpers.js";
+import { BIN, cli, journalItems, jsonLines, tempDir } from "../helpers.js";
 import { modelSpecOf } from "../support/test-worker.js";
 import { Fleet, ofType, readEvents, readManifest, resumeIn, runIn, STAGE, TestRuntime, workers, writeExperiment, type Event } from "../support/fleet.js";
 
@@ -115,14 +113,6 @@ async function attempt(args: string[], when: (events: Event[]) => boolean) {
 
 const computed = (type: string, n: number) => (events: Event[]) => events.filter((e) => e.type === type && !e.cached).length >= n;
 
-function journalItems(store: string, runId: string): { op: string; item_id: string; n: number }[] {
-  const db = new Database(join(store, JOURNAL_FILE), { readonly: true });
-  try {
-    return db.prepare("SELECT op, item_id, count(*) AS n FROM run_items WHERE run_id = ? GROUP BY op, item_id ORDER BY op, item_id").all(runId) as never;
-  } finally {
-    db.close();
-  }
-}
 
 describe("the orchestrator killed (SIGKILL) at several points, `orchestrate resume` each time", { timeout: 90_000 }, () => {
   const dir = tempDir("pdsdpo-crash-");

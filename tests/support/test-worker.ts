@@ -198,6 +198,15 @@ export function putArtifact(store: string, data: Uint8Array, mediaType: string):
 }
 
 /** An input's bytes: inline, or a store reference checked against its hash. */
+/** An item's image as the Python kinds take it: its sha256, or an invalid_image item error when it cannot be read. */
+function imageOf(store: string, blob: Blob | undefined): { imageSha: string; error?: ItemError } {
+  try {
+    return { imageSha: sha256(readBlob(store, blob)) };
+  } catch (e) {
+    return { imageSha: "", error: itemError("invalid_image", `ArtifactError: ${(e as Error).message}`) };
+  }
+}
+
 export function readBlob(store: string, blob: Blob | undefined): Buffer {
   const kind = blob?.kind;
   if (kind?.$case === "inline") return Buffer.from(kind.value);
@@ -550,13 +559,7 @@ export class TestWorker {
     for (const item of req.items) {
       let error = asItemError(this.faults.itemError?.(item.id));
       let imageSha = "";
-      if (!error) {
-        try {
-          imageSha = sha256(readBlob(this.store, item.image));
-        } catch (e) {
-          error = itemError("invalid_image", `ArtifactError: ${(e as Error).message}`);
-        }
-      }
+      if (!error) ({ imageSha, error } = imageOf(this.store, item.image));
       if (error) {
         await out.result({ event: { $case: "score", value: { id: item.id, score: 0, components: {}, error } } });
       } else {
@@ -579,13 +582,7 @@ export class TestWorker {
       const budget = item.decoding?.maxNewTokens || 256;
       let error = asItemError(this.faults.itemError?.(item.id));
       let imageSha = "";
-      if (!error) {
-        try {
-          imageSha = sha256(readBlob(this.store, item.image));
-        } catch (e) {
-          error = itemError("invalid_image", `ArtifactError: ${(e as Error).message}`);
-        }
-      }
+      if (!error) ({ imageSha, error } = imageOf(this.store, item.image));
       const limit = this.faults.contextChars;
       if (!error && limit !== undefined && item.instruction.length > limit) {
         error = itemError("context_too_long", `prompt of ${item.instruction.length} tokens plus max_new_tokens ${budget} exceeds the model's context of ${limit}`);
@@ -624,13 +621,7 @@ export class TestWorker {
     for (const item of req.items) {
       let error = asItemError(this.faults.itemError?.(item.id)) ?? (item.answer.trim() ? undefined : itemError("empty_answer", "the answer is empty"));
       let imageSha = "";
-      if (!error && judge) {
-        try {
-          imageSha = sha256(readBlob(this.store, item.image));
-        } catch (e) {
-          error = itemError("invalid_image", `ArtifactError: ${(e as Error).message}`);
-        }
-      }
+      if (!error && judge) ({ imageSha, error } = imageOf(this.store, item.image));
       if (error) {
         await out.result({ event: { $case: "score", value: { id: item.id, score: 0, components: {}, error } } });
       } else {
