@@ -23,7 +23,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join } from "node:path";
 import { HealthCheckResponse_ServingStatus, HealthService, type HealthCheckRequest, type HealthCheckResponse } from "../../src/gen/grpc/health/v1/health.js";
-import { ModelSource, OutputMode, WorkerKind, type ArtifactRef, type Blob, type ItemError, type ModelSpec, type Progress, type WorkerInfo } from "../../src/gen/pdsdpo/v1/common.js";
+import { ModelSource, OutputMode, type ArtifactRef, type Blob, type ItemError, type ModelSpec, type Progress, type WorkerInfo } from "../../src/gen/pdsdpo/v1/common.js";
 import { DpoTrainerServiceService, type TrainRequest, type TrainResponse } from "../../src/gen/pdsdpo/v1/dpo_trainer.js";
 import { EvaluatorServiceService, type EvaluateRequest, type EvaluateResponse } from "../../src/gen/pdsdpo/v1/evaluator.js";
 import { ImageDefect, ImageGeneratorServiceService, type GenerateRequest, type GenerateResponse } from "../../src/gen/pdsdpo/v1/image_generator.js";
@@ -31,18 +31,10 @@ import { ImageScorerServiceService, type ImageScorerServiceScoreRequest, type Im
 import { ResponderServiceService, type RespondItem, type RespondRequest, type RespondResponse } from "../../src/gen/pdsdpo/v1/responder.js";
 import { ResponseScorerServiceService, type ResponseScorerServiceScoreRequest, type ResponseScorerServiceScoreResponse } from "../../src/gen/pdsdpo/v1/response_scorer.js";
 import { WorkerServiceService, type DescribeRequest, type DescribeResponse } from "../../src/gen/pdsdpo/v1/worker.js";
+import { kindEnum } from "../../src/workers/kinds.js";
 import { encodePng } from "./png.js";
 
 export type KindName = "image-generator" | "image-scorer" | "responder" | "response-scorer" | "dpo-trainer" | "evaluator";
-
-export const KIND_ENUM: Record<KindName, WorkerKind> = {
-  "image-generator": WorkerKind.WORKER_KIND_IMAGE_GENERATOR,
-  "image-scorer": WorkerKind.WORKER_KIND_IMAGE_SCORER,
-  responder: WorkerKind.WORKER_KIND_RESPONDER,
-  "response-scorer": WorkerKind.WORKER_KIND_RESPONSE_SCORER,
-  "dpo-trainer": WorkerKind.WORKER_KIND_DPO_TRAINER,
-  evaluator: WorkerKind.WORKER_KIND_EVALUATOR,
-};
 
 const SERVICE_NAMES: Record<KindName, string> = {
   "image-generator": "pdsdpo.v1.ImageGeneratorService",
@@ -407,7 +399,7 @@ export class TestWorker {
     const weights = this.faults.noWeightsHash ? "" : sha256(JSON.stringify(["weights", this.kind, this.spec]));
     const revision = this.faults.resolvedRevision ?? (this.spec.source === ModelSource.MODEL_SOURCE_HF ? this.spec.revision : this.spec.source === ModelSource.MODEL_SOURCE_PATH ? "local" : "tiny-v1");
     return {
-      kind: KIND_ENUM[this.kind],
+      kind: kindEnum(this.kind),
       model: {
         spec: this.spec,
         resolvedRevision: revision,
