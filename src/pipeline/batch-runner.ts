@@ -60,9 +60,10 @@ export async function runCachedBatches<B, R>(ctx: StageContext, spec: CachedBatc
     size,
     async (replica, batch) => {
       const items = spec.items(batch, replica);
-      const itemOf = cache.batch<R>(spec.stage, spec.op, items, (r, index) => spec.onResult(r, { batch, index, replica, cached: true }), spec.resultIds?.(batch, items));
+      const ids = spec.resultIds?.(batch, items) ?? items.map((i) => i.id);
+      const itemOf = cache.batch<R>(spec.stage, spec.op, items, (r, index) => spec.onResult(r, { batch, index, replica, cached: true }), ids);
       if (!itemOf) return;
-      const indexOf = new Map((spec.resultIds?.(batch, items) ?? items.map((i) => i.id)).map((id, i) => [id, i]));
+      const indexOf = new Map(ids.map((id, i) => [id, i]));
       const options = { deadlineMs: pool.deadlineMs(replica, (spec.deadlineItems ?? size)(batch)), signal };
       for await (const c of guarded(pool, replica, spec.rpc, spec.call(replica, batch, options))) {
         spec.onResult(c.result, { batch, index: indexOf.get(c.id) ?? -1, replica, cached: false });

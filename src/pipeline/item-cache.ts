@@ -21,6 +21,11 @@ export function scoreOutcome(s: { id: string; score: number; components: Record<
   return s.error ? { id: s.id, error: errorInfo(s.error) } : { id: s.id, score: s.score, components: s.components };
 }
 
+/** A failure a retry might not repeat (the worker did not mark it deterministic): never journaled. */
+export function isTransient(e: ErrorInfo | undefined): boolean {
+  return e !== undefined && !e.deterministic;
+}
+
 /** An item error from the wire, as events and the journal keep it. */
 export function errorInfo(e: ErrorInfo): ErrorInfo {
   return { code: e.code, message: e.message, ...(e.deterministic ? { deterministic: true } : {}) };

@@ -15,7 +15,7 @@ import type { ArtifactInfo, ContentStore } from "../../store/cas.js";
 import type { ImageRecord } from "../../store/dataset-format.js";
 import { ChunkGate, chunks } from "../../util/async-queue.js";
 import { runCachedBatches } from "../batch-runner.js";
-import { errorInfo, scoreOutcome, type ScoreOutcome } from "../item-cache.js";
+import { errorInfo, isTransient, scoreOutcome, type ScoreOutcome } from "../item-cache.js";
 import { referencedWorkers, type Stage, type StageContext, type StageRun } from "../stage.js";
 import { allOrAbort, blobRef } from "../stage-util.js";
 import { listSource } from "../worker-pool.js";
@@ -120,8 +120,6 @@ function artifactOf(store: ContentStore, blob: Blob | undefined): ArtifactInfo {
   throw new StageFailedError("the generator returned an image result without an image");
 }
 
-const transient = (e: ErrorInfo | undefined) => e !== undefined && !e.deterministic;
-
 async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
   const { loaded, bus, store, runDir, pool, signal } = ctx;
   const stage = loaded.config.stages.images;
@@ -192,7 +190,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
           for await (const msg of replica.client.stream(ImageGeneratorServiceClient, "Generate", (c, deadline) => c.generate(req, { deadline }), options)) {
             if (msg.event?.$case !== "image") continue;
             const img = generateOutcome(store, msg.event.value);
-            yield { id: img.id, result: img, artifacts: img.artifact ? [img.artifact.sha256] : [], transient: transient(img.error) };
+            yield { id: img.id, result: img, artifacts: img.artifact ? [img.artifact.sha256] : [], transient: isTransient(img.error) };
           }
         },
         onResult: (img, { replica, cached }) => onGenerated(img, replica.name, cached),
@@ -215,7 +213,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
           for await (const msg of replica.client.stream(ImageScorerServiceClient, "Score", (c, deadline) => c.score(req, { deadline }), options)) {
             if (msg.event?.$case !== "score") continue;
             const s = scoreOutcome(msg.event.value);
-            yield { id: s.id, result: s, transient: transient(s.error) };
+            yield { id: s.id, result: s, transient: isTransient(s.error) };
           }
         },
         onResult: (s, { replica, cached }) => onScored(s, replica.name, cached),

@@ -16,7 +16,7 @@ import { sha256 } from "../../store/cas.js";
 import { datasetCard, llavaEntry, pairsJsonLine, questionOf, type AnswerRecord, type PairRecord } from "../../store/dataset-format.js";
 import { ChunkGate, chunks } from "../../util/async-queue.js";
 import { runCachedBatches } from "../batch-runner.js";
-import { errorInfo, scoreOutcome, type ScoreOutcome } from "../item-cache.js";
+import { errorInfo, isTransient, scoreOutcome, type ScoreOutcome } from "../item-cache.js";
 import { referencedWorkers, type Stage, type StageContext, type StageRun } from "../stage.js";
 import { allOrAbort, blobRef } from "../stage-util.js";
 import { listSource, type RunningWorker } from "../worker-pool.js";
@@ -166,7 +166,7 @@ async function answerAndScore(ctx: StageContext, stageRun: StageRun, kept: KeptI
             got.push({ sampleIndex: r.sampleIndex, text: r.text, numTokens: r.numTokens, finishReason: r.finishReason, ...(r.error ? { error: errorInfo(r.error) } : {}) });
             if (got.length < samples) continue;
             pending.delete(r.id);
-            yield { id: r.id, result: got.sort((a, b) => a.sampleIndex - b.sampleIndex), transient: got.some((x) => x.error && !x.error.deterministic) };
+            yield { id: r.id, result: got.sort((a, b) => a.sampleIndex - b.sampleIndex), transient: got.some((x) => isTransient(x.error)) };
           }
         },
         onResult: (samplesOf, { batch, index, cached }) => {
@@ -215,7 +215,7 @@ async function answerAndScore(ctx: StageContext, stageRun: StageRun, kept: KeptI
           for await (const msg of replica.client.stream(ResponseScorerServiceClient, "Score", (c, deadline) => c.score({ items: requestItems(batch), maxBatchSize: batch.length }, { deadline }), options)) {
             if (msg.event?.$case !== "score") continue;
             const r = scoreOutcome(msg.event.value);
-            yield { id: r.id, result: r, transient: r.error !== undefined && !r.error.deterministic };
+            yield { id: r.id, result: r, transient: isTransient(r.error) };
           }
         },
         onResult: (r, { cached }) => onScore(r, cached),
