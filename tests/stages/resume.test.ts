@@ -12,6 +12,26 @@ import { modelSpecOf } from "../support/test-worker.js";
 import { Fleet, ofType, readEvents, readManifest, resumeIn, runIn, STAGE, TestRuntime, workers, writeExperiment, type Event } from "../support/fleet.js";
 
 describe("resume after the trainer died", { timeout: 30_000 }, () => {
+  it("a trainer that dies mid-training and is restarted (max_restarts) continues from its newest checkpoint in the same run", async () => {
+    const dir = tempDir("pdsdpo-resume-");
+    const store = join(dir, "store");
+    // Its first process dies after the 3rd step (checkpoints every step); the restarted one works.
+    const defs = workers(["sd", "pick", "a", "b", "rm", "dpo"], { dpo: { max_restarts: 1, faultsFor: (_replica, start) => (start === 0 ? { dieAfter: () => 3 } : {}) } });
+    const runtime = new TestRuntime(defs);
+    const config = writeExperiment(dir, {
+      workers: runtime.yaml(),
+      prompts: 4,
+      stages: [STAGE.images(), STAGE.responses(), STAGE.train({ checkpoint_every: 1, optim: "{lr: 0.001, max_steps: 6, batch_size: 1}" })].join("\n"),
+    });
+    const r = await runIn(config, store, { runId: "r1", runtime });
+    expect(r.status, String(r.error)).toBe("succeeded");
+    expect(runtime.started.filter((s) => s.name === "dpo")).toHaveLength(2);
+    expect(ofType(r.events, "worker.requeued").map((e) => e.worker)).toEqual(["dpo"]);
+    const steps = ofType(r.events, "train.step").map((e) => e.step as number);
+    expect(steps).toEqual([1, 2, 3, 4, 5, 6]);
+    expect((r.manifest.stages.train as unknown as { steps: number }).steps).toBe(6);
+  });
+
   it("keeps the finished stages, starts only the trainer and continues from its newest checkpoint", async () => {
     const dir = tempDir("pdsdpo-resume-");
     const store = join(dir, "store");

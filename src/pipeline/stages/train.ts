@@ -102,8 +102,6 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
     seed: derivedSeed(loaded.config.seed, "train"),
     checkpointDir: join(dir, "checkpoints"),
     checkpointEvery: stage.checkpoint_every,
-    // A resumed run continues from the newest checkpoint of the earlier attempt.
-    resume: existsSync(join(dir, "checkpoints")),
     gpus: stage.gpus,
     deepspeedConfig,
   };
@@ -134,7 +132,9 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
       rpc: "Train",
       async *call(replica, _batch, options) {
         const log: StepMetrics[] = [];
-        for await (const msg of replica.client.stream(DpoTrainerServiceClient, "Train", (c, deadline) => c.train(req, { deadline }), options)) {
+        // Decided per call: a resumed run, or a retry after the trainer died, continues from the newest checkpoint.
+        const attempt = { ...req, resume: existsSync(req.checkpointDir) };
+        for await (const msg of replica.client.stream(DpoTrainerServiceClient, "Train", (c, deadline) => c.train(attempt, { deadline }), options)) {
           const ev = msg.event;
           if (ev?.$case === "step") {
             stageRun.counts.steps = ev.value.step;
