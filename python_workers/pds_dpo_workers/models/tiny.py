@@ -328,6 +328,12 @@ BUILDERS: dict[str, Builder] = {
     "reward": _build_reward,
 }
 
+# The twins of the paper's model families, one module each; they build on the helpers above.
+from pds_dpo_workers.models import twin_armorm, twin_diffusion, twin_image_reward, twin_llava_next  # noqa: E402
+
+for _family in (twin_diffusion, twin_image_reward, twin_llava_next, twin_armorm):
+    BUILDERS.update(_family.BUILDERS)
+
 
 def tiny_dir(cache_root: str, name: str, seed: int) -> str:
     return os.path.join(cache_root, "models", "tiny", f"{name}-seed{seed}-v{BUILDER_VERSION}")

@@ -242,6 +242,8 @@ export interface LoadedModel {
   files: WeightFile[];
   /** The library class that was loaded, e.g. "StableDiffusionPipeline". */
   modelClass: string;
+  /** The model repository's own code files that ran (trust_remote_code), with their hashes. */
+  remoteCode: WeightFile[];
 }
 
 export interface DeviceInfo {
@@ -1094,7 +1096,7 @@ export const WeightFile: MessageFns<WeightFile> = {
 };
 
 function createBaseLoadedModel(): LoadedModel {
-  return { spec: undefined, resolvedRevision: "", weightsSha256: "", files: [], modelClass: "" };
+  return { spec: undefined, resolvedRevision: "", weightsSha256: "", files: [], modelClass: "", remoteCode: [] };
 }
 
 export const LoadedModel: MessageFns<LoadedModel> = {
@@ -1113,6 +1115,9 @@ export const LoadedModel: MessageFns<LoadedModel> = {
     }
     if (message.modelClass !== "") {
       writer.uint32(42).string(message.modelClass);
+    }
+    for (const v of message.remoteCode) {
+      WeightFile.encode(v!, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1170,6 +1175,14 @@ export const LoadedModel: MessageFns<LoadedModel> = {
             message.modelClass = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.remoteCode.push(WeightFile.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1201,6 +1214,11 @@ export const LoadedModel: MessageFns<LoadedModel> = {
         : isSet(object.model_class)
         ? globalThis.String(object.model_class)
         : "",
+      remoteCode: globalThis.Array.isArray(object?.remoteCode)
+        ? object.remoteCode.map((e: any) => WeightFile.fromJSON(e))
+        : globalThis.Array.isArray(object?.remote_code)
+        ? object.remote_code.map((e: any) => WeightFile.fromJSON(e))
+        : [],
     };
   },
 
@@ -1221,6 +1239,9 @@ export const LoadedModel: MessageFns<LoadedModel> = {
     if (message.modelClass !== "") {
       obj.modelClass = message.modelClass;
     }
+    if (message.remoteCode?.length) {
+      obj.remoteCode = message.remoteCode.map((e) => WeightFile.toJSON(e));
+    }
     return obj;
   },
 
@@ -1234,6 +1255,7 @@ export const LoadedModel: MessageFns<LoadedModel> = {
     message.weightsSha256 = object.weightsSha256 ?? "";
     message.files = object.files?.map((e) => WeightFile.fromPartial(e)) || [];
     message.modelClass = object.modelClass ?? "";
+    message.remoteCode = object.remoteCode?.map((e) => WeightFile.fromPartial(e)) || [];
     return message;
   },
 };

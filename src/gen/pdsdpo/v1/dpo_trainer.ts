@@ -27,6 +27,11 @@ export interface LoraConfig {
   r: number;
   alpha: number;
   dropout: number;
+  /**
+   * Module names or one regex; empty: the language model's attention projections;
+   * ["all-linear"]: every linear layer of the language model (not the vision tower, the
+   * projector or the output head), as the paper's POVID-derived code did.
+   */
   targetModules: string[];
 }
 
@@ -49,6 +54,10 @@ export interface OptimConfig {
   /** "fp32", "bf16" or "fp16". */
   precision: string;
   projectorLearningRate: number;
+  /** Allow TF32 matmuls on Ampere or newer GPUs (the paper's code did). */
+  tf32: boolean;
+  /** Recompute activations in the backward pass: less memory, more time. */
+  gradientCheckpointing: boolean;
 }
 
 export interface TrainRequest {
@@ -330,6 +339,8 @@ function createBaseOptimConfig(): OptimConfig {
     maxLength: 0,
     precision: "",
     projectorLearningRate: 0,
+    tf32: false,
+    gradientCheckpointing: false,
   };
 }
 
@@ -364,6 +375,12 @@ export const OptimConfig: MessageFns<OptimConfig> = {
     }
     if (message.projectorLearningRate !== 0) {
       writer.uint32(81).double(message.projectorLearningRate);
+    }
+    if (message.tf32 !== false) {
+      writer.uint32(88).bool(message.tf32);
+    }
+    if (message.gradientCheckpointing !== false) {
+      writer.uint32(96).bool(message.gradientCheckpointing);
     }
     return writer;
   },
@@ -461,6 +478,22 @@ export const OptimConfig: MessageFns<OptimConfig> = {
             message.projectorLearningRate = reader.double();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.tf32 = reader.bool();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.gradientCheckpointing = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -513,6 +546,12 @@ export const OptimConfig: MessageFns<OptimConfig> = {
         : isSet(object.projector_learning_rate)
         ? globalThis.Number(object.projector_learning_rate)
         : 0,
+      tf32: isSet(object.tf32) ? globalThis.Boolean(object.tf32) : false,
+      gradientCheckpointing: isSet(object.gradientCheckpointing)
+        ? globalThis.Boolean(object.gradientCheckpointing)
+        : isSet(object.gradient_checkpointing)
+        ? globalThis.Boolean(object.gradient_checkpointing)
+        : false,
     };
   },
 
@@ -548,6 +587,12 @@ export const OptimConfig: MessageFns<OptimConfig> = {
     if (message.projectorLearningRate !== 0) {
       obj.projectorLearningRate = floatToJson(message.projectorLearningRate);
     }
+    if (message.tf32 !== false) {
+      obj.tf32 = message.tf32;
+    }
+    if (message.gradientCheckpointing !== false) {
+      obj.gradientCheckpointing = message.gradientCheckpointing;
+    }
     return obj;
   },
 
@@ -566,6 +611,8 @@ export const OptimConfig: MessageFns<OptimConfig> = {
     message.maxLength = object.maxLength ?? 0;
     message.precision = object.precision ?? "";
     message.projectorLearningRate = object.projectorLearningRate ?? 0;
+    message.tf32 = object.tf32 ?? false;
+    message.gradientCheckpointing = object.gradientCheckpointing ?? false;
     return message;
   },
 };

@@ -70,10 +70,20 @@ export interface ImageGenerationItem {
   negativePrompt: string;
   guidanceScale: number;
   steps: number;
+  /**
+   * Pixels; both 0: the model's default size (SD3 and SDXL 1024, SD1.5 512), which the
+   * result reports.
+   */
   width: number;
   height: number;
-  /** Seed of this item's CPU generator. */
+  /** Seed of this item's generator. */
   seed: number;
+  /**
+   * Where the item's torch.Generator lives: "" or "cpu" (the same image on any device),
+   * or "model": the model's device (a CUDA generator on a GPU, as the paper's later code
+   * seeded).
+   */
+  generatorDevice: string;
 }
 
 export interface GenerateRequest {
@@ -100,7 +110,17 @@ export interface GenerateResponse {
 }
 
 function createBaseImageGenerationItem(): ImageGenerationItem {
-  return { id: "", prompt: "", negativePrompt: "", guidanceScale: 0, steps: 0, width: 0, height: 0, seed: 0 };
+  return {
+    id: "",
+    prompt: "",
+    negativePrompt: "",
+    guidanceScale: 0,
+    steps: 0,
+    width: 0,
+    height: 0,
+    seed: 0,
+    generatorDevice: "",
+  };
 }
 
 export const ImageGenerationItem: MessageFns<ImageGenerationItem> = {
@@ -128,6 +148,9 @@ export const ImageGenerationItem: MessageFns<ImageGenerationItem> = {
     }
     if (message.seed !== 0) {
       writer.uint32(64).uint64(message.seed);
+    }
+    if (message.generatorDevice !== "") {
+      writer.uint32(74).string(message.generatorDevice);
     }
     return writer;
   },
@@ -209,6 +232,14 @@ export const ImageGenerationItem: MessageFns<ImageGenerationItem> = {
             message.seed = longToNumber(reader.uint64());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.generatorDevice = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -239,6 +270,11 @@ export const ImageGenerationItem: MessageFns<ImageGenerationItem> = {
       width: isSet(object.width) ? globalThis.Number(object.width) : 0,
       height: isSet(object.height) ? globalThis.Number(object.height) : 0,
       seed: isSet(object.seed) ? globalThis.Number(object.seed) : 0,
+      generatorDevice: isSet(object.generatorDevice)
+        ? globalThis.String(object.generatorDevice)
+        : isSet(object.generator_device)
+        ? globalThis.String(object.generator_device)
+        : "",
     };
   },
 
@@ -268,6 +304,9 @@ export const ImageGenerationItem: MessageFns<ImageGenerationItem> = {
     if (message.seed !== 0) {
       obj.seed = Math.round(message.seed);
     }
+    if (message.generatorDevice !== "") {
+      obj.generatorDevice = message.generatorDevice;
+    }
     return obj;
   },
 
@@ -284,6 +323,7 @@ export const ImageGenerationItem: MessageFns<ImageGenerationItem> = {
     message.width = object.width ?? 0;
     message.height = object.height ?? 0;
     message.seed = object.seed ?? 0;
+    message.generatorDevice = object.generatorDevice ?? "";
     return message;
   },
 };

@@ -34,6 +34,11 @@ export interface ResponseScoringItem {
 export interface ResponseScorerServiceScoreRequest {
   items: ResponseScoringItem[];
   maxBatchSize: number;
+  /**
+   * Score empty answers like any other (the paper's scripts did); otherwise each fails
+   * with the item error "empty_answer".
+   */
+  scoreEmptyAnswers: boolean;
 }
 
 export interface ResponseScore {
@@ -170,7 +175,7 @@ export const ResponseScoringItem: MessageFns<ResponseScoringItem> = {
 };
 
 function createBaseResponseScorerServiceScoreRequest(): ResponseScorerServiceScoreRequest {
-  return { items: [], maxBatchSize: 0 };
+  return { items: [], maxBatchSize: 0, scoreEmptyAnswers: false };
 }
 
 export const ResponseScorerServiceScoreRequest: MessageFns<ResponseScorerServiceScoreRequest> = {
@@ -180,6 +185,9 @@ export const ResponseScorerServiceScoreRequest: MessageFns<ResponseScorerService
     }
     if (message.maxBatchSize !== 0) {
       writer.uint32(16).int32(message.maxBatchSize);
+    }
+    if (message.scoreEmptyAnswers !== false) {
+      writer.uint32(24).bool(message.scoreEmptyAnswers);
     }
     return writer;
   },
@@ -213,6 +221,14 @@ export const ResponseScorerServiceScoreRequest: MessageFns<ResponseScorerService
             message.maxBatchSize = reader.int32();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.scoreEmptyAnswers = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -235,6 +251,11 @@ export const ResponseScorerServiceScoreRequest: MessageFns<ResponseScorerService
         : isSet(object.max_batch_size)
         ? globalThis.Number(object.max_batch_size)
         : 0,
+      scoreEmptyAnswers: isSet(object.scoreEmptyAnswers)
+        ? globalThis.Boolean(object.scoreEmptyAnswers)
+        : isSet(object.score_empty_answers)
+        ? globalThis.Boolean(object.score_empty_answers)
+        : false,
     };
   },
 
@@ -246,6 +267,9 @@ export const ResponseScorerServiceScoreRequest: MessageFns<ResponseScorerService
     if (message.maxBatchSize !== 0) {
       obj.maxBatchSize = Math.round(message.maxBatchSize);
     }
+    if (message.scoreEmptyAnswers !== false) {
+      obj.scoreEmptyAnswers = message.scoreEmptyAnswers;
+    }
     return obj;
   },
 
@@ -256,6 +280,7 @@ export const ResponseScorerServiceScoreRequest: MessageFns<ResponseScorerService
     const message = createBaseResponseScorerServiceScoreRequest();
     message.items = object.items?.map((e) => ResponseScoringItem.fromPartial(e)) || [];
     message.maxBatchSize = object.maxBatchSize ?? 0;
+    message.scoreEmptyAnswers = object.scoreEmptyAnswers ?? false;
     return message;
   },
 };

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16pdsdpo/v1/common.proto\x12\tpdsdpo.v1\"\xf6\x01\n\tModelSpec\x12&\n\x06source\x18\x01 \x01(\x0e\x32\x16.pdsdpo.v1.ModelSource\x12\n\n\x02id\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12\x14\n\x0cquantization\x18\x06 \x01(\t\x12\x0c\n\x04seed\x18\x07 \x01(\x03\x12\x32\n\x07options\x18\x08 \x03(\x0b\x32!.pdsdpo.v1.ModelSpec.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\x0b\x41rtifactRef\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x12\n\nmedia_type\x18\x04 \x01(\t\"G\n\x04\x42lob\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x16.pdsdpo.v1.ArtifactRefH\x00\x12\x10\n\x06inline\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04kind\"5\n\x08Progress\x12\x0c\n\x04\x64one\x18\x01 \x01(\x03\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04unit\x18\x03 \x01(\t\"A\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x15\n\rdeterministic\x18\x03 \x01(\x08\"9\n\nWeightFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\"\x9f\x01\n\x0bLoadedModel\x12\"\n\x04spec\x18\x01 \x01(\x0b\x32\x14.pdsdpo.v1.ModelSpec\x12\x19\n\x11resolved_revision\x18\x02 \x01(\t\x12\x16\n\x0eweights_sha256\x18\x03 \x01(\t\x12$\n\x05\x66iles\x18\x04 \x03(\x0b\x32\x15.pdsdpo.v1.WeightFile\x12\x13\n\x0bmodel_class\x18\x05 \x01(\t\"M\n\nDeviceInfo\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12\r\n\x05\x63ount\x18\x04 \x01(\x05\"\xd3\x02\n\nWorkerInfo\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.pdsdpo.v1.WorkerKind\x12%\n\x05model\x18\x02 \x01(\x0b\x32\x16.pdsdpo.v1.LoadedModel\x12\x44\n\x10library_versions\x18\x03 \x03(\x0b\x32*.pdsdpo.v1.WorkerInfo.LibraryVersionsEntry\x12%\n\x06\x64\x65vice\x18\x04 \x01(\x0b\x32\x15.pdsdpo.v1.DeviceInfo\x12\x14\n\x0cimage_digest\x18\x05 \x01(\t\x12\x18\n\x10protocol_version\x18\x06 \x01(\t\x12\x17\n\x0fpython_env_hash\x18\x07 \x01(\t\x12\x0b\n\x03pid\x18\x08 \x01(\x03\x1a\x36\n\x14LibraryVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*n\n\x0bModelSource\x12\x1c\n\x18MODEL_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11MODEL_SOURCE_TINY\x10\x01\x12\x13\n\x0fMODEL_SOURCE_HF\x10\x02\x12\x15\n\x11MODEL_SOURCE_PATH\x10\x03*\xdc\x01\n\nWorkerKind\x12\x1b\n\x17WORKER_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bWORKER_KIND_IMAGE_GENERATOR\x10\x01\x12\x1c\n\x18WORKER_KIND_IMAGE_SCORER\x10\x02\x12\x19\n\x15WORKER_KIND_RESPONDER\x10\x03\x12\x1f\n\x1bWORKER_KIND_RESPONSE_SCORER\x10\x04\x12\x1b\n\x17WORKER_KIND_DPO_TRAINER\x10\x05\x12\x19\n\x15WORKER_KIND_EVALUATOR\x10\x06*X\n\nOutputMode\x12\x1b\n\x17OUTPUT_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTPUT_MODE_STORE\x10\x01\x12\x16\n\x12OUTPUT_MODE_INLINE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16pdsdpo/v1/common.proto\x12\tpdsdpo.v1\"\xf6\x01\n\tModelSpec\x12&\n\x06source\x18\x01 \x01(\x0e\x32\x16.pdsdpo.v1.ModelSource\x12\n\n\x02id\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12\x14\n\x0cquantization\x18\x06 \x01(\t\x12\x0c\n\x04seed\x18\x07 \x01(\x03\x12\x32\n\x07options\x18\x08 \x03(\x0b\x32!.pdsdpo.v1.ModelSpec.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\x0b\x41rtifactRef\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x12\n\nmedia_type\x18\x04 \x01(\t\"G\n\x04\x42lob\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x16.pdsdpo.v1.ArtifactRefH\x00\x12\x10\n\x06inline\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04kind\"5\n\x08Progress\x12\x0c\n\x04\x64one\x18\x01 \x01(\x03\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04unit\x18\x03 \x01(\t\"A\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x15\n\rdeterministic\x18\x03 \x01(\x08\"9\n\nWeightFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\"\xcb\x01\n\x0bLoadedModel\x12\"\n\x04spec\x18\x01 \x01(\x0b\x32\x14.pdsdpo.v1.ModelSpec\x12\x19\n\x11resolved_revision\x18\x02 \x01(\t\x12\x16\n\x0eweights_sha256\x18\x03 \x01(\t\x12$\n\x05\x66iles\x18\x04 \x03(\x0b\x32\x15.pdsdpo.v1.WeightFile\x12\x13\n\x0bmodel_class\x18\x05 \x01(\t\x12*\n\x0bremote_code\x18\x06 \x03(\x0b\x32\x15.pdsdpo.v1.WeightFile\"M\n\nDeviceInfo\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12\r\n\x05\x63ount\x18\x04 \x01(\x05\"\xd3\x02\n\nWorkerInfo\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.pdsdpo.v1.WorkerKind\x12%\n\x05model\x18\x02 \x01(\x0b\x32\x16.pdsdpo.v1.LoadedModel\x12\x44\n\x10library_versions\x18\x03 \x03(\x0b\x32*.pdsdpo.v1.WorkerInfo.LibraryVersionsEntry\x12%\n\x06\x64\x65vice\x18\x04 \x01(\x0b\x32\x15.pdsdpo.v1.DeviceInfo\x12\x14\n\x0cimage_digest\x18\x05 \x01(\t\x12\x18\n\x10protocol_version\x18\x06 \x01(\t\x12\x17\n\x0fpython_env_hash\x18\x07 \x01(\t\x12\x0b\n\x03pid\x18\x08 \x01(\x03\x1a\x36\n\x14LibraryVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*n\n\x0bModelSource\x12\x1c\n\x18MODEL_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11MODEL_SOURCE_TINY\x10\x01\x12\x13\n\x0fMODEL_SOURCE_HF\x10\x02\x12\x15\n\x11MODEL_SOURCE_PATH\x10\x03*\xdc\x01\n\nWorkerKind\x12\x1b\n\x17WORKER_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bWORKER_KIND_IMAGE_GENERATOR\x10\x01\x12\x1c\n\x18WORKER_KIND_IMAGE_SCORER\x10\x02\x12\x19\n\x15WORKER_KIND_RESPONDER\x10\x03\x12\x1f\n\x1bWORKER_KIND_RESPONSE_SCORER\x10\x04\x12\x1b\n\x17WORKER_KIND_DPO_TRAINER\x10\x05\x12\x19\n\x15WORKER_KIND_EVALUATOR\x10\x06*X\n\nOutputMode\x12\x1b\n\x17OUTPUT_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTPUT_MODE_STORE\x10\x01\x12\x16\n\x12OUTPUT_MODE_INLINE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,12 +35,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELSPEC_OPTIONSENTRY']._serialized_options = b'8\001'
   _globals['_WORKERINFO_LIBRARYVERSIONSENTRY']._loaded_options = None
   _globals['_WORKERINFO_LIBRARYVERSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_MODELSOURCE']._serialized_start=1202
-  _globals['_MODELSOURCE']._serialized_end=1312
-  _globals['_WORKERKIND']._serialized_start=1315
-  _globals['_WORKERKIND']._serialized_end=1535
-  _globals['_OUTPUTMODE']._serialized_start=1537
-  _globals['_OUTPUTMODE']._serialized_end=1625
+  _globals['_MODELSOURCE']._serialized_start=1246
+  _globals['_MODELSOURCE']._serialized_end=1356
+  _globals['_WORKERKIND']._serialized_start=1359
+  _globals['_WORKERKIND']._serialized_end=1579
+  _globals['_OUTPUTMODE']._serialized_start=1581
+  _globals['_OUTPUTMODE']._serialized_end=1669
   _globals['_MODELSPEC']._serialized_start=38
   _globals['_MODELSPEC']._serialized_end=284
   _globals['_MODELSPEC_OPTIONSENTRY']._serialized_start=238
@@ -56,11 +56,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WEIGHTFILE']._serialized_start=560
   _globals['_WEIGHTFILE']._serialized_end=617
   _globals['_LOADEDMODEL']._serialized_start=620
-  _globals['_LOADEDMODEL']._serialized_end=779
-  _globals['_DEVICEINFO']._serialized_start=781
-  _globals['_DEVICEINFO']._serialized_end=858
-  _globals['_WORKERINFO']._serialized_start=861
-  _globals['_WORKERINFO']._serialized_end=1200
-  _globals['_WORKERINFO_LIBRARYVERSIONSENTRY']._serialized_start=1146
-  _globals['_WORKERINFO_LIBRARYVERSIONSENTRY']._serialized_end=1200
+  _globals['_LOADEDMODEL']._serialized_end=823
+  _globals['_DEVICEINFO']._serialized_start=825
+  _globals['_DEVICEINFO']._serialized_end=902
+  _globals['_WORKERINFO']._serialized_start=905
+  _globals['_WORKERINFO']._serialized_end=1244
+  _globals['_WORKERINFO_LIBRARYVERSIONSENTRY']._serialized_start=1190
+  _globals['_WORKERINFO_LIBRARYVERSIONSENTRY']._serialized_end=1244
 # @@protoc_insertion_point(module_scope)

@@ -122,18 +122,20 @@ class WeightFile(_message.Message):
     def __init__(self, path: _Optional[str] = ..., sha256: _Optional[str] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class LoadedModel(_message.Message):
-    __slots__ = ("spec", "resolved_revision", "weights_sha256", "files", "model_class")
+    __slots__ = ("spec", "resolved_revision", "weights_sha256", "files", "model_class", "remote_code")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_REVISION_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_SHA256_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
     MODEL_CLASS_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_CODE_FIELD_NUMBER: _ClassVar[int]
     spec: ModelSpec
     resolved_revision: str
     weights_sha256: str
     files: _containers.RepeatedCompositeFieldContainer[WeightFile]
     model_class: str
-    def __init__(self, spec: _Optional[_Union[ModelSpec, _Mapping]] = ..., resolved_revision: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., files: _Optional[_Iterable[_Union[WeightFile, _Mapping]]] = ..., model_class: _Optional[str] = ...) -> None: ...
+    remote_code: _containers.RepeatedCompositeFieldContainer[WeightFile]
+    def __init__(self, spec: _Optional[_Union[ModelSpec, _Mapping]] = ..., resolved_revision: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., files: _Optional[_Iterable[_Union[WeightFile, _Mapping]]] = ..., model_class: _Optional[str] = ..., remote_code: _Optional[_Iterable[_Union[WeightFile, _Mapping]]] = ...) -> None: ...
 
 class DeviceInfo(_message.Message):
     __slots__ = ("type", "name", "memory_bytes", "count")

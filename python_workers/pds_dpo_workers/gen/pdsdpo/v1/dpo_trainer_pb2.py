@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from pdsdpo.v1 import common_pb2 as pdsdpo_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpdsdpo/v1/dpo_trainer.proto\x12\tpdsdpo.v1\x1a\x16pdsdpo/v1/common.proto\"O\n\nLoraConfig\x12\t\n\x01r\x18\x01 \x01(\x05\x12\r\n\x05\x61lpha\x18\x02 \x01(\x05\x12\x0f\n\x07\x64ropout\x18\x03 \x01(\x02\x12\x16\n\x0etarget_modules\x18\x04 \x03(\t\",\n\tDpoConfig\x12\x0c\n\x04\x62\x65ta\x18\x01 \x01(\x02\x12\x11\n\tloss_type\x18\x02 \x01(\t\"\xe7\x01\n\x0bOptimConfig\x12\x15\n\rlearning_rate\x18\x01 \x01(\x01\x12\x11\n\tscheduler\x18\x02 \x01(\t\x12\x14\n\x0cwarmup_ratio\x18\x03 \x01(\x01\x12\x0e\n\x06\x65pochs\x18\x04 \x01(\x05\x12\x11\n\tmax_steps\x18\x05 \x01(\x05\x12\x12\n\nbatch_size\x18\x06 \x01(\x05\x12\x19\n\x11grad_accumulation\x18\x07 \x01(\x05\x12\x12\n\nmax_length\x18\x08 \x01(\x05\x12\x11\n\tprecision\x18\t \x01(\t\x12\x1f\n\x17projector_learning_rate\x18\n \x01(\x01\"\xab\x02\n\x0cTrainRequest\x12 \n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x0f.pdsdpo.v1.Blob\x12\x12\n\nimage_root\x18\x02 \x01(\t\x12#\n\x04lora\x18\x03 \x01(\x0b\x32\x15.pdsdpo.v1.LoraConfig\x12!\n\x03\x64po\x18\x04 \x01(\x0b\x32\x14.pdsdpo.v1.DpoConfig\x12%\n\x05optim\x18\x05 \x01(\x0b\x32\x16.pdsdpo.v1.OptimConfig\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\x16\n\x0e\x63heckpoint_dir\x18\x07 \x01(\t\x12\x18\n\x10\x63heckpoint_every\x18\x08 \x01(\x05\x12\x0e\n\x06resume\x18\t \x01(\x08\x12\x0c\n\x04gpus\x18\n \x01(\x05\x12\x18\n\x10\x64\x65\x65pspeed_config\x18\x0b \x01(\t\"\x90\x01\n\x0bStepMetrics\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12\r\n\x05\x65poch\x18\x02 \x01(\x01\x12\x34\n\x07metrics\x18\x03 \x03(\x0b\x32#.pdsdpo.v1.StepMetrics.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"-\n\x0f\x43heckpointSaved\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12\x0c\n\x04path\x18\x02 \x01(\t\"\xb3\x01\n\x0bTrainResult\x12\'\n\x07\x61\x64\x61pter\x18\x01 \x01(\x0b\x32\x16.pdsdpo.v1.ArtifactRef\x12.\n\x0e\x61\x64\x61pter_config\x18\x02 \x01(\x0b\x32\x16.pdsdpo.v1.ArtifactRef\x12\'\n\x07metrics\x18\x03 \x01(\x0b\x32\x16.pdsdpo.v1.ArtifactRef\x12\r\n\x05steps\x18\x04 \x01(\x03\x12\x13\n\x0binterrupted\x18\x05 \x01(\x08\"\xc5\x01\n\rTrainResponse\x12&\n\x04step\x18\x01 \x01(\x0b\x32\x16.pdsdpo.v1.StepMetricsH\x00\x12\x30\n\ncheckpoint\x18\x02 \x01(\x0b\x32\x1a.pdsdpo.v1.CheckpointSavedH\x00\x12(\n\x06result\x18\x03 \x01(\x0b\x32\x16.pdsdpo.v1.TrainResultH\x00\x12\'\n\x08progress\x18\x04 \x01(\x0b\x32\x13.pdsdpo.v1.ProgressH\x00\x42\x07\n\x05\x65vent2Q\n\x11\x44poTrainerService\x12<\n\x05Train\x12\x17.pdsdpo.v1.TrainRequest\x1a\x18.pdsdpo.v1.TrainResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpdsdpo/v1/dpo_trainer.proto\x12\tpdsdpo.v1\x1a\x16pdsdpo/v1/common.proto\"O\n\nLoraConfig\x12\t\n\x01r\x18\x01 \x01(\x05\x12\r\n\x05\x61lpha\x18\x02 \x01(\x05\x12\x0f\n\x07\x64ropout\x18\x03 \x01(\x02\x12\x16\n\x0etarget_modules\x18\x04 \x03(\t\",\n\tDpoConfig\x12\x0c\n\x04\x62\x65ta\x18\x01 \x01(\x02\x12\x11\n\tloss_type\x18\x02 \x01(\t\"\x95\x02\n\x0bOptimConfig\x12\x15\n\rlearning_rate\x18\x01 \x01(\x01\x12\x11\n\tscheduler\x18\x02 \x01(\t\x12\x14\n\x0cwarmup_ratio\x18\x03 \x01(\x01\x12\x0e\n\x06\x65pochs\x18\x04 \x01(\x05\x12\x11\n\tmax_steps\x18\x05 \x01(\x05\x12\x12\n\nbatch_size\x18\x06 \x01(\x05\x12\x19\n\x11grad_accumulation\x18\x07 \x01(\x05\x12\x12\n\nmax_length\x18\x08 \x01(\x05\x12\x11\n\tprecision\x18\t \x01(\t\x12\x1f\n\x17projector_learning_rate\x18\n \x01(\x01\x12\x0c\n\x04tf32\x18\x0b \x01(\x08\x12\x1e\n\x16gradient_checkpointing\x18\x0c \x01(\x08\"\xab\x02\n\x0cTrainRequest\x12 \n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x0f.pdsdpo.v1.Blob\x12\x12\n\nimage_root\x18\x02 \x01(\t\x12#\n\x04lora\x18\x03 \x01(\x0b\x32\x15.pdsdpo.v1.LoraConfig\x12!\n\x03\x64po\x18\x04 \x01(\x0b\x32\x14.pdsdpo.v1.DpoConfig\x12%\n\x05optim\x18\x05 \x01(\x0b\x32\x16.pdsdpo.v1.OptimConfig\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\x16\n\x0e\x63heckpoint_dir\x18\x07 \x01(\t\x12\x18\n\x10\x63heckpoint_every\x18\x08 \x01(\x05\x12\x0e\n\x06resume\x18\t \x01(\x08\x12\x0c\n\x04gpus\x18\n \x01(\x05\x12\x18\n\x10\x64\x65\x65pspeed_config\x18\x0b \x01(\t\"\x90\x01\n\x0bStepMetrics\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12\r\n\x05\x65poch\x18\x02 \x01(\x01\x12\x34\n\x07metrics\x18\x03 \x03(\x0b\x32#.pdsdpo.v1.StepMetrics.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"-\n\x0f\x43heckpointSaved\x12\x0c\n\x04step\x18\x01 \x01(\x03\x12\x0c\n\x04path\x18\x02 \x01(\t\"\xb3\x01\n\x0bTrainResult\x12\'\n\x07\x61\x64\x61pter\x18\x01 \x01(\x0b\x32\x16.pdsdpo.v1.ArtifactRef\x12.\n\x0e\x61\x64\x61pter_config\x18\x02 \x01(\x0b\x32\x16.pdsdpo.v1.ArtifactRef\x12\'\n\x07metrics\x18\x03 \x01(\x0b\x32\x16.pdsdpo.v1.ArtifactRef\x12\r\n\x05steps\x18\x04 \x01(\x03\x12\x13\n\x0binterrupted\x18\x05 \x01(\x08\"\xc5\x01\n\rTrainResponse\x12&\n\x04step\x18\x01 \x01(\x0b\x32\x16.pdsdpo.v1.StepMetricsH\x00\x12\x30\n\ncheckpoint\x18\x02 \x01(\x0b\x32\x1a.pdsdpo.v1.CheckpointSavedH\x00\x12(\n\x06result\x18\x03 \x01(\x0b\x32\x16.pdsdpo.v1.TrainResultH\x00\x12\'\n\x08progress\x18\x04 \x01(\x0b\x32\x13.pdsdpo.v1.ProgressH\x00\x42\x07\n\x05\x65vent2Q\n\x11\x44poTrainerService\x12<\n\x05Train\x12\x17.pdsdpo.v1.TrainRequest\x1a\x18.pdsdpo.v1.TrainResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,19 +39,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DPOCONFIG']._serialized_start=147
   _globals['_DPOCONFIG']._serialized_end=191
   _globals['_OPTIMCONFIG']._serialized_start=194
-  _globals['_OPTIMCONFIG']._serialized_end=425
-  _globals['_TRAINREQUEST']._serialized_start=428
-  _globals['_TRAINREQUEST']._serialized_end=727
-  _globals['_STEPMETRICS']._serialized_start=730
-  _globals['_STEPMETRICS']._serialized_end=874
-  _globals['_STEPMETRICS_METRICSENTRY']._serialized_start=828
-  _globals['_STEPMETRICS_METRICSENTRY']._serialized_end=874
-  _globals['_CHECKPOINTSAVED']._serialized_start=876
-  _globals['_CHECKPOINTSAVED']._serialized_end=921
-  _globals['_TRAINRESULT']._serialized_start=924
-  _globals['_TRAINRESULT']._serialized_end=1103
-  _globals['_TRAINRESPONSE']._serialized_start=1106
-  _globals['_TRAINRESPONSE']._serialized_end=1303
-  _globals['_DPOTRAINERSERVICE']._serialized_start=1305
-  _globals['_DPOTRAINERSERVICE']._serialized_end=1386
+  _globals['_OPTIMCONFIG']._serialized_end=471
+  _globals['_TRAINREQUEST']._serialized_start=474
+  _globals['_TRAINREQUEST']._serialized_end=773
+  _globals['_STEPMETRICS']._serialized_start=776
+  _globals['_STEPMETRICS']._serialized_end=920
+  _globals['_STEPMETRICS_METRICSENTRY']._serialized_start=874
+  _globals['_STEPMETRICS_METRICSENTRY']._serialized_end=920
+  _globals['_CHECKPOINTSAVED']._serialized_start=922
+  _globals['_CHECKPOINTSAVED']._serialized_end=967
+  _globals['_TRAINRESULT']._serialized_start=970
+  _globals['_TRAINRESULT']._serialized_end=1149
+  _globals['_TRAINRESPONSE']._serialized_start=1152
+  _globals['_TRAINRESPONSE']._serialized_end=1349
+  _globals['_DPOTRAINERSERVICE']._serialized_start=1351
+  _globals['_DPOTRAINERSERVICE']._serialized_end=1432
 # @@protoc_insertion_point(module_scope)

@@ -28,7 +28,7 @@ class DpoConfig(_message.Message):
     def __init__(self, beta: _Optional[float] = ..., loss_type: _Optional[str] = ...) -> None: ...
 
 class OptimConfig(_message.Message):
-    __slots__ = ("learning_rate", "scheduler", "warmup_ratio", "epochs", "max_steps", "batch_size", "grad_accumulation", "max_length", "precision", "projector_learning_rate")
+    __slots__ = ("learning_rate", "scheduler", "warmup_ratio", "epochs", "max_steps", "batch_size", "grad_accumulation", "max_length", "precision", "projector_learning_rate", "tf32", "gradient_checkpointing")
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     SCHEDULER_FIELD_NUMBER: _ClassVar[int]
     WARMUP_RATIO_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,8 @@ class OptimConfig(_message.Message):
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
     PROJECTOR_LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    TF32_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_CHECKPOINTING_FIELD_NUMBER: _ClassVar[int]
     learning_rate: float
     scheduler: str
     warmup_ratio: float
@@ -49,7 +51,9 @@ class OptimConfig(_message.Message):
     max_length: int
     precision: str
     projector_learning_rate: float
-    def __init__(self, learning_rate: _Optional[float] = ..., scheduler: _Optional[str] = ..., warmup_ratio: _Optional[float] = ..., epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., grad_accumulation: _Optional[int] = ..., max_length: _Optional[int] = ..., precision: _Optional[str] = ..., projector_learning_rate: _Optional[float] = ...) -> None: ...
+    tf32: bool
+    gradient_checkpointing: bool
+    def __init__(self, learning_rate: _Optional[float] = ..., scheduler: _Optional[str] = ..., warmup_ratio: _Optional[float] = ..., epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., grad_accumulation: _Optional[int] = ..., max_length: _Optional[int] = ..., precision: _Optional[str] = ..., projector_learning_rate: _Optional[float] = ..., tf32: _Optional[bool] = ..., gradient_checkpointing: _Optional[bool] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
     __slots__ = ("dataset", "image_root", "lora", "dpo", "optim", "seed", "checkpoint_dir", "checkpoint_every", "resume", "gpus", "deepspeed_config")

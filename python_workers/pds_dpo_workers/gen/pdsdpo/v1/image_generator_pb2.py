@@ -25,23 +25,23 @@ _sym_db = _symbol_database.Default()
 from pdsdpo.v1 import common_pb2 as pdsdpo_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fpdsdpo/v1/image_generator.proto\x12\tpdsdpo.v1\x1a\x16pdsdpo/v1/common.proto\"\x9e\x01\n\x13ImageGenerationItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x03 \x01(\t\x12\x16\n\x0eguidance_scale\x18\x04 \x01(\x02\x12\r\n\x05steps\x18\x05 \x01(\x05\x12\r\n\x05width\x18\x06 \x01(\x05\x12\x0e\n\x06height\x18\x07 \x01(\x05\x12\x0c\n\x04seed\x18\x08 \x01(\x04\"\x7f\n\x0fGenerateRequest\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.pdsdpo.v1.ImageGenerationItem\x12%\n\x06output\x18\x02 \x01(\x0e\x32\x15.pdsdpo.v1.OutputMode\x12\x16\n\x0emax_batch_size\x18\x03 \x01(\x05\"\xba\x01\n\x0eGeneratedImage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1e\n\x05image\x18\x02 \x01(\x0b\x32\x0f.pdsdpo.v1.Blob\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\'\n\x07\x64\x65\x66\x65\x63ts\x18\x05 \x03(\x0e\x32\x16.pdsdpo.v1.ImageDefect\x12#\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x14.pdsdpo.v1.ItemError\x12\x0f\n\x07seconds\x18\x07 \x01(\x01\"p\n\x10GenerateResponse\x12*\n\x05image\x18\x01 \x01(\x0b\x32\x19.pdsdpo.v1.GeneratedImageH\x00\x12\'\n\x08progress\x18\x02 \x01(\x0b\x32\x13.pdsdpo.v1.ProgressH\x00\x42\x07\n\x05\x65vent*d\n\x0bImageDefect\x12\x1c\n\x18IMAGE_DEFECT_UNSPECIFIED\x10\x00\x12\x1b\n\x17IMAGE_DEFECT_NAN_PIXELS\x10\x01\x12\x1a\n\x16IMAGE_DEFECT_ALL_BLACK\x10\x02\x32^\n\x15ImageGeneratorService\x12\x45\n\x08Generate\x12\x1a.pdsdpo.v1.GenerateRequest\x1a\x1b.pdsdpo.v1.GenerateResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fpdsdpo/v1/image_generator.proto\x12\tpdsdpo.v1\x1a\x16pdsdpo/v1/common.proto\"\xb8\x01\n\x13ImageGenerationItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x03 \x01(\t\x12\x16\n\x0eguidance_scale\x18\x04 \x01(\x02\x12\r\n\x05steps\x18\x05 \x01(\x05\x12\r\n\x05width\x18\x06 \x01(\x05\x12\x0e\n\x06height\x18\x07 \x01(\x05\x12\x0c\n\x04seed\x18\x08 \x01(\x04\x12\x18\n\x10generator_device\x18\t \x01(\t\"\x7f\n\x0fGenerateRequest\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.pdsdpo.v1.ImageGenerationItem\x12%\n\x06output\x18\x02 \x01(\x0e\x32\x15.pdsdpo.v1.OutputMode\x12\x16\n\x0emax_batch_size\x18\x03 \x01(\x05\"\xba\x01\n\x0eGeneratedImage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1e\n\x05image\x18\x02 \x01(\x0b\x32\x0f.pdsdpo.v1.Blob\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\'\n\x07\x64\x65\x66\x65\x63ts\x18\x05 \x03(\x0e\x32\x16.pdsdpo.v1.ImageDefect\x12#\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x14.pdsdpo.v1.ItemError\x12\x0f\n\x07seconds\x18\x07 \x01(\x01\"p\n\x10GenerateResponse\x12*\n\x05image\x18\x01 \x01(\x0b\x32\x19.pdsdpo.v1.GeneratedImageH\x00\x12\'\n\x08progress\x18\x02 \x01(\x0b\x32\x13.pdsdpo.v1.ProgressH\x00\x42\x07\n\x05\x65vent*d\n\x0bImageDefect\x12\x1c\n\x18IMAGE_DEFECT_UNSPECIFIED\x10\x00\x12\x1b\n\x17IMAGE_DEFECT_NAN_PIXELS\x10\x01\x12\x1a\n\x16IMAGE_DEFECT_ALL_BLACK\x10\x02\x32^\n\x15ImageGeneratorService\x12\x45\n\x08Generate\x12\x1a.pdsdpo.v1.GenerateRequest\x1a\x1b.pdsdpo.v1.GenerateResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pdsdpo.v1.image_generator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMAGEDEFECT']._serialized_start=663
-  _globals['_IMAGEDEFECT']._serialized_end=763
+  _globals['_IMAGEDEFECT']._serialized_start=689
+  _globals['_IMAGEDEFECT']._serialized_end=789
   _globals['_IMAGEGENERATIONITEM']._serialized_start=71
-  _globals['_IMAGEGENERATIONITEM']._serialized_end=229
-  _globals['_GENERATEREQUEST']._serialized_start=231
-  _globals['_GENERATEREQUEST']._serialized_end=358
-  _globals['_GENERATEDIMAGE']._serialized_start=361
-  _globals['_GENERATEDIMAGE']._serialized_end=547
-  _globals['_GENERATERESPONSE']._serialized_start=549
-  _globals['_GENERATERESPONSE']._serialized_end=661
-  _globals['_IMAGEGENERATORSERVICE']._serialized_start=765
-  _globals['_IMAGEGENERATORSERVICE']._serialized_end=859
+  _globals['_IMAGEGENERATIONITEM']._serialized_end=255
+  _globals['_GENERATEREQUEST']._serialized_start=257
+  _globals['_GENERATEREQUEST']._serialized_end=384
+  _globals['_GENERATEDIMAGE']._serialized_start=387
+  _globals['_GENERATEDIMAGE']._serialized_end=573
+  _globals['_GENERATERESPONSE']._serialized_start=575
+  _globals['_GENERATERESPONSE']._serialized_end=687
+  _globals['_IMAGEGENERATORSERVICE']._serialized_start=791
+  _globals['_IMAGEGENERATORSERVICE']._serialized_end=885
 # @@protoc_insertion_point(module_scope)

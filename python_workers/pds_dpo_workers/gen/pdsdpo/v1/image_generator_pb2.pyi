@@ -18,7 +18,7 @@ IMAGE_DEFECT_NAN_PIXELS: ImageDefect
 IMAGE_DEFECT_ALL_BLACK: ImageDefect
 
 class ImageGenerationItem(_message.Message):
-    __slots__ = ("id", "prompt", "negative_prompt", "guidance_scale", "steps", "width", "height", "seed")
+    __slots__ = ("id", "prompt", "negative_prompt", "guidance_scale", "steps", "width", "height", "seed", "generator_device")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,7 @@ class ImageGenerationItem(_message.Message):
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_DEVICE_FIELD_NUMBER: _ClassVar[int]
     id: str
     prompt: str
     negative_prompt: str
@@ -35,7 +36,8 @@ class ImageGenerationItem(_message.Message):
     width: int
     height: int
     seed: int
-    def __init__(self, id: _Optional[str] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., guidance_scale: _Optional[float] = ..., steps: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+    generator_device: str
+    def __init__(self, id: _Optional[str] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., guidance_scale: _Optional[float] = ..., steps: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., seed: _Optional[int] = ..., generator_device: _Optional[str] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("items", "output", "max_batch_size")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from pdsdpo.v1 import common_pb2 as pdsdpo_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fpdsdpo/v1/response_scorer.proto\x12\tpdsdpo.v1\x1a\x16pdsdpo/v1/common.proto\"c\n\x13ResponseScoringItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12\x1e\n\x05image\x18\x04 \x01(\x0b\x32\x0f.pdsdpo.v1.Blob\"j\n!ResponseScorerServiceScoreRequest\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.pdsdpo.v1.ResponseScoringItem\x12\x16\n\x0emax_batch_size\x18\x02 \x01(\x05\"\xc0\x01\n\rResponseScore\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12<\n\ncomponents\x18\x03 \x03(\x0b\x32(.pdsdpo.v1.ResponseScore.ComponentsEntry\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x14.pdsdpo.v1.ItemError\x1a\x31\n\x0f\x43omponentsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x81\x01\n\"ResponseScorerServiceScoreResponse\x12)\n\x05score\x18\x01 \x01(\x0b\x32\x18.pdsdpo.v1.ResponseScoreH\x00\x12\'\n\x08progress\x18\x02 \x01(\x0b\x32\x13.pdsdpo.v1.ProgressH\x00\x42\x07\n\x05\x65vent2\x7f\n\x15ResponseScorerService\x12\x66\n\x05Score\x12,.pdsdpo.v1.ResponseScorerServiceScoreRequest\x1a-.pdsdpo.v1.ResponseScorerServiceScoreResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fpdsdpo/v1/response_scorer.proto\x12\tpdsdpo.v1\x1a\x16pdsdpo/v1/common.proto\"c\n\x13ResponseScoringItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12\x1e\n\x05image\x18\x04 \x01(\x0b\x32\x0f.pdsdpo.v1.Blob\"\x87\x01\n!ResponseScorerServiceScoreRequest\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.pdsdpo.v1.ResponseScoringItem\x12\x16\n\x0emax_batch_size\x18\x02 \x01(\x05\x12\x1b\n\x13score_empty_answers\x18\x03 \x01(\x08\"\xc0\x01\n\rResponseScore\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12<\n\ncomponents\x18\x03 \x03(\x0b\x32(.pdsdpo.v1.ResponseScore.ComponentsEntry\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x14.pdsdpo.v1.ItemError\x1a\x31\n\x0f\x43omponentsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x81\x01\n\"ResponseScorerServiceScoreResponse\x12)\n\x05score\x18\x01 \x01(\x0b\x32\x18.pdsdpo.v1.ResponseScoreH\x00\x12\'\n\x08progress\x18\x02 \x01(\x0b\x32\x13.pdsdpo.v1.ProgressH\x00\x42\x07\n\x05\x65vent2\x7f\n\x15ResponseScorerService\x12\x66\n\x05Score\x12,.pdsdpo.v1.ResponseScorerServiceScoreRequest\x1a-.pdsdpo.v1.ResponseScorerServiceScoreResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,14 +36,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESPONSESCORE_COMPONENTSENTRY']._serialized_options = b'8\001'
   _globals['_RESPONSESCORINGITEM']._serialized_start=70
   _globals['_RESPONSESCORINGITEM']._serialized_end=169
-  _globals['_RESPONSESCORERSERVICESCOREREQUEST']._serialized_start=171
-  _globals['_RESPONSESCORERSERVICESCOREREQUEST']._serialized_end=277
-  _globals['_RESPONSESCORE']._serialized_start=280
-  _globals['_RESPONSESCORE']._serialized_end=472
-  _globals['_RESPONSESCORE_COMPONENTSENTRY']._serialized_start=423
-  _globals['_RESPONSESCORE_COMPONENTSENTRY']._serialized_end=472
-  _globals['_RESPONSESCORERSERVICESCORERESPONSE']._serialized_start=475
-  _globals['_RESPONSESCORERSERVICESCORERESPONSE']._serialized_end=604
-  _globals['_RESPONSESCORERSERVICE']._serialized_start=606
-  _globals['_RESPONSESCORERSERVICE']._serialized_end=733
+  _globals['_RESPONSESCORERSERVICESCOREREQUEST']._serialized_start=172
+  _globals['_RESPONSESCORERSERVICESCOREREQUEST']._serialized_end=307
+  _globals['_RESPONSESCORE']._serialized_start=310
+  _globals['_RESPONSESCORE']._serialized_end=502
+  _globals['_RESPONSESCORE_COMPONENTSENTRY']._serialized_start=453
+  _globals['_RESPONSESCORE_COMPONENTSENTRY']._serialized_end=502
+  _globals['_RESPONSESCORERSERVICESCORERESPONSE']._serialized_start=505
+  _globals['_RESPONSESCORERSERVICESCORERESPONSE']._serialized_end=634
+  _globals['_RESPONSESCORERSERVICE']._serialized_start=636
+  _globals['_RESPONSESCORERSERVICE']._serialized_end=763
 # @@protoc_insertion_point(module_scope)

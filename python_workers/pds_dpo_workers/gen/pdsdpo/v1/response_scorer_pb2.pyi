@@ -20,12 +20,14 @@ class ResponseScoringItem(_message.Message):
     def __init__(self, id: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.Blob, _Mapping]] = ...) -> None: ...
 
 class ResponseScorerServiceScoreRequest(_message.Message):
-    __slots__ = ("items", "max_batch_size")
+    __slots__ = ("items", "max_batch_size", "score_empty_answers")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_EMPTY_ANSWERS_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ResponseScoringItem]
     max_batch_size: int
-    def __init__(self, items: _Optional[_Iterable[_Union[ResponseScoringItem, _Mapping]]] = ..., max_batch_size: _Optional[int] = ...) -> None: ...
+    score_empty_answers: bool
+    def __init__(self, items: _Optional[_Iterable[_Union[ResponseScoringItem, _Mapping]]] = ..., max_batch_size: _Optional[int] = ..., score_empty_answers: _Optional[bool] = ...) -> None: ...
 
 class ResponseScore(_message.Message):
     __slots__ = ("id", "score", "components", "error")
