@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-client-ca", default=None, help="require client certificates signed by this CA")
     s.add_argument("--token-env", default="PDS_DPO_WORKER_TOKEN", help="environment variable holding the bearer token calls must carry (unset: no token)")
     s.add_argument("--log-level", default="INFO")
+    sub.add_parser("families", help="print, as JSON, the model types each kind loads and the tiny twins it can build")
     h = sub.add_parser("health", help="exit 0 if the worker at --address is SERVING (container HEALTHCHECK)")
     h.add_argument("--address", required=True)
     h.add_argument("--timeout", type=float, default=3.0)
@@ -53,10 +54,28 @@ def _health(address: str, timeout: float) -> int:
     return 0 if res.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
+def _families() -> int:
+    """The tables the control plane's validation mirrors (src/config/families.ts)."""
+    import importlib
+    import json
+
+    from pds_dpo_workers.kinds import KINDS
+    from pds_dpo_workers.models import tiny
+
+    kinds = {}
+    for name, entry in KINDS.items():
+        module, cls = entry.impl.split(":")
+        kinds[name] = list(getattr(importlib.import_module(module), cls).BACKENDS)
+    print(json.dumps({"kinds": kinds, "tiny": sorted(tiny.BUILDERS)}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "health":
         return _health(args.address, args.timeout)
+    if args.command == "families":
+        return _families()
     if args.own_process_group:
         # Its own group, so the orchestrator can signal it and its children together, but
         # the orchestrator's session: with autogroup scheduling, CPU shares are split between

@@ -1,6 +1,8 @@
 // experiment.yaml -> a validated, resolved config. Steps, each pure but the file reads:
 // parse YAML (syntax errors located) -> zod schema (issues located by key path and line)
-// -> cross references (worker names and kinds) -> files it names (prompts).
+// -> cross references (worker names and kinds, model families) -> files it names (prompts,
+// model directories, interpreters, DeepSpeed configs, benchmarks) -> warnings (unpinned
+// revisions).
 import { existsSync, readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { dirname, isAbsolute, resolve } from "node:path";
@@ -8,6 +10,7 @@ import { LineCounter, parseDocument, type Document } from "yaml";
 import type { z } from "zod";
 import { ConfigError, type ConfigIssue } from "../errors.js";
 import { readPrompts, type Prompt } from "./prompts.js";
+import { familyProblem } from "./families.js";
 import { ExperimentSchema, referencedNames, WORKER_REFERENCES, type ExperimentConfig } from "./schema.js";
 import { formatPath, lineOf, pathAt } from "./yaml-locate.js";
 
@@ -23,6 +26,8 @@ export interface LoadedConfig {
   prompts: Prompt[];
   /** sha256 of the prompts file as read. */
   promptsSha256: string;
+  /** What is valid but unwise (an unpinned hub revision), located like issues. */
+  warnings: ConfigIssue[];
 }
 
 export function resolvePath(baseDir: string, p: string): string {
@@ -72,6 +77,13 @@ function describe(issue: z.core.$ZodIssue, value: unknown): string {
 
 function crossReferences(config: ExperimentConfig, doc: Document, lines: LineCounter): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
+  for (const [name, worker] of Object.entries(config.workers)) {
+    const problem = familyProblem(worker.kind, worker.model);
+    if (problem) {
+      const path = ["workers", name, "model", problem.key];
+      issues.push({ path: formatPath(path), message: problem.message, line: lineOf(doc, lines, path) });
+    }
+  }
   for (const ref of WORKER_REFERENCES) {
     const list = Array.isArray((config.stages[ref.stage] as Record<string, unknown> | undefined)?.[ref.field]);
     const names = referencedNames(config.stages, ref);
@@ -123,13 +135,44 @@ export function completeExperiment(
       const p = resolvePath(baseDir, file);
       if (!existsSync(p)) fileIssues.push({ path: formatPath(key), message: `file not found: ${p}`, line: at(key) });
     }
-    if (worker.model.source === "path") {
-      const key = ["workers", name, "model", "path"];
-      const p = resolvePath(baseDir, worker.model.path!);
-      if (!existsSync(p)) fileIssues.push({ path: formatPath(key), message: `model directory not found: ${p}`, line: at(key) });
-    }
+  }
+  for (const { key, file, what } of namedFiles(config)) {
+    const p = resolvePath(baseDir, file);
+    if (!existsSync(p)) fileIssues.push({ path: formatPath(key), message: `${what} not found: ${p}`, line: at(key) });
   }
   if (fileIssues.length > 0) throw new ConfigError(fileIssues);
+  const warnings = unpinnedRevisions(config).map(({ key, revision }) => ({
+    path: formatPath(key),
+    message: `'${revision}' is not a commit sha: the hub may serve other weights tomorrow; pin the 40-hex commit for reproducible runs`,
+    line: at(key),
+  }));
   const prompts = config.stages.images.limit ? read.prompts.slice(0, config.stages.images.limit) : read.prompts;
-  return { file: src.file, baseDir, text: src.text, sha256: createHash("sha256").update(src.text).digest("hex"), config, prompts, promptsSha256: read.sha256 };
+  return { file: src.file, baseDir, text: src.text, sha256: createHash("sha256").update(src.text).digest("hex"), config, prompts, promptsSha256: read.sha256, warnings };
+}
+
+/** Pure: every file or directory the config names (besides prompts and TLS files), with its key. */
+export function namedFiles(config: ExperimentConfig): { key: (string | number)[]; file: string; what: string }[] {
+  const out: { key: (string | number)[]; file: string; what: string }[] = [];
+  for (const [name, worker] of Object.entries(config.workers)) {
+    if (worker.model.source === "path") out.push({ key: ["workers", name, "model", "path"], file: worker.model.path!, what: "model directory" });
+    if (worker.runtime.type === "local" && worker.runtime.python) out.push({ key: ["workers", name, "runtime", "python"], file: worker.runtime.python, what: "Python interpreter" });
+  }
+  const { train, evaluate } = config.stages;
+  if (train?.deepspeed) out.push({ key: ["stages", "train", "deepspeed"], file: train.deepspeed, what: "DeepSpeed config" });
+  evaluate?.benchmarks.forEach((b, i) => {
+    const at = ["stages", "evaluate", "benchmarks", i];
+    if (b.path) out.push({ key: [...at, "path"], file: b.path, what: `${b.name} question file` });
+    for (const [split, file] of Object.entries(b.splits ?? {})) out.push({ key: [...at, "splits", split], file: file!, what: `${b.name} ${split} question file` });
+    if (b.image_root) out.push({ key: [...at, "image_root"], file: b.image_root, what: `${b.name} image directory` });
+  });
+  return out;
+}
+
+const COMMIT = /^[0-9a-f]{40}$/;
+
+/** Pure: the hub revisions that are not commit shas (a branch like main, or a tag), with their key paths. */
+export function unpinnedRevisions(config: ExperimentConfig): { key: (string | number)[]; revision: string }[] {
+  return Object.entries(config.workers)
+    .filter(([, w]) => w.model.source === "hf" && !COMMIT.test(w.model.revision ?? ""))
+    .map(([name, w]) => ({ key: ["workers", name, "model", "revision"], revision: w.model.revision ?? "" }));
 }

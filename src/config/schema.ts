@@ -39,10 +39,12 @@ export const ModelSchema = z
     quantization: z.enum(["4bit", "8bit"]).optional(),
     /** tiny: seed of the random weights. */
     seed: z.number().int().nonnegative().default(0),
-    /** The model family, from the kind's backend table (the first is the default): image generator diffusion-pipeline; image scorer clip; responder, evaluator and trainer image-text-to-text; response scorer sequence-classification, vlm-judge. Another value fails the worker's load naming the known ones. */
+    /** The model family, from the kind's backend table (MODEL_TYPES in config/families.ts; the first is the default). */
     type: z.string().min(1).optional(),
-    /** Run the model repository's own code (ArmoRM's custom head needs it). */
+    /** Run the model repository's own code (ArmoRM's custom head needs it); the manifest records each code file's hash. */
     trust_remote_code: z.boolean().optional(),
+    /** Image-text-to-text models: "chat" wraps the instruction in the processor's chat template; "raw" sends the instruction as written ("<image> question"), as the paper's responders were called. */
+    prompt_format: z.enum(["chat", "raw"]).optional(),
   })
   .superRefine((m, ctx) => {
     const need = (key: "name" | "id" | "revision" | "path", why: string) => {
@@ -171,8 +173,10 @@ export const ImagesStageSchema = z.strictObject({
   guidance_scales: z.array(z.number().nonnegative()).min(1),
   images_per_scale: positiveInt.default(1),
   steps: positiveInt,
-  /** Pixels; omit for the pipeline's default (1024 for SD3). */
+  /** Pixels; omit for the model's default (SD3 and SDXL 1024, SD1.5 512), which the generator resolves. */
   size: sizeSchema.optional(),
+  /** Where each image's seeded torch.Generator lives: "cpu" (the same image on any device) or "model" (the model's device: a CUDA generator on a GPU, as the paper's later code seeded). */
+  generator_device: z.enum(["cpu", "model"]).default("cpu"),
   negative_prompt: z.string().default(""),
   /** Keep no image of a prompt whose best score is below this. */
   min_score: z.number().optional(),
@@ -207,6 +211,8 @@ export const PairPolicySchema = z.strictObject({
   /** Longer/shorter word-count ratio above this drops the pair; unset disables. */
   max_length_ratio: z.number().min(1).optional(),
   pairs_per_image: positiveInt.default(1),
+  /** Empty answers are scored and may be chosen or rejected, as the paper's scripts did (paper-faithful, off by default); failed generations never are. */
+  keep_empty: z.boolean().default(false),
 });
 export type PairPolicy = z.infer<typeof PairPolicySchema>;
 export const DEFAULT_PAIR_POLICY: PairPolicy = PairPolicySchema.parse({});
@@ -225,7 +231,8 @@ export const TrainStageSchema = z.strictObject({
     r: positiveInt,
     alpha: positiveInt,
     dropout: z.number().min(0).max(1).default(0.05),
-    target_modules: z.array(z.string()).optional(),
+    /** Module names, or "all-linear": every linear layer of the language model (not the vision tower, projector or output head), as the paper's POVID-derived code. Unset: the language model's attention projections. */
+    target_modules: z.union([z.literal("all-linear"), z.array(z.string().min(1)).min(1)]).optional(),
   }),
   dpo: z.strictObject({ beta: z.number().positive(), loss_type: z.string().default("sigmoid") }),
   optim: z.strictObject({
@@ -239,6 +246,10 @@ export const TrainStageSchema = z.strictObject({
     grad_accumulation: positiveInt.default(1),
     precision: z.enum(["fp32", "bf16", "fp16"]).default("fp32"),
     max_length: positiveInt.optional(),
+    /** TF32 matmuls on Ampere or newer GPUs (CUDA only). */
+    tf32: z.boolean().default(false),
+    /** Recompute activations in the backward pass: less memory, slower steps. */
+    gradient_checkpointing: z.boolean().default(false),
   }),
   /** Save a checkpoint every N optimizer steps (and at the end). */
   checkpoint_every: positiveInt.default(50),

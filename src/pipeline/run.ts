@@ -2,7 +2,7 @@
 // Whatever happens, workers are stopped and the manifest and events are written.
 import { loadExperiment, resolvePath, type LoadedConfig } from "../config/load.js";
 import { STAGES, type StageName } from "../config/schema.js";
-import { InterruptedError, OrchestratorError, UsageError } from "../errors.js";
+import { formatIssue, InterruptedError, OrchestratorError, UsageError } from "../errors.js";
 import { EventBus } from "../events/bus.js";
 import type { RunEvent } from "../events/types.js";
 import { eventsFileReporter } from "../events/reporters/json-lines.js";
@@ -125,6 +125,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const t0 = performance.now();
   const cacheMode = opts.cache ?? "use";
   bus.emit({ type: "run.started", runId, runDir: runDir.path, configFile: loaded.file, configSha256: loaded.sha256, stages, cache: cacheMode });
+  for (const w of loaded.warnings) bus.emit({ type: "warning", message: formatIssue(w) });
   writeManifest();
   const signal = opts.signal ?? new AbortController().signal;
   // A worker that fails to start while an earlier stage runs ends the run at once.

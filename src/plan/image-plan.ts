@@ -17,10 +17,12 @@ export interface ImageCandidate {
   /** k-th image of its prompt, over scales then images per scale. */
   imageNumber: number;
   steps: number;
-  /** 0: the pipeline's default. */
+  /** Both 0 when the config sets no size: the generator uses the model's default (SD3: 1024) and the PNG carries the size made. */
   width: number;
   height: number;
   seed: number;
+  /** Where the seeded generator lives: "cpu" or "model" (the model's device). */
+  generatorDevice: "cpu" | "model";
 }
 
 export function candidateId(promptId: string, guidanceScale: number, n: number): string {
@@ -48,6 +50,7 @@ export function planImages(stage: ImagesStageConfig, prompts: Prompt[], experime
           steps: stage.steps,
           ...size,
           seed: policy === "pds-dpo" ? pdsDpoSeed(promptIndex, imageNumber) : derivedSeed(experimentSeed, id),
+          generatorDevice: stage.generator_device,
         });
       }
     }

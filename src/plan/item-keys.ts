@@ -31,11 +31,16 @@ export const OPS = {
 
 /** The generator's request fields for one candidate. */
 export function generateParams(c: ImageCandidate) {
-  return { prompt: c.prompt, negativePrompt: c.negativePrompt, guidanceScale: c.guidanceScale, steps: c.steps, width: c.width, height: c.height, seed: c.seed };
+  return { prompt: c.prompt, negativePrompt: c.negativePrompt, guidanceScale: c.guidanceScale, steps: c.steps, width: c.width, height: c.height, seed: c.seed, generatorDevice: c.generatorDevice };
 }
 
 export function generateKeys(fp: WorkerFingerprint | null, chunk: ImageCandidate[]): KeyedItem[] {
-  return keyed(OPS.generate, fp, chunk.map((c) => c.id), chunk.map((c) => ({ params: generateParams(c), inputs: [] })));
+  // The CPU generator (the default) stays out of the key, as it was before the option existed.
+  const params = (c: ImageCandidate) => {
+    const { generatorDevice, ...rest } = generateParams(c);
+    return generatorDevice === "cpu" ? rest : { ...rest, generatorDevice };
+  };
+  return keyed(OPS.generate, fp, chunk.map((c) => c.id), chunk.map((c) => ({ params: params(c), inputs: [] })));
 }
 
 export function imageScoreKeys(fp: WorkerFingerprint | null, batch: { candidate: ImageCandidate; sha256: string }[]): KeyedItem[] {
@@ -96,7 +101,9 @@ export function responseScoreKeys(fp: WorkerFingerprint | null, scorer: string, 
     OPS.responseScore,
     fp,
     batch.map((b) => `${b.answerId}@${scorer}`),
-    batch.map((b) => ({ params: { question: b.question, answer: b.answer }, inputs: [b.imageSha256] })),
+    // Only an empty answer is scored differently with score_empty_answers (it would fail
+    // without): its key says so, so a failure journaled without never stands in for a score.
+    batch.map((b) => ({ params: { question: b.question, answer: b.answer, ...(b.answer.trim() ? {} : { scoreEmpty: true }) }, inputs: [b.imageSha256] })),
   );
 }
 

@@ -58,7 +58,7 @@ export function textSimilarity(a: string, b: string): number {
 
 function candidateProblem(c: AnswerCandidate, policy: PairPolicy): CandidateDropReason | undefined {
   if (c.error || c.finishReason === "error") return "failed";
-  if (words(c.text).length === 0) return "empty";
+  if (words(c.text).length === 0 && !policy.keep_empty) return "empty";
   if (policy.drop_truncated && c.finishReason === "length") return "truncated";
   if (c.score === undefined || !Number.isFinite(c.score)) return "unscored";
   return undefined;

@@ -14,7 +14,11 @@ export function toModelSpec(m: ModelConfig, baseDir: string): ModelSpec {
     dtype: m.dtype ?? "",
     quantization: m.quantization ?? "",
     seed: m.seed,
-    options: { ...(m.type ? { type: m.type } : {}), ...(m.trust_remote_code ? { trust_remote_code: "true" } : {}) },
+    options: {
+      ...(m.type ? { type: m.type } : {}),
+      ...(m.trust_remote_code ? { trust_remote_code: "true" } : {}),
+      ...(m.prompt_format ? { prompt_format: m.prompt_format } : {}),
+    },
   };
 }
 

@@ -41,7 +41,7 @@ async function serve(model: string, store: string): Promise<string> {
 async function generate(address: string): Promise<GeneratedImage[]> {
   const client = new ImageGeneratorServiceClient(address, credentials.createInsecure());
   try {
-    const items = [5, 9].map((g, i) => ({ id: `i${i}`, prompt: "a red cup on a table", negativePrompt: "", guidanceScale: g, steps: 2, width: 64, height: 64, seed: 7 + i }));
+    const items = [5, 9].map((g, i) => ({ id: `i${i}`, prompt: "a red cup on a table", negativePrompt: "", guidanceScale: g, steps: 2, width: 64, height: 64, seed: 7 + i, generatorDevice: "" }));
     const call = client.generate({ items, output: OutputMode.OUTPUT_MODE_INLINE, maxBatchSize: 2 }, new Metadata(), { deadline: new Date(Date.now() + 120_000) });
     const images: GeneratedImage[] = [];
     for await (const msg of call) {

@@ -92,6 +92,30 @@ describe("response stage", { timeout: 30_000 }, () => {
     expect(card).toMatch(/too_few_candidates \| 1/);
   });
 
+  it("keep_empty (the paper's scripts): empty answers are scored and can be rejected; failed ones still never are", async () => {
+    const long = JSON.stringify({ id: "daily-999", category: "daily", t2i_prompt: "a kitchen table", instruction: `<image> ${"describe every detail ".repeat(400)}` });
+    const context = { contextChars: 2000 };
+    const defs = workers(["sd", "pick", "a", "rm"], {
+      a: { faults: context },
+      mute: { kind: "responder", model: { source: "tiny", name: "llava-mute", seed: 3 }, faults: { ...context, empty: () => true } },
+      // The empty answer always scores lowest: the paper's known weakness, kept on purpose here.
+      rm: { faults: { score: (id) => (id.includes(".mute.") ? -5 : 1) } },
+    });
+    const stages = [STAGE.images(), STAGE.responses({ responders: "[a, mute]", pairs: "{drop_truncated: false, keep_empty: true}" })].join("\n");
+    const { r, section: m, pairs } = await responsesRun(defs, stages, { extraPrompts: [long] });
+    // The failed answers (context_too_long) are dropped; the empty ones were scored.
+    expect(m.dropped_candidates).toEqual({ failed: 2 });
+    const empty = m.answers.filter((a) => !a.error && a.words === 0);
+    expect(empty).toHaveLength(3);
+    for (const a of empty) expect(a.scores).toEqual({ rm: -5 });
+    expect(pairs.map((p) => p.id)).toEqual(["art-001", "art-002", "industrial-001"]);
+    for (const p of pairs) {
+      expect(p.metadata.rejected_id).toMatch(/\.mute\./);
+      expect(p.metadata.pair_policy).toMatchObject({ keep_empty: true });
+    }
+    expect(ofType(r.events, "response.scored").filter((e) => e.error)).toEqual([]);
+  });
+
   it("ties, truncated answers and near duplicates are dropped with their reasons; no pair is a warning", async () => {
     // Every answer scores the same: best-vs-worst is a tie on every image.
     const ties = await responsesRun(workers(["sd", "pick", "a", "b", "rm"], { rm: { faults: { score: () => 0.5 } } }), [STAGE.images(), STAGE.responses()].join("\n"));

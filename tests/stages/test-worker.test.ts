@@ -32,7 +32,7 @@ describe("the test worker", { timeout: 30_000 }, () => {
     generator.close();
     await worker.stop();
   });
-  const item = (id: string, o: { prompt?: string; width?: number } = {}) => ({ id, prompt: o.prompt ?? "a red cup", negativePrompt: "", guidanceScale: 5, steps: 2, width: o.width ?? 32, height: 32, seed: 42 });
+  const item = (id: string, o: { prompt?: string; width?: number } = {}) => ({ id, prompt: o.prompt ?? "a red cup", negativePrompt: "", guidanceScale: 5, steps: 2, width: o.width ?? 32, height: 32, seed: 42, generatorDevice: "" });
 
   it("serves health and a Describe that echoes its model with a weights hash", async () => {
     const health = new HealthClient(worker.address, credentials.createInsecure());

@@ -406,6 +406,7 @@ export class TestWorker {
         weightsSha256: weights,
         files: weights ? [{ path: "model.safetensors", sha256: weights, bytes: 1024 }] : [],
         modelClass: `Test${this.kind.replace(/(^|-)(\w)/g, (_, __, c: string) => c.toUpperCase())}`,
+        remoteCode: [],
       },
       libraryVersions: { "pds-dpo-test-worker": "1" },
       device: { type: "cpu", name: "test", memoryBytes: 0, count: 1 },
@@ -611,7 +612,7 @@ export class TestWorker {
     const judge = this.spec.options.type === "vlm-judge";
     let done = 0;
     for (const item of req.items) {
-      let error = asItemError(this.faults.itemError?.(item.id)) ?? (item.answer.trim() ? undefined : itemError("empty_answer", "the answer is empty"));
+      let error = asItemError(this.faults.itemError?.(item.id)) ?? (item.answer.trim() || req.scoreEmptyAnswers ? undefined : itemError("empty_answer", "the answer is empty"));
       let imageSha = "";
       if (!error && judge) ({ imageSha, error } = imageOf(this.store, item.image));
       if (error) {

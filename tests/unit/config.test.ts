@@ -73,6 +73,20 @@ describe("experiment.yaml parsing", () => {
     expect(issues(text)).toEqual(["workers.sd.model.revision: required for source hf (pin a commit for reproducible runs) (line 6)"]);
   });
 
+  it("rejects a model type or tiny twin its kind does not load, naming the key path", () => {
+    expect(issues(BASE.replace("name: clip-scorer}", "name: clip-scorer, type: no-such-scorer}"))).toEqual([
+      "workers.pick.model.type: unknown image-scorer model type 'no-such-scorer' (known: clip, image-reward) (line 9)",
+    ]);
+    expect(issues(BASE.replace("{source: tiny, name: sd}", "{source: tiny, name: sd4}"))).toEqual([
+      expect.stringMatching(/^workers\.sd\.model\.name: unknown tiny model 'sd4' \(known: .*sd3, sdxl\) \(line 6\)$/),
+    ]);
+    expect(issues(BASE.replace("{source: tiny, name: sd}", "{source: tiny, name: armorm}"))).toEqual([
+      "workers.sd.model.name: tiny model 'armorm' is not a image-generator model (it serves response-scorer) (line 6)",
+    ]);
+    // Every family of the paper's configuration is known.
+    expect(issues(BASE.replace("name: clip-scorer}", "name: image-reward, type: image-reward}").replace("name: sd}", "name: sd3}"))).toEqual([]);
+  });
+
   it("rejects an empty document and a non-mapping", () => {
     expect(issues("")[0]).toBe("name: required (expected string)");
     expect(issues("- a\n- b\n")).toEqual(["(document): expected object, received array (line 1)"]);
@@ -118,6 +132,36 @@ describe("loadExperiment", () => {
       expect(lines[1]).toContain("bad.jsonl:3: duplicate id a-1 (first on line 1)");
       expect(lines[2]).toMatch(/bad\.jsonl:4: category: .*required|bad\.jsonl:4: category/);
     }
+  });
+
+  it("names every other file the config names that does not exist, before anything runs", () => {
+    write("prompts.jsonl", `${prompt("a-1")}\n`);
+    const text = BASE.replace("    model: {source: tiny, name: sd}\n", "    model: {source: tiny, name: sd}\n    runtime: {type: local, python: venv/bin/python}\n").concat(
+      [
+        "  train: {trainer: dpo, lora: {r: 4, alpha: 8}, dpo: {beta: 0.1}, optim: {lr: 0.001}, deepspeed: zero2.json}",
+        "  evaluate: {evaluator: ev, benchmarks: [{name: pope, splits: {random: pope/random.json}, image_root: coco}]}",
+        "",
+      ].join("\n"),
+    ).replace("stages:\n", "  dpo: {kind: dpo-trainer, model: {source: tiny, name: llava}}\n  ev: {kind: evaluator, model: {source: tiny, name: llava}}\nstages:\n");
+    try {
+      loadExperiment(write("files.yaml", text));
+      expect.unreachable();
+    } catch (e) {
+      expect((e as ConfigError).message.split("\n")).toEqual([
+        `workers.sd.runtime.python: Python interpreter not found: ${join(dir, "venv/bin/python")} (line 7)`,
+        `stages.train.deepspeed: DeepSpeed config not found: ${join(dir, "zero2.json")} (line 21)`,
+        `stages.evaluate.benchmarks[0].splits.random: pope random question file not found: ${join(dir, "pope/random.json")} (line 22)`,
+        `stages.evaluate.benchmarks[0].image_root: pope image directory not found: ${join(dir, "coco")} (line 22)`,
+      ]);
+    }
+  });
+
+  it("warns, without failing, about a hub revision that is not a commit", () => {
+    const hf = (rev: string) => BASE.replace("model: {source: tiny, name: sd}", `model: {source: hf, id: org/sd, revision: ${rev}}`);
+    expect(loadExperiment(write("pinned.yaml", hf("0123456789abcdef0123456789abcdef01234567"))).warnings).toEqual([]);
+    expect(loadExperiment(write("main.yaml", hf("main"))).warnings.map(formatIssue)).toEqual([
+      "workers.sd.model.revision: 'main' is not a commit sha: the hub may serve other weights tomorrow; pin the 40-hex commit for reproducible runs (line 6)",
+    ]);
   });
 
   it("names a missing config file", () => {

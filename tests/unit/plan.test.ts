@@ -43,9 +43,11 @@ describe("planImages", () => {
     expect(plan.filter((c) => c.promptId === "b-1").map((c) => c.seed)).toEqual([1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007]);
   });
 
-  it("leaves the size to the pipeline when none is given", () => {
+  it("asks for the model's default size (0x0 on the wire, resolved by the generator: tests/integration/paper-twin) when none is given; seeds on the CPU unless told", () => {
     const noSize = ImagesStageSchema.parse({ ...stage, size: undefined });
-    expect(planImages(noSize, prompts, 1, "derived")[0]).toMatchObject({ width: 0, height: 0 });
+    expect(planImages(noSize, prompts, 1, "derived")[0]).toMatchObject({ width: 0, height: 0, generatorDevice: "cpu" });
+    const onModel = ImagesStageSchema.parse({ ...stage, generator_device: "model" });
+    expect(planImages(onModel, prompts, 1, "derived")[0]).toMatchObject({ width: 64, height: 64, generatorDevice: "model" });
   });
 });
 

@@ -139,8 +139,8 @@ async function answerAndScore(ctx: StageContext, stageRun: StageRun, kept: KeptI
     counts.answered++;
     bus.emit({ type: "response.generated", answer, worker: w.name, ...(cached ? { cached } : {}) });
     stageRun.progress("respond", counts.answered, total);
-    // Failed and empty answers are never scored: they cannot become a pair.
-    for (const g of gates) g.resolve(id, !answer.error && answer.text.trim() ? answer : null);
+    // Failed answers are never scored: they cannot become a pair; nor can empty ones unless the policy keeps them.
+    for (const g of gates) g.resolve(id, !answer.error && (answer.text.trim() || stage.pairs.keep_empty) ? answer : null);
   };
 
   // One RPC item is one kept image; its samples are journaled together once all are in.
@@ -212,7 +212,7 @@ async function answerAndScore(ctx: StageContext, stageRun: StageRun, kept: KeptI
         resultIds: (batch) => batch.map((a) => a.id),
         rpc: "Score",
         async *call(replica, batch, options) {
-          for await (const msg of replica.client.stream(ResponseScorerServiceClient, "Score", (c, deadline) => c.score({ items: requestItems(batch), maxBatchSize: batch.length }, { deadline }), options)) {
+          for await (const msg of replica.client.stream(ResponseScorerServiceClient, "Score", (c, deadline) => c.score({ items: requestItems(batch), maxBatchSize: batch.length, scoreEmptyAnswers: stage.pairs.keep_empty }, { deadline }), options)) {
             if (msg.event?.$case !== "score") continue;
             const r = scoreOutcome(msg.event.value);
             yield { id: r.id, result: r, transient: isTransient(r.error) };

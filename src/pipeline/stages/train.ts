@@ -85,7 +85,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
   const req = {
     dataset: blobRef(data),
     imageRoot: runDir.path,
-    lora: { r: stage.lora.r, alpha: stage.lora.alpha, dropout: stage.lora.dropout, targetModules: stage.lora.target_modules ?? [] },
+    lora: { r: stage.lora.r, alpha: stage.lora.alpha, dropout: stage.lora.dropout, targetModules: targetModules(stage.lora.target_modules) },
     dpo: { beta: stage.dpo.beta, lossType: stage.dpo.loss_type },
     optim: {
       learningRate: stage.optim.lr,
@@ -98,6 +98,8 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
       maxLength: stage.optim.max_length ?? 0,
       precision: stage.optim.precision,
       projectorLearningRate: stage.optim.projector_lr ?? 0,
+      tf32: stage.optim.tf32,
+      gradientCheckpointing: stage.optim.gradient_checkpointing,
     },
     seed: derivedSeed(loaded.config.seed, "train"),
     checkpointDir: join(dir, "checkpoints"),
@@ -106,7 +108,10 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
     deepspeedConfig,
   };
   const epochs = stage.optim.max_steps ? 1 : (stage.optim.epochs ?? 1);
-  const item = trainKey(trainer.fingerprint, { lora: req.lora, dpo: req.dpo, optim: req.optim, seed: req.seed, gpus: req.gpus, deepspeed }, [data.sha256, ...(ctx.results.images ?? []).map((k) => k.artifact.sha256).sort()]);
+  // Options left off are not in the key, so adding one never invalidates earlier trainings.
+  const { tf32, gradientCheckpointing, ...optim } = req.optim;
+  const keyedOptim = { ...optim, ...(tf32 ? { tf32 } : {}), ...(gradientCheckpointing ? { gradientCheckpointing } : {}) };
+  const item = trainKey(trainer.fingerprint, { lora: req.lora, dpo: req.dpo, optim: keyedOptim, seed: req.seed, gpus: req.gpus, deepspeed }, [data.sha256, ...(ctx.results.images ?? []).map((k) => k.artifact.sha256).sort()]);
   const finish = (r: TrainOutcome, cached: boolean) => {
     if (cached) {
       runDir.writeAtomic(metricsPath, r.log.map((l) => `${JSON.stringify({ step: l.step, epoch: l.epoch, ...l.metrics })}\n`).join(""));
@@ -224,3 +229,8 @@ export const trainStage: Stage<"train"> = {
     return null;
   },
 };
+
+/** The wire's target modules: "all-linear" travels as the one entry the trainer resolves against the language model. */
+export function targetModules(value: string[] | "all-linear" | undefined): string[] {
+  return value === undefined ? [] : value === "all-linear" ? ["all-linear"] : value;
+}
