@@ -164,3 +164,37 @@ def test_sigterm_cancels_the_batch_in_flight_and_exits_0(store_dir, tmp_path):
     assert len(error) == 1, "the stream ended without an error, as if the batch had completed"
     assert error[0].code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE), error[0]
     assert "shutting down" in worker.log_path.read_text()
+
+
+# -- size and generator device (SD1.5; SD3 and SDXL in test_diffusion_twins.py) ----------------
+
+
+def test_zero_size_is_the_sd15_default_and_reported(generator_worker):
+    req = [
+        pb.ImageGenerationItem(id="default", prompt="a photo of a cat", steps=2, seed=4),
+        pb.ImageGenerationItem(id="explicit", prompt="a photo of a cat", steps=2, seed=4, width=64, height=64),
+    ]
+    images = generate(generator_worker.channel, req)
+    # The twin's unet.sample_size 32 x vae_scale_factor 2 (512 = 64 x 8 in SD1.5).
+    assert (images["default"].width, images["default"].height) == (64, 64)
+    assert pixels(inline(images, "default")).shape == (64, 64, 3)
+    # The same size and seed, so the same image (one pipeline call, so within float noise).
+    assert np.abs(pixels(inline(images, "default")) - pixels(inline(images, "explicit"))).max() <= 2
+
+
+def test_size_and_generator_device_are_checked_per_item(generator_worker):
+    req = pb.GenerateRequest(
+        items=[
+            pb.ImageGenerationItem(id="half", prompt="a cat", steps=2, seed=1, width=64),
+            pb.ImageGenerationItem(id="not-8", prompt="a cat", steps=2, seed=1, width=60, height=64),
+            pb.ImageGenerationItem(id="device", prompt="a cat", steps=2, seed=1, width=64, height=64, generator_device="gpu"),
+            item("ok", seed=1),
+        ],
+        output=common_pb2.OUTPUT_MODE_INLINE,
+    )
+    errors = {}
+    for resp in pb_grpc.ImageGeneratorServiceStub(generator_worker.channel).Generate(req, timeout=120):
+        if resp.WhichOneof("event") == "image":
+            errors[resp.image.id] = resp.image.error.code if resp.image.HasField("error") else ""
+    # SD1.5's check_inputs wants multiples of 8.
+    assert errors == {"half": "invalid_input", "not-8": "invalid_input", "device": "invalid_input", "ok": ""}
