@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-key", default=None)
     s.add_argument("--tls-client-ca", default=None, help="require client certificates signed by this CA")
     s.add_argument("--token-env", default="PDS_DPO_WORKER_TOKEN", help="environment variable holding the bearer token calls must carry (unset: no token)")
+    s.add_argument("--require", action="append", default=[], metavar="PACKAGE", help="an optional package the configuration needs (bitsandbytes, deepspeed, ...): checked before anything loads")
     s.add_argument("--log-level", default="INFO")
     sub.add_parser("families", help="print, as JSON, the model types each kind loads and the tiny twins it can build")
     h = sub.add_parser("health", help="exit 0 if the worker at --address is SERVING (container HEALTHCHECK)")
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         token=os.environ.get(args.token_env) or None,
         prepare=prepare,
         load_nice=args.nice,
+        requires=tuple(args.require),
     )
     code = asyncio.run(serve(kind, kind.create(ctx), opts))
     # Every call has ended and every store write is complete (atomic renames), so skip the

@@ -35,3 +35,10 @@ class FailedPrecondition(WorkerError):
 
     code = "failed_precondition"
     status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class MissingPackage(WorkerError):
+    """An optional package the configuration needs is not installed in the worker's environment."""
+
+    code = "missing_package"
+    status = grpc.StatusCode.FAILED_PRECONDITION

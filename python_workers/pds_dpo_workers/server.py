@@ -30,6 +30,7 @@ from pds_dpo_workers.errors import WorkerError
 from pds_dpo_workers.kinds import KindEntry
 from pds_dpo_workers.kinds.base import Kind
 from pds_dpo_workers.proto import common_pb2, worker_pb2, worker_pb2_grpc
+from pds_dpo_workers.requirements import check_requirements
 
 log = logging.getLogger("pds_dpo_workers.server")
 
@@ -55,6 +56,8 @@ class ServeOptions:
     prepare: Callable[[], None] | None = None
     # The load thread's lower CPU priority (nice increment); 0 keeps it.
     load_nice: int = 0
+    # Optional packages checked before anything loads (requirements.check_requirements).
+    requires: tuple[str, ...] = ()
 
 
 def announce(event: str, **fields) -> None:
@@ -98,6 +101,7 @@ def lower_this_thread(nice: int) -> None:
 def _load_and_describe(kind_impl, opts: ServeOptions) -> common_pb2.LoadedModel:
     if opts.load_nice:
         lower_this_thread(opts.load_nice)
+    check_requirements(list(opts.requires))
     if opts.prepare:
         opts.prepare()
     model = kind_impl.load()

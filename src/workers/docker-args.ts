@@ -21,6 +21,8 @@ export interface DockerRunInput {
   readOnlyMounts?: string[];
   /** Lower CPU priority of the worker's model load (its load thread renices itself: no privilege needed). */
   niceness?: number;
+  /** Optional packages the worker checks for before its load (requiredPackages). */
+  requires?: string[];
 }
 
 export function dockerRunArgs(i: DockerRunInput): string[] {
@@ -38,6 +40,7 @@ export function dockerRunArgs(i: DockerRunInput): string[] {
   args.push("--env", `PDS_DPO_IMAGE_DIGEST=${i.digest}`);
   args.push(i.imageRef, "--model", modelSpecJson(spec), "--store", i.storeRoot, "--device", rt.device);
   if (i.niceness) args.push("--nice", String(i.niceness));
+  for (const p of i.requires ?? []) args.push("--require", p);
   return args;
 }
 

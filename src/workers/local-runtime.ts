@@ -18,7 +18,7 @@ export class LocalRuntime implements WorkerRuntime {
     if (!existsSync(python)) {
       throw new WorkerStartError(`worker '${req.name}': Python interpreter not found at ${python} (run the setup script, or set runtime.python)`);
     }
-    const args = localWorkerArgs(req.config, { baseDir: req.baseDir, storeRoot: req.storeRoot, parentPid: this.opts.parentPid ?? process.pid, niceness: req.niceness });
+    const args = localWorkerArgs(req.config, { baseDir: req.baseDir, storeRoot: req.storeRoot, parentPid: this.opts.parentPid ?? process.pid, niceness: req.niceness, requires: req.requires });
     return launchWorker(
       req,
       {

@@ -33,3 +33,10 @@ export function modelSpecJson(spec: ModelSpec): string {
   if (Object.keys(spec.options).length) out.options = spec.options;
   return JSON.stringify(out);
 }
+
+/** How errors name a model: the hub id at its revision, the tiny twin, or the directory. */
+export function modelLabel(m: ModelConfig): string {
+  if (m.source === "hf") return `${m.id}@${m.revision}`;
+  if (m.source === "tiny") return `tiny '${m.name}'`;
+  return m.path!;
+}

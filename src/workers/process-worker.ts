@@ -5,6 +5,7 @@ import { appendFileSync, readFileSync } from "node:fs";
 import { execa, type ResultPromise } from "execa";
 import { WorkerStartError } from "../errors.js";
 import { ServingStatus, WorkerClient } from "./clients.js";
+import { modelLabel } from "./model-spec.js";
 import type { ExitInfo, WorkerHandle, WorkerStartRequest, WorkerState } from "./runtime.js";
 
 const live = new Set<ProcessWorker>();
@@ -172,7 +173,7 @@ export async function launchWorker(req: WorkerStartRequest, o: LaunchOptions, si
     for (;;) {
       if (signal?.aborted) return await fail("start was cancelled");
       if (Date.now() > deadline) return await fail(`did not become healthy within ${o.startTimeoutS}s`);
-      if (loadFailed) return await fail(`could not load its model: ${loadFailed}`);
+      if (loadFailed) return await fail(`could not load its model ${modelLabel(req.config.model)}: ${loadFailed}`);
       const exited = worker.exitInfo();
       if (exited) return await fail(`exited (${exited.signal ?? `code ${exited.exitCode}`}) before it was ready`, true);
       if (listening && !client) {

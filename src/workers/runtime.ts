@@ -21,6 +21,8 @@ export interface WorkerStartRequest {
   logPath: string;
   /** Load the model at this lower CPU priority (nice 1..19; calls run at the normal one); process runtimes only. */
   niceness?: number;
+  /** Optional Python packages the worker checks for before it loads its model (requiredPackages). */
+  requires?: string[];
 }
 
 export interface WorkerHandle {

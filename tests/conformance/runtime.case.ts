@@ -56,7 +56,7 @@ export function runRuntimeConformance(name: string, newRuntime: () => WorkerRunt
       const req = request("broken", { source: "tiny", name: "no-such-model" });
       const err = await newRuntime().start(req).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(WorkerStartError);
-      expect((err as Error).message).toContain(`worker 'broken' (image-scorer) could not load its model: unknown tiny model 'no-such-model'`);
+      expect((err as Error).message).toContain(`worker 'broken' (image-scorer) could not load its model tiny 'no-such-model': unknown tiny model 'no-such-model'`);
       expect((err as Error).message).toContain(`log: ${req.logPath}`);
     });
   });

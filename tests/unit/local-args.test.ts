@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { WorkerSchema } from "../../src/config/schema.js";
+import { parseExperiment } from "../../src/config/load.js";
 import { localWorkerArgs } from "../../src/workers/local-args.js";
+import { requiredPackages } from "../../src/workers/requirements.js";
 
 describe("localWorkerArgs", () => {
   it("builds the exact argv of a local worker", () => {
@@ -37,5 +39,28 @@ describe("localWorkerArgs", () => {
     const args = localWorkerArgs(config, { baseDir: "/cfg", storeRoot: "/s", parentPid: 1, niceness: 5 });
     expect(args.slice(-2)).toEqual(["--nice", "5"]);
     expect(localWorkerArgs(config, { baseDir: "/cfg", storeRoot: "/s", parentPid: 1, niceness: 0 })).not.toContain("--nice");
+  });
+
+  it("passes the options and packages the model needs: prompt format, custom code, bitsandbytes for 4-bit, deepspeed for ZeRO", () => {
+    const { config, issues } = parseExperiment(`name: t
+workers:
+  sd: {kind: image-generator, model: {source: tiny, name: sd}}
+  pick: {kind: image-scorer, model: {source: tiny, name: clip-scorer}}
+  a: {kind: responder, model: {source: tiny, name: llava-next, quantization: 4bit, prompt_format: raw}}
+  rm: {kind: response-scorer, model: {source: tiny, name: armorm, trust_remote_code: true}}
+  dpo: {kind: dpo-trainer, model: {source: tiny, name: llava}}
+stages:
+  images: {prompts: p.jsonl, generator: sd, scorer: pick, guidance_scales: [5], steps: 2}
+  responses: {responders: [a], scorer: rm}
+  train: {trainer: dpo, lora: {r: 4, alpha: 8}, dpo: {beta: 0.1}, optim: {lr: 0.001}, gpus: 2, deepspeed: z.json}
+`);
+    expect(issues).toEqual([]);
+    const args = (name: string) => localWorkerArgs(config!.workers[name]!, { baseDir: "/cfg", storeRoot: "/s", parentPid: 1, requires: requiredPackages(config!, name) });
+    expect(args("a")[6]).toBe('{"source":"MODEL_SOURCE_TINY","id":"llava-next","quantization":"4bit","options":{"prompt_format":"raw"}}');
+    expect(args("a").slice(-2)).toEqual(["--require", "bitsandbytes"]);
+    expect(args("rm")[6]).toBe('{"source":"MODEL_SOURCE_TINY","id":"armorm","options":{"trust_remote_code":"true"}}');
+    expect(args("rm")).not.toContain("--require");
+    expect(args("dpo").slice(-4)).toEqual(["--require", "accelerate", "--require", "deepspeed"]);
+    expect(requiredPackages(config!, "sd")).toEqual([]);
   });
 });
