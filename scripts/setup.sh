@@ -17,10 +17,13 @@ if ! node -e "new (require('better-sqlite3'))(':memory:').close()" 2>/dev/null; 
   npm rebuild better-sqlite3 --loglevel=error
 fi
 
-# Python workers: a venv, reinstalled only when pyproject.toml changed.
+# Python workers: a venv, reinstalled only when pyproject.toml or the extras below changed.
+# Extras: dev (tests, hadolint) and quant (bitsandbytes: 4-bit/8-bit loads are tested on CPU
+# for real); not deepspeed, which only the dpo-trainer image on a CUDA host needs.
 PYTHON_BIN=${PYTHON:-python3}
+extras=dev,quant
 stamp=.venv/.pds-dpo-setup-stamp
-want=$( (cat python_workers/pyproject.toml; "$PYTHON_BIN" --version) | sha256sum | cut -d' ' -f1)
+want=$( (cat python_workers/pyproject.toml; echo "extras=$extras"; "$PYTHON_BIN" --version) | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   "$PYTHON_BIN" -m venv .venv
@@ -31,7 +34,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # pip's own chatter goes to a log; its tail is shown if an install fails.
   if ! { .venv/bin/python -m pip install --upgrade pip \
       && .venv/bin/python -m pip install "torch==2.13.0" \
-      && .venv/bin/python -m pip install -e 'python_workers[dev]'; } >"$log" 2>&1; then
+      && .venv/bin/python -m pip install -e "python_workers[$extras]"; } >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     say "installing the python workers failed (full log: $log)"
     exit 1

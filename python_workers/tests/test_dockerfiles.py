@@ -48,3 +48,20 @@ def test_each_kind_has_an_image_whose_entrypoint_the_worker_accepts(kind):
     assert args.kind == kind and args.host == "0.0.0.0" and args.port == 50051
     assert "HEALTHCHECK" in text and "pds_dpo_workers\", \"health\"" in text
     assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
+
+
+# The optional extras of the package each image installs on top of the base (pyproject.toml).
+IMAGE_EXTRAS = {"responder": "quant", "evaluator": "quant", "dpo-trainer": "deepspeed"}
+
+
+@pytest.mark.parametrize("kind, extra", sorted(IMAGE_EXTRAS.items()))
+def test_image_installs_its_extra_as_root_and_runs_as_the_worker(kind, extra):
+    import tomllib
+
+    with open(REPO / "python_workers" / "pyproject.toml", "rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]
+    assert extra in extras and all("==" in req for req in extras[extra]), extras.get(extra)
+    text = (DOCKER / f"{kind}.Dockerfile").read_text()
+    assert f'RUN pip install --no-cache-dir "/src/python_workers[{extra}]"' in text
+    users = re.findall(r"^USER (\S+)$", text, re.M)
+    assert users == ["0", "10001"], users

@@ -1,4 +1,4 @@
-"""Responder: greedy and sampled decoding, finish reasons, context limits, the chat prompt."""
+"""Responder: greedy and sampled decoding, finish reasons, context limits, the chat and raw prompts."""
 
 from __future__ import annotations
 
@@ -195,6 +195,19 @@ def test_chat_prompt_has_exactly_one_image_token(llava_processor, instruction):
     assert prompt == "USER: <image>\ndescribe the image in detail ASSISTANT:"
 
 
+@pytest.mark.parametrize(
+    "instruction, raw",
+    [
+        pytest.param("<image> describe the image in detail", "<image> describe the image in detail", id="as-given"),
+        pytest.param("describe the image in detail", "<image>\ndescribe the image in detail", id="placeholder-added"),
+    ],
+)
+def test_raw_prompt_format_is_the_instruction_without_the_template(llava_processor, instruction, raw):
+    assert vlm.build_prompt(llava_processor, instruction, "raw") == raw
+    assert vlm.build_prompt(llava_processor, instruction, "chat") == "USER: <image>\ndescribe the image in detail ASSISTANT:"
+    assert vlm.build_prompt(llava_processor, instruction) == vlm.chat_prompt(llava_processor, instruction)
+
+
 def test_chat_prompt_expands_to_one_image_worth_of_tokens(llava_processor):
     from PIL import Image
 
@@ -205,12 +218,13 @@ def test_chat_prompt_expands_to_one_image_worth_of_tokens(llava_processor):
     assert int((ids == image_token).sum()) == 16
 
 
-# -- quantization -----------------------------------------------------------------------------
+# -- the model options at load ---------------------------------------------------------------
+# (4-bit and 8-bit loads, which bitsandbytes runs on this CPU, are in test_llava_next.py.)
 
 
-def test_4bit_on_cpu_fails_to_load_and_exits_3(store_dir, tmp_path):
-    model = RESPONDER_MODEL | {"quantization": "4bit"}
+def test_unknown_prompt_format_fails_to_load_and_exits_3(store_dir, tmp_path):
+    model = RESPONDER_MODEL | {"options": {"prompt_format": "vicuna"}}
     event, rc, worker = expect_load_failure("responder", model, store_dir, tmp_path, extra_args=("--device", "cpu"))
     assert rc == 3, worker.log_tail()
-    assert event["code"] == "model_load_failed"
-    assert "CUDA" in event["message"] and "4bit" in event["message"], event
+    assert event["code"] == "invalid_model_spec"
+    assert event["message"] == "unknown prompt_format 'vicuna'; use chat or raw", event

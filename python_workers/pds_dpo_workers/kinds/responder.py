@@ -2,7 +2,10 @@
 
 The model family is the model option "type"; "image-text-to-text" (the default) is any
 model with its processor and chat template that transformers loads as
-AutoModelForImageTextToText + AutoProcessor (LLaVA-1.5, LLaVA-1.6/NeXT, ...). Greedy items
+AutoModelForImageTextToText + AutoProcessor (LLaVA-1.5, LLaVA-1.6/NeXT, ...), in 4/8-bit when
+ModelSpec.quantization says so; the model option "prompt_format" ("chat" or "raw", see vlm.py)
+says how an instruction becomes the prompt. Images of different sizes share a batch (an anyres
+processor gives each its own number of image tokens; the prompts are padded). Greedy items
 are generated in batches with left padding. Sampled items are generated one at a time with
 their own seed, so an answer never depends on which items shared its batch.
 """
@@ -16,7 +19,7 @@ from itertools import groupby
 from pds_dpo_workers.kinds.base import Kind, batches, item_error, load_image
 from pds_dpo_workers.proto import common_pb2, responder_pb2 as pb
 from pds_dpo_workers.streaming import Cancelled
-from pds_dpo_workers.vlm import Vlm, chat_prompt
+from pds_dpo_workers.vlm import Vlm
 
 # The config's default (stages.responses.decoding.max_new_tokens), for a request that sets none.
 MAX_NEW_TOKENS = 256
@@ -42,7 +45,7 @@ class ImageTextToTextResponder(Vlm):
         return getattr(cfg, "max_position_embeddings", None)
 
     def prompt_tokens(self, image, instruction: str) -> int:
-        return self.processor(images=[image], text=[chat_prompt(self.processor, instruction)], return_tensors="pt")["input_ids"].shape[1]
+        return self.processor(images=[image], text=[self.prompt(instruction)], return_tensors="pt")["input_ids"].shape[1]
 
     def generate(self, images: list, instructions: list[str], decoding: pb.Decoding, seed: int | None) -> list[tuple[str, int, str]]:
         """(text, tokens, finish reason) per image; `seed` seeds torch's RNG first when given."""
