@@ -1,9 +1,11 @@
 """Image scorer: how well an image matches its prompt.
 
 The scoring family is the model option "type". "clip" (the default) is a PickScore/HPS
-style preference scorer on any CLIPModel: logit_scale * cos(text, image). An
-ImageReward (BLIP) family is another entry in ImageScorer.BACKENDS; the wire contract
-stays as it is.
+style preference scorer on any CLIPModel: logit_scale * cos(text, image). "image-reward"
+is THUDM's ImageReward (the paper's image scorer), ported onto transformers' BLIP classes
+(models/image_reward.py): a directory with ImageReward.pt and med_config.json, its score
+ImageReward's normalized reward; the model option "tokenizer" names its BERT tokenizer when
+the directory has none (see image_reward._tokenizer_dir).
 """
 
 from __future__ import annotations
@@ -54,13 +56,36 @@ class ClipPreferenceScorer:
         ]
 
 
+class ImageRewardScorer:
+    """ImageReward: score = (r - mean) / std of the MLP head's raw reward r, as
+    ImageReward.score returns it; components: "raw", r itself."""
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        from pds_dpo_workers.models.image_reward import load_image_reward
+        from pds_dpo_workers.models.spec import list_files
+
+        resolved = resolve(ctx.spec, ctx.cache_root)
+        self.model, tokenizer_dir = load_image_reward(
+            resolved.directory, device=ctx.device, dtype=torch_dtype(ctx.spec, ctx.device), tokenizer=ctx.spec.options.get("tokenizer", "")
+        )
+        if tokenizer_dir is not None:
+            # A tokenizer from elsewhere changes the scores too: its files join the fingerprint.
+            for f in list_files(tokenizer_dir):
+                resolved.files.append(common_pb2.WeightFile(path=f"tokenizer/{f.path}", sha256=f.sha256, bytes=f.bytes))
+        self.loaded = resolved.loaded_model("ImageReward")
+
+    def score(self, prompts: list[str], images: list) -> list[dict[str, float]]:
+        raw, scores = self.model.score(prompts, images)
+        return [{"score": s, "raw": r} for r, s in zip(raw, scores)]
+
+
 def _features(out):
     # transformers 5 may return a model output instead of a tensor.
     return out if hasattr(out, "dim") else out.pooler_output
 
 
 class ImageScorer(Kind):
-    BACKENDS = {"clip": ClipPreferenceScorer}
+    BACKENDS = {"clip": ClipPreferenceScorer, "image-reward": ImageRewardScorer}
     TITLE = "image scorer"
     backend: ScoringFamily
 
