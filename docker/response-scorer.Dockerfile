@@ -4,6 +4,12 @@
 ARG BASE_IMAGE=pds-dpo-worker-base:latest
 FROM ${BASE_IMAGE}
 
+# The package's "quant" extra: bitsandbytes, for a reward model or VLM judge loaded in 4-bit or 8-bit.
+# The base's venv belongs to root; the worker runs as 10001 again below.
+USER 0
+RUN pip install --no-cache-dir "/src/python_workers[quant]"
+USER 10001
+
 EXPOSE 50051
 # Serving once the model is loaded: the worker's own gRPC health answer.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=600s --retries=3 \

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from pds_dpo_workers.proto import common_pb2
 
-LIBRARIES = ("torch", "diffusers", "transformers", "tokenizers", "safetensors", "trl", "peft", "accelerate", "grpcio", "protobuf", "pillow", "numpy")
+LIBRARIES = ("torch", "diffusers", "transformers", "tokenizers", "safetensors", "trl", "peft", "accelerate", "bitsandbytes", "deepspeed", "grpcio", "protobuf", "pillow", "numpy")
 
 
 def library_versions() -> dict[str, str]:

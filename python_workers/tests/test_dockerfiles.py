@@ -51,7 +51,7 @@ def test_each_kind_has_an_image_whose_entrypoint_the_worker_accepts(kind):
 
 
 # The optional extras of the package each image installs on top of the base (pyproject.toml).
-IMAGE_EXTRAS = {"responder": "quant", "evaluator": "quant", "dpo-trainer": "deepspeed"}
+IMAGE_EXTRAS = {"responder": "quant", "response-scorer": "quant", "evaluator": "quant", "dpo-trainer": "deepspeed"}
 
 
 @pytest.mark.parametrize("kind, extra", sorted(IMAGE_EXTRAS.items()))

@@ -14,6 +14,8 @@ export const MODEL_TYPES: Record<WorkerKindName, readonly string[]> = {
 };
 
 const VLM_KINDS: WorkerKindName[] = ["responder", "dpo-trainer", "evaluator", "response-scorer"];
+/** The kinds whose models are prompted through vlm.py, where prompt_format applies. */
+const PROMPTED_KINDS: WorkerKindName[] = ["responder", "evaluator", "response-scorer"];
 
 /** Tiny twins by builder name, with the worker kinds that can load each. */
 export const TINY_MODELS: Record<string, readonly WorkerKindName[]> = {
@@ -32,14 +34,23 @@ export const TINY_MODELS: Record<string, readonly WorkerKindName[]> = {
 };
 
 /** Why a worker's model entry names a family its kind cannot load, if it does. */
-export function familyProblem(kind: WorkerKindName, model: { source: string; name?: string; type?: string }): { key: "type" | "name"; message: string } | undefined {
+export function familyProblem(kind: WorkerKindName, model: { source: string; name?: string; type?: string; prompt_format?: string }): { key: "type" | "name" | "prompt_format"; message: string } | undefined {
   if (model.type !== undefined && !MODEL_TYPES[kind].includes(model.type)) {
     return { key: "type", message: `unknown ${kind} model type '${model.type}' (known: ${MODEL_TYPES[kind].join(", ")})` };
   }
   if (model.source === "tiny" && model.name !== undefined) {
     const kinds = TINY_MODELS[model.name];
     if (!kinds) return { key: "name", message: `unknown tiny model '${model.name}' (known: ${Object.keys(TINY_MODELS).sort().join(", ")})` };
-    if (!kinds.includes(kind)) return { key: "name", message: `tiny model '${model.name}' is not a ${kind} model (it serves ${kinds.join(", ")})` };
+    if (!kinds.includes(kind)) return { key: "name", message: `tiny model '${model.name}' is not ${article(kind)} ${kind} model (it serves ${kinds.join(", ")})` };
+  }
+  // The trainer reads its prompts from the dataset (the pairs' chat messages), never a prompt format.
+  if (model.prompt_format !== undefined && !PROMPTED_KINDS.includes(kind)) {
+    return { key: "prompt_format", message: `${article(kind, true)} ${kind} takes no prompt_format (the responders, the evaluator and a VLM judge do)` };
   }
   return undefined;
+}
+
+function article(word: string, capital = false): string {
+  const a = /^[aeiou]/.test(word) ? "an" : "a";
+  return capital ? a[0]!.toUpperCase() + a.slice(1) : a;
 }

@@ -81,7 +81,10 @@ describe("experiment.yaml parsing", () => {
       expect.stringMatching(/^workers\.sd\.model\.name: unknown tiny model 'sd4' \(known: .*sd3, sdxl\) \(line 6\)$/),
     ]);
     expect(issues(BASE.replace("{source: tiny, name: sd}", "{source: tiny, name: armorm}"))).toEqual([
-      "workers.sd.model.name: tiny model 'armorm' is not a image-generator model (it serves response-scorer) (line 6)",
+      "workers.sd.model.name: tiny model 'armorm' is not an image-generator model (it serves response-scorer) (line 6)",
+    ]);
+    expect(issues(BASE.replace("name: sd}", "name: sd, prompt_format: raw}"))).toEqual([
+      "workers.sd.model.prompt_format: An image-generator takes no prompt_format (the responders, the evaluator and a VLM judge do) (line 6)",
     ]);
     // Every family of the paper's configuration is known.
     expect(issues(BASE.replace("name: clip-scorer}", "name: image-reward, type: image-reward}").replace("name: sd}", "name: sd3}"))).toEqual([]);

@@ -176,7 +176,7 @@ export interface ModelSpec {
   path: string;
   /** "float32", "float16", "bfloat16"; empty means the model's default. */
   dtype: string;
-  /** "", "4bit" or "8bit" (bitsandbytes, CUDA only). */
+  /** "", "4bit" or "8bit" (bitsandbytes; on CUDA, and on CPUs its kernels support). */
   quantization: string;
   /** tiny: seed of the random weights. */
   seed: number;
