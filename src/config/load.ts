@@ -11,7 +11,7 @@ import type { z } from "zod";
 import { ConfigError, type ConfigIssue } from "../errors.js";
 import { readPrompts, type Prompt } from "./prompts.js";
 import { familyProblem } from "./families.js";
-import { ExperimentSchema, referencedNames, WORKER_REFERENCES, type ExperimentConfig } from "./schema.js";
+import { ExperimentSchema, isHubRef, referencedNames, WORKER_REFERENCES, type ExperimentConfig } from "./schema.js";
 import { formatPath, lineOf, pathAt } from "./yaml-locate.js";
 
 export interface LoadedConfig {
@@ -156,6 +156,8 @@ export function namedFiles(config: ExperimentConfig): { key: (string | number)[]
   for (const [name, worker] of Object.entries(config.workers)) {
     if (worker.model.source === "path") out.push({ key: ["workers", name, "model", "path"], file: worker.model.path!, what: "model directory" });
     if (worker.runtime.type === "local" && worker.runtime.python) out.push({ key: ["workers", name, "runtime", "python"], file: worker.runtime.python, what: "Python interpreter" });
+    const tok = worker.model.tokenizer;
+    if (tok && !isHubRef(tok)) out.push({ key: ["workers", name, "model", "tokenizer"], file: tok, what: "tokenizer directory" });
   }
   const { train, evaluate } = config.stages;
   if (train?.deepspeed) out.push({ key: ["stages", "train", "deepspeed"], file: train.deepspeed, what: "DeepSpeed config" });
@@ -170,9 +172,13 @@ export function namedFiles(config: ExperimentConfig): { key: (string | number)[]
 
 const COMMIT = /^[0-9a-f]{40}$/;
 
-/** Pure: the hub revisions that are not commit shas (a branch like main, or a tag), with their key paths. */
+/** Pure: the hub revisions (a model's, a tokenizer's `id@revision`) that are not commit shas (a branch like main, or a tag), with their key paths. */
 export function unpinnedRevisions(config: ExperimentConfig): { key: (string | number)[]; revision: string }[] {
-  return Object.entries(config.workers)
-    .filter(([, w]) => w.model.source === "hf" && !COMMIT.test(w.model.revision ?? ""))
-    .map(([name, w]) => ({ key: ["workers", name, "model", "revision"], revision: w.model.revision ?? "" }));
+  const out: { key: (string | number)[]; revision: string }[] = [];
+  for (const [name, w] of Object.entries(config.workers)) {
+    if (w.model.source === "hf" && !COMMIT.test(w.model.revision ?? "")) out.push({ key: ["workers", name, "model", "revision"], revision: w.model.revision ?? "" });
+    const tok = w.model.tokenizer;
+    if (tok && isHubRef(tok) && !COMMIT.test(tok.slice(tok.lastIndexOf("@") + 1))) out.push({ key: ["workers", name, "model", "tokenizer"], revision: tok.slice(tok.lastIndexOf("@") + 1) });
+  }
+  return out;
 }

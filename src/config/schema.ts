@@ -24,6 +24,11 @@ export const DEFAULT_BATCH_SIZE: Record<WorkerKindName, number> = {
 
 const positiveInt = z.number().int().positive();
 
+/** `org/name@revision`: a hub reference, not a directory (a model option such as `tokenizer`). */
+export function isHubRef(value: string): boolean {
+  return /^[\w.-]+\/[\w.-]+@[\w./-]+$/.test(value);
+}
+
 export const ModelSchema = z
   .strictObject({
     source: z.enum(["tiny", "hf", "path"]),
@@ -45,6 +50,8 @@ export const ModelSchema = z
     trust_remote_code: z.boolean().optional(),
     /** Image-text-to-text models: "chat" wraps the instruction in the processor's chat template; "raw" sends the instruction as written ("<image> question"), as the paper's responders were called. */
     prompt_format: z.enum(["chat", "raw"]).optional(),
+    /** A tokenizer from elsewhere, for a checkpoint that ships none (THUDM/ImageReward: a BERT tokenizer): `<hub id>@<revision>` or a directory relative to the config file. */
+    tokenizer: z.string().min(1).optional(),
   })
   .superRefine((m, ctx) => {
     const need = (key: "name" | "id" | "revision" | "path", why: string) => {

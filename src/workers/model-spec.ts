@@ -1,5 +1,5 @@
 // Pure: the worker's ModelSpec (wire type) from experiment.yaml's model entry.
-import type { ModelConfig } from "../config/schema.js";
+import { isHubRef, type ModelConfig } from "../config/schema.js";
 import { resolvePath } from "../config/load.js";
 import { ModelSource, modelSourceToJSON, type ModelSpec } from "../gen/pdsdpo/v1/common.js";
 
@@ -18,6 +18,7 @@ export function toModelSpec(m: ModelConfig, baseDir: string): ModelSpec {
       ...(m.type ? { type: m.type } : {}),
       ...(m.trust_remote_code ? { trust_remote_code: "true" } : {}),
       ...(m.prompt_format ? { prompt_format: m.prompt_format } : {}),
+      ...(m.tokenizer ? { tokenizer: isHubRef(m.tokenizer) ? m.tokenizer : resolvePath(baseDir, m.tokenizer) } : {}),
     },
   };
 }

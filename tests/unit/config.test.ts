@@ -159,12 +159,22 @@ describe("loadExperiment", () => {
     }
   });
 
-  it("warns, without failing, about a hub revision that is not a commit", () => {
-    const hf = (rev: string) => BASE.replace("model: {source: tiny, name: sd}", `model: {source: hf, id: org/sd, revision: ${rev}}`);
-    expect(loadExperiment(write("pinned.yaml", hf("0123456789abcdef0123456789abcdef01234567"))).warnings).toEqual([]);
-    expect(loadExperiment(write("main.yaml", hf("main"))).warnings.map(formatIssue)).toEqual([
+  it("warns, without failing, about a hub revision that is not a commit (a model's or a tokenizer's)", () => {
+    const sha = "0123456789abcdef0123456789abcdef01234567";
+    const hf = (rev: string, tok = sha) =>
+      BASE.replace("model: {source: tiny, name: sd}", `model: {source: hf, id: org/sd, revision: ${rev}}`).replace(
+        "model: {source: tiny, name: clip-scorer}",
+        `model: {source: hf, id: THUDM/ImageReward, revision: ${sha}, type: image-reward, tokenizer: google-bert/bert-base-uncased@${tok}}`,
+      );
+    expect(loadExperiment(write("pinned.yaml", hf(sha))).warnings).toEqual([]);
+    expect(loadExperiment(write("main.yaml", hf("main", "v1.0"))).warnings.map(formatIssue)).toEqual([
       "workers.sd.model.revision: 'main' is not a commit sha: the hub may serve other weights tomorrow; pin the 40-hex commit for reproducible runs (line 6)",
+      "workers.pick.model.tokenizer: 'v1.0' is not a commit sha: the hub may serve other weights tomorrow; pin the 40-hex commit for reproducible runs (line 9)",
     ]);
+    // A tokenizer that is no hub reference is a directory, checked like every other file.
+    expect(() => loadExperiment(write("tokdir.yaml", BASE.replace("name: clip-scorer}", "name: clip-scorer, tokenizer: bert-tok}")))).toThrow(
+      `workers.pick.model.tokenizer: tokenizer directory not found: ${join(dir, "bert-tok")} (line 9)`,
+    );
   });
 
   it("names a missing config file", () => {

@@ -25,9 +25,9 @@ const TWIN: Record<string, string> = {
 };
 
 // What the twin may change: where the weights come from (model source, id or name, revision,
-// seed, dtype), the host (device and threads), sizes (prompt count, steps, max_new_tokens) and
+// seed, dtype, a tokenizer from elsewhere), the host (device and threads), sizes (prompt count, steps, max_new_tokens) and
 // the CUDA-only training settings (bf16, TF32, two GPUs under DeepSpeed).
-const MODEL_ORIGIN = ["source", "id", "name", "revision", "seed", "dtype"] as const;
+const MODEL_ORIGIN = ["source", "id", "name", "revision", "seed", "dtype", "tokenizer"] as const;
 const SIZES = [
   ["name"],
   ["stages", "images", "limit"],
