@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from pds_dpo_workers.proto import common_pb2, response_scorer_pb2 as pb, response_scorer_pb2_grpc as pb_grpc
@@ -86,6 +88,15 @@ def test_reward_rejects_blank_answers(reward_scorer_worker):
     assert not out["ok"].HasField("error")
 
 
+def test_reward_scores_blank_answers_when_asked(reward_scorer_worker):
+    # score_empty_answers: as the paper's scripts did, "" is ranked like any answer.
+    items = [item("empty", ""), item("blank", "  \n "), item("ok", ANSWERS[0])]
+    out = ok(score(reward_scorer_worker.channel, items, score_empty_answers=True))
+    assert all(math.isfinite(v) for v in out.values()), out
+    alone = ok(score(reward_scorer_worker.channel, [item("ok", ANSWERS[0])]))["ok"]
+    assert out["ok"] == pytest.approx(alone, rel=1e-4, abs=1e-6)
+
+
 # -- VLM judge --------------------------------------------------------------------------------
 
 
@@ -115,6 +126,15 @@ def test_judge_without_an_image_fails_its_item_only(judge_scorer_worker):
     assert out["none"].error.code == "invalid_image", out["none"]
     assert not out["ok"].HasField("error")
     assert 0.0 <= out["ok"].score <= 1.0
+
+
+def test_judge_empty_answers_fail_unless_asked_to_score_them(judge_scorer_worker):
+    items = [item("empty", ""), item("ok", ANSWERS[0])]
+    off = score(judge_scorer_worker.channel, items)
+    assert off["empty"].error.code == "empty_answer" and not off["ok"].HasField("error")
+    on = score(judge_scorer_worker.channel, items, score_empty_answers=True)
+    ok(on)
+    assert 0.0 <= on["empty"].score <= 1.0 and set(on["empty"].components) == {"p_yes", "p_no"}
 
 
 # -- the "type" option ------------------------------------------------------------------------

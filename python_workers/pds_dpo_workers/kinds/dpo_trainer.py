@@ -7,6 +7,17 @@ cancel, deadline, SIGTERM) stops at the next step boundary and saves a checkpoin
 `resume` continues from the newest checkpoint in checkpoint_dir. The model family is the
 model option "type"; "image-text-to-text" (the default) is any model transformers loads as
 AutoModelForImageTextToText.
+
+Options the paper's (POVID-derived) code used: lora.target_modules ["all-linear"] puts LoRA on
+every linear layer of the language model (resolved to module names from the loaded model:
+never the vision tower, the projector or the output head); optim.tf32 allows TF32 matmuls
+(CUDA only); optim.gradient_checkpointing recomputes activations in the backward pass
+(non-reentrant; TRL makes a peft model's inputs require grad). optim.max_length (unset: no
+limit) is TRL's: its collator cuts each prompt+answer sequence to max_length from the end
+(keep_start), so an over-long answer is truncated and still trains. A prompt (its image
+tokens included) that alone fills max_length leaves its pair no answer tokens: no error,
+no learning signal (TRL drops such pairs for text datasets only); a cut into the image
+tokens fails the call with TRL's "max_length ... is too short" error.
 """
 
 from __future__ import annotations
@@ -27,6 +38,14 @@ from pds_dpo_workers.streaming import Cancelled
 
 # The language model's attention projections (LLaVA: language_model.*.{q,k,v,o}_proj).
 DEFAULT_TARGET_MODULES = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+ALL_LINEAR = "all-linear"
+# Module name parts that are never the language model. POVID's find_all_linear_names skipped
+# mm_projector, vision_tower and vision_resampler and dropped lm_head; transformers' own
+# vision-language classes name theirs vision_tower / vision_model / visual and
+# multi_modal_projector.
+NOT_LANGUAGE_MODEL = frozenset(
+    {"vision_tower", "vision_model", "visual", "vision_resampler", "mm_projector", "multi_modal_projector", "lm_head"}
+)
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 # LLaVA's vision-to-language projector.
 PROJECTOR = "multi_modal_projector"
@@ -49,6 +68,42 @@ def check_request(req: pb.TrainRequest) -> None:
     missing = [name for name, value in required.items() if not value]
     if missing:
         raise InvalidRequest(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+    if ALL_LINEAR in req.lora.target_modules and len(req.lora.target_modules) > 1:
+        raise InvalidRequest(f"lora.target_modules: {ALL_LINEAR!r} stands alone (it already names every linear layer of the language model)")
+
+
+def all_linear_names(model) -> list[str]:
+    """Pure: the full names of every nn.Linear of the model's language model, for LoRA.
+
+    POVID's find_all_linear_names, made exact: its suffixes ("q_proj", "fc1") also matched
+    the vision tower's layers of those names, so the names here are the modules' full names.
+    The language model is the module the model's get_decoder() returns (LLaVA and LLaVA-NeXT:
+    model.language_model); the vision tower, the projector and lm_head are never in it, and
+    are left out by name too in case a model's get_decoder() is the whole model.
+    """
+    import torch
+
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    prefix = next((name for name, module in model.named_modules() if name and module is decoder), None)
+    names = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear)
+        and (prefix is None or name.startswith(prefix + "."))
+        and not NOT_LANGUAGE_MODEL.intersection(name.split("."))
+    ]
+    if not names:
+        raise InvalidRequest(f"lora.target_modules {ALL_LINEAR!r}: {type(model).__name__} has no linear layer in its language model")
+    return sorted(names)
+
+
+def target_modules(req: pb.TrainRequest, model) -> list[str] | str:
+    """What peft's LoraConfig.target_modules gets: the request's names or regex, ["all-linear"]
+    resolved against the loaded model, or the default (the language model's attention)."""
+    requested = list(req.lora.target_modules)
+    if requested == [ALL_LINEAR]:
+        return all_linear_names(model)
+    return requested or DEFAULT_TARGET_MODULES
 
 
 def dpo_config_kwargs(req: pb.TrainRequest, device: str) -> dict:
@@ -62,6 +117,8 @@ def dpo_config_kwargs(req: pb.TrainRequest, device: str) -> dict:
     precision = o.precision or "fp32"
     if precision in ("bf16", "fp16") and device == "cpu":
         raise InvalidRequest(f"precision {precision} needs a CUDA device; use fp32 on CPU")
+    if o.tf32 and device != "cuda":
+        raise InvalidRequest(f"tf32 needs a CUDA device; set optim.tf32 false on {device}")
     return {
         "output_dir": req.checkpoint_dir,
         "beta": req.dpo.beta,
@@ -80,6 +137,15 @@ def dpo_config_kwargs(req: pb.TrainRequest, device: str) -> dict:
         "data_seed": int(req.seed) % 2**32,
         "bf16": precision == "bf16",
         "fp16": precision == "fp16",
+        # Unset: torch's own TF32 settings stay as they are (transformers would turn TF32 off for False).
+        "tf32": True if o.tf32 else None,
+        # transformers 5 names gradient checkpointing activation_checkpointing (gradient_checkpointing
+        # is its deprecated alias, which TRL's DPOConfig defaults to True): set explicitly, so an
+        # unset field means off, as the config's default says. Non-reentrant, stated rather than
+        # left to the library's default: it needs no input that requires grad (LoRA's base is
+        # frozen), and DDP's search for unused parameters works with it.
+        "activation_checkpointing": o.gradient_checkpointing,
+        "activation_checkpointing_kwargs": {"use_reentrant": False} if o.gradient_checkpointing else None,
         "use_cpu": device == "cpu",
         "save_strategy": "steps",
         "save_steps": req.checkpoint_every or 50,
@@ -128,7 +194,7 @@ def run_training(req: pb.TrainRequest, model_dir: str, ctx: WorkerContext, send,
         r=req.lora.r,
         lora_alpha=req.lora.alpha,
         lora_dropout=req.lora.dropout,
-        target_modules=list(req.lora.target_modules) or DEFAULT_TARGET_MODULES,
+        target_modules=target_modules(req, model),
         # As in the paper: the projector is trained in full, at its own learning rate.
         modules_to_save=[PROJECTOR] if projector_lr > 0 else None,
         task_type="CAUSAL_LM",

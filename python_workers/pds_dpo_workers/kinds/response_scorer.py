@@ -3,10 +3,15 @@
 Families (model option "type"):
 - "sequence-classification" (default): a reward model over the question and answer through
   its chat template, text only as in the paper (ArmoRM); models whose custom head returns
-  `.score` work too (set option trust_remote_code for them).
+  `.score` work too: ArmoRM's checkpoint maps its class to its own modeling file (auto_map),
+  which runs only with the model option trust_remote_code (see models/spec.py).
 - "vlm-judge": an image-text-to-text model sees the image, the question and the answer and is
   asked whether the answer is faithful; the score is P(yes) / (P(yes) + P(no)) of its next
   token, which the paper's text-only scorer could not see.
+
+An empty (or blank) answer fails its item with "empty_answer" unless the request sets
+score_empty_answers: then it is scored like any other, as the paper's scripts did (a failed
+generation became "" and was still ranked).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Protocol
 
 from pds_dpo_workers.errors import ModelLoadError
 from pds_dpo_workers.kinds.base import Kind, WorkerContext, batches, item_error, load_image
-from pds_dpo_workers.models.spec import resolve, torch_dtype
+from pds_dpo_workers.models.spec import prepare_remote_code, ran_remote_code, resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, response_scorer_pb2 as pb
 from pds_dpo_workers.vlm import Vlm
 
@@ -37,10 +42,14 @@ class SequenceClassificationScorer:
     needs_image = False
 
     def __init__(self, ctx: WorkerContext) -> None:
+        # resolve refuses a model with code of its own (auto_map) unless the spec trusts it,
+        # before transformers is even imported.
+        resolved = resolve(ctx.spec, ctx.cache_root)
+        remote = resolved.trust_remote_code
+        if remote:
+            prepare_remote_code(resolved, ctx.cache_root)
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        resolved = resolve(ctx.spec, ctx.cache_root)
-        remote = ctx.spec.options.get("trust_remote_code") == "true"
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(resolved.directory, local_files_only=True, trust_remote_code=remote)
             self.model = AutoModelForSequenceClassification.from_pretrained(
@@ -52,7 +61,7 @@ class SequenceClassificationScorer:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "right"
-        self.loaded = resolved.loaded_model(type(self.model).__name__)
+        self.loaded = resolved.loaded_model(type(self.model).__name__, remote_code=ran_remote_code(self.model, self.tokenizer))
 
     def score(self, items, images) -> list[dict[str, float]]:
         import torch
@@ -115,7 +124,7 @@ class ResponseScorer(Kind):
                 return
             ready, images = [], []
             for it in chunk:
-                if not it.answer.strip():
+                if not it.answer.strip() and not request.score_empty_answers:
                     # An empty answer has nothing to score; it must never look like a low score.
                     emit(pb.ResponseScorerServiceScoreResponse(score=pb.ResponseScore(id=it.id, error=item_error("empty_answer", "the answer is empty"))))
                     continue

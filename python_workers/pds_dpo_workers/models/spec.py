@@ -4,11 +4,22 @@ tiny: built offline into the cache (see tiny.py). hf: a hub id at a pinned revis
 fetched (or found in the HF cache when HF_HUB_OFFLINE=1) with the token from HF_TOKEN.
 path: a local directory. Whatever the source, the model is then loaded from a directory
 through the library's own `from_pretrained(..., local_files_only=True)`.
+
+A model directory whose configs name code of its own (`auto_map`, as ArmoRM's config.json
+does) resolves only with the model option trust_remote_code "true" (the config's
+model.trust_remote_code): otherwise transformers would either run that code or, for a known
+model_type, silently load its built-in class with a random head in place of the custom one.
+The refusal is one line and comes before any library call (transformers may prompt on stdin).
+A kind that runs such code calls prepare_remote_code (its copy goes under the cache root, not
+~/.cache/huggingface/modules), passes trust_remote_code=True to from_pretrained, and records
+the code files with loaded_model(..., remote_code=ran_remote_code(model, tokenizer)).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -22,6 +33,8 @@ from pds_dpo_workers.store import sha256_file
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SKIP = {".gitattributes", "README.md"}
+# The package transformers imports a model's own code under.
+_DYNAMIC_PACKAGE = "transformers_modules"
 
 
 @dataclass
@@ -38,14 +51,133 @@ class ResolvedModel:
             h.update(f"{f.path}\0{f.sha256}\n".encode())
         return h.hexdigest()
 
-    def loaded_model(self, model_class: str) -> common_pb2.LoadedModel:
+    @property
+    def trust_remote_code(self) -> bool:
+        return trusts_remote_code(self.spec)
+
+    @property
+    def code_files(self) -> list[common_pb2.WeightFile]:
+        """The directory's Python files: the code an auto_map entry (and its relative
+        imports) can reach, listed whole rather than traced."""
+        return [f for f in self.files if f.path.endswith(".py")]
+
+    def loaded_model(self, model_class: str, remote_code: bool = False) -> common_pb2.LoadedModel:
+        """remote_code: the model's own code ran (see ran_remote_code); its files are listed."""
         return common_pb2.LoadedModel(
             spec=self.spec,
             resolved_revision=self.resolved_revision,
             weights_sha256=self.weights_sha256,
             files=self.files,
             model_class=model_class,
+            remote_code=self.code_files if remote_code else [],
         )
+
+
+def trusts_remote_code(spec: common_pb2.ModelSpec) -> bool:
+    return spec.options.get("trust_remote_code") == "true"
+
+
+def auto_map_refs(directory: str) -> dict[str, list[str]]:
+    """{config file: the class references of its auto_map} for the directory's top-level
+    *config.json files (config.json, tokenizer_config.json, processor configs)."""
+    out: dict[str, list[str]] = {}
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if not name.endswith("config.json") or not os.path.isfile(path) or os.path.getsize(path) > 4 << 20:
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            continue  # not ours to judge here; the library's load reports it
+        auto_map = data.get("auto_map") if isinstance(data, dict) else None
+        if not isinstance(auto_map, dict) or not auto_map:
+            continue
+        refs = []
+        for value in auto_map.values():
+            # A reference is "module.Class" or "repo--module.Class"; tokenizers map to a
+            # [slow, fast] pair, either of which may be null.
+            for ref in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(ref, str) and ref and ref not in refs:
+                    refs.append(ref)
+        if refs:
+            out[name] = refs
+    return out
+
+
+def _code_file(directory: str, ref: str) -> str:
+    repo, _, ref = ref.rpartition("--")
+    module_file = ref.rsplit(".", 1)[0].replace(".", "/") + ".py"
+    return f"{repo}:{module_file}" if repo else os.path.join(directory, module_file)
+
+
+def check_remote_code(directory: str, spec: common_pb2.ModelSpec) -> None:
+    """Refuses (one line, before any library call that could prompt on stdin) a model whose
+    configs name code of its own unless the spec trusts remote code."""
+    if trusts_remote_code(spec):
+        return
+    refs = auto_map_refs(directory)
+    if not refs:
+        return
+    files = list(dict.fromkeys(_code_file(directory, ref) for found in refs.values() for ref in found))
+    message = (
+        f"{', '.join(files)} {'is' if len(files) == 1 else 'are'} the model's own code (auto_map in {', '.join(refs)}); "
+        "set model.trust_remote_code: true to run it"
+    )
+    raise ModelLoadError(" ".join(message.splitlines()))
+
+
+def ran_remote_code(*loaded) -> bool:
+    """Whether any of the loaded objects (model, tokenizer, processor) is of a class from
+    the model's own code, which transformers imports under transformers_modules."""
+    return any(type(obj).__module__.split(".")[0] == _DYNAMIC_PACKAGE for obj in loaded if obj is not None)
+
+
+def modules_cache(cache_root: str) -> str:
+    """Makes transformers copy and import a model's own code under <cache_root>/hf-modules
+    instead of HF_MODULES_CACHE (~/.cache/huggingface/modules), and returns that directory.
+
+    transformers reads HF_MODULES_CACHE once, when it is first imported (and a tiny build
+    may have imported it already), so its module global is set as well as the environment
+    (for child processes such as accelerate ranks).
+    """
+    path = os.path.join(os.path.abspath(cache_root), "hf-modules")
+    os.makedirs(path, exist_ok=True)
+    os.environ["HF_MODULES_CACHE"] = path
+    import transformers.dynamic_module_utils as dynamic
+    import transformers.utils.hub as hub
+
+    dynamic.HF_MODULES_CACHE = hub.HF_MODULES_CACHE = path
+    return path
+
+
+def prepare_remote_code(resolved: ResolvedModel, cache_root: str) -> None:
+    """Copies and imports the classes the model's auto_map names, once, under a file lock.
+
+    transformers copies a local model's code into <modules cache>/transformers_modules/
+    <directory name>/<hash of the code>/ and imports it from there. Two workers on the same
+    cache root (the store) may do so at once, and its copy is a plain truncate-and-write: one
+    worker could import the file while the other rewrites it. Under the lock the first
+    worker writes the files whole; every later load, in any process, finds identical files
+    (the directory is named by their hash), writes nothing and imports them again as they are.
+    """
+    path = modules_cache(cache_root)
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    with open(os.path.join(path, ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            for refs in auto_map_refs(resolved.directory).values():
+                for ref in refs:
+                    try:
+                        get_class_from_dynamic_module(ref, resolved.directory, local_files_only=True)
+                    except Exception as e:  # noqa: BLE001 - any failure of the model's own code is a load failure
+                        first = (str(e).strip().splitlines() or [""])[0]
+                        raise ModelLoadError(
+                            f"cannot import {ref} from {_code_file(resolved.directory, ref)}: {type(e).__name__}: {first}"
+                        ) from None
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def parse_spec(text: str) -> common_pb2.ModelSpec:
@@ -99,6 +231,7 @@ def resolve(spec: common_pb2.ModelSpec, cache_root: str) -> ResolvedModel:
         directory, revision = _hf_snapshot(spec)
     else:
         raise InvalidModelSpec("model spec has no source")
+    check_remote_code(directory, spec)
     return ResolvedModel(spec=spec, directory=directory, resolved_revision=revision, files=list_files(directory))
 
 
