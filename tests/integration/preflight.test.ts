@@ -45,4 +45,21 @@ describe("preflight", { timeout: 60_000 }, () => {
     );
     expect(r.stderr).not.toMatch(/Traceback/);
   });
+
+  it("a hub model neither local nor in the HF cache, with the hub unreachable, fails at once naming the worker, the model and the cache", async () => {
+    const dir = tempDir("pdsdpo-preflight-");
+    const sha = "0123456789abcdef0123456789abcdef01234567";
+    const file = experiment(dir, `  ir: {kind: image-scorer, model: {source: hf, id: THUDM/ImageReward, revision: ${sha}, type: image-reward}, ${LOCAL_CPU}}`);
+    // Online, but the hub's address refuses connections; an empty HF cache.
+    const env = { HF_HUB_OFFLINE: "0", HF_ENDPOINT: "http://127.0.0.1:9", HF_HOME: join(dir, "hf-home") };
+    const r = await cli(["workers", "check", file, "--store", join(dir, "store")], { env });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(
+      `worker 'ir' (image-scorer) could not load its model THUDM/ImageReward@${sha}: THUDM/ImageReward@${sha} is neither a local directory nor in the HF cache (${join(dir, "hf-home", "hub")}), and the hub cannot be reached (`,
+    );
+    // Offline, it says so instead of trying.
+    const offline = await cli(["workers", "check", file, "--store", join(dir, "store")], { env: { ...env, HF_HUB_OFFLINE: "1" } });
+    expect(offline.exitCode).toBe(1);
+    expect(offline.stderr).toContain("and HF_HUB_OFFLINE is set: fetch it on a connected machine into that cache first");
+  });
 });

@@ -227,16 +227,13 @@ def _tokenizer_dir(model_dir: str, option: str) -> tuple[str, bool]:
     repo_id, revision = option.rsplit("@", 1)
     if not repo_id or not revision:
         raise ModelLoadError(f"model option tokenizer={option!r} needs both a hub id and a pinned revision (id@revision)")
-    from huggingface_hub import snapshot_download
+    from pds_dpo_workers.models.spec import hf_snapshot
 
+    # Only the tokenizer's files: the whole repository is gigabytes of weights.
     try:
-        # The token comes from HF_TOKEN in the environment and is never logged.
-        directory = snapshot_download(
-            repo_id=repo_id, revision=revision, allow_patterns=list(TOKENIZER_FILES), token=os.environ.get("HF_TOKEN") or None
-        )
-    except Exception as e:  # noqa: BLE001 - any hub failure is a load failure with its class name
-        raise ModelLoadError(f"cannot fetch the tokenizer {repo_id}@{revision}: {type(e).__name__}") from None
-    return directory, True
+        return hf_snapshot(repo_id, revision, allow_patterns=list(TOKENIZER_FILES)), True
+    except ModelLoadError as e:
+        raise ModelLoadError(f"the tokenizer {e}") from None
 
 
 def load_tokenizer(directory: str):

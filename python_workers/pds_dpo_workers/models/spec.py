@@ -236,17 +236,51 @@ def resolve(spec: common_pb2.ModelSpec, cache_root: str) -> ResolvedModel:
 
 
 def _hf_snapshot(spec: common_pb2.ModelSpec) -> tuple[str, str]:
-    from huggingface_hub import snapshot_download
-
     if not spec.revision:
         raise InvalidModelSpec(f"hf model {spec.id} needs a pinned revision")
-    try:
-        # The token comes from HF_TOKEN in the environment and is never logged.
-        directory = snapshot_download(repo_id=spec.id, revision=spec.revision, token=os.environ.get("HF_TOKEN") or None)
-    except Exception as e:  # noqa: BLE001 - any hub failure is a load failure with its class name
-        raise ModelLoadError(f"cannot fetch {spec.id}@{spec.revision}: {type(e).__name__}") from None
+    directory = hf_snapshot(spec.id, spec.revision)
     # Snapshot directories are named by the commit the revision resolved to.
     return directory, os.path.basename(os.path.normpath(directory))
+
+
+def hf_snapshot(repo_id: str, revision: str, allow_patterns: list[str] | None = None) -> str:
+    """The local snapshot of repo_id@revision: from the HF cache when it is there (no network),
+    else downloaded. Fails at once, in one line, when it is neither cached nor reachable."""
+    from huggingface_hub import HfApi, constants, snapshot_download
+
+    # The token comes from HF_TOKEN in the environment and is never logged.
+    kwargs = {"repo_id": repo_id, "revision": revision, "allow_patterns": allow_patterns, "token": os.environ.get("HF_TOKEN") or None}
+    try:
+        return snapshot_download(local_files_only=True, **kwargs)
+    except Exception:  # noqa: BLE001 - not (completely) cached: fetch it below
+        pass
+    where = f"{repo_id}@{revision} is neither a local directory nor in the HF cache ({constants.HF_HUB_CACHE})"
+    if constants.HF_HUB_OFFLINE:
+        raise ModelLoadError(f"{where}, and HF_HUB_OFFLINE is set: fetch it on a connected machine into that cache first") from None
+    try:
+        # One request without retries first: the download retries an unreachable hub with
+        # backoff for half a minute; this says within seconds that it cannot be reached.
+        HfApi().model_info(repo_id, revision=revision, token=kwargs["token"], timeout=10)
+        return snapshot_download(**kwargs)
+    except Exception as e:  # noqa: BLE001 - any hub failure is a load failure, named by its class
+        reason = _hub_failure(e)
+        raise ModelLoadError(f"{where}, and {reason}") from None
+
+
+def _hub_failure(e: Exception) -> str:
+    """Why a download failed, in words and without any request detail (tokens, headers)."""
+    from huggingface_hub import errors
+
+    if isinstance(e, errors.GatedRepoError):
+        return "the repository is gated: accept its terms on the hub and export HF_TOKEN"
+    if isinstance(e, errors.RepositoryNotFoundError):
+        return "the hub has no such repository (or it is private: export HF_TOKEN)"
+    if isinstance(e, errors.RevisionNotFoundError):
+        return "the hub has no such revision"
+    # Connection failures: httpx's ConnectError or a timeout (from the probe), or
+    # LocalEntryNotFoundError wrapping one (from the download).
+    cause = (e.__cause__ or e.__context__) if isinstance(e, errors.LocalEntryNotFoundError) else e
+    return f"the hub cannot be reached ({type(cause or e).__name__})"
 
 
 def torch_dtype(spec: common_pb2.ModelSpec, device: str):
