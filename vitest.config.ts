@@ -14,6 +14,8 @@ const FIRST = [
   "tests/integration/defective-models.test.ts",
   "tests/integration/remote-runtime.test.ts",
   "tests/integration/generated-code.test.ts",
+  // The paper's configuration on its twins: eight workers, about 30 s alone.
+  "tests/integration/paper-twin.test.ts",
 ];
 const LAST = ["tests/integration/tiny-run.test.ts"];
 
