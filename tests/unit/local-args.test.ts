@@ -64,7 +64,7 @@ stages:
     expect(requiredPackages(config!, "sd")).toEqual([]);
     // A tokenizer option: a hub reference as written, a directory resolved against the config's.
     const ir = (tokenizer: string) =>
-      localWorkerArgs(WorkerSchema.parse({ kind: "image-scorer", model: { source: "hf", id: "THUDM/ImageReward", revision: "r", type: "image-reward", tokenizer } }), { baseDir: "/cfg", storeRoot: "/s", parentPid: 1 })[6];
+      localWorkerArgs(WorkerSchema.parse({ kind: "image-scorer", model: { source: "hf", id: "THUDM/ImageReward", revision: "r", type: "image-reward", tokenizer } }), { baseDir: "/cfg", storeRoot: "/s", parentPid: 1 })[6]!;
     expect(JSON.parse(ir("google-bert/bert-base-uncased@abc")).options).toEqual({ type: "image-reward", tokenizer: "google-bert/bert-base-uncased@abc" });
     expect(JSON.parse(ir("tok/bert")).options.tokenizer).toBe("/cfg/tok/bert");
   });

@@ -57,14 +57,13 @@ VICUNA_CHAT_TEMPLATE = (
 def _build_llava_next(out_dir: str, seed: int) -> None:
     from transformers import (
         CLIPVisionConfig,
-        LlamaConfig,
         LlavaNextConfig,
         LlavaNextForConditionalGeneration,
         LlavaNextImageProcessor,
         LlavaNextProcessor,
     )
 
-    from pds_dpo_workers.models.tiny import _seed_all, _word_bpe_tokenizer
+    from pds_dpo_workers.models.tiny import _seed_all, _tiny_llama_config, _word_bpe_tokenizer
 
     tokenizer = _word_bpe_tokenizer()
     tokenizer.chat_template = VICUNA_CHAT_TEMPLATE
@@ -75,18 +74,7 @@ def _build_llava_next(out_dir: str, seed: int) -> None:
     vision = CLIPVisionConfig(
         hidden_size=WIDTH, intermediate_size=2 * WIDTH, num_attention_heads=4, num_hidden_layers=2, image_size=TILE, patch_size=PATCH, projection_dim=WIDTH
     )
-    text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=WIDTH,
-        intermediate_size=2 * WIDTH,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        max_position_embeddings=1024,
-    )
+    text = _tiny_llama_config(tokenizer, hidden_size=WIDTH, intermediate_size=2 * WIDTH, max_position_embeddings=1024)
     config = LlavaNextConfig(
         vision_config=vision.to_dict(),
         text_config=text.to_dict(),
