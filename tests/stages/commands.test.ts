@@ -1,8 +1,9 @@
 // `plan` (nothing runs) and `workers check` (each worker started, described and stopped)
 // through the real CLI; `workers check` against test workers behind the remote runtime.
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { cli, tempDir, writeTinyExperiment } from "../helpers.js";
+import { cli, ROOT, tempDir, writeTinyExperiment } from "../helpers.js";
 import { Fleet, STAGE, workers, writeExperiment } from "../support/fleet.js";
 
 describe("orchestrate plan", { timeout: 30_000 }, () => {
@@ -14,6 +15,24 @@ describe("orchestrate plan", { timeout: 30_000 }, () => {
     expect(plan.stages.images).toMatchObject({ prompts: 3, candidates: 12 });
     expect(plan.items[0]!.id).toBe("art-001.gs5.n0");
     expect(plan.workers.map((w) => w.name)).toEqual(["sd", "pick"]);
+  });
+});
+
+describe("orchestrate validate", { timeout: 30_000 }, () => {
+  it("the paper's config: exit 0 with a warning for each unpinned revision; a model type no worker loads: exit 2 naming the key", async () => {
+    const ok = await cli(["validate", join(ROOT, "configs/pds-dpo-paper.yaml")]);
+    expect(ok.exitCode, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/pds-dpo-paper\.yaml: ok \(8 workers, \d+ prompts, 9 warnings\)/);
+    expect(ok.stderr).toContain("warning: workers.sd3.model.revision: 'main' is not a commit sha");
+    const dir = tempDir();
+    copyFileSync(join(ROOT, "configs/deepspeed-zero2.json"), join(dir, "deepspeed-zero2.json"));
+    mkdirSync(join(dir, "prompts"));
+    copyFileSync(join(ROOT, "configs/prompts/tiny.jsonl"), join(dir, "prompts/tiny.jsonl"));
+    const text = readFileSync(join(ROOT, "configs/pds-dpo-paper.yaml"), "utf8").replace("type: image-reward", "type: no-such-scorer");
+    writeFileSync(join(dir, "paper.yaml"), text);
+    const bad = await cli(["validate", join(dir, "paper.yaml")]);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/workers\.imagereward\.model\.type: unknown image-scorer model type 'no-such-scorer' \(known: clip, image-reward\) \(line \d+\)/);
   });
 });
 

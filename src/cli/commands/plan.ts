@@ -1,3 +1,4 @@
+import { formatIssue } from "../../errors.js";
 import { join, resolve } from "node:path";
 import { loadExperiment, type LoadedConfig } from "../../config/load.js";
 import { workerSpecDigest, type WorkerFingerprint } from "../../plan/cache-keys.js";
@@ -54,6 +55,7 @@ function cacheForecast(loaded: LoadedConfig, storeRoot: string, candidates: Imag
 export function planCommand(opts: { config: string; store: string; json: boolean }, out: Output): number {
   const { json } = opts;
   const loaded = loadExperiment(opts.config);
+  for (const w of loaded.warnings) out.stderr(`warning: ${formatIssue(w)}\n`);
   const { stages: s } = loaded.config;
   const stages = stagesToRun(loaded);
   const candidates = planImages(s.images, loaded.prompts, loaded.config.seed, loaded.config.seed_policy);
