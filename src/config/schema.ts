@@ -158,6 +158,8 @@ export const WorkerSchema = z.strictObject({
   retries: z.number().int().nonnegative().default(2),
   /** Deadline of one RPC: this many seconds per item in it, plus 30. */
   item_timeout_s: z.number().positive().default(600),
+  /** `stage`: stopped once its last stage ends; `run`: kept until the run ends. */
+  lifecycle: z.enum(["stage", "run"]).default("stage"),
 });
 export type WorkerConfig = z.infer<typeof WorkerSchema>;
 

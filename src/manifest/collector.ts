@@ -50,14 +50,23 @@ export class ManifestCollector {
       case "stage.finished":
         this.stages.set(e.stage, { ...this.stages.get(e.stage), status: e.status, counts: e.counts, ...(e.cache ? { cache: { ...e.cache } } : {}), seconds: e.seconds });
         return;
-      case "worker.starting":
-        if (e.replica === 0 && !this.workers[e.worker]) this.workers[e.worker] = { kind: e.kind, log: `logs/${e.worker}.log`, replicas: 0, requeues: [] };
+      case "worker.starting": {
+        if (e.replica === 0 && !this.workers[e.worker]) this.workers[e.worker] = { kind: e.kind, log: `logs/${e.worker}.log`, replicas: 0, requeues: [], lifetimes: [] };
+        this.workers[e.worker]?.lifetimes.push({ replica: e.replica, starting_at: e.ts });
         return;
+      }
       case "worker.ready": {
-        const w = (this.workers[e.worker] ??= { kind: e.kind, replicas: 0, requeues: [] });
+        const w = (this.workers[e.worker] ??= { kind: e.kind, replicas: 0, requeues: [], lifetimes: [] });
         // One entry per worker: every replica runs the same image and model (Describe of replica 0).
         if (e.replica === 0) Object.assign(w, { runtime: e.runtime, info: e.info, fingerprint: e.fingerprint });
         w.replicas = Math.max(w.replicas, e.replica + 1);
+        const life = lastLifetime(w, e.replica);
+        if (life) life.ready_at = e.ts;
+        return;
+      }
+      case "worker.stopped": {
+        const life = this.workers[e.worker] && lastLifetime(this.workers[e.worker]!, e.replica);
+        if (life) life.stopped_at = e.ts;
         return;
       }
       case "worker.requeued":
@@ -100,4 +109,9 @@ export class ManifestCollector {
       outputs,
     };
   }
+}
+
+/** The replica's latest start, which a ready or stop event completes. */
+function lastLifetime(w: ManifestWorker, replica: number) {
+  return w.lifetimes.findLast((l) => l.replica === replica);
 }

@@ -38,11 +38,20 @@ export interface ArtifactRecord {
   worker?: string;
 }
 
+export interface WorkerLifetime {
+  replica: number;
+  starting_at: string;
+  ready_at?: string;
+  stopped_at?: string;
+}
+
 export interface ManifestWorker {
   kind: string;
   log?: string;
   replicas: number;
   requeues: { replica: number; items: number; reason: string; at: string }[];
+  /** Each start of each replica: when it was asked to start, served, and stopped (a restart adds one). */
+  lifetimes: WorkerLifetime[];
   runtime?: Record<string, unknown>;
   /** The worker's Describe (WorkerInfo as JSON). */
   info?: { model?: { resolvedRevision?: string; spec?: { id?: string; path?: string } } } & Record<string, unknown>;

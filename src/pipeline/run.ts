@@ -21,6 +21,7 @@ import { ItemCache, type CacheMode } from "./item-cache.js";
 import { carriedEvents, finishedStages, resultsFromEvents } from "./resume.js";
 import { executeStage, type StageContext } from "./stage.js";
 import { stageOf } from "./stages/index.js";
+import { startingAt, stoppingAfter, workerSchedule } from "./schedule.js";
 import { WorkerPool } from "./worker-pool.js";
 
 export interface RunOptions {
@@ -142,15 +143,19 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const ctx: StageContext = { loaded, bus, store, runDir, pool, signal: stageSignal, cache, results: opts.resume ? resultsFromEvents(opts.resume.events) : {} };
   let error: unknown;
   try {
-    // Every worker starts now and each stage waits only for its own, so the first stage
-    // computes while later stages' models load (at a lower CPU priority when on the CPU).
-    pool.begin(toStart, signal, () => startFailed.abort(), startNiceness(loaded, remaining));
-    for (const stage of stages) {
-      if (done.includes(stage)) continue;
+    // Workers start and stop by the schedule (pipeline/schedule.ts): CPU workers all at once,
+    // so the first stage computes while later stages' models load (at a lower CPU priority);
+    // accelerator workers just before their first stage. Each stops after its last stage.
+    const usage = remaining.map((s) => workersFor(loaded, [s]));
+    const schedule = workerSchedule(loaded.config, usage);
+    const niceness = startNiceness(loaded, remaining);
+    for (const [i, stage] of remaining.entries()) {
       if (signal.aborted) throw new InterruptedError();
-      await pool.ready(workersFor(loaded, [stage]));
+      pool.begin(startingAt(schedule, i), signal, () => startFailed.abort(), niceness);
+      await pool.ready(usage[i]!);
       await executeStage(stageOf(stage), ctx);
       writeManifest();
+      await pool.stop(stoppingAfter(schedule, i));
     }
   } catch (e) {
     // A cancelled call after Ctrl-C is the interruption, not an RPC failure; one cancelled

@@ -271,18 +271,34 @@ export class WorkerPool {
     return new WorkerCrashedError(`worker '${worker.name}'${which} (${worker.kind}) died during ${what} (${how}); log: ${worker.handle.logPath}`, err);
   }
 
+  /**
+   * Stops every replica of the named workers once their last stage has ended; their Describe
+   * stays known (infoOf) for the records that name them.
+   */
+  async stop(names: string[]): Promise<void> {
+    await Promise.allSettled(names.map((n) => this.starting.get(n)));
+    const replicas = names.flatMap((n) => this.running.get(n) ?? []);
+    for (const n of names) {
+      const first = this.running.get(n)?.[0];
+      if (first) this.remembered.set(n, first.info);
+      this.running.delete(n);
+      this.starting.delete(n);
+    }
+    await Promise.all(replicas.map((w) => this.stopReplica(w)));
+  }
+
   async stopAll(): Promise<void> {
     // Starts still under way are cancelled (their processes killed) before the rest stop.
     this.startAbort.abort();
     await Promise.allSettled(this.replicaStarts);
     const all = [...this.running.values()].flat();
     this.running.clear();
-    await Promise.all(
-      all.map(async (w) => {
-        w.client.close();
-        const exit = await w.handle.stop();
-        this.bus.emit({ type: "worker.stopped", worker: w.name, replica: w.replica, exitCode: exit.exitCode, signal: exit.signal });
-      }),
-    );
+    await Promise.all(all.map((w) => this.stopReplica(w)));
+  }
+
+  private async stopReplica(w: RunningWorker): Promise<void> {
+    w.client.close();
+    const exit = await w.handle.stop();
+    this.bus.emit({ type: "worker.stopped", worker: w.name, replica: w.replica, exitCode: exit.exitCode, signal: exit.signal });
   }
 }

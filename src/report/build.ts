@@ -15,11 +15,18 @@ export function buildDiagnostics(r: RunRecords) {
   const images = r.manifest.stages.images;
   const prompts = images?.prompts ?? [];
   const responses = r.manifest.stages.responses;
+  // Seconds from the run's start: when each worker was started, served and stopped.
+  const t0 = Date.parse(r.manifest.started_at);
+  const at = (ts?: string) => (ts === undefined ? null : (Date.parse(ts) - t0) / 1000);
+  const workers = Object.entries(r.manifest.workers).flatMap(([name, w]) =>
+    (w.lifetimes ?? []).map((l) => ({ worker: l.replica ? `${name}.${l.replica}` : name, kind: w.kind, start_s: at(l.starting_at), ready_s: at(l.ready_at), stop_s: at(l.stopped_at) })),
+  );
   return {
     schema: "pds-dpo/diagnostics@1",
     run_id: r.manifest.run_id,
     status: r.manifest.status,
     stages,
+    workers,
     images: images
       ? {
           prompt_class_by_category: promptClassByCategory(prompts.filter((p) => p.instruction).map((p) => ({ category: p.category, instruction: p.instruction! }))),

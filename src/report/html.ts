@@ -26,6 +26,9 @@ export function renderReport(d: Diagnostics, gallery: GalleryItem[]): string {
     .join("");
   const parts: string[] = [];
   parts.push(`<h1>PDS-DPO run ${esc(d.run_id)}</h1><p>Status: <b>${esc(d.status)}</b></p><table><tr><th>stage</th><th>status</th><th>counts</th><th>seconds</th></tr>${stageRows}</table>`);
+  const s = (v: number | null) => (v === null ? "" : v.toFixed(1));
+  const workerRows = d.workers.map((w) => `<tr><td>${esc(w.worker)}</td><td>${esc(w.kind)}</td><td>${s(w.start_s)}</td><td>${s(w.ready_s)}</td><td>${s(w.stop_s)}</td></tr>`).join("");
+  if (workerRows) parts.push(`<table class="workers"><tr><th>worker</th><th>kind</th><th>started (s)</th><th>ready (s)</th><th>stopped (s)</th></tr>${workerRows}</table>`);
 
   parts.push("<h2>Images</h2>");
   if (!d.images) parts.push(notRun("image stage"));

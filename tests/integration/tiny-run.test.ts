@@ -33,7 +33,7 @@ interface Manifest {
     train: { status: string; steps: number };
     evaluate: { status: string };
   };
-  workers: Record<string, { info: { model: { weightsSha256: string; resolvedRevision: string } } }>;
+  workers: Record<string, { info: { model: { weightsSha256: string; resolvedRevision: string } }; lifetimes: { starting_at: string; ready_at?: string; stopped_at?: string }[] }>;
   outputs: { adapter_sha256: string; eval: { benchmark: string; split: string; model: string; metrics: Record<string, number> }[] };
 }
 
@@ -99,6 +99,22 @@ describe("orchestrate run configs/tiny.yaml", () => {
     expect(events.filter((e) => e.type === "train.step")).toHaveLength(4);
     expect(events.at(-1)).toMatchObject({ type: "run.finished", status: "succeeded" });
     expect(readFileSync(join(runDir, "report/index.html"), "utf8")).toContain("training-curves");
+
+    // Each worker stops once its last stage has ended: the image stage's before training starts.
+    const at = (pred: (e: Record<string, unknown>) => boolean) => events.findIndex(pred);
+    const trainStarts = at((e) => e.type === "stage.started" && e.stage === "train");
+    for (const w of ["sd", "pick", "llava-a", "llava-b", "rm"]) {
+      const stopped = at((e) => e.type === "worker.stopped" && e.worker === w);
+      expect(stopped, w).toBeGreaterThan(0);
+      expect(stopped, w).toBeLessThan(trainStarts);
+    }
+    // The manifest has each worker's start, ready and stop times, in that order; the report shows them.
+    for (const [w, rec] of Object.entries(m.workers)) {
+      expect(rec.lifetimes, w).toHaveLength(1);
+      const l = rec.lifetimes[0]!;
+      expect(Date.parse(l.starting_at) <= Date.parse(l.ready_at!) && Date.parse(l.ready_at!) <= Date.parse(l.stopped_at!), w).toBe(true);
+    }
+    expect(readFileSync(join(runDir, "report/index.html"), "utf8")).toMatch(/<table class="workers">.*<td>pick<\/td>/s);
 
     // HF_TOKEN never reaches the output, the manifest, events, logs, dataset or report.
     for (const text of [r.stdout, r.stderr]) expect(text).not.toContain(SECRET);

@@ -33,7 +33,7 @@ describe("run report in a browser", () => {
     const html = join(runDir, "report", "index.html");
     expect(readFileSync(html, "utf8")).not.toMatch(/<script|src="https?:|href="https?:/);
     const diagnostics = JSON.parse(readFileSync(join(runDir, "report", "diagnostics.json"), "utf8")) as Record<string, unknown>;
-    expect(Object.keys(diagnostics)).toEqual(["schema", "run_id", "status", "stages", "images", "responses", "train", "evaluate"]);
+    expect(Object.keys(diagnostics)).toEqual(["schema", "run_id", "status", "stages", "workers", "images", "responses", "train", "evaluate"]);
 
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -52,6 +52,10 @@ describe("run report in a browser", () => {
       for (const [name, points] of charts) expect(points, `chart ${name}`).toBeGreaterThan(0);
       expect(await page.$$eval(".sample img", (imgs) => imgs.filter((i) => (i as HTMLImageElement).naturalWidth > 0).length)).toBeGreaterThan(0);
       expect(await page.locator(".not-run").count()).toBe(0);
+      // Each worker's lifetime: a row with its start, ready and stop times (seconds from the run's start).
+      const rows = await page.$$eval("table.workers tr", (trs) => trs.slice(1).map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent ?? "")));
+      expect(rows.map((r) => r[0])).toEqual(expect.arrayContaining(["sd", "pick", "a", "b", "rm", "dpo", "pope"]));
+      for (const r of rows) for (const cell of r.slice(2)) expect(cell, r.join(" ")).toMatch(/^\d+\.\d$/);
       mkdirSync(join(ROOT, "test-results"), { recursive: true });
       await page.screenshot({ path: join(ROOT, "test-results", "report.png"), fullPage: true });
       expect(errors).toEqual([]);

@@ -3,7 +3,7 @@ import type { Diagnostics } from "../../src/report/build.js";
 import { renderReport } from "../../src/report/html.js";
 import { barChart, lineChart } from "../../src/report/svg.js";
 
-const base = { schema: "pds-dpo/diagnostics@1", run_id: "r1", status: "succeeded", stages: { images: { status: "succeeded", counts: { kept: 1 }, seconds: 1 } } };
+const base = { schema: "pds-dpo/diagnostics@1", run_id: "r1", status: "succeeded", stages: { images: { status: "succeeded", counts: { kept: 1 }, seconds: 1 } }, workers: [{ worker: "sd", kind: "image-generator", start_s: 0, ready_s: 1.5, stop_s: null }] };
 
 describe("report page", () => {
   it("counts the marks each chart draws", () => {
@@ -17,6 +17,8 @@ describe("report page", () => {
     const html = renderReport(d, []);
     for (const s of ["image stage", "response stage", "train stage", "evaluate stage"]) expect(html).toContain(`${s}: not run`);
     expect(html).not.toContain("<svg");
+    // The workers' lifetimes: started, ready, not stopped.
+    expect(html).toContain('<tr><td>sd</td><td>image-generator</td><td>0.0</td><td>1.5</td><td></td></tr>');
     expect(html).not.toMatch(/<script|https?:\/\//);
   });
 
