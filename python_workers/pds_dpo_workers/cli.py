@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-key", default=None)
     s.add_argument("--tls-client-ca", default=None, help="require client certificates signed by this CA")
     s.add_argument("--token-env", default="PDS_DPO_WORKER_TOKEN", help="environment variable holding the bearer token calls must carry (unset: no token)")
+    s.add_argument("--expect-gpus", type=int, default=0, metavar="N", help="the worker must see N GPUs (its runtime.devices, made visible by the orchestrator): checked before the model loads")
     s.add_argument("--require", action="append", default=[], metavar="PACKAGE", help="an optional package the configuration needs (bitsandbytes, deepspeed, ...): checked before anything loads")
     s.add_argument("--log-level", default="INFO")
     sub.add_parser("families", help="print, as JSON, the model types each kind loads and the tiny twins it can build")
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr, level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # Imported after logging is set up: these pull in torch.
-    from pds_dpo_workers.environment import device, make_deterministic
+    from pds_dpo_workers.environment import check_gpus, device, make_deterministic
     from pds_dpo_workers.kinds import kind_entry
     from pds_dpo_workers.kinds.base import WorkerContext
     from pds_dpo_workers.models.spec import parse_spec
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     def prepare() -> None:
         # In the load thread: importing torch is part of what --nice lowers.
+        if args.expect_gpus:
+            check_gpus(args.expect_gpus)
         make_deterministic()
         if args.cpu_threads:
             import torch

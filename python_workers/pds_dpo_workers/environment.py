@@ -55,3 +55,16 @@ def make_deterministic() -> None:
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def check_gpus(expected: int) -> None:
+    """The GPUs this worker was placed on (runtime.devices) exist: a clear error otherwise."""
+    import torch
+
+    from pds_dpo_workers.errors import ModelLoadError
+
+    seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if seen < expected:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        where = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
+        raise ModelLoadError(f"placed on {expected} GPU{'s' if expected > 1 else ''} (runtime.devices), but this host shows {seen or 'none'}{where}")

@@ -83,6 +83,13 @@ function crossReferences(config: ExperimentConfig, doc: Document, lines: LineCou
       const path = ["workers", name, "model", problem.key];
       issues.push({ path: formatPath(path), message: problem.message, line: lineOf(doc, lines, path) });
     }
+    const rt = worker.runtime;
+    if (rt.type !== "remote" && rt.devices) {
+      const path = ["workers", name, "runtime", "devices"];
+      const gpus = config.stages.train?.trainer === name ? config.stages.train.gpus : undefined;
+      if (rt.device === "cpu") issues.push({ path: formatPath(path), message: "GPUs for a worker on device cpu: set device cuda (or auto), or drop devices", line: lineOf(doc, lines, path) });
+      else if (gpus !== undefined && gpus !== rt.devices.length) issues.push({ path: formatPath(path), message: `${rt.devices.length} device(s) for a trainer of train.gpus ${gpus}: give one per process`, line: lineOf(doc, lines, path) });
+    }
   }
   for (const ref of WORKER_REFERENCES) {
     const list = Array.isArray((config.stages[ref.stage] as Record<string, unknown> | undefined)?.[ref.field]);

@@ -86,6 +86,8 @@ export const LocalRuntimeSchema = z.strictObject({
   device: z.enum(["auto", "cpu", "cuda"]).default("auto"),
   /** torch CPU threads of the worker; unset: torch's default (all cores). */
   cpu_threads: positiveInt.optional(),
+  /** GPUs of the worker (CUDA_VISIBLE_DEVICES); unset: device 0 (all of the trainer's `train.gpus`). */
+  devices: z.array(z.number().int().nonnegative()).min(1).optional(),
   /** Extra environment; secrets such as HF_TOKEN are passed through from the orchestrator's own. */
   env: EnvSchema,
 });
@@ -96,6 +98,8 @@ export const DockerRuntimeSchema = z.strictObject({
   image: z.string().min(1),
   /** GPUs for the container: "all" or device indices; omit for none. */
   gpus: z.union([z.literal("all"), z.array(z.number().int().nonnegative()).min(1)]).optional(),
+  /** The container's GPUs by index (`--gpus device=...`), as a local worker's `devices`; the same as a list in `gpus`. */
+  devices: z.array(z.number().int().nonnegative()).min(1).optional(),
   cpus: z.number().positive().optional(),
   /** Docker memory limit, e.g. "32g". */
   memory: z.string().regex(/^\d+[bkmg]?$/i, "a docker memory size such as 32g").optional(),
@@ -104,6 +108,8 @@ export const DockerRuntimeSchema = z.strictObject({
   device: z.enum(["auto", "cpu", "cuda"]).default("auto"),
   /** Extra environment set in the container (secrets: see PASSED_SECRETS, passed by name). */
   env: EnvSchema,
+}).superRefine((r, ctx) => {
+  if (r.devices && r.gpus !== undefined) ctx.addIssue({ code: "custom", path: ["devices"], message: "set devices or gpus, not both" });
 });
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+$/;
@@ -290,8 +296,13 @@ export const EvaluateStageSchema = z.strictObject({
 export const STAGES = ["images", "responses", "train", "evaluate"] as const;
 export type StageName = (typeof STAGES)[number];
 
+/** GPU memory per device in GB (10^9 bytes): one number for every device, or by device index. */
+const GpuMemorySchema = z.union([z.number().positive(), z.record(z.string().regex(/^\d+$/, "a device index"), z.number().positive())]);
+
 export const ExperimentSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "use letters, digits, '.', '_' and '-'"),
+  /** Declared GPU memory: the memory plan refuses a run whose workers cannot fit (plan/memory.ts). */
+  gpu_memory_gb: GpuMemorySchema.optional(),
   seed: z.number().int().nonnegative().default(0),
   seed_policy: z.enum(["derived", "pds-dpo"]).default("derived"),
   workers: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, "worker names use a-z, 0-9, '_' and '-'"), WorkerSchema),

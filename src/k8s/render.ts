@@ -39,7 +39,8 @@ export function renderK8s(loaded: LoadedConfig, o: RenderOptions = DEFAULT_RENDE
   for (const [name, w] of Object.entries(loaded.config.workers)) {
     if (w.runtime.type !== "docker") throw new UsageError(`workers.${name}: only workers with runtime.type docker (an image) can run on Kubernetes`);
     const rt = w.runtime;
-    const gpus = rt.gpus === undefined ? 0 : rt.gpus === "all" ? 1 : rt.gpus.length;
+    const listed = rt.devices ?? rt.gpus;
+    const gpus = listed === undefined ? 0 : listed === "all" ? 1 : listed.length;
     const endpoints: string[] = [];
     for (let i = 0; i < w.replicas; i++) {
       const id = `${name}-${i}`;

@@ -21,7 +21,8 @@ import { ItemCache, type CacheMode } from "./item-cache.js";
 import { carriedEvents, finishedStages, resultsFromEvents } from "./resume.js";
 import { executeStage, type StageContext } from "./stage.js";
 import { stageOf } from "./stages/index.js";
-import { startingAt, stoppingAfter, workerSchedule } from "./schedule.js";
+import { memoryError, memoryPlanFor } from "./memory-plan.js";
+import { startingAt, stoppingAfter } from "./schedule.js";
 import { WorkerPool } from "./worker-pool.js";
 
 export interface RunOptions {
@@ -93,10 +94,14 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   if (opts.resume && opts.resume.configSha256 !== loaded.sha256) {
     throw new UsageError(`${loaded.file} changed since run ${runId} started (sha256 ${opts.resume.configSha256.slice(0, 12)}, now ${loaded.sha256.slice(0, 12)}); start a new run instead`);
   }
+  const done = opts.resume ? finishedStages(opts.resume.events) : [];
+  const remaining = stages.filter((s) => !done.includes(s));
+  // Before anything is made: a run whose workers cannot fit in the declared GPU memory.
+  const memory = memoryPlanFor(loaded, remaining);
+  if (memory.problems.length > 0) throw memoryError(memory);
   // Opened first: a store whose journal cannot be used fails before anything is made.
   const journal = Journal.open(opts.storeRoot);
   if (!opts.resume) runDir.create();
-  const done = opts.resume ? finishedStages(opts.resume.events) : [];
 
   const bus = opts.bus ?? new EventBus();
   const collector = new ManifestCollector({
@@ -110,7 +115,6 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   });
   // A resumed run's manifest starts from the finished stages' events of the earlier attempt
   // (and the Describe of the workers it does not start again).
-  const remaining = stages.filter((s) => !done.includes(s));
   const toStart = workersFor(loaded, remaining);
   const carried = opts.resume ? carriedEvents(opts.resume.events, new Set(toStart)) : [];
   for (const e of carried) collector.listener(e);
@@ -145,9 +149,10 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   try {
     // Workers start and stop by the schedule (pipeline/schedule.ts): CPU workers all at once,
     // so the first stage computes while later stages' models load (at a lower CPU priority);
-    // accelerator workers just before their first stage. Each stops after its last stage.
+    // accelerator workers just before their first stage, or during the one before where the
+    // memory plan lets them. Each stops after its last stage.
     const usage = remaining.map((s) => workersFor(loaded, [s]));
-    const schedule = workerSchedule(loaded.config, usage);
+    const schedule = memory.schedule;
     const niceness = startNiceness(loaded, remaining);
     for (const [i, stage] of remaining.entries()) {
       if (signal.aborted) throw new InterruptedError();

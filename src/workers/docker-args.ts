@@ -23,6 +23,8 @@ export interface DockerRunInput {
   niceness?: number;
   /** Optional packages the worker checks for before its load (requiredPackages). */
   requires?: string[];
+  /** GPUs the worker must see (expectedGpus). */
+  expectGpus?: number;
 }
 
 export function dockerRunArgs(i: DockerRunInput): string[] {
@@ -31,7 +33,8 @@ export function dockerRunArgs(i: DockerRunInput): string[] {
   const args = ["run", "--rm", "--init", "--name", i.containerName, "--label", "pdsdpo.worker=true", "--publish", `127.0.0.1::${CONTAINER_PORT}`];
   args.push("--volume", `${i.storeRoot}:${i.storeRoot}`);
   for (const m of i.readOnlyMounts ?? (spec.path ? [spec.path] : [])) args.push("--volume", `${m}:${m}:ro`);
-  if (rt.gpus !== undefined) args.push("--gpus", rt.gpus === "all" ? "all" : `"device=${rt.gpus.join(",")}"`);
+  const gpus = rt.devices ?? rt.gpus;
+  if (gpus !== undefined) args.push("--gpus", gpus === "all" ? "all" : `"device=${gpus.join(",")}"`);
   if (rt.cpus !== undefined) args.push("--cpus", String(rt.cpus));
   if (rt.memory !== undefined) args.push("--memory", rt.memory);
   if (rt.shm_size !== undefined) args.push("--shm-size", rt.shm_size);
@@ -41,6 +44,7 @@ export function dockerRunArgs(i: DockerRunInput): string[] {
   args.push(i.imageRef, "--model", modelSpecJson(spec), "--store", i.storeRoot, "--device", rt.device);
   if (i.niceness) args.push("--nice", String(i.niceness));
   for (const p of i.requires ?? []) args.push("--require", p);
+  if (i.expectGpus) args.push("--expect-gpus", String(i.expectGpus));
   return args;
 }
 

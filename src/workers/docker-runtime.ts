@@ -29,7 +29,7 @@ export class DockerRuntime implements WorkerRuntime {
     if (rt.type !== "docker") throw new WorkerStartError(`worker '${req.name}': not a docker runtime (${rt.type})`);
     const { imageRef, digest } = await this.pin(rt.image);
     const containerName = `pdsdpo-${req.name}-${randomBytes(4).toString("hex")}`;
-    const args = dockerRunArgs({ containerName, imageRef, digest, config: req.config as WorkerConfig & { runtime: DockerRuntimeConfig }, baseDir: req.baseDir, storeRoot: req.storeRoot, niceness: req.niceness, requires: req.requires });
+    const args = dockerRunArgs({ containerName, imageRef, digest, config: req.config as WorkerConfig & { runtime: DockerRuntimeConfig }, baseDir: req.baseDir, storeRoot: req.storeRoot, niceness: req.niceness, requires: req.requires, expectGpus: req.expectGpus });
     return launchWorker(
       req,
       {

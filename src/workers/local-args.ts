@@ -2,7 +2,7 @@
 import type { WorkerConfig } from "../config/schema.js";
 import { modelSpecJson, toModelSpec } from "./model-spec.js";
 
-export function localWorkerArgs(config: WorkerConfig, opts: { baseDir: string; storeRoot: string; parentPid: number; niceness?: number; requires?: string[] }): string[] {
+export function localWorkerArgs(config: WorkerConfig, opts: { baseDir: string; storeRoot: string; parentPid: number; niceness?: number; requires?: string[]; expectGpus?: number }): string[] {
   if (config.runtime.type !== "local") throw new Error(`not a local runtime: ${config.runtime.type}`);
   return [
     "-m",
@@ -26,5 +26,6 @@ export function localWorkerArgs(config: WorkerConfig, opts: { baseDir: string; s
     ...(config.runtime.cpu_threads ? ["--cpu-threads", String(config.runtime.cpu_threads)] : []),
     ...(opts.niceness ? ["--nice", String(opts.niceness)] : []),
     ...(opts.requires ?? []).flatMap((p) => ["--require", p]),
+    ...(opts.expectGpus ? ["--expect-gpus", String(opts.expectGpus)] : []),
   ];
 }

@@ -18,14 +18,15 @@ export class LocalRuntime implements WorkerRuntime {
     if (!existsSync(python)) {
       throw new WorkerStartError(`worker '${req.name}': Python interpreter not found at ${python} (run the setup script, or set runtime.python)`);
     }
-    const args = localWorkerArgs(req.config, { baseDir: req.baseDir, storeRoot: req.storeRoot, parentPid: this.opts.parentPid ?? process.pid, niceness: req.niceness, requires: req.requires });
+    const args = localWorkerArgs(req.config, { baseDir: req.baseDir, storeRoot: req.storeRoot, parentPid: this.opts.parentPid ?? process.pid, niceness: req.niceness, requires: req.requires, expectGpus: req.expectGpus });
     return launchWorker(
       req,
       {
         file: python,
         args,
-        env: { ...rt.env, PYTHONUNBUFFERED: "1", PYTHONDONTWRITEBYTECODE: "1" },
-        runtimeInfo: { type: "local", python, device: rt.device, ...(req.niceness ? { nice: req.niceness } : {}) },
+        // runtime.devices: the GPUs it sees (as 0..n-1 inside).
+        env: { ...rt.env, ...(rt.devices ? { CUDA_VISIBLE_DEVICES: rt.devices.join(",") } : {}), PYTHONUNBUFFERED: "1", PYTHONDONTWRITEBYTECODE: "1" },
+        runtimeInfo: { type: "local", python, device: rt.device, ...(rt.devices ? { devices: rt.devices } : {}), ...(req.niceness ? { nice: req.niceness } : {}) },
         startTimeoutS: rt.start_timeout_s,
         pollMs: this.opts.pollMs,
         ownSession: false,

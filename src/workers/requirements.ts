@@ -15,3 +15,18 @@ export function requiredPackages(config: ExperimentConfig, worker: string): stri
   }
   return [...out].sort();
 }
+
+/**
+ * Pure: how many GPUs a worker must see where it starts: its `runtime.devices` (or docker's
+ * `gpus` list), else one for `device: cuda` (the trainer's `train.gpus`); none on the CPU,
+ * for `auto` (which may run there) and for remote workers.
+ */
+export function expectedGpus(config: ExperimentConfig, worker: string): number {
+  const w = config.workers[worker];
+  if (!w || w.runtime.type === "remote" || w.runtime.device === "cpu") return 0;
+  const rt = w.runtime;
+  const listed = rt.devices ?? (rt.type === "docker" && Array.isArray(rt.gpus) ? rt.gpus : undefined);
+  if (listed) return listed.length;
+  const trainer = config.stages.train?.trainer === worker ? config.stages.train.gpus : 1;
+  return rt.device === "cuda" ? trainer : trainer > 1 ? trainer : 0;
+}

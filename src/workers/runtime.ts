@@ -23,6 +23,8 @@ export interface WorkerStartRequest {
   niceness?: number;
   /** Optional Python packages the worker checks for before it loads its model (requiredPackages). */
   requires?: string[];
+  /** GPUs the worker must see (its placement, expectedGpus), checked before it loads its model. */
+  expectGpus?: number;
 }
 
 export interface WorkerHandle {

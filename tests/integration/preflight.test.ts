@@ -62,4 +62,13 @@ describe("preflight", { timeout: 60_000 }, () => {
     expect(offline.exitCode).toBe(1);
     expect(offline.stderr).toContain("and HF_HUB_OFFLINE is set: fetch it on a connected machine into that cache first");
   });
+
+  it("a worker placed on GPUs that do not exist where it starts fails before it loads, naming its devices", async () => {
+    const dir = tempDir("pdsdpo-preflight-");
+    const file = experiment(dir, `  gen: {kind: image-generator, model: {source: tiny, name: sd}, runtime: {type: local, device: auto, devices: [1]}}`);
+    const r = await cli(["workers", "check", file, "--store", join(dir, "store")]);
+    expect(r.exitCode).toBe(1);
+    // This machine has no GPU: CUDA_VISIBLE_DEVICES=1 shows none.
+    expect(r.stderr).toContain("worker 'gen' (image-generator) could not load its model tiny 'sd': placed on 1 GPU (runtime.devices), but this host shows none (CUDA_VISIBLE_DEVICES=1)");
+  });
 });

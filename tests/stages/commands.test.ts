@@ -1,6 +1,6 @@
 // `plan` (nothing runs) and `workers check` (each worker started, described and stopped)
 // through the real CLI; `workers check` against test workers behind the remote runtime.
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { cli, ROOT, tempDir, writeTinyExperiment } from "../helpers.js";
@@ -33,6 +33,46 @@ describe("orchestrate validate", { timeout: 30_000 }, () => {
     const bad = await cli(["validate", join(dir, "paper.yaml")]);
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toMatch(/workers\.imagereward\.model\.type: unknown image-scorer model type 'no-such-scorer' \(known: clip, image-reward\) \(line \d+\)/);
+  });
+});
+
+describe("orchestrate plan: memory", { timeout: 30_000 }, () => {
+  const paperCopy = (edit: (t: string) => string) => {
+    const dir = tempDir();
+    copyFileSync(join(ROOT, "configs/deepspeed-zero2.json"), join(dir, "deepspeed-zero2.json"));
+    mkdirSync(join(dir, "prompts"));
+    copyFileSync(join(ROOT, "configs/prompts/tiny.jsonl"), join(dir, "prompts/tiny.jsonl"));
+    writeFileSync(join(dir, "paper.yaml"), edit(readFileSync(join(ROOT, "configs/pds-dpo-paper.yaml"), "utf8")));
+    return join(dir, "paper.yaml");
+  };
+  // An empty HF cache: sizes come from the known table, never from whatever this machine has.
+  const env = { HF_HUB_CACHE: "/nonexistent-hf-cache" };
+
+  it("shows the memory per stage and device; with 40 GB declared it refuses what does not fit (exit 2), and spread over GPUs it fits", async () => {
+    const shown = await cli(["plan", join(ROOT, "configs/pds-dpo-paper.yaml")], { env });
+    expect(shown.exitCode, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(/^  responses cuda:0 +[\d.]+: llava-mistral-7b [\d.]+, llava-vicuna-13b [\d.]+, llava-vicuna-7b [\d.]+, armorm [\d.]+$/m);
+    expect(shown.stdout).toMatch(/^  train +cuda:1 +[\d.]+: dpo [\d.]+$/m);
+
+    const declared = (t: string) => t.replace("seed: 0\n", "seed: 0\ngpu_memory_gb: 40\n");
+    const tight = await cli(["plan", paperCopy(declared)], { env });
+    expect(tight.exitCode).toBe(2);
+    expect(tight.stderr).toMatch(/gpu_memory_gb: does not fit: stage responses, cuda:0: llava-mistral-7b [\d.]+ \+ llava-vicuna-13b [\d.]+ \+ llava-vicuna-7b [\d.]+ \+ armorm [\d.]+ = [\d.]+ GB > gpu_memory_gb 40/);
+    expect(tight.stdout).toMatch(/responses cuda:0 +[\d.]+ of 40:/);
+    // `run` refuses it the same way before it makes anything or starts a worker.
+    const store = tempDir();
+    const run = await cli(["run", paperCopy(declared), "--store", store], { env });
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toContain("gpu_memory_gb: does not fit: stage responses, cuda:0:");
+    expect(existsSync(join(store, "runs"))).toBe(false);
+
+    const place = (worker: string, device: number) => (t: string) => t.replace(new RegExp(`(  ${worker}:\\n(?:    .*\\n)*?    runtime: \\{type: local, device: cuda)\\}`), `$1, devices: [${device}]}`);
+    const spread = [place("llava-mistral-7b", 1), place("llava-vicuna-13b", 2), place("llava-vicuna-7b", 3)].reduce((t, f) => (x: string) => f(t(x)), declared);
+    const fits = await cli(["plan", paperCopy(spread), "--json"], { env });
+    expect(fits.exitCode, fits.stderr).toBe(0);
+    const plan = JSON.parse(fits.stdout) as { memory: { problems: string[]; stages: { stage: string; devices: { device: string; gb: number }[] }[] } };
+    expect(plan.memory.problems).toEqual([]);
+    expect(plan.memory.stages.find((s) => s.stage === "responses")!.devices.map((d) => d.device)).toEqual(["cuda:0", "cuda:1", "cuda:2", "cuda:3"]);
   });
 });
 

@@ -53,7 +53,7 @@ describe("run report in a browser", () => {
       expect(await page.$$eval(".sample img", (imgs) => imgs.filter((i) => (i as HTMLImageElement).naturalWidth > 0).length)).toBeGreaterThan(0);
       expect(await page.locator(".not-run").count()).toBe(0);
       // Each worker's lifetime: a row with its start, ready and stop times (seconds from the run's start).
-      const rows = await page.$$eval("table.workers tr", (trs) => trs.slice(1).map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent ?? "")));
+      const rows = await page.$$eval("table.workers tr", (trs) => trs.slice(1).map((tr) => Array.from(tr.querySelectorAll("td")).map((td) => td.textContent ?? "")));
       expect(rows.map((r) => r[0])).toEqual(expect.arrayContaining(["sd", "pick", "a", "b", "rm", "dpo", "pope"]));
       for (const r of rows) for (const cell of r.slice(2)) expect(cell, r.join(" ")).toMatch(/^\d+\.\d$/);
       mkdirSync(join(ROOT, "test-results"), { recursive: true });

@@ -67,5 +67,12 @@ describe("docker runtime argv", () => {
   it("validates docker runtime settings", () => {
     expect(() => worker({ memory: "lots" })).toThrow();
     expect(() => worker({ gpus: [] })).toThrow();
+    expect(() => worker({ gpus: [0], devices: [1] })).toThrow(/set devices or gpus, not both/);
+  });
+
+  it("places the container on its runtime.devices and has the worker check it sees that many GPUs", () => {
+    const args = dockerRunArgs({ containerName: "c", imageRef: "sha256:1", digest: "sha256:1", config: worker({ devices: [2, 3], device: "cuda" }), baseDir: "/cfg", storeRoot: "/s", expectGpus: 2 });
+    expect(args[args.indexOf("--gpus") + 1]).toBe('"device=2,3"');
+    expect(args.slice(-2)).toEqual(["--expect-gpus", "2"]);
   });
 });

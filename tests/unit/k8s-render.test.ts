@@ -46,6 +46,12 @@ describe("k8s render", () => {
     expect(parseExperiment(stringify(exp)).issues).toEqual([]);
   });
 
+  it("requests as many GPUs as a worker's runtime.devices names (the scheduler picks which)", () => {
+    const { objects } = renderK8s(loadExperiment(experiment("runtime: {type: docker, image: reg/x@sha256:aa, devices: [2, 3]}")));
+    const pod = (objects[0] as { spec: { template: { spec: { containers: { resources: { limits: Record<string, string> } }[] } } } }).spec.template.spec;
+    expect(pod.containers[0]!.resources.limits).toEqual({ "nvidia.com/gpu": "2" });
+  });
+
   it("refuses a worker without an image", () => {
     expect(() => renderK8s(loadExperiment(experiment("runtime: {type: local}")))).toThrow("workers.sd: only workers with runtime.type docker (an image) can run on Kubernetes");
   });

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { WorkerSchema } from "../../src/config/schema.js";
 import { parseExperiment } from "../../src/config/load.js";
 import { localWorkerArgs } from "../../src/workers/local-args.js";
-import { requiredPackages } from "../../src/workers/requirements.js";
+import { expectedGpus, requiredPackages } from "../../src/workers/requirements.js";
 
 describe("localWorkerArgs", () => {
   it("builds the exact argv of a local worker", () => {
@@ -62,6 +62,10 @@ stages:
     expect(args("rm")).not.toContain("--require");
     expect(args("dpo").slice(-4)).toEqual(["--require", "accelerate", "--require", "deepspeed"]);
     expect(requiredPackages(config!, "sd")).toEqual([]);
+    // The GPUs each must see: none on auto, one per trainer process (train.gpus).
+    expect(expectedGpus(config!, "a")).toBe(0);
+    expect(expectedGpus(config!, "dpo")).toBe(2);
+    expect(localWorkerArgs(config!.workers.dpo!, { baseDir: "/cfg", storeRoot: "/s", parentPid: 1, expectGpus: 2 }).slice(-2)).toEqual(["--expect-gpus", "2"]);
     // A tokenizer option: a hub reference as written, a directory resolved against the config's.
     const ir = (tokenizer: string) =>
       localWorkerArgs(WorkerSchema.parse({ kind: "image-scorer", model: { source: "hf", id: "THUDM/ImageReward", revision: "r", type: "image-reward", tokenizer } }), { baseDir: "/cfg", storeRoot: "/s", parentPid: 1 })[6]!;

@@ -1,3 +1,4 @@
+import { formatMemoryPlan, memoryError, memoryPlanFor } from "../../pipeline/memory-plan.js";
 import { formatIssue } from "../../errors.js";
 import { join, resolve } from "node:path";
 import { loadExperiment, type LoadedConfig } from "../../config/load.js";
@@ -70,9 +71,12 @@ export function planCommand(opts: { config: string; store: string; json: boolean
     stages: counts,
     workers,
     items: candidates.map((c) => ({ id: c.id, seed: c.seed, guidance_scale: c.guidanceScale })),
+    memory: memoryPlanFor(loaded, stages),
   };
+  const refused = plan.memory.problems.length > 0 ? memoryError(plan.memory) : undefined;
   if (json) {
     out.stdout(`${JSON.stringify(plan)}\n`);
+    if (refused) throw refused;
     return 0;
   }
   out.stdout(`experiment ${plan.name} (config sha256 ${plan.config_sha256.slice(0, 12)}); store ${plan.store}, journal ${plan.journal}\n`);
@@ -80,5 +84,7 @@ export function planCommand(opts: { config: string; store: string; json: boolean
   for (const w of workers) out.stdout(`worker ${w.name}: ${w.kind}, model ${JSON.stringify(w.model)}\n`);
   for (const c of plan.items.slice(0, 8)) out.stdout(`  ${c.id} seed=${c.seed}\n`);
   if (plan.items.length > 8) out.stdout(`  ... ${plan.items.length - 8} more\n`);
+  out.stdout(formatMemoryPlan(plan.memory));
+  if (refused) throw refused;
   return 0;
 }
