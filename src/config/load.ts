@@ -147,6 +147,12 @@ export function completeExperiment(
     const p = resolvePath(baseDir, file);
     if (!existsSync(p)) fileIssues.push({ path: formatPath(key), message: `${what} not found: ${p}`, line: at(key) });
   }
+  const ds = config.stages.train?.deepspeed;
+  const dsKey = ["stages", "train", "deepspeed"];
+  if (ds && existsSync(resolvePath(baseDir, ds))) {
+    const problem = deepspeedProblem(readFileSync(resolvePath(baseDir, ds), "utf8"));
+    if (problem) fileIssues.push({ path: formatPath(dsKey), message: `${resolvePath(baseDir, ds)}: ${problem}`, line: at(dsKey) });
+  }
   if (fileIssues.length > 0) throw new ConfigError(fileIssues);
   const warnings = unpinnedRevisions(config).map(({ key, revision }) => ({
     path: formatPath(key),
@@ -188,4 +194,18 @@ export function unpinnedRevisions(config: ExperimentConfig): { key: (string | nu
     if (tok && isHubRef(tok) && !COMMIT.test(tok.slice(tok.lastIndexOf("@") + 1))) out.push({ key: ["workers", name, "model", "tokenizer"], revision: tok.slice(tok.lastIndexOf("@") + 1) });
   }
   return out;
+}
+
+/** Pure: why a DeepSpeed config cannot drive the trainer's ZeRO training, if it cannot. */
+export function deepspeedProblem(text: string): string | undefined {
+  let c: unknown;
+  try {
+    c = JSON.parse(text);
+  } catch (e) {
+    return `not valid JSON (${(e as Error).message})`;
+  }
+  const stage = (c as { zero_optimization?: { stage?: unknown } } | null)?.zero_optimization?.stage;
+  if (typeof c !== "object" || c === null || Array.isArray(c)) return "not a JSON object";
+  if (![0, 1, 2, 3].includes(stage as number)) return "zero_optimization.stage must be 0, 1, 2 or 3";
+  return undefined;
 }

@@ -28,6 +28,11 @@ export function formatMemoryPlan(plan: MemoryPlan): string {
       lines.push(`  ${s.stage.padEnd(9)} ${d.device.padEnd(7)} ${String(d.gb).padStart(6)}${d.limitGb !== undefined ? ` of ${d.limitGb}` : ""}: ${residents}`);
     }
   }
+  const name = (i: number) => plan.stages[i]?.stage ?? String(i);
+  for (const [w, s] of Object.entries(plan.schedule)) {
+    const start = s.start === 0 && s.first > 0 ? "with the run" : s.start < s.first ? `during ${name(s.start)}` : `before ${name(s.start)}`;
+    lines.push(`  worker ${w}: loads ${start}, stops after ${name(s.stop)}`);
+  }
   if (plan.unknown.length) lines.push(`  size unknown (not counted): ${plan.unknown.join(", ")}; their weights are neither on disk nor in the known table`);
   return `${lines.join("\n")}\n`;
 }

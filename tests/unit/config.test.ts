@@ -159,6 +159,18 @@ describe("loadExperiment", () => {
     }
   });
 
+  it("a DeepSpeed config that is not JSON, or has no ZeRO stage, is refused at validate", () => {
+    write("prompts.jsonl", `${prompt("a-1")}\n`);
+    const text = (file: string) =>
+      `${BASE.replace("stages:\n", "  dpo: {kind: dpo-trainer, model: {source: tiny, name: llava}}\nstages:\n")}  train: {trainer: dpo, lora: {r: 4, alpha: 8}, dpo: {beta: 0.1}, optim: {lr: 0.001}, gpus: 2, deepspeed: ${file}}\n`;
+    writeFileSync(join(dir, "broken.json"), "{ not json");
+    writeFileSync(join(dir, "nozero.json"), JSON.stringify({ train_batch_size: 2 }));
+    writeFileSync(join(dir, "zero2.json"), JSON.stringify({ zero_optimization: { stage: 2 } }));
+    expect(() => loadExperiment(write("ds1.yaml", text("broken.json")))).toThrow(/^stages\.train\.deepspeed: .*broken\.json: not valid JSON \(.*\) \(line 19\)$/);
+    expect(() => loadExperiment(write("ds2.yaml", text("nozero.json")))).toThrow(/nozero\.json: zero_optimization\.stage must be 0, 1, 2 or 3/);
+    expect(loadExperiment(write("ds3.yaml", text("zero2.json"))).config.stages.train!.deepspeed).toBe("zero2.json");
+  });
+
   it("warns, without failing, about a hub revision that is not a commit (a model's or a tokenizer's)", () => {
     const sha = "0123456789abcdef0123456789abcdef01234567";
     const hf = (rev: string, tok = sha) =>
