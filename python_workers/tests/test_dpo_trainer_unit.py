@@ -1,16 +1,23 @@
-"""The trainer's pure parts: DPOConfig arguments, checkpoints, the accelerate launch argv,
+"""The trainer's pure parts: DPOConfig arguments, checkpoints, the accelerate launch argv, the
+DeepSpeed config check, the ranks' protocol and the worker's side of it (against stand-in ranks),
 all-linear LoRA names; and one in-process step with the paper's options."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
 from pds_dpo_workers.errors import InvalidRequest
 from pds_dpo_workers.kinds.dpo_trainer import (
     DEFAULT_TARGET_MODULES,
+    DistributedTrainingFailed,
     accelerate_command,
     all_linear_names,
+    check_deepspeed_config,
+    check_distributed,
     check_request,
+    describe_exit,
     dpo_config_kwargs,
     latest_checkpoint,
     run_training,
@@ -18,6 +25,7 @@ from pds_dpo_workers.kinds.dpo_trainer import (
 )
 from pds_dpo_workers.models import tiny
 from pds_dpo_workers.proto import dpo_trainer_pb2 as pb
+from pds_dpo_workers.train_entry import encode, parse
 
 
 def request(**optim) -> pb.TrainRequest:
@@ -83,17 +91,236 @@ def test_latest_checkpoint(tmp_path):
     assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-10")
 
 
-def test_accelerate_command_ddp_and_deepspeed():
+def test_accelerate_command_on_cuda_cpu_and_with_deepspeed():
+    from accelerate.commands.launch import launch_command_parser
+
+    from pds_dpo_workers.train_entry import arg_parser
+
+    entry = ["-m", "pds_dpo_workers.train_entry", "--request", "/ckpt/r.pb", "--store", "/store", "--model", "{}", "--model-dir", "/models/llava"]
     req = request(precision="bf16")
-    assert accelerate_command("/py", req, "/ckpt/r.pb", "/store", "{}", "cuda") == [
-        "/py", "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "bf16", "--multi_gpu",
-        "-m", "pds_dpo_workers.train_entry", "--request", "/ckpt/r.pb", "--store", "/store", "--model", "{}", "--device", "cuda",
-    ]
+    cuda = accelerate_command("/py", req, "/ckpt/r.pb", "/store", "{}", "/models/llava", "cuda", worker_pid=123)
+    assert cuda == [
+        "/py", "-m", "accelerate.commands.launch", "--multi_gpu",
+        "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend", "no", "--main_process_port", "0",
+        *entry, "--device", "cuda", "--worker-pid", "123",
+    ]  # fmt: skip
+    # CPU ranks: the same torchrun launcher (--cpu would start a single process), fp32, threads split.
+    cpu = accelerate_command("/py", request(), "/ckpt/r.pb", "/store", "{}", "/models/llava", "cpu", cpu_threads=3, worker_pid=123)
+    assert cpu == [
+        "/py", "-m", "accelerate.commands.launch", "--multi_gpu",
+        "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+        "--num_cpu_threads_per_process", "3",
+        *entry, "--device", "cpu", "--worker-pid", "123",
+    ]  # fmt: skip
     req.deepspeed_config = "/cfg/deepspeed-zero2.json"
-    cmd = accelerate_command("/py", req, "/ckpt/r.pb", "/store", "{}", "cuda")
-    assert cmd[cmd.index("--mixed_precision") + 2 : cmd.index("--mixed_precision") + 5] == ["--use_deepspeed", "--deepspeed_config_file", "/cfg/deepspeed-zero2.json"]
-    assert "--multi_gpu" not in cmd
+    ds = accelerate_command("/py", req, "/ckpt/r.pb", "/store", "{}", "/models/llava", "cuda")
+    assert ds[3:6] == ["--use_deepspeed", "--deepspeed_config_file", "/cfg/deepspeed-zero2.json"] and "--multi_gpu" not in ds
+    # Both parsers take these argvs as meant.
+    for cmd in (cuda, cpu, ds):
+        launch = launch_command_parser().parse_args(cmd[3:])
+        assert launch.num_processes == 2 and launch.main_process_port == 0 and launch.module and not launch.cpu
+        assert launch.training_script == "pds_dpo_workers.train_entry"
+        assert launch.multi_gpu == (cmd is not ds) and launch.use_deepspeed == (cmd is ds)
+        rank = arg_parser().parse_args(launch.training_script_args)
+        assert rank.model_dir == "/models/llava" and rank.request == "/ckpt/r.pb"
+    assert launch_command_parser().parse_args(cpu[3:]).num_cpu_threads_per_process == 3
+
+
+def test_cpu_ranks_talk_over_gloo():
+    assert dpo_config_kwargs(request(), "cpu")["ddp_backend"] == "gloo"
+    assert dpo_config_kwargs(request(), "cuda")["ddp_backend"] is None
+    single = request()
+    single.gpus = 1
+    assert dpo_config_kwargs(single, "cpu")["ddp_backend"] is None
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "file not found"),
+        ("", "is not valid JSON"),
+        ("[1]", "is not a JSON object"),
+        ('{"zero_optimization": {}}', "has no zero_optimization.stage (0, 1 or 2)"),
+        ('{"zero_optimization": 2}', "has no zero_optimization.stage"),
+        ('{"zero_optimization": {"stage": "2"}}', 'zero_optimization.stage is "2"; it must be 0, 1 or 2'),
+        ('{"zero_optimization": {"stage": true}}', "zero_optimization.stage is true"),
+        ('{"zero_optimization": {"stage": 3}}', "zero_optimization.stage 3 is not supported (it partitions the LoRA weights"),
+    ],
+)
+def test_a_deepspeed_config_needs_a_zero_stage(tmp_path, content, message):
+    path = tmp_path / "ds.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(InvalidRequest, match=re.escape(message)):
+        check_deepspeed_config(str(path))
+
+
+def test_deepspeed_and_gpus_are_checked_against_the_worker(tmp_path, monkeypatch):
+    import importlib.util
+
+    import torch
+
+    from pds_dpo_workers.errors import FailedPrecondition, MissingPackage
+
+    config = tmp_path / "ds.json"
+    config.write_text((Path(__file__).resolve().parents[2] / "configs" / "deepspeed-zero2.json").read_text())
+    assert check_deepspeed_config(str(config))["zero_optimization"]["stage"] == 2
+    req = request()
+    check_distributed(req, "cpu")  # two CPU ranks: nothing to check
+    req.deepspeed_config = str(config)
+    with pytest.raises(InvalidRequest, match=r"^deepspeed_config: DeepSpeed trains on CUDA devices; this worker computes on cpu"):
+        check_distributed(req, "cpu")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(FailedPrecondition, match=r"^gpus: 2 processes need 2 CUDA devices; this worker sees 1$"):
+        check_distributed(req, "cuda")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else find_spec(name, *a))
+    with pytest.raises(MissingPackage, match=r"deepspeed \(for"):
+        check_distributed(req, "cuda")
+
+
+def test_rank_protocol_lines():
+    line = encode("exit", 1, "1234,-9")
+    assert line == b"@@pdsdpo:exit:1:1234,-9\n"
+    assert parse(line.rstrip()) == (b"", ("exit", 1, "1234,-9"))
+    # Text another process printed without a newline ends up before a whole protocol line.
+    assert parse(b"partial " + line.rstrip()) == (b"partial ", ("exit", 1, "1234,-9"))
+    assert parse(b"loss 0.69") == (b"loss 0.69", None)
+    assert parse(b"@@pdsdpo:exit:one:x y") == (b"@@pdsdpo:exit:one:x y", None)
+    assert describe_exit(-9) == "was killed by signal 9 (SIGKILL)"
+    assert describe_exit(-15) == "was killed by signal 15 (SIGTERM)"
+    assert describe_exit(1) == "exited with code 1"
+
+
+# A stand-in for accelerate launch: two "ranks", each in a session of its own as torchrun
+# starts them, that speak train_entry's protocol (their own exit lines included) and then
+# behave as MODE says. It tests the worker's side of the protocol in a second.
+FAKE_LAUNCHER = """
+import subprocess, sys
+procs = [subprocess.Popen([sys.executable, sys.argv[1], sys.argv[2], str(r)], start_new_session=True) for r in range(2)]
+sys.exit(max(abs(p.wait()) for p in procs))
+"""
+FAKE_RANK = """
+import base64, json, os, signal, sys, time
+from pds_dpo_workers.proto import dpo_trainer_pb2 as pb
+from pds_dpo_workers.train_entry import encode
+
+mode, rank = sys.argv[1], int(sys.argv[2])
+out = lambda kind, payload: os.write(1, encode(kind, rank, payload))
+def result(interrupted=False):
+    r = pb.TrainResponse(result=pb.TrainResult(steps=3, interrupted=interrupted))
+    out("event", base64.b64encode(r.SerializeToString()).decode())
+def end(code):
+    out("exit", f"{os.getpid()},{code}")
+    sys.exit(code)
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+out("start", f"{os.getpid()},{os.getpgid(0)}")
+if mode == "ok":
+    if rank == 0:
+        result()
+    end(0)
+if mode == "no-result":
+    end(0)
+if mode == "error":
+    if rank == 0:
+        out("error", base64.b64encode(json.dumps({"type": "InvalidRequest", "message": "the dataset has no pairs"}).encode()).decode())
+        end(1)
+    time.sleep(600)  # waits in a collective for rank 0, forever
+if mode == "crash":
+    if rank == 0:
+        out("error", base64.b64encode(json.dumps({"type": "RuntimeError", "message": "gloo: connection closed"}).encode()).decode())
+        end(1)
+    time.sleep(600)
+if mode == "cancel":
+    while not stop:
+        time.sleep(0.05)
+    if rank == 0:
+        result(interrupted=True)
+    end(0)
+"""
+
+
+def _fake_launch(tmp_path, monkeypatch, mode):
+    import sys
+    import threading
+
+    from pds_dpo_workers.kinds import dpo_trainer
+    from pds_dpo_workers.kinds.base import WorkerContext
+    from pds_dpo_workers.models.spec import parse_spec
+    from pds_dpo_workers.store import Store
+
+    (tmp_path / "launcher.py").write_text(FAKE_LAUNCHER)
+    (tmp_path / "rank.py").write_text(FAKE_RANK)
+    marker = str(tmp_path / "rank.py")
+    monkeypatch.setattr(dpo_trainer, "accelerate_command", lambda *a, **k: [sys.executable, str(tmp_path / "launcher.py"), marker, mode])
+    ctx = WorkerContext(spec=parse_spec('{"source": "MODEL_SOURCE_TINY", "id": "llava"}'), store=Store(str(tmp_path / "store")), cache_root=str(tmp_path), device="cpu")
+    req = request()
+    req.checkpoint_dir = str(tmp_path / "ckpt")
+    sent, cancel = [], threading.Event()
+    return marker, lambda: dpo_trainer.launch_distributed(req, ctx, "/models/llava", sent.append, cancel), sent, cancel
+
+
+def _running(marker: str) -> list[int]:
+    import os
+
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def test_the_worker_relays_rank_0_and_fails_on_a_missing_result(tmp_path, monkeypatch):
+    _, run, sent, _ = _fake_launch(tmp_path, monkeypatch, "ok")
+    run()
+    assert [r.result.steps for r in sent] == [3]
+    _, run, sent, _ = _fake_launch(tmp_path, monkeypatch, "no-result")
+    with pytest.raises(DistributedTrainingFailed, match=r"^distributed training ended without a result from rank 0"):
+        run()
+
+
+@pytest.mark.parametrize(
+    "mode, error, message",
+    [
+        # A rank's WorkerError is the call's, as in the single-process path.
+        ("error", InvalidRequest, r"^the dataset has no pairs$"),
+        ("crash", DistributedTrainingFailed, r"^distributed training failed: rank 0 \(pid \d+\) raised RuntimeError: gloo: connection closed$"),
+    ],
+)
+def test_a_failed_rank_fails_the_call_and_the_hung_one_is_killed(tmp_path, monkeypatch, mode, error, message):
+    import time
+
+    marker, run, _, _ = _fake_launch(tmp_path, monkeypatch, mode)
+    started = time.monotonic()
+    with pytest.raises(error, match=message):
+        run()
+    # Rank 1 would have slept for 10 minutes: its process group was killed.
+    assert time.monotonic() - started < 30
+    assert _running(marker) == []
+
+
+def test_a_cancel_asks_every_rank_to_stop(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    marker, run, sent, cancel = _fake_launch(tmp_path, monkeypatch, "cancel")
+    done = []
+    t = threading.Thread(target=lambda: done.append(run()))
+    t.start()
+    deadline = time.monotonic() + 30
+    while len(_running(marker)) < 3 and time.monotonic() < deadline:  # the launcher and two ranks
+        time.sleep(0.05)
+    cancel.set()  # a rank not yet known to the worker gets SIGTERM as it announces itself
+    t.join(30)
+    assert done == [None]
+    assert [r.result.interrupted for r in sent] == [True]
+    assert _running(marker) == []
 
 
 # -- the paper's trainer options: tf32, gradient checkpointing, all-linear LoRA, max_length ----
@@ -107,9 +334,14 @@ def test_tf32_is_for_cuda_only_and_unset_leaves_torch_alone():
 
 
 def test_gradient_checkpointing_is_explicit_and_non_reentrant():
-    on = dpo_config_kwargs(request(gradient_checkpointing=True), "cpu")
+    # One process: a DPOConfig for several CPU ranks (gloo) is built inside a rank, where
+    # torch.distributed is set up.
+    single = request(gradient_checkpointing=True)
+    single.gpus = 1
+    on = dpo_config_kwargs(single, "cpu")
     assert on["activation_checkpointing"] is True and on["activation_checkpointing_kwargs"] == {"use_reentrant": False}
-    off = dpo_config_kwargs(request(), "cpu")
+    single.optim.gradient_checkpointing = False
+    off = dpo_config_kwargs(single, "cpu")
     assert off["activation_checkpointing"] is False and off["activation_checkpointing_kwargs"] is None
     # TRL's DPOConfig defaults gradient_checkpointing to True; unset here means off, as the
     # config's default says (TRL reads args.gradient_checkpointing).

@@ -18,18 +18,31 @@ limit) is TRL's: its collator cuts each prompt+answer sequence to max_length fro
 tokens included) that alone fills max_length leaves its pair no answer tokens: no error,
 no learning signal (TRL drops such pairs for text datasets only); a cut into the image
 tokens fails the call with TRL's "max_length ... is too short" error.
+
+gpus > 1 trains on that many processes under `accelerate launch` (launch_distributed; one rank
+is train_entry): DDP, over nccl on CUDA and gloo on CPU, or DeepSpeed with deepspeed_config
+(checked before launch: a JSON object with a zero_optimization.stage of 0, 1 or 2). Each rank
+trains on its shard of the pairs; rank 0 alone writes the adapter, the metrics and checkpoints
+and reports, so the call streams exactly what the single-process path does. A rank that dies
+fails the call naming it; a cancel stops every rank at the same step boundary with a checkpoint.
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import re
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 
-from pds_dpo_workers.errors import FailedPrecondition, InvalidRequest, ModelLoadError
+from pds_dpo_workers import errors
+from pds_dpo_workers.errors import FailedPrecondition, InvalidRequest, ModelLoadError, WorkerError
 from pds_dpo_workers.kinds.base import Kind, WorkerContext
 from pds_dpo_workers.models.spec import resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, dpo_trainer_pb2 as pb
@@ -49,6 +62,11 @@ NOT_LANGUAGE_MODEL = frozenset(
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
 # LLaVA's vision-to-language projector.
 PROJECTOR = "multi_modal_projector"
+# ZeRO stages the trainer supports. Stage 3 partitions the weights across the ranks, LoRA's
+# included, and the adapter is saved from rank 0's own copy: it would be saved empty.
+ZERO_STAGES = (0, 1, 2)
+
+log = logging.getLogger("pds_dpo_workers.dpo_trainer")
 
 
 def latest_checkpoint(directory: str) -> str | None:
@@ -147,6 +165,8 @@ def dpo_config_kwargs(req: pb.TrainRequest, device: str) -> dict:
         "activation_checkpointing": o.gradient_checkpointing,
         "activation_checkpointing_kwargs": {"use_reentrant": False} if o.gradient_checkpointing else None,
         "use_cpu": device == "cpu",
+        # Several CPU ranks (accelerate's MULTI_CPU) talk over gloo; on CUDA accelerate picks nccl.
+        "ddp_backend": "gloo" if device == "cpu" and req.gpus > 1 else None,
         "save_strategy": "steps",
         "save_steps": req.checkpoint_every or 50,
         "logging_steps": 1,
@@ -174,6 +194,23 @@ def load_pairs(data: bytes, image_root: str):
         return ds.cast_column("images", List(Image()))
     finally:
         os.unlink(path)
+
+
+def any_rank(flag: bool, args) -> bool:
+    """True when `flag` is set on any rank (each rank's own flag when training alone).
+
+    A stop must happen at the same step on every rank: a rank that stops alone leaves the
+    others waiting in the next step's gradient all-reduce. Called by every rank at every
+    step end, so the all-reduce lines up.
+    """
+    if args.world_size <= 1:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([1 if flag else 0], device=args.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def run_training(req: pb.TrainRequest, model_dir: str, ctx: WorkerContext, send, cancel: threading.Event) -> None:
@@ -222,11 +259,20 @@ def run_training(req: pb.TrainRequest, model_dir: str, ctx: WorkerContext, send,
             path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
             send(pb.TrainResponse(checkpoint=pb.CheckpointSaved(step=state.global_step, path=path)))
 
+        def on_train_begin(self, args, state, control, train_dataloader=None, **kw):
+            if args.world_size > 1:
+                batches = len(train_dataloader) if train_dataloader is not None else "?"
+                log.info("rank %d of %d: %s batches an epoch from its shard of %d pairs", args.process_index, args.world_size, batches, len(dataset))
+
         def on_step_end(self, args, state, control, **kw):
             send(pb.TrainResponse(progress=common_pb2.Progress(done=state.global_step, total=state.max_steps, unit="steps")))
-            if cancel.is_set():
+            if any_rank(cancel.is_set(), args):
                 control.should_save = True
                 control.should_training_stop = True
+
+        def on_train_end(self, args, state, control, **kw):
+            if args.world_size > 1:
+                log.info("rank %d of %d: trained %d steps", args.process_index, args.world_size, state.global_step)
 
     trainer = Trainer(
         model=model,
@@ -258,45 +304,266 @@ def run_training(req: pb.TrainRequest, model_dir: str, ctx: WorkerContext, send,
     )
 
 
-def accelerate_command(python: str, req: pb.TrainRequest, request_path: str, store: str, model_json: str, device: str) -> list[str]:
-    """Pure: the argv that runs training on req.gpus processes under accelerate."""
-    cmd = [python, "-m", "accelerate.commands.launch", "--num_processes", str(req.gpus), "--num_machines", "1"]
-    precision = {"bf16": "bf16", "fp16": "fp16"}.get(req.optim.precision, "no")
-    cmd += ["--mixed_precision", precision]
+def check_deepspeed_config(path: str) -> dict:
+    """The DeepSpeed config file, read and checked before anything is launched: it exists,
+    is a JSON object and names a ZeRO stage the trainer supports (zero_optimization.stage 0-2)."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise InvalidRequest(f"deepspeed_config: file not found: {path}") from None
+    except OSError as e:
+        raise InvalidRequest(f"deepspeed_config: cannot read {path}: {e.strerror or e}") from None
+    try:
+        config = json.loads(text)
+    except ValueError as e:
+        raise InvalidRequest(f"deepspeed_config: {path} is not valid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise InvalidRequest(f"deepspeed_config: {path} is not a JSON object")
+    zero = config.get("zero_optimization")
+    if not isinstance(zero, dict) or "stage" not in zero:
+        raise InvalidRequest(f"deepspeed_config: {path} has no zero_optimization.stage (0, 1 or 2)")
+    stage = zero["stage"]
+    if stage == 3 and not isinstance(stage, bool):
+        raise InvalidRequest(
+            f"deepspeed_config: {path}: zero_optimization.stage 3 is not supported (it partitions the LoRA weights, "
+            "which rank 0 saves from its own copy); use stage 0, 1 or 2"
+        )
+    if isinstance(stage, bool) or stage not in ZERO_STAGES:
+        raise InvalidRequest(f"deepspeed_config: {path}: zero_optimization.stage is {json.dumps(stage)}; it must be 0, 1 or 2")
+    return config
+
+
+def check_distributed(req: pb.TrainRequest, device: str) -> None:
+    """What a training on req.gpus processes (or with DeepSpeed) needs, checked before launch."""
+    if req.deepspeed_config:
+        check_deepspeed_config(req.deepspeed_config)
+        if device != "cuda":
+            raise InvalidRequest(f"deepspeed_config: DeepSpeed trains on CUDA devices; this worker computes on {device} (leave deepspeed unset)")
+    if req.gpus > 1 and device == "cuda":
+        import torch
+
+        count = torch.cuda.device_count()
+        if count < req.gpus:
+            raise FailedPrecondition(f"gpus: {req.gpus} processes need {req.gpus} CUDA devices; this worker sees {count}")
+    if req.deepspeed_config and req.gpus > 1:
+        from pds_dpo_workers.requirements import check_requirements
+
+        check_requirements(["deepspeed"])
+
+
+def accelerate_command(
+    python: str, req: pb.TrainRequest, request_path: str, store: str, model_json: str, model_dir: str, device: str, *, cpu_threads: int = 1, worker_pid: int = 0
+) -> list[str]:
+    """Pure: the argv that runs training on req.gpus processes under accelerate.
+
+    Without DeepSpeed it is accelerate's torchrun launcher (--multi_gpu) on CPU too: there
+    each rank's TrainingArguments(use_cpu=True) makes accelerate's state MULTI_CPU over gloo
+    (ddp_backend). --cpu would take accelerate's simple launcher, which starts one process
+    (several only under mpirun). Port 0: accelerate picks a free port, so two trainings on
+    one machine do not collide.
+    """
+    cmd = [python, "-m", "accelerate.commands.launch"]
     if req.deepspeed_config:
         cmd += ["--use_deepspeed", "--deepspeed_config_file", req.deepspeed_config]
     else:
         cmd += ["--multi_gpu"]
-    cmd += ["-m", "pds_dpo_workers.train_entry", "--request", request_path, "--store", store, "--model", model_json, "--device", device]
+    precision = {"bf16": "bf16", "fp16": "fp16"}.get(req.optim.precision, "no")
+    cmd += ["--num_processes", str(req.gpus), "--num_machines", "1", "--mixed_precision", precision]
+    cmd += ["--dynamo_backend", "no", "--main_process_port", "0"]
+    if device == "cpu":
+        cmd += ["--num_cpu_threads_per_process", str(max(1, cpu_threads))]
+    cmd += ["-m", "pds_dpo_workers.train_entry", "--request", request_path, "--store", store, "--model", model_json]
+    cmd += ["--model-dir", model_dir, "--device", device, "--worker-pid", str(worker_pid)]
     return cmd
 
 
-def launch_distributed(req: pb.TrainRequest, ctx: WorkerContext, send, cancel: threading.Event) -> None:
-    """Runs training under accelerate and relays rank 0's events (one base64 TrainResponse a line)."""
+class DistributedTrainingFailed(WorkerError):
+    code = "training_failed"
+
+
+# After a cancel, how long the ranks get to reach a step boundary and save before they are killed.
+CANCEL_GRACE_S = 600.0
+# After a rank failed (the others are killed at once), how long accelerate gets to exit.
+LAUNCHER_EXIT_S = 30.0
+
+
+def describe_exit(status: int) -> str:
+    """Pure: "was killed by signal 9 (SIGKILL)" / "exited with code 1"."""
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = "unknown signal"
+        return f"was killed by signal {-status} ({name})"
+    return f"exited with code {status}"
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class _Rank:
+    def __init__(self, pid: int, pgid: int) -> None:
+        self.pid = pid
+        self.pgid = pgid
+        self.status: int | None = None
+        self.error: dict | None = None
+
+
+def launch_distributed(req: pb.TrainRequest, ctx: WorkerContext, model_dir: str, send, cancel: threading.Event) -> None:
+    """Runs training on req.gpus processes under accelerate, relaying rank 0's events.
+
+    The worker supervises the ranks (see train_entry): it learns each rank's pid and process
+    group as it starts and how it ended. A rank that fails (a signal, an exception) fails
+    the call, naming the rank; the other ranks are killed at once (they would wait in a
+    collective), then accelerate is waited for. A cancel sends every rank SIGTERM: they stop
+    together at the next step boundary and save a checkpoint. Whatever happens, no rank and
+    no launcher outlives the call.
+    """
     import base64
-    import signal
-    import subprocess
-    import sys
+    import queue
+    import shlex
 
     from google.protobuf import json_format
 
+    from pds_dpo_workers.train_entry import decode_error, parse
+
     if ctx.store is None:
-        raise InvalidRequest("multi-GPU training needs the shared store")
+        raise FailedPrecondition("distributed training needs the shared store")
     os.makedirs(req.checkpoint_dir, exist_ok=True)
     request_path = os.path.join(req.checkpoint_dir, "train-request.pb")
     with open(request_path, "wb") as f:
         f.write(req.SerializeToString())
-    cmd = accelerate_command(sys.executable, req, request_path, ctx.store.root, json_format.MessageToJson(ctx.spec, indent=None), ctx.device)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=sys.stderr, start_new_session=True)
-    watcher = threading.Thread(target=lambda: cancel.wait() and proc.poll() is None and os.killpg(proc.pid, signal.SIGTERM), daemon=True)
-    watcher.start()
-    for line in proc.stdout:
-        line = line.strip()
-        if line.startswith(b"pdsdpo:"):
-            send(pb.TrainResponse.FromString(base64.b64decode(line[len(b"pdsdpo:") :])))
-    code = proc.wait()
-    if code != 0 and not cancel.is_set():
-        raise RuntimeError(f"distributed training exited with code {code} (see the worker log)")
+    threads = 1
+    if ctx.device == "cpu":
+        import torch
+
+        threads = max(1, torch.get_num_threads() // req.gpus)
+    cmd = accelerate_command(
+        sys.executable, req, request_path, ctx.store.root, json_format.MessageToJson(ctx.spec, indent=None), model_dir, ctx.device,
+        cpu_threads=threads, worker_pid=os.getpid(),
+    )  # fmt: skip
+    # Its own process group (in the worker's session), so it and whatever it starts directly
+    # can be killed together; torchrun puts each rank in a session of its own.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, process_group=0)
+    log.info("distributed training: accelerate launch is pid %d: %s", proc.pid, shlex.join(cmd))
+    lines: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        for raw in proc.stdout:
+            lines.put(raw)
+        lines.put(None)
+
+    reader = threading.Thread(target=pump, name="train-ranks", daemon=True)
+    reader.start()
+    ranks: dict[int, _Rank] = {}
+    failed: int | None = None  # the first rank that failed
+    got_result = False
+    cancelled_at = failed_at = exited_at = None
+    eof = False
+
+    def kill_ranks(sig: int) -> None:
+        for r in ranks.values():
+            _killpg(r.pgid, sig)
+
+    try:
+        while not eof:
+            try:
+                raw = lines.get(timeout=0.2)
+            except queue.Empty:
+                raw = b""
+            if raw is None:
+                eof = True
+            elif raw:
+                text, message = parse(raw.rstrip(b"\n"))
+                if text.strip():
+                    sys.stderr.buffer.write(text + b"\n")
+                    sys.stderr.flush()
+                if message is not None:
+                    kind, rank, payload = message
+                    if kind == "start":
+                        pid, pgid = (int(x) for x in payload.split(","))
+                        ranks[rank] = _Rank(pid, pgid)
+                        log.info("distributed training: rank %d is pid %d (process group %d)", rank, pid, pgid)
+                        if cancelled_at is not None:
+                            _kill(pid, signal.SIGTERM)
+                        if failed is not None:
+                            _killpg(pgid, signal.SIGKILL)
+                    elif kind == "event" and rank == 0:
+                        response = pb.TrainResponse.FromString(base64.b64decode(payload))
+                        got_result = got_result or response.WhichOneof("event") == "result"
+                        send(response)
+                    elif kind == "error" and rank in ranks:
+                        ranks[rank].error = decode_error(payload)
+                    elif kind == "exit" and rank in ranks:
+                        status = int(payload.split(",")[1])
+                        ranks[rank].status = status
+                        if status != 0 and failed is None:
+                            failed, failed_at = rank, time.monotonic()
+                            log.error("distributed training: rank %d (pid %d) %s; stopping the other ranks", rank, ranks[rank].pid, describe_exit(status))
+                            kill_ranks(signal.SIGKILL)
+            now = time.monotonic()
+            if cancel.is_set() and cancelled_at is None:
+                cancelled_at = now
+                log.info("distributed training: cancelled; asking %d ranks to stop at the next step boundary", len(ranks))
+                for r in ranks.values():
+                    _kill(r.pid, signal.SIGTERM)
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+                # Normally every rank has ended by now; ranks orphaned by a killed launcher have not.
+                kill_ranks(signal.SIGKILL)
+            overdue = (
+                (cancelled_at is not None and now - cancelled_at > CANCEL_GRACE_S)
+                or (failed_at is not None and now - failed_at > LAUNCHER_EXIT_S)
+                or (exited_at is not None and now - exited_at > LAUNCHER_EXIT_S)
+            )
+            if overdue:
+                log.warning("distributed training: the launcher or a rank did not stop in time; killing them")
+                kill_ranks(signal.SIGKILL)
+                _killpg(proc.pid, signal.SIGKILL)
+                if exited_at is not None:
+                    break  # something outside the ranks' groups holds the pipe open
+    finally:
+        if proc.poll() is None and not eof:
+            # An exception here (e.g. in send): leave nothing behind.
+            kill_ranks(signal.SIGKILL)
+            _killpg(proc.pid, signal.SIGKILL)
+        code = proc.wait()
+        kill_ranks(signal.SIGKILL)
+        if eof:
+            proc.stdout.close()  # else the reader thread still blocks on it; it is a daemon
+    if failed is not None:
+        r = ranks[failed]
+        if cancel.is_set():
+            log.warning("distributed training: rank %d %s after the cancel", failed, describe_exit(r.status))
+            return
+        if r.error is not None:
+            error_class = getattr(errors, r.error.get("type", ""), None)
+            if isinstance(error_class, type) and issubclass(error_class, WorkerError):
+                raise error_class(r.error["message"])
+            raise DistributedTrainingFailed(
+                f"distributed training failed: rank {failed} (pid {r.pid}) raised {r.error.get('type')}: {r.error.get('message')}"
+            )
+        raise DistributedTrainingFailed(
+            f"distributed training failed: rank {failed} (pid {r.pid}) {describe_exit(r.status)}; the other ranks were stopped"
+        )
+    if cancel.is_set():
+        return
+    if code != 0:
+        raise DistributedTrainingFailed(f"distributed training failed: accelerate launch (pid {proc.pid}) {describe_exit(code)} (see the worker log)")
+    if not got_result:
+        raise DistributedTrainingFailed("distributed training ended without a result from rank 0 (see the worker log)")
 
 
 class TrlImageTextToText:
@@ -319,7 +586,7 @@ class TrlImageTextToText:
 
     def train(self, req: pb.TrainRequest, send, cancel: threading.Event) -> None:
         if req.gpus > 1:
-            launch_distributed(req, self.ctx, send, cancel)
+            launch_distributed(req, self.ctx, self.directory, send, cancel)
         else:
             run_training(req, self.directory, self.ctx, send, cancel)
 
@@ -333,6 +600,7 @@ class DpoTrainer(Kind):
         if self.ctx.store is None:
             raise FailedPrecondition("the trainer needs the shared store (--store)")
         check_request(req)
+        check_distributed(req, self.ctx.device)
 
     def _run(self, req: pb.TrainRequest, emit, cancel: threading.Event) -> None:
 
