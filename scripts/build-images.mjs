@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Builds and tags the worker images with docker buildx, then prints each image's digest.
 //   npm run images -- [--tag TAG] [--registry REG] [--push] [--platform linux/amd64] [--dry-run]
-// The base image is built first; every kind's image is built on it (docker/<kind>.Dockerfile).
+// The base image is built first; every kind's image is built on it (docker/<kind>.Dockerfile);
+// then the orchestrator's (docker/orchestrator.Dockerfile, Node only), which `k8s render` runs.
 import { execFileSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -18,12 +19,13 @@ export function buildCommands({ tag, registry, push, platform, kinds }) {
   return [
     ["docker", "buildx", "build", "--platform", platform, "-f", "docker/base.Dockerfile", "-t", base, ...output, "."],
     ...kinds.map((k) => ["docker", "buildx", "build", "--platform", platform, "-f", `docker/${k}.Dockerfile`, "--build-arg", `BASE_IMAGE=${base}`, "-t", name(k), ...output, "."]),
+    ["docker", "buildx", "build", "--platform", platform, "-f", "docker/orchestrator.Dockerfile", "-t", name("orchestrator"), ...output, "."],
   ].map((argv) => ({ argv, image: argv[argv.indexOf("-t") + 1] }));
 }
 
 export function workerKinds() {
   return readdirSync(join(root, "docker"))
-    .filter((f) => f.endsWith(".Dockerfile") && f !== "base.Dockerfile")
+    .filter((f) => f.endsWith(".Dockerfile") && f !== "base.Dockerfile" && f !== "orchestrator.Dockerfile")
     .map((f) => f.replace(/\.Dockerfile$/, ""))
     .sort();
 }

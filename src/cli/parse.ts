@@ -1,4 +1,5 @@
 // Pure argv parsing: `parseCLI(argv)` is unit-tested without spawning a process.
+import type { RenderOptions } from "../k8s/render.js";
 import { parseArgs } from "node:util";
 import { STAGES, type StageName } from "../config/schema.js";
 import { UsageError } from "../errors.js";
@@ -8,7 +9,7 @@ export type Command =
   | { command: "resume"; runId: string; store: string; json: boolean; verbose: boolean }
   | { command: "report"; runId: string; store: string; verbose: boolean }
   | { command: "replay"; manifest: string; store: string; tolerance?: string; json: boolean; verbose: boolean }
-  | { command: "k8s-render"; config: string; out: string; namespace: string; nodeSelector: Record<string, string>; verbose: boolean }
+  | { command: "k8s-render"; config: string; out: string; render: Partial<RenderOptions>; verbose: boolean }
   | { command: "validate"; config: string; verbose: boolean }
   | { command: "plan"; config: string; store: string; json: boolean; verbose: boolean }
   | { command: "workers-check"; config: string; store: string; json: boolean; verbose: boolean }
@@ -29,8 +30,9 @@ commands:
                                       stages, items, cache hits, seeds and workers; nothing runs
   workers check <experiment.yaml>     start each worker, print its Describe, stop it
   k8s render <experiment.yaml> [--out DIR] [--namespace NS] [--node-selector K=V ...]
-                                      Deployments and Services for the workers, and the
-                                      experiment using them as remote endpoints
+             [--registry REG] [--tag TAG] [--storage-class SC] [--store-size 500Gi] [--queue Q]
+                                      the store's volume claim, a Deployment and headless
+                                      Service per worker, and a Job that runs the experiment
 
 options:
   --store DIR     store root (default .pds-dpo)
@@ -49,9 +51,16 @@ const OPTIONS = {
   tolerance: { type: "string" },
   namespace: { type: "string" },
   "node-selector": { type: "string", multiple: true },
+  registry: { type: "string" },
+  tag: { type: "string" },
+  "storage-class": { type: "string" },
+  "store-size": { type: "string" },
+  queue: { type: "string" },
   help: { type: "boolean", default: false },
   version: { type: "boolean", default: false },
 } as const;
+
+const K8S_USAGE = "k8s render <experiment.yaml> [--out DIR] [--namespace NS] [--node-selector K=V] [--registry REG] [--tag TAG] [--storage-class SC] [--store-size SIZE] [--queue Q]";
 
 export function parseCLI(argv: string[]): Command {
   let parsed;
@@ -106,14 +115,23 @@ export function parseCLI(argv: string[]): Command {
       return { command: "plan", config: needConfig(rest, "plan <experiment.yaml>"), store, json: values.json, verbose };
     case "k8s": {
       noRunFlags("k8s render");
-      if (rest[0] !== "render") throw new UsageError("usage: orchestrate k8s render <experiment.yaml> [--out DIR] [--namespace NS] [--node-selector K=V]");
+      if (rest[0] !== "render") throw new UsageError(`usage: orchestrate ${K8S_USAGE}`);
       const nodeSelector: Record<string, string> = {};
       for (const kv of values["node-selector"] ?? []) {
         const [k, v] = kv.split("=");
         if (!k || v === undefined) throw new UsageError(`--node-selector takes key=value, not '${kv}'`);
         nodeSelector[k] = v;
       }
-      return { command: "k8s-render", config: needConfig(rest.slice(1), "k8s render <experiment.yaml>"), out: values.out ?? "k8s", namespace: values.namespace ?? "pds-dpo", nodeSelector, verbose };
+      const render: Partial<RenderOptions> = {
+        nodeSelector,
+        ...(values.namespace ? { namespace: values.namespace } : {}),
+        ...(values.registry ? { registry: values.registry } : {}),
+        ...(values.tag ? { tag: values.tag } : {}),
+        ...(values["storage-class"] ? { storageClass: values["storage-class"] } : {}),
+        ...(values["store-size"] ? { storeSize: values["store-size"] } : {}),
+        ...(values.queue ? { queue: values.queue } : {}),
+      };
+      return { command: "k8s-render", config: needConfig(rest.slice(1), K8S_USAGE), out: values.out ?? "k8s", render, verbose };
     }
     case "workers": {
       noRunFlags("workers check");

@@ -206,6 +206,7 @@ export function deepspeedProblem(text: string): string | undefined {
   }
   const stage = (c as { zero_optimization?: { stage?: unknown } } | null)?.zero_optimization?.stage;
   if (typeof c !== "object" || c === null || Array.isArray(c)) return "not a JSON object";
-  if (![0, 1, 2, 3].includes(stage as number)) return "zero_optimization.stage must be 0, 1, 2 or 3";
+  // ZeRO-3 shards the LoRA weights over the ranks, and the adapter is saved from rank 0's part.
+  if (![0, 1, 2].includes(stage as number)) return "zero_optimization.stage must be 0, 1 or 2 (under ZeRO-3 rank 0 would save a partial adapter)";
   return undefined;
 }

@@ -119,7 +119,9 @@ export const RemoteRuntimeSchema = z
   .strictObject({
     type: z.literal("remote"),
     /** host:port of each running worker; one replica per endpoint. */
-    endpoints: z.array(z.string().regex(/^[^\s:]+:\d+$|^\[[0-9a-f:]+\]:\d+$/i, "host:port")).min(1),
+    endpoints: z.array(z.string().regex(/^[^\s:]+:\d+$|^\[[0-9a-f:]+\]:\d+$/i, "host:port")).default([]),
+    /** Or host:port of a headless Service (Kubernetes): one replica per address its name resolves to, `replicas` of them. */
+    service: z.string().regex(/^[^\s:]+:\d+$/, "host:port").optional(),
     tls: z
       .strictObject({
         /** CA that signed the workers' certificates (PEM), relative to the config file. */
@@ -134,9 +136,11 @@ export const RemoteRuntimeSchema = z
     start_timeout_s: z.number().positive().default(120),
   })
   .superRefine((r, ctx) => {
+    if ((r.endpoints.length > 0) === (r.service !== undefined)) ctx.addIssue({ code: "custom", path: ["endpoints"], message: "give either endpoints (a list of host:port) or service (one host:port)" });
     r.endpoints.forEach((e, i) => {
       if (!isLoopback(e) && !r.tls) ctx.addIssue({ code: "custom", path: ["endpoints", i], message: `${e} is not on loopback: set runtime.tls (and a bearer token)` });
     });
+    if (r.service && !isLoopback(r.service) && !r.tls) ctx.addIssue({ code: "custom", path: ["service"], message: `${r.service} is not on loopback: set runtime.tls (and a bearer token)` });
     if (Boolean(r.tls?.cert) !== Boolean(r.tls?.key)) ctx.addIssue({ code: "custom", path: ["tls"], message: "cert and key go together" });
   });
 
@@ -145,9 +149,9 @@ export type RuntimeConfig = z.infer<typeof RuntimeSchema>;
 export type DockerRuntimeConfig = z.infer<typeof DockerRuntimeSchema>;
 export type RemoteRuntimeConfig = z.infer<typeof RemoteRuntimeSchema>;
 
-/** How many processes serve a worker: its endpoints when remote, else `replicas`. */
+/** How many processes serve a worker: its endpoints when remote, else `replicas` (also behind a Service). */
 export function replicaCount(w: WorkerConfig): number {
-  return w.runtime.type === "remote" ? w.runtime.endpoints.length : w.replicas;
+  return w.runtime.type === "remote" && w.runtime.endpoints.length > 0 ? w.runtime.endpoints.length : w.replicas;
 }
 
 export const WorkerSchema = z.strictObject({

@@ -19,7 +19,11 @@ export class WorkerClient {
 
   constructor(readonly name: string, readonly address: string, connection: ConnectionOptions = {}) {
     this.creds = connection.credentials ?? insecure();
-    this.options = { ...CHANNEL_OPTIONS, ...(connection.token ? { interceptors: [bearerInterceptor(connection.token)] } : {}) };
+    this.options = {
+      ...CHANNEL_OPTIONS,
+      ...(connection.serverName ? { "grpc.ssl_target_name_override": connection.serverName, "grpc.default_authority": connection.serverName } : {}),
+      ...(connection.token ? { interceptors: [bearerInterceptor(connection.token)] } : {}),
+    };
     this.worker = new WorkerServiceClient(address, this.creds, this.options);
     // One channel (one connection) shared by every service client of this worker.
     this.health = this.sibling(HealthClient);

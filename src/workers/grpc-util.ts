@@ -11,6 +11,8 @@ export const insecure = () => credentials.createInsecure();
 
 export interface ConnectionOptions {
   credentials?: ChannelCredentials;
+  /** The name the server's TLS certificate is checked against, when dialing it by address (a Service's pods). */
+  serverName?: string;
   /** Sent as `authorization: Bearer <token>` on every call. */
   token?: string;
 }

@@ -2,6 +2,7 @@
 // one endpoint per replica. TLS and a bearer token are required off loopback. Before use,
 // a worker must be SERVING and its Describe must match the expected kind and model; a
 // mismatched worker is refused.
+import { lookup } from "node:dns/promises";
 import { readFileSync } from "node:fs";
 import { credentials, status } from "@grpc/grpc-js";
 import { resolvePath } from "../config/load.js";
@@ -49,13 +50,48 @@ class RemoteWorker implements WorkerHandle {
   }
 }
 
+/** The addresses a name resolves to (a headless Service: one per ready pod). */
+export type Lookup = (host: string) => Promise<string[]>;
+
+const dnsLookup: Lookup = async (host) => (await lookup(host, { all: true })).map((a) => a.address);
+
 export class RemoteRuntime implements WorkerRuntime {
+  constructor(private readonly opts: { lookup?: Lookup } = {}) {}
+
+  /**
+   * Replica i of a worker behind a Service: the i-th of the addresses its name resolves to, in
+   * sorted order, once there are as many as replicas (pods still starting are waited for).
+   */
+  private async serviceEndpoint(req: WorkerStartRequest, rt: RemoteRuntimeConfig, signal?: AbortSignal): Promise<string> {
+    const [host, port] = [rt.service!.slice(0, rt.service!.lastIndexOf(":")), rt.service!.slice(rt.service!.lastIndexOf(":") + 1)];
+    const deadline = Date.now() + rt.start_timeout_s * 1000;
+    let seen: string[] = [];
+    let why = "";
+    for (;;) {
+      if (signal?.aborted) throw new WorkerStartError(`worker '${req.name}' at ${rt.service}: start was cancelled`);
+      try {
+        seen = [...new Set(await (this.opts.lookup ?? dnsLookup)(host))].sort();
+      } catch (e) {
+        why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      }
+      if (seen.length > req.replica) {
+        const address = seen[req.replica]!;
+        return `${address.includes(":") ? `[${address}]` : address}:${port}`;
+      }
+      if (Date.now() > deadline) {
+        throw new WorkerStartError(`worker '${req.name}' at ${rt.service}: ${seen.length} of ${req.replica + 1} replicas resolve within ${rt.start_timeout_s}s${why ? ` (${why})` : ""}`);
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+
   async start(req: WorkerStartRequest, signal?: AbortSignal): Promise<WorkerHandle> {
     const rt = req.config.runtime as RemoteRuntimeConfig;
-    const endpoint = rt.endpoints[req.replica]!;
-    const where = `worker '${req.name}' at ${endpoint}`;
+    const endpoint = rt.service ? await this.serviceEndpoint(req, rt, signal) : rt.endpoints[req.replica]!;
+    const serverName = rt.service ? rt.service.slice(0, rt.service.lastIndexOf(":")) : undefined;
+    const where = `worker '${req.name}' at ${endpoint}${rt.service ? ` (${rt.service})` : ""}`;
     const token = process.env[rt.token_env] || undefined;
-    if (!isLoopback(endpoint) && !token) throw new WorkerStartError(`${where}: not on loopback, so a bearer token is required; set ${rt.token_env}`);
+    if (!isLoopback(rt.service ?? endpoint) && !token) throw new WorkerStartError(`${where}: not on loopback, so a bearer token is required; set ${rt.token_env}`);
     const read = (p: string) => readFileSync(resolvePath(req.baseDir, p));
     let creds;
     try {
@@ -63,7 +99,7 @@ export class RemoteRuntime implements WorkerRuntime {
     } catch (e) {
       throw new WorkerStartError(`${where}: cannot read its TLS files: ${(e as Error).message}`);
     }
-    const connection: ConnectionOptions = { credentials: creds, token };
+    const connection: ConnectionOptions = { credentials: creds, token, ...(serverName && rt.tls ? { serverName } : {}) };
     const client = new WorkerClient(req.name, endpoint, connection);
     try {
       const deadline = Date.now() + rt.start_timeout_s * 1000;
@@ -93,7 +129,8 @@ export class RemoteRuntime implements WorkerRuntime {
           `${where}: serves a ${workerKindToJSON(info.kind)} with model '${servedModel}', but this worker is a ${workerKindToJSON(expectedKind)} with model '${expectedModel}'; refusing it`,
         );
       }
-      return new RemoteWorker(req.name, req.config.kind, endpoint, req.logPath, { type: "remote", endpoint, tls: Boolean(rt.tls), token: Boolean(token) }, connection);
+      const runtimeInfo = { type: "remote", endpoint, ...(rt.service ? { service: rt.service } : {}), tls: Boolean(rt.tls), token: Boolean(token) };
+      return new RemoteWorker(req.name, req.config.kind, endpoint, req.logPath, runtimeInfo, connection);
     } finally {
       client.close();
     }

@@ -12,6 +12,10 @@ describe("npm run images", () => {
         argv: ["docker", "buildx", "build", "--platform", "linux/amd64", "-f", "docker/image-generator.Dockerfile", "--build-arg", "BASE_IMAGE=reg.example/pds-dpo-worker-base:1.0", "-t", "reg.example/pds-dpo-image-generator:1.0", "--push", "."],
         image: "reg.example/pds-dpo-image-generator:1.0",
       },
+      {
+        argv: ["docker", "buildx", "build", "--platform", "linux/amd64", "-f", "docker/orchestrator.Dockerfile", "-t", "reg.example/pds-dpo-orchestrator:1.0", "--push", "."],
+        image: "reg.example/pds-dpo-orchestrator:1.0",
+      },
     ]);
   });
 });

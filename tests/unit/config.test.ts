@@ -167,7 +167,7 @@ describe("loadExperiment", () => {
     writeFileSync(join(dir, "nozero.json"), JSON.stringify({ train_batch_size: 2 }));
     writeFileSync(join(dir, "zero2.json"), JSON.stringify({ zero_optimization: { stage: 2 } }));
     expect(() => loadExperiment(write("ds1.yaml", text("broken.json")))).toThrow(/^stages\.train\.deepspeed: .*broken\.json: not valid JSON \(.*\) \(line 19\)$/);
-    expect(() => loadExperiment(write("ds2.yaml", text("nozero.json")))).toThrow(/nozero\.json: zero_optimization\.stage must be 0, 1, 2 or 3/);
+    expect(() => loadExperiment(write("ds2.yaml", text("nozero.json")))).toThrow(/nozero\.json: zero_optimization\.stage must be 0, 1 or 2/);
     expect(loadExperiment(write("ds3.yaml", text("zero2.json"))).config.stages.train!.deepspeed).toBe("zero2.json");
   });
 
