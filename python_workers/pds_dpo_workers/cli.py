@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import re
 import sys
 
 from pds_dpo_workers.errors import WorkerError
@@ -35,21 +37,126 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--require", action="append", default=[], metavar="PACKAGE", help="an optional package the configuration needs (bitsandbytes, deepspeed, ...): checked before anything loads")
     s.add_argument("--log-level", default="INFO")
     sub.add_parser("families", help="print, as JSON, the model types each kind loads and the tiny twins it can build")
-    h = sub.add_parser("health", help="exit 0 if the worker at --address is SERVING (container HEALTHCHECK)")
-    h.add_argument("--address", required=True)
-    h.add_argument("--timeout", type=float, default=3.0)
+    h = sub.add_parser("health", help="exit 0 if the worker at --address is SERVING (container HEALTHCHECK, Kubernetes exec probe)")
+    h.add_argument("--address", required=True, help="HOST:PORT (or unix:PATH)")
+    h.add_argument("--timeout", type=float, default=3.0, help="seconds for the whole check")
+    h.add_argument("--tls-ca", default=None, metavar="PEM", help="speak TLS and verify the worker's certificate with this CA (omit: plaintext)")
+    h.add_argument("--tls-server-name", default=None, metavar="NAME", help="the name the worker's certificate must carry when it is not --address's host (a probe dialing 127.0.0.1)")
+    h.add_argument("--tls-cert", default=None, metavar="PEM", help="client certificate, for workers started with --tls-client-ca (and --tls-key)")
+    h.add_argument("--tls-key", default=None, metavar="PEM")
     return p
 
 
-def _health(address: str, timeout: float) -> int:
+class _HealthUsageError(Exception):
+    """A health option that cannot work (exit 2)."""
+
+
+def _read_pem(flag: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise _HealthUsageError(f"{flag} {path}: {e.strerror or e}") from None
+    if b"-----BEGIN " not in data:
+        raise _HealthUsageError(f"{flag} {path}: not a PEM file")
+    return data
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """gRPC's C core logs failed TLS handshakes to fd 2 (GRPC_VERBOSITY is read when grpc is
+    imported, before this runs): keep the probe's output to the one line it prints."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # no fd 2 to protect
+        yield
+        return
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _health_failure(code: str, details: str, args: argparse.Namespace) -> str:
+    """One line for a failed check: the status code and, where it can tell, why."""
+    details = " ".join(details.split())
+    low = details.lower()
+    if "hostname verification" in low or "no match found for server name" in low:
+        if args.tls_server_name:
+            return f"{code}: TLS handshake failed: the worker's certificate does not name {args.tls_server_name!r}"
+        return f"{code}: TLS handshake failed: the worker's certificate does not name the host of --address (pass --tls-server-name)"
+    if "handshake failed" in low:
+        # "... OPENSSL_internal:CERTIFICATE_VERIFY_FAILED: unable to get local issuer certificate: OK"
+        m = re.search(r"OPENSSL_internal:([A-Z_]+)(?::\s*([^:]+))?", details)
+        if not m:
+            return f"{code}: TLS handshake failed ({details})"
+        reason = m.group(1) + (f": {m.group(2).strip()}" if m.group(2) else "")
+        if m.group(1) == "CERTIFICATE_VERIFY_FAILED":
+            return f"{code}: TLS handshake failed: the worker's certificate is not signed by --tls-ca ({reason})"
+        return f"{code}: TLS handshake failed ({reason})"
+    if "security handshaker" in low:
+        return f"{code}: TLS setup failed: gRPC could not use the PEM files (is --tls-ca a CA certificate, and --tls-key the key of --tls-cert?)"
+    if "connection refused" in low:
+        return f"{code}: connection refused"
+    if "socket closed" in low or "connection reset" in low:
+        if not args.tls_ca:
+            return f"{code}: connection closed by the worker (does it serve TLS? pass --tls-ca)"
+        if not args.tls_cert:
+            return f"{code}: connection closed by the worker (does it require a client certificate? pass --tls-cert and --tls-key)"
+        return f"{code}: connection closed by the worker (was the client certificate refused?)"
+    if code == "DEADLINE_EXCEEDED":
+        return f"{code}: no answer within {args.timeout:g}s"
+    # "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: why" -> "why"
+    details = re.sub(r"^failed to connect to all addresses; last error: [A-Z_]+: (?:ipv4|ipv6|unix)\S*: ", "", details)
+    return f"{code}: {details}" if details else code
+
+
+def _health(args: argparse.Namespace) -> int:
+    """grpc.health.v1 Check on the worker: exit 0 on SERVING, 1 otherwise, 2 on bad options.
+
+    Kept light (grpc and the health stubs only, never torch): Kubernetes runs it as the
+    pod's exec probe, since its own gRPC probe does not speak TLS. Health calls need no
+    bearer token (server.BearerTokenInterceptor lets them through).
+    """
+    address = args.address
+    try:
+        others = [f for f, v in (("--tls-server-name", args.tls_server_name), ("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)) if v]
+        if others and not args.tls_ca:
+            raise _HealthUsageError(f"{' and '.join(others)} need{'s' if len(others) == 1 else ''} --tls-ca")
+        if bool(args.tls_cert) != bool(args.tls_key):
+            raise _HealthUsageError("--tls-cert and --tls-key go together")
+        if args.tls_ca:
+            ca = _read_pem("--tls-ca", args.tls_ca)
+            cert = _read_pem("--tls-cert", args.tls_cert) if args.tls_cert else None
+            key = _read_pem("--tls-key", args.tls_key) if args.tls_key else None
+    except _HealthUsageError as e:
+        print(f"pds_dpo_workers: {e}", file=sys.stderr)
+        return 2
+
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     try:
-        with grpc.insecure_channel(address) as channel:
-            res = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        with _quiet_stderr():
+            if args.tls_ca:
+                creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+                options = [("grpc.ssl_target_name_override", args.tls_server_name)] if args.tls_server_name else []
+                channel = grpc.secure_channel(address, creds, options=options)
+            else:
+                channel = grpc.insecure_channel(address)
+            with channel:
+                res = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=args.timeout)
     except grpc.RpcError as e:
-        print(f"pds_dpo_workers: {address}: {e.code().name}", file=sys.stderr)
+        code = e.code().name if e.code() is not None else "UNKNOWN"
+        print(f"pds_dpo_workers: {address}: {_health_failure(code, e.details() or '', args)}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - a probe prints one line, never a traceback
+        print(f"pds_dpo_workers: {address}: {type(e).__name__}: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(res.status)
     print(status)
@@ -75,7 +182,7 @@ def _families() -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "health":
-        return _health(args.address, args.timeout)
+        return _health(args)
     if args.command == "families":
         return _families()
     if args.own_process_group:
