@@ -119,6 +119,8 @@ export interface TestWorkerOptions {
   faults?: Faults;
   /** Bind this port (a restarted worker keeps its endpoint); default: any free port. */
   port?: number;
+  /** Bind this loopback address (pods of one Service: same port, other addresses); default 127.0.0.1. */
+  host?: string;
 }
 
 // -- small pure helpers ----------------------------------------------------------------------
@@ -312,7 +314,7 @@ export class TestWorker {
   }
 
   get address(): string {
-    return `127.0.0.1:${this.port}`;
+    return `${this.o.host ?? "127.0.0.1"}:${this.port}`;
   }
 
   get alive(): boolean {
@@ -367,7 +369,7 @@ export class TestWorker {
     } as const;
     kindServices[this.kind]();
     this.port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`127.0.0.1:${this.o.port ?? 0}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+      server.bindAsync(`${this.o.host ?? "127.0.0.1"}:${this.o.port ?? 0}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
     );
     this.server = server;
     this.dead = false;
