@@ -101,12 +101,12 @@ describe("failing workers", { timeout: 150_000 }, () => {
     const model = join(dir, "hung-model");
     await execa("mkdir", [model]);
     await execa("mkfifo", [join(model, "config.json")]);
-    // A slow image stage (16 images of 1 s each) on test workers, and a real responder process
+    // A slow image stage (16 images of 1 s each) on test workers, and a real CPU responder process (started with the run)
     // whose load hangs (its config is a FIFO) until the test kills it while images are made.
     const fleet = await Fleet.start(store, workers(["sd", "pick", "rm"], { sd: { faults: { delayMs: 1000 } } }));
     try {
       const config = writeExperiment(dir, {
-        workers: `${fleet.yaml()}  a: {kind: responder, model: {source: path, path: hung-model}, runtime: {type: local, device: auto, cpu_threads: 1, start_timeout_s: 300}}\n`,
+        workers: `${fleet.yaml()}  a: {kind: responder, model: {source: path, path: hung-model}, runtime: {type: local, device: cpu, cpu_threads: 1, start_timeout_s: 300}}\n`,
         prompts: 8,
         stages: [STAGE.images(), STAGE.responses({ responders: "[a]" })].join("\n"),
       });
