@@ -42,15 +42,33 @@ export interface ConfigIssue {
   line?: number;
 }
 
+/** Longest key path and message of one printed issue; the rest is cut with "…". */
+export const MAX_ISSUE_PATH = 120;
+export const MAX_ISSUE_MESSAGE = 300;
+/** Issues a ConfigError prints; the rest are counted in one line. */
+export const MAX_ISSUES = 20;
+
+function cut(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
 export function formatIssue(issue: ConfigIssue): string {
-  return `${issue.path || "(document)"}: ${issue.message}${issue.line ? ` (line ${issue.line})` : ""}`;
+  return `${cut(issue.path || "(document)", MAX_ISSUE_PATH)}: ${cut(issue.message, MAX_ISSUE_MESSAGE)}${issue.line ? ` (line ${issue.line})` : ""}`;
+}
+
+/** The first MAX_ISSUES issues, one a line, then "... and N more problems". */
+export function formatIssues(issues: readonly ConfigIssue[]): string {
+  const lines = issues.slice(0, MAX_ISSUES).map(formatIssue);
+  const more = issues.length - MAX_ISSUES;
+  if (more > 0) lines.push(`... and ${more} more problem${more === 1 ? "" : "s"}`);
+  return lines.join("\n");
 }
 
 export class ConfigError extends OrchestratorError {
   readonly issues: ConfigIssue[];
 
   constructor(issues: ConfigIssue[]) {
-    super("config", issues.map(formatIssue).join("\n"), { exitCode: EXIT.usage });
+    super("config", formatIssues(issues), { exitCode: EXIT.usage });
     this.issues = issues;
   }
 }

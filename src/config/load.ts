@@ -12,7 +12,7 @@ import { ConfigError, type ConfigIssue } from "../errors.js";
 import { readPrompts, type Prompt } from "./prompts.js";
 import { familyProblem } from "./families.js";
 import { ExperimentSchema, isHubRef, referencedNames, WORKER_REFERENCES, type ExperimentConfig } from "./schema.js";
-import { formatPath, lineOf, pathAt } from "./yaml-locate.js";
+import { deepestPath, formatPath, lineOf, pathAt, type KeyPath } from "./yaml-locate.js";
 
 export interface LoadedConfig {
   /** Absolute path of the YAML file. */
@@ -34,16 +34,39 @@ export function resolvePath(baseDir: string, p: string): string {
   return isAbsolute(p) ? p : resolve(baseDir, p);
 }
 
+/** Deepest nesting of maps and lists a config may have (its own schema needs about 6). */
+export const MAX_YAML_DEPTH = 64;
+/** yaml's guard against alias expansion ("billion laughs"): alias uses times the aliases inside what they name. */
+export const MAX_ALIAS_COUNT = 100;
+
+const tooDeep = `nested more than ${MAX_YAML_DEPTH} levels deep`;
+/** A key path of a too-deep spot: its first levels only. */
+const deepPath = (path: KeyPath) => `${formatPath(path.slice(0, 4))}${path.length > 4 ? "…" : ""}`;
+
 export function parseExperiment(text: string): { config?: ExperimentConfig; issues: ConfigIssue[]; doc?: Document; lines: LineCounter } {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const err = doc.errors[0]!;
     const offset = err.pos[0];
+    const path = pathAt(doc, offset);
+    const line = lines.linePos(offset).line;
+    // yaml composes nodes recursively: a document nested thousands deep overflows its stack.
+    if (/call stack/i.test(err.message)) return { issues: [{ path: deepPath(path), message: `YAML ${tooDeep}`, line }], lines };
     const message = err.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
-    return { issues: [{ path: formatPath(pathAt(doc, offset)), message: `YAML syntax error: ${message}`, line: lines.linePos(offset).line }], lines };
+    return { issues: [{ path: formatPath(path), message: `YAML syntax error: ${message}`, line }], lines };
   }
-  const raw: unknown = doc.toJS() ?? {};
+  const deep = deepestPath(doc, MAX_YAML_DEPTH);
+  if (deep) return { issues: [{ path: deepPath(deep.path), message: `YAML ${tooDeep}`, line: lines.linePos(deep.offset).line }], doc, lines };
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) ?? {};
+  } catch (e) {
+    const message = /alias/i.test((e as Error).message)
+      ? `YAML aliases expand too far (more than ${MAX_ALIAS_COUNT} expansions; a "billion laughs" document?)`
+      : `YAML: ${(e as Error).message.split("\n")[0]!}`;
+    return { issues: [{ path: "", message }], doc, lines };
+  }
   const parsed = ExperimentSchema.safeParse(raw);
   if (!parsed.success) return { issues: zodIssues(parsed.error.issues, raw, doc, lines), doc, lines };
   return { config: parsed.data, issues: crossReferences(parsed.data, doc, lines), doc, lines };
@@ -134,7 +157,8 @@ export function completeExperiment(
   const fileIssues: ConfigIssue[] = [];
   const promptsKey = ["stages", "images", "prompts"];
   const read = readPrompts(resolvePath(baseDir, config.stages.images.prompts), formatPath(promptsKey));
-  fileIssues.push(...read.issues.map((i) => ({ ...i, line: at(promptsKey) })));
+  // A loop, not push(...spread): a prompts file can have a hundred thousand bad lines.
+  for (const i of read.issues) fileIssues.push({ ...i, line: at(promptsKey) });
   for (const [name, worker] of Object.entries(config.workers)) {
     const tls = worker.runtime.type === "remote" ? worker.runtime.tls : undefined;
     for (const [field, file] of Object.entries(tls ?? {})) {

@@ -51,6 +51,23 @@ export function pathAt(doc: Document, offset: number): KeyPath {
   }
 }
 
+/** The path and offset of the first map or list nested more than `max` levels deep, if any (iterative: no stack to overflow). */
+export function deepestPath(doc: Document, max: number): { path: KeyPath; offset: number } | undefined {
+  const todo: { node: unknown; path: KeyPath; depth: number }[] = [{ node: doc.contents, path: [], depth: 1 }];
+  while (todo.length > 0) {
+    const { node, path, depth } = todo.pop()!;
+    if (!isMap(node) && !isSeq(node)) continue;
+    if (depth > max) return { path, offset: rangeStart(node) ?? 0 };
+    if (isMap(node)) {
+      for (const pair of node.items) {
+        const key = isScalar(pair.key) ? String(pair.key.value) : "?";
+        todo.push({ node: pair.key, path: [...path, key], depth: depth + 1 }, { node: pair.value, path: [...path, key], depth: depth + 1 });
+      }
+    } else node.items.forEach((item, i) => todo.push({ node: item, path: [...path, i], depth: depth + 1 }));
+  }
+  return undefined;
+}
+
 function rangeStart(node: unknown): number | undefined {
   return (node as Node | null)?.range?.[0];
 }

@@ -3,11 +3,14 @@
 // container, so every path in a request (image roots, checkpoints) means the same there.
 import type { DockerRuntimeConfig, WorkerConfig } from "../config/schema.js";
 import { modelSpecJson, toModelSpec } from "./model-spec.js";
+import { RUN_TOKEN_ENV } from "./runtime.js";
 
 /** The port the worker images listen on (their ENTRYPOINT). */
 export const CONTAINER_PORT = 50051;
 /** Environment passed through by name only: docker reads the value from our environment, so it never appears in an argv or a log. */
 export const PASSED_SECRETS = ["HF_TOKEN"];
+/** Processes and threads a worker container may have (torch's thread pools, the trainer's ranks). */
+export const PIDS_LIMIT = 4096;
 
 export interface DockerRunInput {
   containerName: string;
@@ -31,6 +34,9 @@ export function dockerRunArgs(i: DockerRunInput): string[] {
   const rt = i.config.runtime;
   const spec = toModelSpec(i.config.model, i.baseDir);
   const args = ["run", "--rm", "--init", "--name", i.containerName, "--label", "pdsdpo.worker=true", "--publish", `127.0.0.1::${CONTAINER_PORT}`];
+  // Hardened: a read-only root (scratch in /tmp, caches on the store), no capabilities, no
+  // privilege gain, a bounded number of processes.
+  args.push("--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--pids-limit", String(PIDS_LIMIT));
   args.push("--volume", `${i.storeRoot}:${i.storeRoot}`);
   for (const m of i.readOnlyMounts ?? (spec.path ? [spec.path] : [])) args.push("--volume", `${m}:${m}:ro`);
   const gpus = rt.devices ?? rt.gpus;
@@ -38,10 +44,13 @@ export function dockerRunArgs(i: DockerRunInput): string[] {
   if (rt.cpus !== undefined) args.push("--cpus", String(rt.cpus));
   if (rt.memory !== undefined) args.push("--memory", rt.memory);
   if (rt.shm_size !== undefined) args.push("--shm-size", rt.shm_size);
-  for (const name of PASSED_SECRETS) args.push("--env", name);
+  // Secrets and the per-run token by name: their values come from docker's own environment.
+  for (const name of [...PASSED_SECRETS, RUN_TOKEN_ENV]) args.push("--env", name);
   for (const [k, v] of Object.entries(rt.env).sort(([a], [b]) => (a < b ? -1 : 1))) args.push("--env", `${k}=${v}`);
-  args.push("--env", `PDS_DPO_IMAGE_DIGEST=${i.digest}`);
-  args.push(i.imageRef, "--model", modelSpecJson(spec), "--store", i.storeRoot, "--device", rt.device);
+  args.push("--env", `PDS_DPO_IMAGE_DIGEST=${i.digest}`, "--env", `HF_HOME=${i.storeRoot}/hf`, "--env", "HOME=/tmp");
+  // Served on the container's 0.0.0.0 without TLS (--insecure): published on the host's loopback
+  // only, and every call but health must carry the per-run token.
+  args.push(i.imageRef, "--model", modelSpecJson(spec), "--store", i.storeRoot, "--device", rt.device, "--token-env", RUN_TOKEN_ENV, "--insecure");
   if (i.niceness) args.push("--nice", String(i.niceness));
   for (const p of i.requires ?? []) args.push("--require", p);
   if (i.expectGpus) args.push("--expect-gpus", String(i.expectGpus));

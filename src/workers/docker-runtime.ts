@@ -8,7 +8,7 @@ import type { DockerRuntimeConfig, WorkerConfig } from "../config/schema.js";
 import { WorkerStartError } from "../errors.js";
 import { CONTAINER_PORT, dockerRunArgs, parseInspect, parsePort } from "./docker-args.js";
 import { launchWorker } from "./process-worker.js";
-import type { WorkerHandle, WorkerRuntime, WorkerStartRequest } from "./runtime.js";
+import { RUN_TOKEN_ENV, runToken, type WorkerHandle, type WorkerRuntime, type WorkerStartRequest } from "./runtime.js";
 
 export class DockerRuntime implements WorkerRuntime {
   constructor(private readonly docker = process.env.PDS_DPO_DOCKER ?? "docker") {}
@@ -29,13 +29,15 @@ export class DockerRuntime implements WorkerRuntime {
     if (rt.type !== "docker") throw new WorkerStartError(`worker '${req.name}': not a docker runtime (${rt.type})`);
     const { imageRef, digest } = await this.pin(rt.image);
     const containerName = `pdsdpo-${req.name}-${randomBytes(4).toString("hex")}`;
+    const token = runToken();
     const args = dockerRunArgs({ containerName, imageRef, digest, config: req.config as WorkerConfig & { runtime: DockerRuntimeConfig }, baseDir: req.baseDir, storeRoot: req.storeRoot, niceness: req.niceness, requires: req.requires, expectGpus: req.expectGpus });
     return launchWorker(
       req,
       {
         file: this.docker,
         args,
-        env: {},
+        env: { [RUN_TOKEN_ENV]: token },
+        token,
         runtimeInfo: { type: "docker", image: rt.image, image_ref: imageRef, image_digest: digest, container: containerName, gpus: rt.gpus ?? null, ...(req.niceness ? { nice: req.niceness } : {}) },
         startTimeoutS: rt.start_timeout_s,
         // The worker announces its in-container address; dial the loopback port docker published.

@@ -1,6 +1,7 @@
 // Pure: the argv of a local worker process. Arrays, never shell strings.
 import type { WorkerConfig } from "../config/schema.js";
 import { modelSpecJson, toModelSpec } from "./model-spec.js";
+import { RUN_TOKEN_ENV } from "./runtime.js";
 
 export function localWorkerArgs(config: WorkerConfig, opts: { baseDir: string; storeRoot: string; parentPid: number; niceness?: number; requires?: string[]; expectGpus?: number }): string[] {
   if (config.runtime.type !== "local") throw new Error(`not a local runtime: ${config.runtime.type}`);
@@ -21,6 +22,9 @@ export function localWorkerArgs(config: WorkerConfig, opts: { baseDir: string; s
     "--parent-pid",
     String(opts.parentPid),
     "--own-process-group",
+    // The per-run token, from the environment the runtime sets (never the argv).
+    "--token-env",
+    RUN_TOKEN_ENV,
     "--device",
     config.runtime.device,
     ...(config.runtime.cpu_threads ? ["--cpu-threads", String(config.runtime.cpu_threads)] : []),

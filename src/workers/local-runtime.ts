@@ -6,7 +6,7 @@ import { WorkerStartError } from "../errors.js";
 import { defaultPython } from "../util/project.js";
 import { localWorkerArgs } from "./local-args.js";
 import { launchWorker } from "./process-worker.js";
-import type { WorkerHandle, WorkerRuntime, WorkerStartRequest } from "./runtime.js";
+import { RUN_TOKEN_ENV, runToken, type WorkerHandle, type WorkerRuntime, type WorkerStartRequest } from "./runtime.js";
 
 export class LocalRuntime implements WorkerRuntime {
   constructor(private readonly opts: { parentPid?: number; pollMs?: number } = {}) {}
@@ -18,6 +18,7 @@ export class LocalRuntime implements WorkerRuntime {
     if (!existsSync(python)) {
       throw new WorkerStartError(`worker '${req.name}': Python interpreter not found at ${python} (run the setup script, or set runtime.python)`);
     }
+    const token = runToken();
     const args = localWorkerArgs(req.config, { baseDir: req.baseDir, storeRoot: req.storeRoot, parentPid: this.opts.parentPid ?? process.pid, niceness: req.niceness, requires: req.requires, expectGpus: req.expectGpus });
     return launchWorker(
       req,
@@ -25,7 +26,8 @@ export class LocalRuntime implements WorkerRuntime {
         file: python,
         args,
         // runtime.devices: the GPUs it sees (as 0..n-1 inside).
-        env: { ...rt.env, ...(rt.devices ? { CUDA_VISIBLE_DEVICES: rt.devices.join(",") } : {}), PYTHONUNBUFFERED: "1", PYTHONDONTWRITEBYTECODE: "1" },
+        env: { ...rt.env, ...(rt.devices ? { CUDA_VISIBLE_DEVICES: rt.devices.join(",") } : {}), [RUN_TOKEN_ENV]: token, PYTHONUNBUFFERED: "1", PYTHONDONTWRITEBYTECODE: "1" },
+        token,
         runtimeInfo: { type: "local", python, device: rt.device, ...(rt.devices ? { devices: rt.devices } : {}), ...(req.niceness ? { nice: req.niceness } : {}) },
         startTimeoutS: rt.start_timeout_s,
         pollMs: this.opts.pollMs,

@@ -6,6 +6,7 @@ import { execa, type ResultPromise } from "execa";
 import { WorkerStartError } from "../errors.js";
 import { ServingStatus, WorkerClient } from "./clients.js";
 import { modelLabel } from "./model-spec.js";
+import type { ConnectionOptions } from "./grpc-util.js";
 import type { ExitInfo, WorkerHandle, WorkerStartRequest, WorkerState } from "./runtime.js";
 
 const live = new Set<ProcessWorker>();
@@ -23,6 +24,7 @@ function installExitHook(): void {
 class ProcessWorker implements WorkerHandle {
   state: WorkerState = "STARTING";
   address = "";
+  connection?: ConnectionOptions;
   startup?: { listeningS: number; servingS: number };
   readonly exited: Promise<ExitInfo>;
   private exit: ExitInfo | null = null;
@@ -105,6 +107,8 @@ export interface LaunchOptions {
   resolveAddress?: (announced: string) => Promise<string>;
   /** Extra clean-up on kill (a container outlives a killed `docker run`). */
   onKill?: () => void;
+  /** The per-run token the worker requires on every call but health (runToken). */
+  token?: string;
   pollMs?: number;
   /**
    * Start it in a session of its own (default). A worker that makes its own process group
@@ -128,6 +132,7 @@ export async function launchWorker(req: WorkerStartRequest, o: LaunchOptions, si
     extendEnv: true,
   });
   const worker = new ProcessWorker(req.name, req.config.kind, req.logPath, o.runtimeInfo, proc, o.onKill);
+  if (o.token) worker.connection = { token: o.token };
   installExitHook();
   live.add(worker);
 

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 // How a worker process (or container, or endpoint) comes to exist. Each runtime returns a
 // handle with the same life cycle; one conformance suite runs against every runtime.
 import type { WorkerConfig } from "../config/schema.js";
@@ -62,4 +63,14 @@ export class RuntimeRouter implements WorkerRuntime {
     if (!runtime) throw new Error(`no ${req.config.runtime.type} runtime is available`);
     return runtime.start(req, signal);
   }
+}
+
+/**
+ * The variable a started worker reads its token from (`--token-env`), and a fresh token: each
+ * worker the orchestrator starts requires its own on every call but health, so no other local
+ * process can call it. It travels in the environment, never in an argv.
+ */
+export const RUN_TOKEN_ENV = "PDS_DPO_RUN_TOKEN";
+export function runToken(): string {
+  return randomBytes(32).toString("hex");
 }

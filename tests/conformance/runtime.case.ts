@@ -28,8 +28,12 @@ export function runRuntimeConformance(name: string, newRuntime: () => WorkerRunt
       // Where the start went, when the runtime sees the process (not for remote endpoints).
       if (handle.startup) expect(handle.startup.servingS).toBeGreaterThanOrEqual(handle.startup.listeningS);
       if (handle.startup) expect(handle.startup.listeningS).toBeGreaterThan(0);
-      const client = new WorkerClient("scorer", handle.address);
+      const client = new WorkerClient("scorer", handle.address, handle.connection);
+      // Any other local process: health answers, every other call is refused without the worker's token.
+      const stranger = new WorkerClient("stranger", handle.address);
       try {
+        expect(await stranger.checkHealth(5000)).toBe(ServingStatus.SERVING);
+        if (handle.connection?.token) await expect(stranger.describe()).rejects.toThrow(/UNAUTHENTICATED/);
         expect(await client.checkHealth(5000)).toBe(ServingStatus.SERVING);
         const info = await client.describe();
         expect(info.kind).toBe(WorkerKind.WORKER_KIND_IMAGE_SCORER);
@@ -37,6 +41,7 @@ export function runRuntimeConformance(name: string, newRuntime: () => WorkerRunt
         expect(info.pid).toBeGreaterThan(0);
       } finally {
         client.close();
+        stranger.close();
       }
       const exit = await handle.stop();
       expect(exit).toEqual({ exitCode: 0, signal: null });

@@ -18,16 +18,18 @@ describe("docker runtime argv", () => {
     expect(args).toEqual([
       "run", "--rm", "--init", "--name", "pdsdpo-sd-1a2b", "--label", "pdsdpo.worker=true",
       "--publish", "127.0.0.1::50051",
+      "--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--pids-limit", "4096",
       "--volume", "/data/store:/data/store",
       "--gpus", '"device=0,1"',
       "--cpus", "8", "--memory", "32g", "--shm-size", "8g",
-      "--env", "HF_TOKEN",
+      "--env", "HF_TOKEN", "--env", "PDS_DPO_RUN_TOKEN",
       "--env", "A=1", "--env", "B=2",
-      "--env", "PDS_DPO_IMAGE_DIGEST=sha256:feed",
+      "--env", "PDS_DPO_IMAGE_DIGEST=sha256:feed", "--env", "HF_HOME=/data/store/hf", "--env", "HOME=/tmp",
       "reg.example/pds-dpo-image-generator@sha256:feed",
       "--model", '{"source":"MODEL_SOURCE_HF","id":"stabilityai/sd3","revision":"abc123","dtype":"float16"}',
       "--store", "/data/store",
       "--device", "cuda",
+      "--token-env", "PDS_DPO_RUN_TOKEN", "--insecure",
     ]);
   });
 

@@ -20,6 +20,7 @@ describe("localWorkerArgs", () => {
       "--port", "0",
       "--parent-pid", "42",
       "--own-process-group",
+      "--token-env", "PDS_DPO_RUN_TOKEN",
       "--device", "cuda",
       "--cpu-threads", "2",
     ]);
