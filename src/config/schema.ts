@@ -67,12 +67,17 @@ export const ModelSchema = z
 export type ModelConfig = z.infer<typeof ModelSchema>;
 
 /** Environment entries in a config reach the manifest: secrets must come from the process environment instead. */
-const SECRET_NAME = /(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|PRIVATE_?KEY)/i;
+// Words that are secrets wherever they stand (TOKENIZERS_PARALLELISM is no token), and words
+// that are as a whole `_`-separated part (HF_AUTH, WANDB_KEY, DB_PASS, SMTP_PWD, SESSION_ID),
+// so that MONKEY_PATCH, AUTHOR or PWD (the working directory) are not.
+export const SECRET_NAME = /TOKEN(?!IZ)|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_?KEY|PRIVATE_?KEY|COOKIE|(^|_)(O?AUTH|SESSION|KEY)(_|$)|_(PASS|PWD)(_|$)/i;
+export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const EnvSchema = z
   .record(z.string(), z.string())
   .superRefine((env, ctx) => {
     for (const k of Object.keys(env)) {
-      if (SECRET_NAME.test(k)) ctx.addIssue({ code: "custom", path: [k], message: `looks like a secret; secrets come from the environment (export ${k}), never from the config` });
+      if (!ENV_NAME.test(k)) ctx.addIssue({ code: "custom", path: [k], message: "not an environment variable name (letters, digits and '_', not starting with a digit)" });
+      else if (SECRET_NAME.test(k)) ctx.addIssue({ code: "custom", path: [k], message: `looks like a secret; secrets come from the environment (export ${k}), never from the config` });
     }
   })
   .default({});
@@ -166,8 +171,12 @@ export const WorkerSchema = z.strictObject({
   batch_size: positiveInt.optional(),
   /** Retries of one batch whose call failed with a retryable error (the worker died or was unreachable, or a deadline passed); past them the run fails. */
   retries: z.number().int().nonnegative().default(2),
-  /** Deadline of one RPC: this many seconds per item in it, plus 30. */
-  item_timeout_s: z.number().positive().default(600),
+  /** Seconds one item may take (default: DEFAULT_ITEM_TIMEOUT_S of the kind); a call's deadline is 30 s plus this per item and per call queued before it, capped by call_timeout_s. */
+  item_timeout_s: z.number().positive().optional(),
+  /** The longest any one call may take (default: 1 hour; the trainer's whole training, 48 hours). */
+  call_timeout_s: z.number().positive().optional(),
+  /** gRPC keepalive: a ping this often; a worker that does not answer it within min(20, this) seconds is gone (a vanished host is noticed within a minute, not at the deadline). */
+  keepalive_s: z.number().positive().default(30),
   /** `stage`: stopped once its last stage ends; `run`: kept until the run ends. */
   lifecycle: z.enum(["stage", "run"]).default("stage"),
 });
@@ -175,6 +184,25 @@ export type WorkerConfig = z.infer<typeof WorkerSchema>;
 
 export function batchSizeOf(w: WorkerConfig): number {
   return w.batch_size ?? DEFAULT_BATCH_SIZE[w.kind];
+}
+
+/** Generous seconds per item by kind: what a deadline is estimated from (the trainer's item is a pair in an epoch). */
+export const DEFAULT_ITEM_TIMEOUT_S: Record<WorkerKindName, number> = {
+  "image-generator": 120,
+  "image-scorer": 30,
+  responder: 300,
+  "response-scorer": 30,
+  "dpo-trainer": 60,
+  evaluator: 60,
+};
+
+/** The cap on one call's deadline. */
+export function callTimeoutSOf(w: WorkerConfig): number {
+  return w.call_timeout_s ?? (w.kind === "dpo-trainer" ? 48 * 3600 : 3600);
+}
+
+export function itemTimeoutSOf(w: WorkerConfig): number {
+  return w.item_timeout_s ?? DEFAULT_ITEM_TIMEOUT_S[w.kind];
 }
 
 const sizeSchema = z.union([

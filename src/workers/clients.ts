@@ -21,6 +21,9 @@ export class WorkerClient {
     this.creds = connection.credentials ?? insecure();
     this.options = {
       ...CHANNEL_OPTIONS,
+      ...(connection.keepaliveMs
+        ? { "grpc.keepalive_time_ms": connection.keepaliveMs, "grpc.keepalive_timeout_ms": Math.min(20_000, connection.keepaliveMs), "grpc.keepalive_permit_without_calls": 1 }
+        : {}),
       ...(connection.serverName ? { "grpc.ssl_target_name_override": connection.serverName, "grpc.default_authority": connection.serverName } : {}),
       ...(connection.token ? { interceptors: [bearerInterceptor(connection.token)] } : {}),
     };

@@ -13,6 +13,8 @@ export interface ConnectionOptions {
   credentials?: ChannelCredentials;
   /** The name the server's TLS certificate is checked against, when dialing it by address (a Service's pods). */
   serverName?: string;
+  /** gRPC keepalive: ping this often; no answer within min(20 s, this) closes the connection and fails its calls. */
+  keepaliveMs?: number;
   /** Sent as `authorization: Bearer <token>` on every call. */
   token?: string;
 }

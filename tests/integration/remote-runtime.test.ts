@@ -81,4 +81,23 @@ describe("remote runtime", { timeout: 150_000 }, () => {
     const err = await new RemoteRuntime().start({ name: "w", replica: 0, config, baseDir: dir, storeRoot: dir, logPath: join(dir, "w.log") }).catch((e: unknown) => e);
     expect((err as Error).message).toBe(`worker 'w' at worker.example:50051: not on loopback, so a bearer token is required; set ${TOKEN_ENV}`);
   });
+
+  // Last: it stops the worker's process (and lets it go on after).
+  it("a worker that stops answering (SIGSTOP: a vanished host) is noticed by keepalive within seconds, not at the call's deadline", async () => {
+    const handle = await new RemoteRuntime().start(request("image-scorer", "right-token"));
+    const client = new WorkerClient("pick", handle.address, { ...handle.connection, keepaliveMs: 2000 });
+    try {
+      expect(await client.checkHealth(10_000)).toBeDefined();
+      process.kill(proc!.pid!, "SIGSTOP");
+      const t0 = Date.now();
+      // A deadline of two minutes; keepalive (a ping every 2 s, 2 s to answer) ends the call long before.
+      const err = await client.checkHealth(120_000).catch((e: unknown) => e);
+      expect(String(err)).toMatch(/UNAVAILABLE|keepalive/i);
+      expect(Date.now() - t0).toBeLessThan(60_000);
+    } finally {
+      process.kill(proc!.pid!, "SIGCONT");
+      client.close();
+      await handle.stop();
+    }
+  });
 });
