@@ -48,8 +48,11 @@ export const MAX_ISSUE_MESSAGE = 300;
 /** Issues a ConfigError prints; the rest are counted in one line. */
 export const MAX_ISSUES = 20;
 
+/** At most `max` characters, one line: control characters (a newline in a key) are escaped. */
 function cut(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+  // eslint-disable-next-line no-control-regex
+  const flat = text.slice(0, max).replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return flat.length > max || text.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
 export function formatIssue(issue: ConfigIssue): string {

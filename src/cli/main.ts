@@ -1,5 +1,7 @@
 // The thin CLI: parse argv, call one function, map errors to exit codes and one line.
-import { ConfigError, EXIT, OrchestratorError } from "../errors.js";
+import { statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { ConfigError, EXIT, OrchestratorError, UsageError } from "../errors.js";
 import { orchestratorVersion } from "../util/project.js";
 import { k8sRenderCommand } from "./commands/k8s-render.js";
 import { planCommand } from "./commands/plan.js";
@@ -11,6 +13,24 @@ import { validateCommand } from "./commands/validate.js";
 import { workersCheckCommand } from "./commands/workers-check.js";
 import { processOutput, type Output } from "./output.js";
 import { parseCLI, USAGE } from "./parse.js";
+
+/** Why `--store` cannot be the store root: it (or the first of its parents that exists) is no directory. */
+export function storeProblem(store: string): string | undefined {
+  const root = resolve(store);
+  for (let p = root; ; p = dirname(p)) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(p).isDirectory();
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // Not there yet (created on first use), or under a file (ENOTDIR): look at the parent.
+      if ((code === "ENOENT" || code === "ENOTDIR") && dirname(p) !== p) continue;
+      return undefined;
+    }
+    if (isDir) return undefined;
+    return p === root ? `--store ${store}: not a directory` : `--store ${store}: cannot be made under ${p}, which is not a directory`;
+  }
+}
 
 function report(err: unknown, verbose: boolean, out: Output): number {
   if (err instanceof ConfigError) {
@@ -29,6 +49,10 @@ export async function main(argv: string[], out: Output = processOutput, signal =
   try {
     const cmd = parseCLI(argv);
     if ("verbose" in cmd) verbose = cmd.verbose;
+    if ("store" in cmd) {
+      const problem = storeProblem(cmd.store);
+      if (problem) throw new UsageError(problem);
+    }
     switch (cmd.command) {
       case "help":
         out.stdout(`${USAGE}\n`);

@@ -52,7 +52,10 @@ export function parseExperiment(text: string): { config?: ExperimentConfig; issu
     const path = pathAt(doc, offset);
     const line = lines.linePos(offset).line;
     // yaml composes nodes recursively: a document nested thousands deep overflows its stack.
-    if (/call stack/i.test(err.message)) return { issues: [{ path: deepPath(path), message: `YAML ${tooDeep}`, line }], lines };
+    if (/call stack/i.test(err.message)) {
+      const deep = deepestPath(doc, MAX_YAML_DEPTH);
+      return { issues: [{ path: deepPath(deep?.path ?? path), message: `YAML ${tooDeep}`, line: deep ? lines.linePos(deep.offset).line : line }], lines };
+    }
     const message = err.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
     return { issues: [{ path: formatPath(path), message: `YAML syntax error: ${message}`, line }], lines };
   }

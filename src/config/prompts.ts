@@ -81,7 +81,7 @@ export function parsePrompts(text: string, keyPath: string, file: string): { pro
     if (!parsed.success) {
       const first = parsed.error.issues[0]!;
       const field = first.path.length ? `${first.path.join(".")}: ` : "";
-      issues.push({ path: keyPath, message: `${where}: ${field}${first.message}` });
+      issues.push({ path: keyPath, message: `${where}: ${field}${first.message.replace(/^Invalid input: /, "")}` });
       return;
     }
     const dup = seen.get(parsed.data.id);
@@ -129,7 +129,7 @@ export function decodePrompts(bytes: Uint8Array, keyPath: string, file: string):
     }
     let line = 1;
     for (let i = 0; i < offset; i++) if (bytes[i] === 0x0a) line++;
-    return { issue: { path: keyPath, message: `${file}: not valid UTF-8: byte 0x${bytes[offset]!.toString(16).padStart(2, "0")} at byte offset ${offset} (line ${line})` } };
+    return { issue: { path: keyPath, message: `${file}:${line}: not valid UTF-8: byte 0x${bytes[offset]!.toString(16).padStart(2, "0")} at byte offset ${offset}` } };
   }
 }
 

@@ -1,15 +1,48 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
+import { z } from "zod";
 import { completeExperiment } from "../../config/load.js";
 import { ExperimentSchema, STAGES, type StageName } from "../../config/schema.js";
 import { ReplayMismatchError, UsageError } from "../../errors.js";
 import { EventBus } from "../../events/bus.js";
 import { firstDifference, fingerprintMismatch, parseTolerance } from "../../manifest/compare.js";
-import type { Manifest } from "../../manifest/types.js";
+import { MANIFEST_SCHEMA, type Manifest } from "../../manifest/types.js";
 import { runExperiment } from "../../pipeline/run.js";
 import { ContentStore } from "../../store/cas.js";
 import { decodePng, pixelDistance } from "../../store/png.js";
 import { reporterFor, type Output } from "../output.js";
+
+const object = z.record(z.string(), z.unknown());
+/** What replay reads of a manifest before it runs anything (and compares after). */
+const ReplayableManifest = z.looseObject({
+  run_id: z.string().min(1),
+  config: z.looseObject({ file: z.string().min(1), resolved: object }),
+  inputs: z.looseObject({ prompts: z.looseObject({ sha256: z.string() }) }),
+  workers: z.record(z.string(), object),
+  stages: z.record(z.string(), object),
+  artifacts: z.array(z.unknown()),
+  outputs: object,
+});
+
+/** Pure: why a parsed JSON value is not a manifest replay can use, naming the first missing or wrong field. */
+export function manifestProblem(value: unknown): string | undefined {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return "not a pds-dpo manifest (not a JSON object)";
+  const schema = (value as { schema?: unknown }).schema;
+  if (schema === undefined) return "not a pds-dpo manifest (no schema field)";
+  if (schema !== MANIFEST_SCHEMA) return `not a pds-dpo manifest (schema ${JSON.stringify(schema).slice(0, 80)}, not ${MANIFEST_SCHEMA})`;
+  const parsed = ReplayableManifest.safeParse(value);
+  if (parsed.success) return undefined;
+  const issue = parsed.error.issues[0]!;
+  const field = issue.path.map(String).join(".");
+  const missing = issue.code === "invalid_type" && valueAt(value, issue.path) === undefined;
+  return missing ? `not a complete manifest: ${field} is missing` : `not a complete manifest: ${field}: ${issue.message.replace(/^Invalid input: /, "")}`;
+}
+
+function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+  let cur = value;
+  for (const seg of path) cur = cur !== null && typeof cur === "object" ? (cur as Record<PropertyKey, unknown>)[seg] : undefined;
+  return cur;
+}
 
 /** Answer texts of a run, from its dataset (for a readable text difference). */
 function answerTexts(runDir: string): Map<string, string> {
@@ -30,13 +63,15 @@ export async function replayCommand(o: { manifest: string; store: string; tolera
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  let before: Manifest;
+  let value: unknown;
   try {
-    before = JSON.parse(readFileSync(o.manifest, "utf8")) as Manifest;
+    value = JSON.parse(readFileSync(o.manifest, "utf8"));
   } catch {
     throw new UsageError(`cannot read a manifest at ${o.manifest}`);
   }
-  if (before.schema !== "pds-dpo/manifest@1") throw new UsageError(`${o.manifest} is not a pds-dpo manifest`);
+  const problem = manifestProblem(value);
+  if (problem) throw new UsageError(`${o.manifest}: ${problem}`);
+  const before = value as Manifest;
   const cfg = before.config;
   const parsed = ExperimentSchema.safeParse(cfg.resolved);
   if (!parsed.success) throw new UsageError(`${o.manifest}: its config does not validate: ${parsed.error.issues[0]?.message}`);
