@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import re
 import sys
 
 from pds_dpo_workers.errors import WorkerError
+
+
+# The bearer token's variable when --token-env is not given; unset, the worker takes calls without a token.
+DEFAULT_TOKEN_ENV = "PDS_DPO_WORKER_TOKEN"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="ModelSpec as proto JSON, e.g. '{\"source\":\"MODEL_SOURCE_TINY\",\"id\":\"sd\"}'")
     s.add_argument("--store", default=None, help="shared content-addressed store root (omit: inline outputs only)")
     s.add_argument("--cache-root", default=None, help="where tiny models are built (default: the store, else ~/.cache/pds-dpo)")
-    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--host", default="127.0.0.1", help="a non-loopback address needs TLS (--tls-cert) or --insecure")
+    s.add_argument("--insecure", action="store_true", help="serve plaintext gRPC on a non-loopback --host (e.g. a container's 0.0.0.0 published on the host's loopback); logs a warning")
     s.add_argument("--port", type=int, default=0, help="0 picks a free port; it is announced on stdout")
     s.add_argument("--socket", default=None, help="serve on this unix socket instead of a TCP port")
     s.add_argument("--parent-pid", type=int, default=None, help="exit when this process dies")
@@ -32,7 +38,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-cert", default=None, help="serve TLS with this PEM certificate (and --tls-key)")
     s.add_argument("--tls-key", default=None)
     s.add_argument("--tls-client-ca", default=None, help="require client certificates signed by this CA")
-    s.add_argument("--token-env", default="PDS_DPO_WORKER_TOKEN", help="environment variable holding the bearer token calls must carry (unset: no token)")
+    s.add_argument(
+        "--token-env",
+        default=None,
+        metavar="VAR",
+        help=f"environment variable holding the bearer token every call but health must carry; given explicitly, VAR must be set (default: {DEFAULT_TOKEN_ENV}, and no token when it is unset)",
+    )
+    s.add_argument(
+        "--allow-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory besides the store that paths in requests may name (image roots, question files, checkpoints); repeatable",
+    )
     s.add_argument("--expect-gpus", type=int, default=0, metavar="N", help="the worker must see N GPUs (its runtime.devices, made visible by the orchestrator): checked before the model loads")
     s.add_argument("--require", action="append", default=[], metavar="PACKAGE", help="an optional package the configuration needs (bitsandbytes, deepspeed, ...): checked before anything loads")
     s.add_argument("--log-level", default="INFO")
@@ -179,12 +197,60 @@ def _families() -> int:
     return 0
 
 
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1 (bracketed or not)."""
+    h = host.strip()
+    if h.startswith("[") and h.endswith("]"):
+        h = h[1:-1]
+    if h.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+class _ServeUsageError(Exception):
+    """A serve option that cannot work (one line, exit 2)."""
+
+
+def _serve_checks(args: argparse.Namespace) -> tuple[str | None, tuple[str, ...]]:
+    """Checked before anything loads: (the bearer token or None, the allowed roots resolved)."""
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise _ServeUsageError("--tls-cert and --tls-key go together")
+    if not args.socket and not args.tls_cert and not args.insecure and not is_loopback(args.host):
+        raise _ServeUsageError(
+            f"--host {args.host} is not a loopback address: serve TLS there (--tls-cert and --tls-key) or pass --insecure to serve plaintext anyway"
+        )
+    if args.token_env is not None:
+        # Named explicitly (the orchestrator's per-run token): serving without it would let
+        # anyone call the worker, so an unset variable is an error, never "no token".
+        if args.token_env not in os.environ:
+            raise _ServeUsageError(f"--token-env {args.token_env}: the variable is not set")
+        if not os.environ[args.token_env]:
+            raise _ServeUsageError(f"--token-env {args.token_env}: the variable is empty")
+        token = os.environ[args.token_env]
+    else:
+        token = os.environ.get(DEFAULT_TOKEN_ENV) or None
+    roots = []
+    for root in args.allow_root:
+        if not root or not os.path.isdir(root):
+            raise _ServeUsageError(f"--allow-root {root}: not a directory")
+        roots.append(os.path.realpath(root))
+    return token, tuple(roots)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "health":
         return _health(args)
     if args.command == "families":
         return _families()
+    try:
+        token, allowed_roots = _serve_checks(args)
+    except _ServeUsageError as e:
+        print(f"pds_dpo_workers: {e}", file=sys.stderr)
+        return 2
     if args.own_process_group:
         # Its own group, so the orchestrator can signal it and its children together, but
         # the orchestrator's session: with autogroup scheduling, CPU shares are split between
@@ -193,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if not args.socket and not args.tls_cert and not is_loopback(args.host):
+        logging.getLogger("pds_dpo_workers").warning(
+            "--insecure: serving plaintext gRPC on %s: whoever reaches it can read the calls%s",
+            args.host,
+            "" if token else " and, without a bearer token (--token-env), make them",
+        )
     # Imported after logging is set up: these pull in torch.
     from pds_dpo_workers.environment import check_gpus, device, make_deterministic
     from pds_dpo_workers.kinds import kind_entry
@@ -219,10 +291,9 @@ def main(argv: list[str] | None = None) -> int:
 
     store = Store(os.path.abspath(args.store)) if args.store else None
     cache_root = args.cache_root or (store.root if store else os.path.expanduser("~/.cache/pds-dpo"))
-    ctx = WorkerContext(spec=spec, store=store, cache_root=cache_root, device=device() if args.device == "auto" else args.device)
-    if bool(args.tls_cert) != bool(args.tls_key):
-        print("pds_dpo_workers: --tls-cert and --tls-key go together", file=sys.stderr)
-        return 2
+    ctx = WorkerContext(
+        spec=spec, store=store, cache_root=cache_root, device=device() if args.device == "auto" else args.device, allowed_roots=allowed_roots
+    )
     opts = ServeOptions(
         host=args.host,
         port=args.port,
@@ -231,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
-        token=os.environ.get(args.token_env) or None,
+        token=token,
         prepare=prepare,
         load_nice=args.nice,
         requires=tuple(args.require),

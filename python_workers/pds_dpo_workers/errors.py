@@ -42,3 +42,11 @@ class MissingPackage(WorkerError):
 
     code = "missing_package"
     status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class PathNotAllowed(InvalidRequest):
+    """A path in a request lies outside the store and the roots the worker was started with
+    (--allow-root). The message never says whether the path exists."""
+
+    code = "path_not_allowed"
+    status = grpc.StatusCode.INVALID_ARGUMENT

@@ -151,13 +151,14 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     """Refuses calls without `authorization: Bearer <token>`; health stays open for probes."""
 
     def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}"
+        self._expected = f"Bearer {token}".encode()
 
     async def intercept_service(self, continuation, details):
         if details.method.startswith("/grpc.health.v1.Health/"):
             return await continuation(details)
         sent = dict(details.invocation_metadata or ()).get("authorization", "")
-        if hmac.compare_digest(sent, self._expected):
+        # As bytes: compare_digest refuses str with non-ASCII characters.
+        if hmac.compare_digest(sent.encode() if isinstance(sent, str) else bytes(sent), self._expected):
             return await continuation(details)
 
         async def deny(request, context):
@@ -213,11 +214,12 @@ async def serve(kind: KindEntry, kind_impl: Kind, opts: ServeOptions) -> int:
     for name in served:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
-    address = f"unix:{opts.socket}" if opts.socket else f"{opts.host}:{opts.port}"
+    host = f"[{opts.host}]" if ":" in opts.host and not opts.host.startswith("[") else opts.host  # a bare IPv6 address
+    address = f"unix:{opts.socket}" if opts.socket else f"{host}:{opts.port}"
     port = server.add_secure_port(address, _credentials(opts)) if opts.tls_cert else server.add_insecure_port(address)
     await server.start()
-    announce("listening", address=address if opts.socket else f"{opts.host}:{port}", port=port, pid=os.getpid())
-    log.info("listening on %s", address if opts.socket else f"{opts.host}:{port}")
+    announce("listening", address=address if opts.socket else f"{host}:{port}", port=port, pid=os.getpid())
+    log.info("listening on %s", address if opts.socket else f"{host}:{port}")
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -15,6 +15,11 @@ from pds_dpo_workers.store import Store
 from worker_harness import RESPONDER_MODEL, png_bytes, start_worker
 
 
+def allow_tmp(tmp_path_factory) -> tuple[str, ...]:
+    """The worker's --allow-root for the session's temporary directory (the tests' image roots)."""
+    return ("--allow-root", str(tmp_path_factory.getbasetemp()))
+
+
 def dataset(root) -> bytes:
     """Four preference pairs in the export's format, images relative to root."""
     (root / "images").mkdir(exist_ok=True)
@@ -51,13 +56,14 @@ def request(store: Store, root, checkpoints, max_steps: int, resume: bool = Fals
 
 
 @pytest.fixture
-def trainer(store_dir, log_dir):
-    w = start_worker("dpo-trainer", RESPONDER_MODEL, store_dir, log_dir)
+def trainer(store_dir, log_dir, tmp_path_factory):
+    # Image roots and checkpoints lie in the tests' temporary directories, outside the store.
+    w = start_worker("dpo-trainer", RESPONDER_MODEL, store_dir, log_dir, extra_args=allow_tmp(tmp_path_factory))
     yield w
     w.terminate()
 
 
-def test_sigterm_stops_at_a_step_boundary_saves_and_a_resume_goes_on(trainer, store_dir, log_dir, tmp_path):
+def test_sigterm_stops_at_a_step_boundary_saves_and_a_resume_goes_on(trainer, store_dir, log_dir, tmp_path, tmp_path_factory):
     store = Store(str(store_dir))
     checkpoints = tmp_path / "ckpt"
     steps: list[int] = []
@@ -82,7 +88,7 @@ def test_sigterm_stops_at_a_step_boundary_saves_and_a_resume_goes_on(trainer, st
     saved = sorted(int(p.split("-")[1]) for p in os.listdir(checkpoints) if p.startswith("checkpoint-"))
     assert len(saved) == 1 and 1 <= saved[0] < 200
 
-    again = start_worker("dpo-trainer", RESPONDER_MODEL, store_dir, log_dir)
+    again = start_worker("dpo-trainer", RESPONDER_MODEL, store_dir, log_dir, extra_args=allow_tmp(tmp_path_factory))
     try:
         resumed = []
         result = None

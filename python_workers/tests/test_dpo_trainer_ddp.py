@@ -23,6 +23,11 @@ from pds_dpo_workers.proto import common_pb2, dpo_trainer_pb2 as pb, dpo_trainer
 from pds_dpo_workers.store import Store
 from worker_harness import REPO_ROOT, RESPONDER_MODEL, png_bytes, start_worker
 
+
+def allow_tmp(tmp_path_factory) -> tuple[str, ...]:
+    """The worker's --allow-root for the session's temporary directory (the tests' image roots)."""
+    return ("--allow-root", str(tmp_path_factory.getbasetemp()))
+
 PAIRS = 4
 
 
@@ -99,8 +104,9 @@ class LogSince:
 
 
 @pytest.fixture(scope="module")
-def trainer(store_dir, log_dir):
-    w = start_worker("dpo-trainer", RESPONDER_MODEL, store_dir, log_dir)
+def trainer(store_dir, log_dir, tmp_path_factory):
+    # Image roots and checkpoints lie in the tests' temporary directories, outside the store.
+    w = start_worker("dpo-trainer", RESPONDER_MODEL, store_dir, log_dir, extra_args=allow_tmp(tmp_path_factory))
     yield w
     assert w.terminate() == 0, w.log_tail()
 

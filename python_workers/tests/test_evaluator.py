@@ -22,8 +22,17 @@ QUESTIONS = 5
 
 
 @pytest.fixture(scope="module")
-def evaluator(store_dir):
-    impl = KINDS["evaluator"].create(WorkerContext(spec=parse_spec(json.dumps(RESPONDER_MODEL)), store=Store(str(store_dir)), cache_root=str(store_dir), device="cpu"))
+def evaluator(store_dir, tmp_path_factory):
+    # The benchmark images (and the adapter directory) lie outside the store: the session's
+    # temporary directory is an allowed root, as a config's directory is for a real worker.
+    ctx = WorkerContext(
+        spec=parse_spec(json.dumps(RESPONDER_MODEL)),
+        store=Store(str(store_dir)),
+        cache_root=str(store_dir),
+        device="cpu",
+        allowed_roots=(str(tmp_path_factory.getbasetemp()),),
+    )
+    impl = KINDS["evaluator"].create(ctx)
     impl.load()
     return impl
 

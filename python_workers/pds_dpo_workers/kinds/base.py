@@ -16,7 +16,7 @@ from typing import AsyncIterator, Callable, Iterator, Protocol, Sequence, TypeVa
 
 from pds_dpo_workers.errors import InvalidModelSpec, WorkerError
 from pds_dpo_workers.proto import common_pb2
-from pds_dpo_workers.store import Store, read_blob
+from pds_dpo_workers.store import Store, confine_path, read_blob
 from pds_dpo_workers.streaming import ModelRunner, serve_stream
 
 
@@ -27,6 +27,14 @@ class WorkerContext:
     # Where tiny models are built and cached (the store root by default).
     cache_root: str
     device: str
+    # Directories besides the store that paths in requests may name (serve --allow-root).
+    allowed_roots: tuple[str, ...] = ()
+
+    def confine(self, path: str, what: str) -> str:
+        """`path` (a request's) resolved, if it lies inside the store or an allowed root;
+        else PathNotAllowed, before anything touches the disk (store.confine_path)."""
+        roots = ((self.store.root,) if self.store else ()) + tuple(self.allowed_roots)
+        return confine_path(path, roots, what)
 
 
 class Backend(Protocol):

@@ -40,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Callable
 
 from pds_dpo_workers import errors
 from pds_dpo_workers.errors import FailedPrecondition, InvalidRequest, ModelLoadError, WorkerError
@@ -88,6 +89,16 @@ def check_request(req: pb.TrainRequest) -> None:
         raise InvalidRequest(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
     if ALL_LINEAR in req.lora.target_modules and len(req.lora.target_modules) > 1:
         raise InvalidRequest(f"lora.target_modules: {ALL_LINEAR!r} stands alone (it already names every linear layer of the language model)")
+
+
+def check_paths(req: pb.TrainRequest, ctx: WorkerContext) -> None:
+    """The request's own paths lie in the store or the worker's allowed roots: checked before
+    anything touches them (the checkpoint directory is created, the DeepSpeed config read)."""
+    ctx.confine(req.checkpoint_dir, "checkpoint_dir")
+    if req.image_root:
+        ctx.confine(req.image_root, "image_root")
+    if req.deepspeed_config:
+        ctx.confine(req.deepspeed_config, "deepspeed_config")
 
 
 def all_linear_names(model) -> list[str]:
@@ -175,19 +186,48 @@ def dpo_config_kwargs(req: pb.TrainRequest, device: str) -> dict:
     }
 
 
+def image_path(path: str, image_root: str) -> str:
+    """Pure: where a dataset image is read from (an absolute path, or one relative to image_root)."""
+    return path if os.path.isabs(path) else os.path.join(image_root, path)
+
+
+def dataset_rows(data: bytes) -> list[dict]:
+    """Pure: pairs.jsonl -> its rows; each names its images as a list of paths."""
+    try:
+        rows = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+    except ValueError as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise InvalidRequest(f"the dataset is not JSON lines: {e}") from None
+    for i, row in enumerate(rows):
+        images = row.get("images") if isinstance(row, dict) else None
+        if not isinstance(images, list) or not all(isinstance(p, str) and p for p in images):
+            raise InvalidRequest(f"dataset pair {i + 1}: images must be a list of paths")
+    return rows
+
+
+def check_dataset_paths(data: bytes, image_root: str, confine: Callable[[str, str], str]) -> None:
+    """Every image path the dataset names, as load_pairs reads it, passes `confine`
+    (WorkerContext.confine). The worker checks this before training starts, so the ranks
+    of a distributed training (started without the worker's roots) get checked paths."""
+    for i, row in enumerate(dataset_rows(data)):
+        for p in row["images"]:
+            confine(image_path(p, image_root), f"dataset pair {i + 1}: image")
+
+
 def load_pairs(data: bytes, image_root: str):
-    """pairs.jsonl -> a datasets.Dataset with decoded images (paths relative to image_root)."""
+    """pairs.jsonl -> a datasets.Dataset with decoded images (paths relative to image_root).
+
+    Its image paths are confined by the worker beforehand (check_dataset_paths)."""
     from datasets import Image, List, load_dataset
 
+    rows = dataset_rows(data)
+    if not rows:
+        raise InvalidRequest("the dataset has no pairs")
     with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as f:
         f.write(data)
         path = f.name
     try:
-        rows = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
-        if not rows:
-            raise InvalidRequest("the dataset has no pairs")
         ds = load_dataset("json", data_files=path, split="train").select_columns(["images", "prompt", "chosen", "rejected"])
-        ds = ds.map(lambda r: {"images": [p if os.path.isabs(p) else os.path.join(image_root, p) for p in r["images"]]})
+        ds = ds.map(lambda r: {"images": [image_path(p, image_root) for p in r["images"]]})
         for p in {p for r in ds["images"] for p in r}:
             if not os.path.isfile(p):
                 raise InvalidRequest(f"dataset image not found: {p}")
@@ -600,9 +640,12 @@ class DpoTrainer(Kind):
         if self.ctx.store is None:
             raise FailedPrecondition("the trainer needs the shared store (--store)")
         check_request(req)
+        check_paths(req, self.ctx)
         check_distributed(req, self.ctx.device)
 
     def _run(self, req: pb.TrainRequest, emit, cancel: threading.Event) -> None:
+        # Off the event loop: the dataset is read (and its hash checked) here.
+        check_dataset_paths(read_blob(self.ctx.store, req.dataset), req.image_root, self.ctx.confine)
 
         def send(message: pb.TrainResponse) -> None:
             # After a cancel nobody listens; training still stops and saves cleanly.

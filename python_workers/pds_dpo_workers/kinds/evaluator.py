@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 from typing import Protocol
 
@@ -32,14 +33,21 @@ class Pope:
     """POPE rows: {question_id, image, text, label: yes|no}, as JSON lines or a JSON list."""
 
     def read(self, data: bytes) -> list[dict]:
-        text = data.decode().strip()
-        rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
+        try:
+            text = data.decode().strip()
+            rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
+        except ValueError as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise InvalidRequest(f"POPE questions: not JSON lines or a JSON list: {e}") from None
         for i, r in enumerate(rows):
+            if not isinstance(r, dict):
+                raise InvalidRequest(f"POPE row {i + 1} is not a JSON object")
             missing = {"question_id", "image", "text", "label"} - set(r)
             if missing:
                 raise InvalidRequest(f"POPE row {i + 1} lacks {', '.join(sorted(missing))}")
             if str(r["label"]).lower() not in ("yes", "no"):
                 raise InvalidRequest(f"POPE row {i + 1}: label must be yes or no, not {r['label']!r}")
+            if not isinstance(r["image"], str) or not r["image"]:
+                raise InvalidRequest(f"POPE row {i + 1}: image must be a path, not {r['image']!r}")
         return rows
 
     def prompt(self, row: dict) -> str:
@@ -101,10 +109,18 @@ class Evaluator(Kind):
     TITLE = "evaluator"
     backend: ImageTextToTextEvaluator
 
+    def check(self, req: pb.EvaluateRequest) -> None:
+        # Paths are confined before anything touches the disk (the images, in _answer).
+        if req.image_root:
+            self.ctx.confine(req.image_root, "image_root")
+        if req.adapter_dir:
+            self.ctx.confine(req.adapter_dir, "adapter_dir")
+
     def _run(self, req: pb.EvaluateRequest, emit, cancel: threading.Event) -> None:
         bench = lookup(BENCHMARKS, req.benchmark, "benchmark", InvalidRequest)
         rows = bench.read(read_blob(self.ctx.store, req.questions))
-        with self.backend.model_for(req.adapter_dir) as model:
+        adapter_dir = self.ctx.confine(req.adapter_dir, "adapter_dir") if req.adapter_dir else ""
+        with self.backend.model_for(adapter_dir) as model:
             self._answer(req, bench, rows, model, emit, cancel)
 
     def _answer(self, req, bench: Benchmark, rows: list[dict], model, emit, cancel: threading.Event) -> None:
@@ -120,8 +136,11 @@ class Evaluator(Kind):
             images = []
             for r in chunk:
                 path = r["image"] if os.path.isabs(r["image"]) else os.path.join(req.image_root, r["image"])
+                real = self.ctx.confine(path, f"question {r['question_id']}: image")
                 try:
-                    images.append(Image.open(path).convert("RGB"))
+                    if not stat.S_ISREG(os.stat(real).st_mode):  # a FIFO would block the open
+                        raise InvalidRequest(f"benchmark image {path}: not a regular file")
+                    images.append(Image.open(real).convert("RGB"))
                 except OSError as e:
                     raise InvalidRequest(f"benchmark image {path}: {e}") from None
             texts = self.backend.answer(model, images, [bench.prompt(r) for r in chunk], max_new)
