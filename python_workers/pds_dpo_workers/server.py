@@ -37,6 +37,8 @@ log = logging.getLogger("pds_dpo_workers.server")
 # gRPC's default 4 MiB receive limit is too small for inline images and batches.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 EXIT_LOAD_FAILED = 3
+# The most often a client may ping (gRPC keepalive) without being told off.
+MIN_PING_INTERVAL_MS = 1000
 
 
 @dataclass
@@ -198,6 +200,12 @@ async def serve(kind: KindEntry, kind_impl: Kind, opts: ServeOptions) -> int:
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # The orchestrator pings every keepalive_s (30 s by default) to notice a vanished
+            # worker, also between calls: allow it (gRPC's default answers pings more often
+            # than every 5 minutes with GOAWAY "too_many_pings", which fails calls in flight).
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", MIN_PING_INTERVAL_MS),
+            ("grpc.http2.max_ping_strikes", 0),
         ]
     )
     health_servicer = health.aio.HealthServicer()

@@ -91,6 +91,7 @@ export function renderK8s(loaded: LoadedConfig, o: RenderOptions = DEFAULT_RENDE
   ];
   const storeMount = { name: "store", mountPath: o.storePath };
   const storeVolume = { name: "store", persistentVolumeClaim: { claimName: o.storeClaim } };
+  const configMapName = `${config.name.toLowerCase().replace(/[^a-z0-9-]/g, "-")}-experiment`;
 
   objects.push({
     apiVersion: "v1",
@@ -141,6 +142,8 @@ export function renderK8s(loaded: LoadedConfig, o: RenderOptions = DEFAULT_RENDE
                   "--device", rt.device,
                   "--tls-cert", "/tls/tls.crt",
                   "--tls-key", "/tls/tls.key",
+                  // The experiment's files (the trainer's DeepSpeed config) as the Job names them.
+                  "--allow-root", CONFIG_DIR,
                   ...(gpus ? ["--expect-gpus", String(gpus)] : []),
                   ...requiredPackages(config, name).flatMap((p) => ["--require", p]),
                 ],
@@ -150,11 +153,12 @@ export function renderK8s(loaded: LoadedConfig, o: RenderOptions = DEFAULT_RENDE
                 readinessProbe: { exec: { command: probe }, periodSeconds: 10, timeoutSeconds: 8, failureThreshold: 3 },
                 resources: Object.keys(limits).length ? { limits, requests: limits } : {},
                 securityContext: containerSecurity,
-                volumeMounts: [storeMount, { name: "tls", mountPath: "/tls", readOnly: true }, { name: "tmp", mountPath: "/tmp" }, ...(shm ? [{ name: "shm", mountPath: "/dev/shm" }] : [])],
+                volumeMounts: [storeMount, { name: "config", mountPath: CONFIG_DIR, readOnly: true }, { name: "tls", mountPath: "/tls", readOnly: true }, { name: "tmp", mountPath: "/tmp" }, ...(shm ? [{ name: "shm", mountPath: "/dev/shm" }] : [])],
               },
             ],
             volumes: [
               storeVolume,
+              { name: "config", configMap: { name: configMapName } },
               { name: "tls", secret: { secretName: o.tlsSecret } },
               { name: "tmp", emptyDir: {} },
               ...(shm ? [{ name: "shm", emptyDir: { medium: "Memory", sizeLimit: k8sSize(shm) } }] : []),
@@ -199,7 +203,7 @@ export function renderK8s(loaded: LoadedConfig, o: RenderOptions = DEFAULT_RENDE
     }
   }
   const experiment: ExperimentConfig = { ...config, workers, stages };
-  const configMap = `${config.name.toLowerCase().replace(/[^a-z0-9-]/g, "-")}-experiment`;
+  const configMap = configMapName;
   const yaml = `# Rendered by \`orchestrate k8s render\` from ${loaded.file}: the workers as the cluster's Services.\n${stringify(experiment, { lineWidth: 0, aliasDuplicateObjects: false })}`;
   objects.push({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: configMap, namespace: o.namespace, labels: base }, data: { "experiment.yaml": yaml, ...files } });
 

@@ -2,7 +2,7 @@
 // together. Batches are dispatched to ready replicas from a shared queue, two in flight per
 // replica; a replica that dies has its batches requeued and is restarted. An RPC failure of a
 // worker that died becomes a WorkerCrashedError naming it and its log.
-import { expectedGpus, requiredPackages } from "../workers/requirements.js";
+import { allowedRoots, expectedGpus, requiredPackages } from "../workers/requirements.js";
 import type { LoadedConfig } from "../config/load.js";
 import { batchSizeOf, callTimeoutSOf, itemTimeoutSOf, replicaCount, type WorkerConfig, type WorkerKindName } from "../config/schema.js";
 import { status } from "@grpc/grpc-js";
@@ -153,7 +153,7 @@ export class WorkerPool {
     this.bus.emit({ type: "worker.starting", worker: name, replica, kind: config.kind, logPath });
     const t0 = performance.now();
     const niceness = this.niceness.get(name) ?? 0;
-    const handle = await this.runtime.start({ name, replica, config, baseDir: this.loaded.baseDir, storeRoot: this.where.storeRoot, logPath, ...(niceness > 0 ? { niceness } : {}), requires: requiredPackages(this.loaded.config, name), expectGpus: expectedGpus(this.loaded.config, name) }, signal);
+    const handle = await this.runtime.start({ name, replica, config, baseDir: this.loaded.baseDir, storeRoot: this.where.storeRoot, logPath, ...(niceness > 0 ? { niceness } : {}), requires: requiredPackages(this.loaded.config, name), expectGpus: expectedGpus(this.loaded.config, name), allowRoots: allowedRoots(this.loaded.config, name, this.loaded.baseDir) }, signal);
     const client = new WorkerClient(name, handle.address, { ...handle.connection, keepaliveMs: config.keepalive_s * 1000 });
     let info: WorkerInfo;
     try {

@@ -28,6 +28,8 @@ export interface DockerRunInput {
   requires?: string[];
   /** GPUs the worker must see (expectedGpus). */
   expectGpus?: number;
+  /** Directories its requests may name, mounted read-only at the same path (allowedRoots). */
+  allowRoots?: string[];
 }
 
 export function dockerRunArgs(i: DockerRunInput): string[] {
@@ -38,7 +40,7 @@ export function dockerRunArgs(i: DockerRunInput): string[] {
   // privilege gain, a bounded number of processes.
   args.push("--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--pids-limit", String(PIDS_LIMIT));
   args.push("--volume", `${i.storeRoot}:${i.storeRoot}`);
-  for (const m of i.readOnlyMounts ?? (spec.path ? [spec.path] : [])) args.push("--volume", `${m}:${m}:ro`);
+  for (const m of [...(i.readOnlyMounts ?? (spec.path ? [spec.path] : [])), ...(i.allowRoots ?? [])]) args.push("--volume", `${m}:${m}:ro`);
   const gpus = rt.devices ?? rt.gpus;
   if (gpus !== undefined) args.push("--gpus", gpus === "all" ? "all" : `"device=${gpus.join(",")}"`);
   if (rt.cpus !== undefined) args.push("--cpus", String(rt.cpus));
@@ -54,6 +56,7 @@ export function dockerRunArgs(i: DockerRunInput): string[] {
   if (i.niceness) args.push("--nice", String(i.niceness));
   for (const p of i.requires ?? []) args.push("--require", p);
   if (i.expectGpus) args.push("--expect-gpus", String(i.expectGpus));
+  for (const r of i.allowRoots ?? []) args.push("--allow-root", r);
   return args;
 }
 

@@ -30,7 +30,7 @@ export class DockerRuntime implements WorkerRuntime {
     const { imageRef, digest } = await this.pin(rt.image);
     const containerName = `pdsdpo-${req.name}-${randomBytes(4).toString("hex")}`;
     const token = runToken();
-    const args = dockerRunArgs({ containerName, imageRef, digest, config: req.config as WorkerConfig & { runtime: DockerRuntimeConfig }, baseDir: req.baseDir, storeRoot: req.storeRoot, niceness: req.niceness, requires: req.requires, expectGpus: req.expectGpus });
+    const args = dockerRunArgs({ containerName, imageRef, digest, config: req.config as WorkerConfig & { runtime: DockerRuntimeConfig }, baseDir: req.baseDir, storeRoot: req.storeRoot, niceness: req.niceness, requires: req.requires, expectGpus: req.expectGpus, allowRoots: req.allowRoots });
     return launchWorker(
       req,
       {

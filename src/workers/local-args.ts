@@ -3,7 +3,7 @@ import type { WorkerConfig } from "../config/schema.js";
 import { modelSpecJson, toModelSpec } from "./model-spec.js";
 import { RUN_TOKEN_ENV } from "./runtime.js";
 
-export function localWorkerArgs(config: WorkerConfig, opts: { baseDir: string; storeRoot: string; parentPid: number; niceness?: number; requires?: string[]; expectGpus?: number }): string[] {
+export function localWorkerArgs(config: WorkerConfig, opts: { baseDir: string; storeRoot: string; parentPid: number; niceness?: number; requires?: string[]; expectGpus?: number; allowRoots?: string[] }): string[] {
   if (config.runtime.type !== "local") throw new Error(`not a local runtime: ${config.runtime.type}`);
   return [
     "-m",
@@ -31,5 +31,6 @@ export function localWorkerArgs(config: WorkerConfig, opts: { baseDir: string; s
     ...(opts.niceness ? ["--nice", String(opts.niceness)] : []),
     ...(opts.requires ?? []).flatMap((p) => ["--require", p]),
     ...(opts.expectGpus ? ["--expect-gpus", String(opts.expectGpus)] : []),
+    ...(opts.allowRoots ?? []).flatMap((r) => ["--allow-root", r]),
   ];
 }

@@ -19,7 +19,7 @@ export class LocalRuntime implements WorkerRuntime {
       throw new WorkerStartError(`worker '${req.name}': Python interpreter not found at ${python} (run the setup script, or set runtime.python)`);
     }
     const token = runToken();
-    const args = localWorkerArgs(req.config, { baseDir: req.baseDir, storeRoot: req.storeRoot, parentPid: this.opts.parentPid ?? process.pid, niceness: req.niceness, requires: req.requires, expectGpus: req.expectGpus });
+    const args = localWorkerArgs(req.config, { baseDir: req.baseDir, storeRoot: req.storeRoot, parentPid: this.opts.parentPid ?? process.pid, niceness: req.niceness, requires: req.requires, expectGpus: req.expectGpus, allowRoots: req.allowRoots });
     return launchWorker(
       req,
       {

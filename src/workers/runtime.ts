@@ -26,6 +26,8 @@ export interface WorkerStartRequest {
   requires?: string[];
   /** GPUs the worker must see (its placement, expectedGpus), checked before it loads its model. */
   expectGpus?: number;
+  /** Directories besides the store its requests may name (allowedRoots). */
+  allowRoots?: string[];
 }
 
 export interface WorkerHandle {

@@ -49,12 +49,12 @@ describe("k8s render", () => {
     const pod = podOf(sd);
     const c = pod.containers[0]!;
     expect(c.image).toBe("reg/pds-dpo-image-generator@sha256:aa");
-    expect(c.args).toEqual(["--model", '{"source":"MODEL_SOURCE_HF","id":"org/sd","revision":"abc"}', "--store", "/store", "--device", "auto", "--tls-cert", "/tls/tls.crt", "--tls-key", "/tls/tls.key", "--expect-gpus", "2"]);
+    expect(c.args).toEqual(["--model", '{"source":"MODEL_SOURCE_HF","id":"org/sd","revision":"abc"}', "--store", "/store", "--device", "auto", "--tls-cert", "/tls/tls.crt", "--tls-key", "/tls/tls.key", "--allow-root", "/config", "--expect-gpus", "2"]);
     expect(c.resources.limits).toEqual({ "nvidia.com/gpu": "2", memory: "32Gi" });
     expect(c.readinessProbe.exec.command).toEqual(["python", "-m", "pds_dpo_workers", "health", "--address", "127.0.0.1:50051", "--tls-ca", "/tls/ca.crt", "--tls-server-name", "sd.pds-dpo.svc.cluster.local", "--timeout", "5"]);
     expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: { drop: ["ALL"] } });
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 10001 });
-    expect(c.volumeMounts.map((m) => m.mountPath)).toEqual(["/store", "/tls", "/tmp", "/dev/shm"]);
+    expect(c.volumeMounts.map((m) => m.mountPath)).toEqual(["/store", "/config", "/tls", "/tmp", "/dev/shm"]);
     expect(sd.metadata.labels).toMatchObject({ "kueue.x-k8s.io/queue-name": "gpu" });
     // Secrets by reference, never inlined.
     expect(c.env.filter((e) => e.valueFrom).map((e) => e.name)).toEqual(["HF_TOKEN", "PDS_DPO_WORKER_TOKEN"]);

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { WorkerSchema } from "../../src/config/schema.js";
 import { parseExperiment } from "../../src/config/load.js";
 import { localWorkerArgs } from "../../src/workers/local-args.js";
-import { expectedGpus, requiredPackages } from "../../src/workers/requirements.js";
+import { allowedRoots, expectedGpus, requiredPackages } from "../../src/workers/requirements.js";
 
 describe("localWorkerArgs", () => {
   it("builds the exact argv of a local worker", () => {
@@ -67,6 +67,10 @@ stages:
     expect(expectedGpus(config!, "a")).toBe(0);
     expect(expectedGpus(config!, "dpo")).toBe(2);
     expect(localWorkerArgs(config!.workers.dpo!, { baseDir: "/cfg", storeRoot: "/s", parentPid: 1, expectGpus: 2 }).slice(-2)).toEqual(["--expect-gpus", "2"]);
+    // The only directories besides the store its requests may name: the DeepSpeed config's.
+    expect(allowedRoots(config!, "dpo", "/cfg")).toEqual(["/cfg"]);
+    expect(allowedRoots(config!, "a", "/cfg")).toEqual([]);
+    expect(localWorkerArgs(config!.workers.dpo!, { baseDir: "/cfg", storeRoot: "/s", parentPid: 1, allowRoots: ["/cfg"] }).slice(-2)).toEqual(["--allow-root", "/cfg"]);
     // A tokenizer option: a hub reference as written, a directory resolved against the config's.
     const ir = (tokenizer: string) =>
       localWorkerArgs(WorkerSchema.parse({ kind: "image-scorer", model: { source: "hf", id: "THUDM/ImageReward", revision: "r", type: "image-reward", tokenizer } }), { baseDir: "/cfg", storeRoot: "/s", parentPid: 1 })[6]!;
