@@ -20,6 +20,26 @@ export function writePrompts(dir: string, n: number, extra: string[] = []): void
   writeFileSync(join(dir, "prompts.jsonl"), `${[...lines, ...extra].join("\n")}\n`);
 }
 
+/** A minimal valid experiment (an image stage of two tiny workers); tests edit it by string replacement. Its lines are fixed: tests name them. */
+export const MINIMAL_EXPERIMENT = `name: t
+seed: 1
+workers:
+  sd:
+    kind: image-generator
+    model: {source: tiny, name: sd}
+  pick:
+    kind: image-scorer
+    model: {source: tiny, name: clip-scorer}
+stages:
+  images:
+    prompts: prompts.jsonl
+    generator: sd
+    scorer: pick
+    guidance_scales: [5, 7]
+    steps: 2
+    size: 64
+`;
+
 /** The runtime of every test worker: local, CPU, one torch thread (tests run side by side). */
 export const LOCAL_CPU = "runtime: {type: local, device: cpu, cpu_threads: 1}";
 

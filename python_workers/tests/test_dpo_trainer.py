@@ -3,7 +3,6 @@ stops at a step boundary, saves a checkpoint and exits 0; a second call resumes 
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 
@@ -12,32 +11,7 @@ import pytest
 
 from pds_dpo_workers.proto import common_pb2, dpo_trainer_pb2 as pb, dpo_trainer_pb2_grpc as pb_grpc
 from pds_dpo_workers.store import Store
-from worker_harness import RESPONDER_MODEL, png_bytes, start_worker
-
-
-def allow_tmp(tmp_path_factory) -> tuple[str, ...]:
-    """The worker's --allow-root for the session's temporary directory (the tests' image roots)."""
-    return ("--allow-root", str(tmp_path_factory.getbasetemp()))
-
-
-def dataset(root) -> bytes:
-    """Four preference pairs in the export's format, images relative to root."""
-    (root / "images").mkdir(exist_ok=True)
-    lines = []
-    for i in range(4):
-        (root / "images" / f"p{i}.png").write_bytes(png_bytes(seed=i))
-        lines.append(
-            json.dumps(
-                {
-                    "id": f"p{i}",
-                    "images": [f"images/p{i}.png"],
-                    "prompt": [{"role": "user", "content": "What is in the picture?"}],
-                    "chosen": [{"role": "assistant", "content": "a cat on a table"}],
-                    "rejected": [{"role": "assistant", "content": "a red car at night"}],
-                }
-            )
-        )
-    return ("\n".join(lines) + "\n").encode()
+from worker_harness import RESPONDER_MODEL, allow_tmp, pairs_dataset as dataset, start_worker
 
 
 def request(store: Store, root, checkpoints, max_steps: int, resume: bool = False) -> pb.TrainRequest:

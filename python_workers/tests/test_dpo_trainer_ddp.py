@@ -21,33 +21,14 @@ import pytest
 from pds_dpo_workers.models import tiny
 from pds_dpo_workers.proto import common_pb2, dpo_trainer_pb2 as pb, dpo_trainer_pb2_grpc as pb_grpc, worker_pb2, worker_pb2_grpc
 from pds_dpo_workers.store import Store
-from worker_harness import REPO_ROOT, RESPONDER_MODEL, png_bytes, start_worker
+from worker_harness import REPO_ROOT, RESPONDER_MODEL, allow_tmp, pairs_dataset, start_worker
 
-
-def allow_tmp(tmp_path_factory) -> tuple[str, ...]:
-    """The worker's --allow-root for the session's temporary directory (the tests' image roots)."""
-    return ("--allow-root", str(tmp_path_factory.getbasetemp()))
 
 PAIRS = 4
 
 
 def dataset(root) -> bytes:
-    (root / "images").mkdir(exist_ok=True)
-    lines = []
-    for i in range(PAIRS):
-        (root / "images" / f"p{i}.png").write_bytes(png_bytes(seed=10 + i))
-        lines.append(
-            json.dumps(
-                {
-                    "id": f"p{i}",
-                    "images": [f"images/p{i}.png"],
-                    "prompt": [{"role": "user", "content": "What is in the picture?"}],
-                    "chosen": [{"role": "assistant", "content": "a cat on a table"}],
-                    "rejected": [{"role": "assistant", "content": "a red car at night"}],
-                }
-            )
-        )
-    return ("\n".join(lines) + "\n").encode()
+    return pairs_dataset(root, PAIRS, seed=10)
 
 
 def request(store: Store, root, max_steps: int, gpus: int = 2, deepspeed_config: str = "") -> pb.TrainRequest:

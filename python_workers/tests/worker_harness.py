@@ -202,3 +202,29 @@ def png_bytes(seed: int = 0, size: int = 48) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels, mode="RGB").save(buf, format="PNG")
     return buf.getvalue()
+
+
+def pairs_dataset(root: Path, n: int = 4, seed: int = 0) -> bytes:
+    """n preference pairs in the export's format (pairs.jsonl), their images written under root."""
+    (root / "images").mkdir(exist_ok=True)
+    lines = []
+    for i in range(n):
+        (root / "images" / f"p{i}.png").write_bytes(png_bytes(seed=seed + i))
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"p{i}",
+                    "images": [f"images/p{i}.png"],
+                    "prompt": [{"role": "user", "content": "What is in the picture?"}],
+                    "chosen": [{"role": "assistant", "content": "a cat on a table"}],
+                    "rejected": [{"role": "assistant", "content": "a red car at night"}],
+                }
+            )
+        )
+    return ("\n".join(lines) + "\n").encode()
+
+
+def allow_tmp(tmp_path_factory) -> tuple[str, ...]:
+    """The worker's --allow-root for the session's temporary directory (the tests' image roots)."""
+    return ("--allow-root", str(tmp_path_factory.getbasetemp()))
+

@@ -4,25 +4,9 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadExperiment, parseExperiment } from "../../src/config/load.js";
 import { ConfigError, formatIssue } from "../../src/errors.js";
+import { MINIMAL_EXPERIMENT } from "../helpers.js";
 
-const BASE = `name: t
-seed: 1
-workers:
-  sd:
-    kind: image-generator
-    model: {source: tiny, name: sd}
-  pick:
-    kind: image-scorer
-    model: {source: tiny, name: clip-scorer}
-stages:
-  images:
-    prompts: prompts.jsonl
-    generator: sd
-    scorer: pick
-    guidance_scales: [5, 7]
-    steps: 2
-    size: 64
-`;
+const BASE = MINIMAL_EXPERIMENT;
 
 function issues(text: string) {
   return parseExperiment(text).issues.map(formatIssue);

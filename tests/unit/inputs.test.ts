@@ -13,25 +13,9 @@ import { SECRET_NAME } from "../../src/config/schema.js";
 import { ConfigError, formatIssue, type ConfigIssue } from "../../src/errors.js";
 import { manifestProblem } from "../../src/cli/commands/replay.js";
 import { storeProblem } from "../../src/cli/main.js";
+import { MINIMAL_EXPERIMENT } from "../helpers.js";
 
-const BASE = `name: t
-seed: 1
-workers:
-  sd:
-    kind: image-generator
-    model: {source: tiny, name: sd}
-  pick:
-    kind: image-scorer
-    model: {source: tiny, name: clip-scorer}
-stages:
-  images:
-    prompts: prompts.jsonl
-    generator: sd
-    scorer: pick
-    guidance_scales: [5, 7]
-    steps: 2
-    size: 64
-`;
+const BASE = MINIMAL_EXPERIMENT;
 
 const dir = mkdtempSync(join(tmpdir(), "pdsdpo-inputs-"));
 const write = (name: string, content: string | Uint8Array) => {
