@@ -13,6 +13,9 @@ import { ROOT } from "../helpers.js";
 const STAGES: StageName[] = ["images", "responses", "train", "evaluate"];
 const USAGE = [["sd3", "imagereward"], ["llava-mistral-7b", "llava-vicuna-13b", "llava-vicuna-7b", "armorm"], ["dpo"], ["pope"]];
 
+/** The paper's config with every worker on GPU 0 (as it ships, the 13B responder and ArmoRM are on GPU 1) and `gb` of memory declared, or none. */
+const allOnGpu0 = (gb?: number) => (t: string) => t.replaceAll(", devices: [1]}", "}").replace("gpu_memory_gb: 80\n", gb === undefined ? "" : `gpu_memory_gb: ${gb}\n`);
+
 function paper(edit: (text: string) => string = (t) => t): ExperimentConfig {
   const { config, issues } = parseExperiment(edit(readFileSync(join(ROOT, "configs/pds-dpo-paper.yaml"), "utf8")));
   expect(issues).toEqual([]);
@@ -26,7 +29,7 @@ const on = (device: number, worker: string) => (t: string) => t.replace(new RegE
 
 describe("memory plan", () => {
   it("states each worker's estimate from its size, dtype, quantization and work", () => {
-    const c = paper();
+    const c = paper(allOnGpu0());
     const s = known(c);
     // 4-bit: 0.55 bytes a parameter, x1.1 + 1 GB, plus the KV cache of a batch of 8 at 2928 image + 64 + 1000 new tokens.
     const kv = (8 * (2928 + 64 + 1000) * 32 * 2 * 8 * 128 * 2) / 1e9;
@@ -42,7 +45,7 @@ describe("memory plan", () => {
   });
 
   it("all on GPU 0 with 40 GB: the responses stage does not fit, named with its device and workers", () => {
-    const c = paper((t) => t.replace("seed: 0\n", "seed: 0\ngpu_memory_gb: 40\n"));
+    const c = paper(allOnGpu0(40));
     const plan = memoryPlan(c, STAGES, USAGE, known(c));
     expect(plan.problems).toHaveLength(1);
     expect(plan.problems[0]).toMatch(/^stage responses, cuda:0: llava-mistral-7b [\d.]+ \+ llava-vicuna-13b [\d.]+ \+ llava-vicuna-7b [\d.]+ \+ armorm [\d.]+ = [\d.]+ GB > gpu_memory_gb 40$/);
@@ -51,8 +54,18 @@ describe("memory plan", () => {
     expect(train.devices.map((d) => [d.device, d.residents.map((r) => r.worker)])).toEqual([["cuda:0", ["dpo"]], ["cuda:1", ["dpo"]]]);
   });
 
+  it("as shipped (2 x 80 GB, the 13B responder and ArmoRM on GPU 1) it fits, loading each stage's workers during the stage before", () => {
+    const c = paper();
+    const plan = memoryPlan(c, STAGES, USAGE, known(c));
+    expect(plan.problems).toEqual([]);
+    expect(plan.stages.find((s) => s.stage === "responses")!.devices.map((d) => [d.device, d.residents.map((r) => r.worker)])).toEqual([
+      ["cuda:0", ["llava-mistral-7b", "llava-vicuna-7b", "dpo"]],
+      ["cuda:1", ["llava-vicuna-13b", "armorm", "dpo"]],
+    ]);
+  });
+
   it("spread over four GPUs it fits; a worker loads during the stage before when it fits beside it", () => {
-    const spread = (t: string) => [on(1, "llava-mistral-7b"), on(2, "llava-vicuna-13b"), on(3, "llava-vicuna-7b")].reduce((x, f) => f(x), t.replace("seed: 0\n", "seed: 0\ngpu_memory_gb: 40\n"));
+    const spread = (t: string) => [on(1, "llava-mistral-7b"), on(2, "llava-vicuna-13b"), on(3, "llava-vicuna-7b")].reduce((x, f) => f(x), allOnGpu0(40)(t));
     const c = paper(spread);
     expect(c.workers["llava-vicuna-13b"]!.runtime).toMatchObject({ devices: [2] });
     const plan = memoryPlan(c, STAGES, USAGE, known(c));
@@ -65,12 +78,12 @@ describe("memory plan", () => {
     // The evaluator does not fit beside the trainer on GPU 0: it loads after training.
     expect(plan.schedule.pope).toMatchObject({ first: 3, start: 3 });
     // Without a declared memory nothing is loaded early.
-    const undeclared = paper((t) => [on(1, "llava-mistral-7b"), on(2, "llava-vicuna-13b"), on(3, "llava-vicuna-7b")].reduce((x, f) => f(x), t));
+    const undeclared = paper((t) => [on(1, "llava-mistral-7b"), on(2, "llava-vicuna-13b"), on(3, "llava-vicuna-7b")].reduce((x, f) => f(x), allOnGpu0()(t)));
     expect(memoryPlan(undeclared, STAGES, USAGE, known(undeclared)).schedule["llava-vicuna-13b"]).toMatchObject({ start: 1 });
   });
 
   it("a model of unknown size is listed, not counted", () => {
-    const c = paper((t) => t.replace("seed: 0\n", "seed: 0\ngpu_memory_gb: 40\n"));
+    const c = paper(allOnGpu0(40));
     const sizes = { ...known(c), armorm: { params: 0, basis: "unknown" as const } };
     const plan = memoryPlan(c, STAGES, USAGE, sizes);
     expect(plan.unknown).toEqual(["armorm"]);

@@ -30,6 +30,7 @@ const TWIN: Record<string, string> = {
 const MODEL_ORIGIN = ["source", "id", "name", "revision", "seed", "dtype", "tokenizer"] as const;
 const SIZES = [
   ["name"],
+  ["gpu_memory_gb"],
   ["stages", "images", "limit"],
   ["stages", "images", "steps"],
   ["stages", "responses", "decoding", "max_new_tokens"],
