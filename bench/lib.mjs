@@ -21,6 +21,7 @@ export const { launchWorker } = await dist("workers/process-worker.js");
 export const { ImageScorerServiceClient } = await dist("gen/pdsdpo/v1/image_scorer.js");
 export const { imageScoreKeys, OPS } = await dist("plan/item-keys.js");
 export const { chunks } = await dist("util/async-queue.js");
+export const { WorkerSchema } = await dist("config/schema.js");
 export const { blobRef } = await dist("pipeline/stage-util.js");
 
 export function tempDir(prefix = "pdsdpo-bench-") {
@@ -89,16 +90,16 @@ export async function nullScorerPool({ replicas, delayMs = 0, readImages = false
   const dir = tempDir();
   const root = storeRoot ?? join(dir, "store");
   mkdirSync(join(dir, "logs"), { recursive: true });
-  const worker = {
+  // Through the schema, as a config's worker is: every default the pool reads is filled.
+  const worker = WorkerSchema.parse({
     kind: "image-scorer",
     model: { source: "path", path: "bench:null-scorer" },
-    runtime: { type: "local", device: "cpu", env: {}, start_timeout_s: 300 },
+    runtime: { type: "local", device: "cpu", start_timeout_s: 300 },
     replicas,
-    max_restarts: 0,
     batch_size: batchSize,
     item_timeout_s: 600,
-  };
-  const loaded = { config: { workers: { null: worker } }, baseDir: dir };
+  });
+  const loaded = { config: { workers: { null: worker }, stages: {} }, baseDir: dir };
   const bus = new EventBus();
   bus.subscribe(eventsFileReporter(join(dir, "events.jsonl")));
   const args = [...(delayMs ? ["--delay-ms", String(delayMs)] : []), ...(readImages ? ["--read-images"] : [])];

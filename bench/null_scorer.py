@@ -18,31 +18,26 @@ import hashlib
 import threading
 import time
 
-import grpc
-
-from pds_dpo_workers.proto import common_pb2, image_scorer_pb2 as pb, image_scorer_pb2_grpc as pb_grpc
+from pds_dpo_workers.kinds import kind_entry
+from pds_dpo_workers.kinds.base import Kind, WorkerContext
+from pds_dpo_workers.proto import common_pb2, image_scorer_pb2 as pb
 from pds_dpo_workers.server import ServeOptions, serve
 from pds_dpo_workers.store import Store, read_blob
-from pds_dpo_workers.streaming import ModelRunner, serve_stream
 
 
-class NullScorer(pb_grpc.ImageScorerServiceServicer):
-    kind = common_pb2.WORKER_KIND_IMAGE_SCORER
-    service_name = pb.DESCRIPTOR.services_by_name["ImageScorerService"].full_name
+class NullScorer(Kind):
+    """The image-scorer kind, served from its row of the kinds table, with no model."""
 
-    def __init__(self, delay_s: float, read_images: bool, store: Store | None) -> None:
+    TITLE = "null scorer"
+
+    def __init__(self, ctx: WorkerContext, delay_s: float, read_images: bool) -> None:
+        super().__init__(ctx)
         self.delay_s = delay_s
         self.read_images = read_images
-        self.store = store
-        self.runner = ModelRunner()
 
     def load(self) -> common_pb2.LoadedModel:
-        spec = common_pb2.ModelSpec(source=common_pb2.MODEL_SOURCE_PATH, path="bench:null-scorer")
         weights = hashlib.sha256(b"null-scorer").hexdigest()
-        return common_pb2.LoadedModel(spec=spec, resolved_revision="bench", weights_sha256=weights, model_class="NullScorer")
-
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_ImageScorerServiceServicer_to_server(self, server)
+        return common_pb2.LoadedModel(spec=self.ctx.spec, resolved_revision="bench", weights_sha256=weights, model_class="NullScorer")
 
     def _run(self, request, emit, cancel: threading.Event) -> None:
         for item in request.items:
@@ -51,15 +46,11 @@ class NullScorer(pb_grpc.ImageScorerServiceServicer):
             if self.delay_s:
                 time.sleep(self.delay_s)
             if self.read_images:
-                data = read_blob(self.store, item.image)
+                data = read_blob(self.ctx.store, item.image)
                 score = float(len(data) % 997)
             else:
                 score = 1.0
             emit(pb.ImageScorerServiceScoreResponse(score=pb.ImageScore(id=item.id, score=score)))
-
-    async def Score(self, request, context: grpc.aio.ServicerContext):
-        async for response in serve_stream(context, self.runner.stream(lambda emit, cancel: self._run(request, emit, cancel))):
-            yield response
 
 
 def main() -> int:
@@ -69,8 +60,11 @@ def main() -> int:
     p.add_argument("--store")
     p.add_argument("--parent-pid", type=int)
     a = p.parse_args()
-    impl = NullScorer(a.delay_ms / 1000.0, a.read_images, Store(a.store) if a.store else None)
-    return asyncio.run(serve(impl, ServeOptions(port=0, parent_pid=a.parent_pid)))
+    store = Store(a.store) if a.store else None
+    spec = common_pb2.ModelSpec(source=common_pb2.MODEL_SOURCE_PATH, path="bench:null-scorer")
+    ctx = WorkerContext(spec=spec, store=store, cache_root=a.store or ".", device="cpu")
+    impl = NullScorer(ctx, a.delay_ms / 1000.0, a.read_images)
+    return asyncio.run(serve(kind_entry("image-scorer"), impl, ServeOptions(port=0, parent_pid=a.parent_pid)))
 
 
 if __name__ == "__main__":
