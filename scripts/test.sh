@@ -5,7 +5,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 status=0
-.venv/bin/python -m pytest python_workers/tests || status=1
+# The slowest tests are named, so a suite that grows slow says where.
+.venv/bin/python -m pytest python_workers/tests --durations=12 || status=1
 # Sources and tests type-checked together (vitest itself only strips types).
 npx tsc -p tsconfig.test.json && echo "typecheck: sources and tests ok" || status=1
 npx vitest run || status=1
