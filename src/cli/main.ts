@@ -3,6 +3,7 @@ import { statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { ConfigError, EXIT, OrchestratorError, UsageError } from "../errors.js";
 import { orchestratorVersion } from "../util/project.js";
+import { datasetConvertCommand, promptsImportCommand } from "./commands/dataset.js";
 import { k8sRenderCommand } from "./commands/k8s-render.js";
 import { planCommand } from "./commands/plan.js";
 import { replayCommand } from "./commands/replay.js";
@@ -68,6 +69,10 @@ export async function main(argv: string[], out: Output = processOutput, signal =
         return await workersCheckCommand(cmd.config, cmd.store, cmd.json, out);
       case "k8s-render":
         return k8sRenderCommand(cmd, out);
+      case "dataset-convert":
+        return datasetConvertCommand(cmd, out);
+      case "prompts-import":
+        return promptsImportCommand(cmd, out);
       case "replay":
         return await replayCommand(cmd, out, signal);
       case "report":

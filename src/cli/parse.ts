@@ -3,6 +3,7 @@ import type { RenderOptions } from "../k8s/render.js";
 import { parseArgs } from "node:util";
 import { STAGES, type StageName } from "../config/schema.js";
 import { UsageError } from "../errors.js";
+import { DATASET_FORMATS, isDatasetFormat, type DatasetFormat } from "../dataset/formats.js";
 
 export type Command =
   | { command: "run"; config: string; store: string; runId?: string; until?: StageName; noCache: boolean; json: boolean; verbose: boolean }
@@ -13,6 +14,8 @@ export type Command =
   | { command: "validate"; config: string; verbose: boolean }
   | { command: "plan"; config: string; store: string; json: boolean; verbose: boolean }
   | { command: "workers-check"; config: string; store: string; json: boolean; verbose: boolean }
+  | { command: "dataset-convert"; input: string; from: DatasetFormat; to: DatasetFormat; out: string; imagesFrom?: string; verbose: boolean }
+  | { command: "prompts-import"; t2i: string; instructions: string; ids?: string; out: string; verbose: boolean }
   | { command: "help" }
   | { command: "version" };
 
@@ -33,6 +36,11 @@ commands:
              [--registry REG] [--tag TAG] [--storage-class SC] [--store-size 500Gi] [--queue Q]
                                       the store's volume claim, a Deployment and headless
                                       Service per worker, and a Job that runs the experiment
+  dataset convert <input> --from FORMAT --to FORMAT --out FILE [--images-from DIR]
+                                      a preference dataset in another format (trl, llava,
+                                      llama-factory, ms-swift); exit 2 naming each bad row
+  prompts import --t2i FILE --instructions FILE [--ids FILE] --out prompts.jsonl
+                                      the authors' aligned prompt files as a prompts file
 
 options:
   --store DIR     store root (default .pds-dpo)
@@ -56,9 +64,18 @@ const OPTIONS = {
   "storage-class": { type: "string" },
   "store-size": { type: "string" },
   queue: { type: "string" },
+  from: { type: "string" },
+  to: { type: "string" },
+  "images-from": { type: "string" },
+  t2i: { type: "string" },
+  instructions: { type: "string" },
+  ids: { type: "string" },
   help: { type: "boolean", default: false },
   version: { type: "boolean", default: false },
 } as const;
+
+const CONVERT_USAGE = `dataset convert <input> --from ${DATASET_FORMATS.join("|")} --to FORMAT --out FILE [--images-from DIR]`;
+const IMPORT_USAGE = "prompts import --t2i FILE --instructions FILE [--ids FILE] --out prompts.jsonl";
 
 const K8S_USAGE = "k8s render <experiment.yaml> [--out DIR] [--namespace NS] [--node-selector K=V] [--registry REG] [--tag TAG] [--storage-class SC] [--store-size SIZE] [--queue Q]";
 
@@ -137,6 +154,28 @@ export function parseCLI(argv: string[]): Command {
       noRunFlags("workers check");
       if (rest[0] !== "check") throw new UsageError("usage: orchestrate workers check <experiment.yaml>");
       return { command: "workers-check", config: needConfig(rest.slice(1), "workers check <experiment.yaml>"), store, json: values.json, verbose };
+    }
+    case "dataset": {
+      noRunFlags("dataset convert");
+      if (rest[0] !== "convert" || rest.length !== 2) throw new UsageError(`usage: orchestrate ${CONVERT_USAGE}`);
+      const format = (flag: "from" | "to"): DatasetFormat => {
+        const v = values[flag];
+        if (v === undefined) throw new UsageError(`dataset convert needs --${flag} (${DATASET_FORMATS.join(", ")})\nusage: orchestrate ${CONVERT_USAGE}`);
+        if (!isDatasetFormat(v)) throw new UsageError(`--${flag} must be one of ${DATASET_FORMATS.join(", ")}, not '${v}'`);
+        return v;
+      };
+      const from = format("from");
+      const to = format("to");
+      if (values.out === undefined) throw new UsageError(`dataset convert needs --out FILE\nusage: orchestrate ${CONVERT_USAGE}`);
+      return { command: "dataset-convert", input: rest[1]!, from, to, out: values.out, imagesFrom: values["images-from"], verbose };
+    }
+    case "prompts": {
+      noRunFlags("prompts import");
+      if (rest[0] !== "import" || rest.length !== 1) throw new UsageError(`usage: orchestrate ${IMPORT_USAGE}`);
+      for (const flag of ["t2i", "instructions", "out"] as const) {
+        if (values[flag] === undefined) throw new UsageError(`prompts import needs --${flag} FILE\nusage: orchestrate ${IMPORT_USAGE}`);
+      }
+      return { command: "prompts-import", t2i: values.t2i!, instructions: values.instructions!, ids: values.ids, out: values.out!, verbose };
     }
     default:
       throw new UsageError(`unknown command '${cmd}'\n${USAGE}`);
