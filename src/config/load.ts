@@ -10,6 +10,7 @@ import { LineCounter, parseDocument, type Document } from "yaml";
 import type { z } from "zod";
 import { ConfigError, type ConfigIssue } from "../errors.js";
 import { readPrompts, type Prompt } from "./prompts.js";
+import { datasetFormatOf, readDataset } from "../dataset/read.js";
 import { familyProblem } from "./families.js";
 import { ExperimentSchema, isHubRef, referencedNames, WORKER_REFERENCES, type ExperimentConfig } from "./schema.js";
 import { deepestPath, formatPath, lineOf, pathAt, type KeyPath } from "./yaml-locate.js";
@@ -159,7 +160,9 @@ export function completeExperiment(
   const at = (key: (string | number)[]) => src.lineOf?.(key);
   const fileIssues: ConfigIssue[] = [];
   const promptsKey = ["stages", "images", "prompts"];
-  const read = readPrompts(resolvePath(baseDir, config.stages.images.prompts), formatPath(promptsKey));
+  const images = config.stages.images;
+  // A train-only experiment has no prompts.
+  const read = images ? readPrompts(resolvePath(baseDir, images.prompts), formatPath(promptsKey)) : { prompts: [], issues: [], sha256: "" };
   // A loop, not push(...spread): a prompts file can have a hundred thousand bad lines.
   for (const i of read.issues) fileIssues.push({ ...i, line: at(promptsKey) });
   for (const [name, worker] of Object.entries(config.workers)) {
@@ -180,13 +183,21 @@ export function completeExperiment(
     const problem = deepspeedProblem(readFileSync(resolvePath(baseDir, ds), "utf8"));
     if (problem) fileIssues.push({ path: formatPath(dsKey), message: `${resolvePath(baseDir, ds)}: ${problem}`, line: at(dsKey) });
   }
+  const train = config.stages.train;
+  const datasetKey = ["stages", "train", "dataset"];
+  if (train?.dataset && existsSync(resolvePath(baseDir, train.dataset))) {
+    // Every row and image now, not after the trainer has loaded.
+    const file = resolvePath(baseDir, train.dataset);
+    const read = readDataset(file, datasetFormatOf(train), train.image_root ? resolvePath(baseDir, train.image_root) : undefined);
+    for (const problem of read.issues) fileIssues.push({ path: formatPath(datasetKey), message: `${read.file}: ${problem}`, line: at(datasetKey) });
+  }
   if (fileIssues.length > 0) throw new ConfigError(fileIssues);
   const warnings = unpinnedRevisions(config).map(({ key, revision }) => ({
     path: formatPath(key),
     message: `'${revision}' is not a commit sha: the hub may serve other weights tomorrow; pin the 40-hex commit for reproducible runs`,
     line: at(key),
   }));
-  const prompts = config.stages.images.limit ? read.prompts.slice(0, config.stages.images.limit) : read.prompts;
+  const prompts = images?.limit ? read.prompts.slice(0, images.limit) : read.prompts;
   return { file: src.file, baseDir, text: src.text, sha256: createHash("sha256").update(src.text).digest("hex"), config, prompts, promptsSha256: read.sha256, warnings };
 }
 
@@ -201,6 +212,7 @@ export function namedFiles(config: ExperimentConfig): { key: (string | number)[]
   }
   const { train, evaluate } = config.stages;
   if (train?.deepspeed) out.push({ key: ["stages", "train", "deepspeed"], file: train.deepspeed, what: "DeepSpeed config" });
+  if (train?.dataset) out.push({ key: ["stages", "train", "dataset"], file: train.dataset, what: "dataset" });
   evaluate?.benchmarks.forEach((b, i) => {
     const at = ["stages", "evaluate", "benchmarks", i];
     if (b.path) out.push({ key: [...at, "path"], file: b.path, what: `${b.name} question file` });

@@ -274,6 +274,12 @@ export const ResponsesStageSchema = z.strictObject({
 
 export const TrainStageSchema = z.strictObject({
   trainer: z.string().min(1),
+  /** Train on this preference dataset instead of the run's own pairs (no images or responses stage): a file relative to the config, its images relative to it. */
+  dataset: z.string().min(1).optional(),
+  /** Directory the dataset's image paths are relative to; default: the dataset's directory, or the run directory for a run's own dataset/ files. */
+  image_root: z.string().min(1).optional(),
+  /** Its format; default by name: .jsonl TRL (the project's pairs.jsonl), .json the PDS-DPO release (LLaVA) format. */
+  dataset_format: z.enum(["trl", "llava", "llama-factory", "ms-swift"]).optional(),
   lora: z.strictObject({
     r: positiveInt,
     alpha: positiveInt,
@@ -338,12 +344,22 @@ export const ExperimentSchema = z.strictObject({
   seed: z.number().int().nonnegative().default(0),
   seed_policy: z.enum(["derived", "pds-dpo"]).default("derived"),
   workers: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, "worker names use a-z, 0-9, '_' and '-'"), WorkerSchema),
-  stages: z.strictObject({
-    images: ImagesStageSchema,
-    responses: ResponsesStageSchema.optional(),
-    train: TrainStageSchema.optional(),
-    evaluate: EvaluateStageSchema.optional(),
-  }),
+  stages: z
+    .strictObject({
+      /** Required, unless the train stage trains on a dataset of your own (train.dataset). */
+      images: ImagesStageSchema.optional(),
+      responses: ResponsesStageSchema.optional(),
+      train: TrainStageSchema.optional(),
+      evaluate: EvaluateStageSchema.optional(),
+    })
+    .superRefine((s, ctx) => {
+      if (!s.images && !s.train?.dataset) ctx.addIssue({ code: "custom", path: ["images"], message: "required (or train on a dataset of your own: stages.train.dataset)" });
+      if (s.responses && !s.images) ctx.addIssue({ code: "custom", path: ["responses"], message: "answers the images stage's images: add stages.images" });
+      if (s.train?.dataset && s.responses) ctx.addIssue({ code: "custom", path: ["train", "dataset"], message: "replaces the responses stage's pairs: train on one or the other" });
+      s.evaluate?.benchmarks.forEach((b, i) => {
+        if (!s.images && !b.path && !b.splits) ctx.addIssue({ code: "custom", path: ["evaluate", "benchmarks", i], message: "a benchmark from the run's own images needs the images stage: name its question files (path or splits)" });
+      });
+    }),
 });
 export type ExperimentConfig = z.infer<typeof ExperimentSchema>;
 export type ImagesStageConfig = z.infer<typeof ImagesStageSchema>;

@@ -188,7 +188,10 @@ export function renderK8s(loaded: LoadedConfig, o: RenderOptions = DEFAULT_RENDE
     files[as] = readFileSync(resolvePath(loaded.baseDir, file), "utf8");
     return as;
   };
-  stages.images.prompts = carry(config.stages.images.prompts, "prompts.jsonl");
+  if (stages.images) stages.images.prompts = carry(stages.images.prompts, "prompts.jsonl");
+  if (stages.train?.dataset && !stages.train.dataset.startsWith(`${o.storePath}/`)) {
+    throw new UsageError(`stages.train.dataset: ${stages.train.dataset}: a dataset of your own must be on the store volume in the cluster, with its images; copy them under ${o.storePath}/ and name the file by that absolute path`);
+  }
   if (stages.train?.deepspeed) stages.train.deepspeed = carry(stages.train.deepspeed, "deepspeed.json");
   for (const [i, b] of (stages.evaluate?.benchmarks ?? []).entries()) {
     for (const p of [b.path, b.image_root, ...Object.values(b.splits ?? {})]) {

@@ -109,7 +109,8 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     configFile: loaded.file,
     configSha256: loaded.sha256,
     config: loaded.config,
-    prompts: { path: resolvePath(loaded.baseDir, loaded.config.stages.images.prompts), sha256: loaded.promptsSha256 },
+    // A train-only experiment has no prompts (its dataset is pinned by the train stage's section).
+    prompts: loaded.config.stages.images ? { path: resolvePath(loaded.baseDir, loaded.config.stages.images.prompts), sha256: loaded.promptsSha256 } : { path: "", sha256: "" },
     replayOf: opts.replayOf,
     orchestrator: { version: orchestratorVersion(), gitCommit: gitCommit(), node: process.version },
   });

@@ -18,7 +18,7 @@ describe("experiment.yaml parsing", () => {
     expect(found).toEqual([]);
     expect(config?.seed_policy).toBe("derived");
     expect(config?.workers.sd?.runtime).toMatchObject({ type: "local", start_timeout_s: 300 });
-    expect(config?.stages.images.images_per_scale).toBe(1);
+    expect(config?.stages.images?.images_per_scale).toBe(1);
   });
 
   it("names an unknown key with its path and line", () => {
@@ -72,6 +72,20 @@ describe("experiment.yaml parsing", () => {
     ]);
     // Every family of the paper's configuration is known.
     expect(issues(BASE.replace("name: clip-scorer}", "name: image-reward, type: image-reward}").replace("name: sd}", "name: sd3}"))).toEqual([]);
+  });
+
+  it("a train-only experiment: no images stage when the train stage names its own dataset; nothing that needs the images without them", () => {
+    const trainOnly = (stages: string) => `name: t\nworkers:\n  dpo: {kind: dpo-trainer, model: {source: tiny, name: llava}}\n  ev: {kind: evaluator, model: {source: tiny, name: llava}}\n  a: {kind: responder, model: {source: tiny, name: llava}}\n  rm: {kind: response-scorer, model: {source: tiny, name: reward}}\nstages:\n${stages}`;
+    const train = "  train: {trainer: dpo, dataset: pairs.jsonl, lora: {r: 4, alpha: 8}, dpo: {beta: 0.1}, optim: {lr: 0.001}}\n";
+    expect(issues(trainOnly(train))).toEqual([]);
+    expect(issues(trainOnly(train.replace("dataset: pairs.jsonl, ", "")))).toEqual(["stages.images: required (or train on a dataset of your own: stages.train.dataset) (line 7)"]);
+    expect(issues(trainOnly(`${train}  responses: {responders: [a], scorer: rm}\n`))).toEqual([
+      "stages.responses: answers the images stage's images: add stages.images (line 9)",
+      "stages.train.dataset: replaces the responses stage's pairs: train on one or the other (line 8)",
+    ]);
+    expect(issues(trainOnly(`${train}  evaluate: {evaluator: ev, benchmarks: [{name: pope}]}\n`))).toEqual([
+      "stages.evaluate.benchmarks[0]: a benchmark from the run's own images needs the images stage: name its question files (path or splits) (line 9)",
+    ]);
   });
 
   it("rejects an empty document and a non-mapping", () => {

@@ -79,7 +79,7 @@ describe("k8s render", () => {
     const inCluster = parse(cm.data!["experiment.yaml"]!) as typeof exp;
     expect(inCluster.workers.sd!.runtime).toEqual({ type: "remote", service: "sd.pds-dpo.svc.cluster.local:50051", endpoints: [], tls: { ca: "/tls/ca.crt" }, token_env: "PDS_DPO_WORKER_TOKEN", start_timeout_s: 600 });
     expect(inCluster.workers.sd!.replicas).toBe(2);
-    expect(inCluster.stages.images.prompts).toBe("prompts.jsonl");
+    expect(inCluster.stages.images!.prompts).toBe("prompts.jsonl");
     expect(parseExperiment(cm.data!["experiment.yaml"]!).issues).toEqual([]);
   });
 

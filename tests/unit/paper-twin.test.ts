@@ -73,8 +73,8 @@ describe("configs/paper-twin.yaml", () => {
   });
 
   it("really reduces the sizes it may change", () => {
-    expect(twin.stages.images.steps).toBeLessThan(paper.stages.images.steps);
-    expect(twin.stages.images.limit).toBeLessThanOrEqual(5);
+    expect(twin.stages.images!.steps).toBeLessThan(paper.stages.images!.steps);
+    expect(twin.stages.images!.limit).toBeLessThanOrEqual(5);
     expect(twin.stages.responses!.decoding.max_new_tokens).toBeLessThan(paper.stages.responses!.decoding.max_new_tokens);
   });
 });

@@ -18,6 +18,9 @@ import type { Output } from "../output.js";
 
 /** Cache hits per stage, forecast from the store's journal and each worker's last seen fingerprint. */
 function cacheForecast(loaded: LoadedConfig, storeRoot: string, candidates: ImageCandidate[]) {
+  // A train-only experiment makes no images or answers to find in the cache.
+  const images = loaded.config.stages.images;
+  if (!images) return undefined;
   const journal = Journal.openReadonly(storeRoot);
   try {
     const store = new ContentStore(storeRoot);
@@ -29,9 +32,9 @@ function cacheForecast(loaded: LoadedConfig, storeRoot: string, candidates: Imag
     return forecastHits({
       seed: loaded.config.seed,
       candidates,
-      generator: worker(s.images.generator),
-      scorer: worker(s.images.scorer),
-      minScore: s.images.min_score,
+      generator: worker(images.generator),
+      scorer: worker(images.scorer),
+      minScore: images.min_score,
       ...(s.responses
         ? {
             responses: {
@@ -59,7 +62,7 @@ export function planCommand(opts: { config: string; store: string; json: boolean
   for (const w of loaded.warnings) out.stderr(`warning: ${formatIssue(w)}\n`);
   const { stages: s } = loaded.config;
   const stages = stagesToRun(loaded);
-  const candidates = planImages(s.images, loaded.prompts, loaded.config.seed, loaded.config.seed_policy);
+  const candidates = s.images ? planImages(s.images, loaded.prompts, loaded.config.seed, loaded.config.seed_policy) : [];
   const workers = workersFor(loaded, stages).map((name) => ({ name, kind: loaded.config.workers[name]!.kind, model: loaded.config.workers[name]!.model }));
   const forecast = cacheForecast(loaded, resolve(opts.store), candidates) ?? {};
   const counts = Object.fromEntries(stages.map((name) => [name, stageOf(name).plan({ loaded, forecast })]));

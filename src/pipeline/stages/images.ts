@@ -122,7 +122,7 @@ function artifactOf(store: ContentStore, blob: Blob | undefined): ArtifactInfo {
 
 async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
   const { loaded, bus, store, runDir, pool, signal } = ctx;
-  const stage = loaded.config.stages.images;
+  const stage = loaded.config.stages.images!;
   const candidates = planImages(stage, loaded.prompts, loaded.config.seed, loaded.config.seed_policy);
   const byId = new Map(candidates.map((c) => [c.id, c]));
   const outcomes = new Map<string, CandidateOutcome>();
@@ -243,7 +243,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
 function keepBest(ctx: StageContext, byId: Map<string, ImageCandidate>, outcomes: Map<string, CandidateOutcome>, artifacts: Map<string, ArtifactInfo>) {
   const { bus, runDir, store } = ctx;
   const kept: KeptImage[] = [];
-  const selections = selectBest([...outcomes.values()], ctx.loaded.config.stages.images.min_score);
+  const selections = selectBest([...outcomes.values()], ctx.loaded.config.stages.images!.min_score);
   for (const sel of selections) {
     if (sel.kept !== null) {
       const artifact = artifacts.get(sel.kept)!;
@@ -319,7 +319,7 @@ export const imagesStage: Stage<"images"> = {
   cached: true,
   workers: (config) => referencedWorkers(config, "images"),
   plan({ loaded, forecast }) {
-    const s = loaded.config.stages.images;
+    const s = loaded.config.stages.images!;
     const candidates = planImages(s, loaded.prompts, loaded.config.seed, loaded.config.seed_policy);
     const f = forecast.images;
     return { prompts: loaded.prompts.length, candidates: candidates.length, model_items: f?.items ?? 0, cache_hits: f?.hits ?? 0, to_compute: f?.toCompute ?? 0 };

@@ -284,8 +284,8 @@ function writeDataset(
   const roles = [
     ...stage.responders.map((w) => [w, "responder"] as const),
     ...responseScorers(stage).map((s) => [s.worker, `response scorer (weight ${s.weight})`] as const),
-    [loaded.config.stages.images.generator, "image generator"] as const,
-    [loaded.config.stages.images.scorer, "image scorer"] as const,
+    [loaded.config.stages.images!.generator, "image generator"] as const,
+    [loaded.config.stages.images!.scorer, "image scorer"] as const,
   ];
   const card = datasetCard({
     name: loaded.config.name,

@@ -14,6 +14,7 @@ import type { ArtifactRecord } from "../../manifest/types.js";
 import { OPS, trainKey } from "../../plan/item-keys.js";
 import { derivedSeed } from "../../plan/seeds.js";
 import { sha256, type ArtifactInfo } from "../../store/cas.js";
+import { importDataset, type ImportedDataset } from "../dataset-import.js";
 import { listSource } from "../worker-pool.js";
 import { runCachedBatches } from "../batch-runner.js";
 import { referencedWorkers, type Stage, type StageContext, type StageRun } from "../stage.js";
@@ -25,7 +26,8 @@ type AdapterFile = { path: string; sha256: string; bytes: number };
 type TrainEvent =
   | { type: "train.step"; step: number; epoch: number; metrics: Record<string, number>; cached?: boolean }
   | { type: "train.checkpoint"; step: number; path: string }
-  | { type: "train.finished"; steps: number; interrupted: boolean; adapter: AdapterFile; metricsPath: string };
+  | { type: "train.finished"; steps: number; interrupted: boolean; adapter: AdapterFile; metricsPath: string }
+  | { type: "train.dataset"; dataset: ImportedDataset };
 
 declare module "../../events/types.js" {
   interface StageEvents {
@@ -35,7 +37,16 @@ declare module "../../events/types.js" {
 declare module "../../manifest/types.js" {
   interface StageSections {
     /** steps, interrupted, adapter and metrics once training finished. */
-    train: { steps?: number; interrupted?: boolean; adapter?: AdapterFile; metrics?: string; final_metrics?: Record<string, number>; checkpoints: { step: number; path: string }[] };
+    train: {
+      steps?: number;
+      interrupted?: boolean;
+      adapter?: AdapterFile;
+      metrics?: string;
+      final_metrics?: Record<string, number>;
+      checkpoints: { step: number; path: string }[];
+      /** A train-only experiment's dataset: its source file and every image, pinned by hash. */
+      dataset?: ImportedDataset;
+    };
   }
   interface ManifestOutputs {
     adapter_sha256: string;
@@ -64,6 +75,19 @@ function artifactInfo(ref: { uri: string; sha256: string; bytes: number; mediaTy
 async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
   const { loaded, bus, store, runDir, pool, signal } = ctx;
   const stage = loaded.config.stages.train!;
+  let imagesOfDataset = (ctx.results.images ?? []).map((k) => k.artifact.sha256);
+  if (stage.dataset) {
+    // A dataset of the user's own: made the run's, as the responses stage would have.
+    let imported: ImportedDataset;
+    try {
+      imported = importDataset(loaded, runDir, store);
+    } catch (e) {
+      throw new StageFailedError((e as Error).message);
+    }
+    bus.emit({ type: "train.dataset", dataset: imported });
+    ctx.results.dataset = { path: imported.path, sha256: imported.sha256, pairs: imported.pairs };
+    imagesOfDataset = imported.images.map((i) => i.sha256);
+  }
   const dataset = ctx.results.dataset;
   if (!dataset || dataset.pairs === 0) throw new StageFailedError("the train stage has no preference pairs to train on");
   const trainer = pool.get(stage.trainer);
@@ -111,7 +135,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
   // Options left off are not in the key, so adding one never invalidates earlier trainings.
   const { tf32, gradientCheckpointing, ...optim } = req.optim;
   const keyedOptim = { ...optim, ...(tf32 ? { tf32 } : {}), ...(gradientCheckpointing ? { gradientCheckpointing } : {}) };
-  const item = trainKey(trainer.fingerprint, { lora: req.lora, dpo: req.dpo, optim: keyedOptim, seed: req.seed, gpus: req.gpus, deepspeed }, [data.sha256, ...(ctx.results.images ?? []).map((k) => k.artifact.sha256).sort()]);
+  const item = trainKey(trainer.fingerprint, { lora: req.lora, dpo: req.dpo, optim: keyedOptim, seed: req.seed, gpus: req.gpus, deepspeed }, [data.sha256, ...imagesOfDataset.sort()]);
   const finish = (r: TrainOutcome, cached: boolean) => {
     if (cached) {
       runDir.writeAtomic(metricsPath, r.log.map((l) => `${JSON.stringify({ step: l.step, epoch: l.epoch, ...l.metrics })}\n`).join(""));
@@ -171,9 +195,11 @@ function section() {
   const steps: StepMetrics[] = [];
   const checkpoints: { step: number; path: string }[] = [];
   let result: Extract<RunEvent, { type: "train.finished" }> | undefined;
+  let dataset: ImportedDataset | undefined;
   return {
     listen(e: RunEvent) {
-      if (e.type === "train.step") steps.push({ step: e.step, epoch: e.epoch, metrics: e.metrics });
+      if (e.type === "train.dataset") dataset = e.dataset;
+      else if (e.type === "train.step") steps.push({ step: e.step, epoch: e.epoch, metrics: e.metrics });
       else if (e.type === "train.checkpoint") checkpoints.push({ step: e.step, path: e.path });
       else if (e.type === "train.finished") result = e;
     },
@@ -184,6 +210,7 @@ function section() {
           ...(result ? { steps: result.steps, interrupted: result.interrupted, adapter: result.adapter, metrics: result.metricsPath } : {}),
           final_metrics: steps.at(-1)?.metrics,
           checkpoints,
+          ...(dataset ? { dataset } : {}),
         },
         ...(result ? { outputs: { adapter_sha256: result.adapter.sha256 } } : {}),
         artifacts,
@@ -194,7 +221,7 @@ function section() {
 
 export const trainStage: Stage<"train"> = {
   name: "train",
-  events: ["train.step", "train.checkpoint", "train.finished"],
+  events: ["train.dataset", "train.step", "train.checkpoint", "train.finished"],
   cached: true,
   workers: (config) => referencedWorkers(config, "train"),
   plan({ loaded }) {
@@ -225,6 +252,7 @@ export const trainStage: Stage<"train"> = {
       return `train step ${e.step}${fmt("loss")}${fmt("rewards/margins")}${fmt("rewards/accuracies")}${fmt("learning_rate")}`;
     }
     if (e.type === "train.checkpoint") return `train checkpoint at step ${e.step}: ${e.path}`;
+    if (e.type === "train.dataset") return `train dataset ${e.dataset.source.path} (${e.dataset.source.format}): ${e.dataset.pairs} pairs, ${e.dataset.images.length} images`;
     if (e.type === "train.finished") return `train ${e.interrupted ? "interrupted" : "finished"} after ${e.steps} steps; adapter ${e.adapter.path} (sha256 ${e.adapter.sha256.slice(0, 12)})`;
     return null;
   },
