@@ -1,7 +1,7 @@
 // `npm run bench`: every benchmark in turn, each writing bench/results/<name>.json and
 // printing its table. Benchmarks, not tests: they time, they do not assert; the JSON
 // records each target and whether it was met.
-//   npm run bench [-- --quick] [-- --only overhead,throughput,transfer,memory,gpu] [-- --repeat N]
+//   npm run bench [-- --quick] [-- --only overhead,throughput,transfer,memory,gpu,gpu-twin] [-- --repeat N]
 import { execa } from "execa";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -12,7 +12,7 @@ import { overheadBench } from "./overhead.mjs";
 import { throughputBench } from "./throughput.mjs";
 import { transferBench } from "./transfer.mjs";
 
-const ALL = ["throughput", "transfer", "memory", "overhead", "gpu"];
+const ALL = ["throughput", "transfer", "memory", "overhead", "gpu", "gpu-twin"];
 const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" }, repeat: { type: "string" } } });
 const only = values.only ? values.only.split(",") : ALL;
 const unknown = only.filter((n) => !ALL.includes(n));
@@ -38,6 +38,10 @@ const runners = {
   memory: () => memoryBench({ quick }),
   overhead: () => overheadBench({ quick, repeat }),
   // The GPU script's reduced CPU mode, so it is known to work where there is no GPU.
+  "gpu-twin": async () => {
+    const r = await execa("node", [join(ROOT, "bench/gpu/paper-twin.mjs"), "--cpu", RESULTS], { reject: false, stdout: "inherit", stderr: "inherit" });
+    if (r.exitCode !== 0) throw new Error(`bench/gpu/paper-twin.mjs --cpu exited ${r.exitCode}`);
+  },
   gpu: async () => {
     const r = await execa("bash", [join(ROOT, "bench/gpu/run.sh"), "--cpu", RESULTS], { reject: false, stdout: "inherit", stderr: "inherit" });
     if (r.exitCode !== 0) throw new Error(`bench/gpu/run.sh --cpu exited ${r.exitCode}`);
