@@ -21,7 +21,7 @@ import pytest
 from pds_dpo_workers.models import tiny
 from pds_dpo_workers.proto import common_pb2, dpo_trainer_pb2 as pb, dpo_trainer_pb2_grpc as pb_grpc, worker_pb2, worker_pb2_grpc
 from pds_dpo_workers.store import Store
-from worker_harness import REPO_ROOT, RESPONDER_MODEL, allow_tmp, pairs_dataset, start_worker
+from worker_harness import REPO_ROOT, RESPONDER_MODEL, allow_tmp, pairs_dataset, processes_with, start_worker
 
 
 PAIRS = 4
@@ -45,20 +45,6 @@ def request(store: Store, root, max_steps: int, gpus: int = 2, deepspeed_config:
         gpus=gpus,
         deepspeed_config=deepspeed_config,
     )
-
-
-def processes_with(marker: str) -> list[int]:
-    """Live processes whose command line contains `marker` (zombies have none)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
 
 
 def wait_gone(marker: str, timeout: float = 5.0) -> list[int]:

@@ -26,6 +26,7 @@ from pds_dpo_workers.kinds.dpo_trainer import (
 from pds_dpo_workers.models import tiny
 from pds_dpo_workers.proto import dpo_trainer_pb2 as pb
 from pds_dpo_workers.train_entry import encode, parse
+from worker_harness import processes_with
 
 
 def request(**optim) -> pb.TrainRequest:
@@ -262,20 +263,6 @@ def _fake_launch(tmp_path, monkeypatch, mode):
     return marker, lambda: dpo_trainer.launch_distributed(req, ctx, "/models/llava", sent.append, cancel), sent, cancel
 
 
-def _running(marker: str) -> list[int]:
-    import os
-
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
 def test_the_worker_relays_rank_0_and_fails_on_a_missing_result(tmp_path, monkeypatch):
     _, run, sent, _ = _fake_launch(tmp_path, monkeypatch, "ok")
     run()
@@ -302,7 +289,7 @@ def test_a_failed_rank_fails_the_call_and_the_hung_one_is_killed(tmp_path, monke
         run()
     # Rank 1 would have slept for 10 minutes: its process group was killed.
     assert time.monotonic() - started < 30
-    assert _running(marker) == []
+    assert processes_with(marker) == []
 
 
 def test_a_cancel_asks_every_rank_to_stop(tmp_path, monkeypatch):
@@ -314,13 +301,13 @@ def test_a_cancel_asks_every_rank_to_stop(tmp_path, monkeypatch):
     t = threading.Thread(target=lambda: done.append(run()))
     t.start()
     deadline = time.monotonic() + 30
-    while len(_running(marker)) < 3 and time.monotonic() < deadline:  # the launcher and two ranks
+    while len(processes_with(marker)) < 3 and time.monotonic() < deadline:  # the launcher and two ranks
         time.sleep(0.05)
     cancel.set()  # a rank not yet known to the worker gets SIGTERM as it announces itself
     t.join(30)
     assert done == [None]
     assert [r.result.interrupted for r in sent] == [True]
-    assert _running(marker) == []
+    assert processes_with(marker) == []
 
 
 # -- the paper's trainer options: tf32, gradient checkpointing, all-linear LoRA, max_length ----

@@ -105,6 +105,16 @@ def test_without_allowed_roots_only_the_store_is_open(layout):
         no_store.confine(str(layout / "store" / "runs"), "x")
 
 
+def with_fields(req: tpb.TrainRequest, fields: dict) -> tpb.TrainRequest:
+    """The request with some fields replaced (a Blob is copied in: protobuf message fields cannot be assigned)."""
+    for k, v in fields.items():
+        if isinstance(v, common_pb2.Blob):
+            getattr(req, k).CopyFrom(v)
+        else:
+            setattr(req, k, v)
+    return req
+
+
 def train_request(layout: Path, **fields) -> tpb.TrainRequest:
     req = tpb.TrainRequest(
         image_root=str(layout / "allowed"),
@@ -113,12 +123,7 @@ def train_request(layout: Path, **fields) -> tpb.TrainRequest:
         optim=tpb.OptimConfig(learning_rate=1e-3, max_steps=1),
         checkpoint_dir=str(layout / "store" / "runs" / "r" / "ckpt"),
     )
-    for k, v in fields.items():
-        if isinstance(v, common_pb2.Blob):
-            getattr(req, k).CopyFrom(v)
-        else:
-            setattr(req, k, v)
-    return req
+    return with_fields(req, fields)
 
 
 @pytest.mark.parametrize(
@@ -459,12 +464,7 @@ def wire_request(store: Store, roots: Path, images: list[str], **fields) -> tpb.
         optim=tpb.OptimConfig(learning_rate=1e-3, max_steps=1),
         checkpoint_dir=str(roots / "allowed" / "ckpt"),
     )
-    for k, v in fields.items():
-        if isinstance(v, common_pb2.Blob):
-            getattr(req, k).CopyFrom(v)
-        else:
-            setattr(req, k, v)
-    return req
+    return with_fields(req, fields)
 
 
 def refused(trainer, req) -> grpc.RpcError:

@@ -228,3 +228,16 @@ def allow_tmp(tmp_path_factory) -> tuple[str, ...]:
     """The worker's --allow-root for the session's temporary directory (the tests' image roots)."""
     return ("--allow-root", str(tmp_path_factory.getbasetemp()))
 
+
+def processes_with(marker: str) -> list[int]:
+    """Live processes whose command line contains `marker` (zombies have none)."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
