@@ -152,8 +152,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     // so the first stage computes while later stages' models load (at a lower CPU priority);
     // accelerator workers just before their first stage, or during the one before where the
     // memory plan lets them. Each stops after its last stage.
-    const usage = remaining.map((s) => workersFor(loaded, [s]));
-    const schedule = memory.schedule;
+    const { usage, schedule } = memory;
     const niceness = startNiceness(loaded, remaining);
     for (const [i, stage] of remaining.entries()) {
       if (signal.aborted) throw new InterruptedError();

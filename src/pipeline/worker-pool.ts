@@ -21,8 +21,6 @@ export interface RunningWorker {
   client: WorkerClient;
   info: WorkerInfo;
   batchSize: number;
-  /** Milliseconds a call of this many items may take (callDeadlineMs). */
-  deadlineMs: (items: number) => number;
   /** What decides the worker's outputs (cache keys); null when it cannot be known. */
   fingerprint: WorkerFingerprint | null;
 }
@@ -166,7 +164,7 @@ export class WorkerPool {
     const described = WorkerInfo.toJSON(info) as Parameters<typeof workerFingerprint>[0];
     const threads = config.runtime.type === "local" ? (config.runtime.cpu_threads ?? null) : null;
     const fingerprint = workerFingerprint(described, handle.runtimeInfo, threads);
-    const worker: RunningWorker = { name, replica, kind: config.kind, handle, client, info, batchSize: batchSizeOf(config), deadlineMs: (items) => callDeadlineMs(config, items), fingerprint };
+    const worker: RunningWorker = { name, replica, kind: config.kind, handle, client, info, batchSize: batchSizeOf(config), fingerprint };
     const list = this.running.get(name) ?? [];
     list[replica] = worker;
     this.running.set(name, list);
@@ -265,8 +263,9 @@ export class WorkerPool {
     if (retry.length > 0) await this.runBatches(name, listSource(retry.splice(0)), size, call, signal, attempts);
   }
 
+  /** Deadline of one call of `items` items to the worker (callDeadlineMs). */
   deadlineMs(worker: RunningWorker, items: number): number {
-    return worker.deadlineMs(items);
+    return callDeadlineMs(this.loaded.config.workers[worker.name]!, items);
   }
 
   /** If the worker's process ended, the RPC error becomes a crash naming the worker and its log. */

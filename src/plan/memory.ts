@@ -19,6 +19,7 @@
 //   projections) otherwise.
 import { batchSizeOf, type ExperimentConfig, type StageName, type WorkerConfig } from "../config/schema.js";
 import { workerSchedule, type WorkerSpan } from "../pipeline/schedule.js";
+import { devicesOf } from "../workers/requirements.js";
 import type { ModelSize } from "./model-sizes.js";
 
 export interface Resident {
@@ -39,6 +40,8 @@ export interface DeviceLoad {
 export interface MemoryPlan {
   stages: { stage: StageName; devices: DeviceLoad[] }[];
   schedule: Record<string, WorkerSpan>;
+  /** The workers each stage uses, in the stages' order (what the schedule was made from). */
+  usage: string[][];
   /** Each stage and device that cannot fit, in words. */
   problems: string[];
   /** Workers whose model size is unknown (not counted). */
@@ -56,18 +59,6 @@ function bytesPerParam(w: WorkerConfig): number {
 
 function onCpu(w: WorkerConfig): boolean {
   return w.runtime.type !== "remote" && w.runtime.device === "cpu";
-}
-
-/** The devices a worker occupies: GPU indices, "cpu", or none (a remote worker runs elsewhere). */
-export function devicesOf(config: ExperimentConfig, worker: string): number[] | "cpu" | [] {
-  const w = config.workers[worker]!;
-  const rt = w.runtime;
-  if (rt.type === "remote") return [];
-  if (rt.device === "cpu") return "cpu";
-  if (rt.devices) return rt.devices;
-  if (rt.type === "docker" && Array.isArray(rt.gpus)) return rt.gpus;
-  const gpus = config.stages.train?.trainer === worker ? config.stages.train.gpus : 1;
-  return Array.from({ length: gpus }, (_, i) => i);
 }
 
 /** Estimated GB one replica of a worker holds on each of its devices (NaN: unknown size). */
@@ -103,7 +94,7 @@ function limitOf(config: ExperimentConfig, device: number): number | undefined {
 const round = (x: number) => Math.round(x * 10) / 10;
 
 export function memoryPlan(config: ExperimentConfig, stages: StageName[], usage: string[][], sizes: Record<string, ModelSize>): MemoryPlan {
-  const gb = Object.fromEntries(Object.keys(sizes).map((w) => [w, workerMemoryGb(config, w, sizes[w]!) * (config.workers[w]!.runtime.type === "remote" ? 0 : replicas(config, w))]));
+  const gb = Object.fromEntries(Object.keys(sizes).map((w) => [w, workerMemoryGb(config, w, sizes[w]!) * (config.workers[w]!.runtime.type === "remote" ? 0 : config.workers[w]!.replicas)]));
   const gpus = (w: string) => {
     const d = devicesOf(config, w);
     return d === "cpu" ? [] : d;
@@ -145,9 +136,5 @@ export function memoryPlan(config: ExperimentConfig, stages: StageName[], usage:
     return { stage, devices };
   });
   const unknown = Object.keys(sizes).filter((w) => sizes[w]!.basis === "unknown");
-  return { stages: out, schedule, problems, unknown };
-}
-
-function replicas(config: ExperimentConfig, w: string): number {
-  return config.workers[w]!.replicas;
+  return { stages: out, schedule, usage, problems, unknown };
 }

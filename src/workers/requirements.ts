@@ -18,19 +18,31 @@ export function requiredPackages(config: ExperimentConfig, worker: string): stri
   return [...out].sort();
 }
 
+/** The devices a worker occupies: GPU indices, "cpu", or none (a remote worker runs elsewhere). */
+export function devicesOf(config: ExperimentConfig, worker: string): number[] | "cpu" | [] {
+  const w = config.workers[worker]!;
+  const rt = w.runtime;
+  if (rt.type === "remote") return [];
+  if (rt.device === "cpu") return "cpu";
+  if (rt.devices) return rt.devices;
+  if (rt.type === "docker" && Array.isArray(rt.gpus)) return rt.gpus;
+  const gpus = config.stages.train?.trainer === worker ? config.stages.train.gpus : 1;
+  return Array.from({ length: gpus }, (_, i) => i);
+}
+
 /**
- * Pure: how many GPUs a worker must see where it starts: its `runtime.devices` (or docker's
- * `gpus` list), else one for `device: cuda` (the trainer's `train.gpus`); none on the CPU,
- * for `auto` (which may run there) and for remote workers.
+ * Pure: how many GPUs a worker must see where it starts: those it is placed on (devicesOf)
+ * when its config names them (`runtime.devices`, docker's `gpus` list), says `device: cuda`,
+ * or runs a trainer of several processes; none on the CPU, for a plain `auto` (which may run
+ * there) and for remote workers.
  */
 export function expectedGpus(config: ExperimentConfig, worker: string): number {
   const w = config.workers[worker];
-  if (!w || w.runtime.type === "remote" || w.runtime.device === "cpu") return 0;
+  const placed = w ? devicesOf(config, worker) : [];
+  if (!w || placed === "cpu" || placed.length === 0 || w.runtime.type === "remote") return 0;
   const rt = w.runtime;
-  const listed = rt.devices ?? (rt.type === "docker" && Array.isArray(rt.gpus) ? rt.gpus : undefined);
-  if (listed) return listed.length;
-  const trainer = config.stages.train?.trainer === worker ? config.stages.train.gpus : 1;
-  return rt.device === "cuda" ? trainer : trainer > 1 ? trainer : 0;
+  const named = rt.devices !== undefined || (rt.type === "docker" && Array.isArray(rt.gpus));
+  return named || rt.device === "cuda" || placed.length > 1 ? placed.length : 0;
 }
 
 /**

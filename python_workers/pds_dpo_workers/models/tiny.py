@@ -260,6 +260,19 @@ def _tiny_llama_config(tokenizer, **extra):
     return LlamaConfig(**(fields | extra))
 
 
+def llava_fields(tokenizer, vision, text) -> dict:
+    """What a LLaVA config of either generation (LlavaConfig, LlavaNextConfig) takes alike:
+    the towers, the image token, the projector and which vision features feed it."""
+    return {
+        "vision_config": vision.to_dict(),
+        "text_config": text.to_dict(),
+        "image_token_index": tokenizer.convert_tokens_to_ids("<image>"),
+        "projector_hidden_act": "gelu",
+        "vision_feature_select_strategy": "default",
+        "vision_feature_layer": -2,
+    }
+
+
 def _build_llava(out_dir: str, seed: int, variant: str = "") -> None:
     """LLaVA-1.5 architecture (CLIP vision tower, MLP projector, Llama LM) at toy size.
 
@@ -280,14 +293,7 @@ def _build_llava(out_dir: str, seed: int, variant: str = "") -> None:
         hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32, patch_size=8, projection_dim=32
     )
     text = _tiny_llama_config(tokenizer, max_position_embeddings=1024)
-    config = LlavaConfig(
-        vision_config=vision.to_dict(),
-        text_config=text.to_dict(),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        projector_hidden_act="gelu",
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
-    )
+    config = LlavaConfig(**llava_fields(tokenizer, vision, text))
     config.vision_config.model_type = "clip_vision_model"
     model = LlavaForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id

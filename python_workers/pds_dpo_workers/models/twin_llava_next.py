@@ -63,7 +63,7 @@ def _build_llava_next(out_dir: str, seed: int) -> None:
         LlavaNextProcessor,
     )
 
-    from pds_dpo_workers.models.tiny import _seed_all, _tiny_llama_config, _word_bpe_tokenizer
+    from pds_dpo_workers.models.tiny import _seed_all, _tiny_llama_config, _word_bpe_tokenizer, llava_fields
 
     tokenizer = _word_bpe_tokenizer()
     tokenizer.chat_template = VICUNA_CHAT_TEMPLATE
@@ -76,12 +76,7 @@ def _build_llava_next(out_dir: str, seed: int) -> None:
     )
     text = _tiny_llama_config(tokenizer, hidden_size=WIDTH, intermediate_size=2 * WIDTH, max_position_embeddings=1024)
     config = LlavaNextConfig(
-        vision_config=vision.to_dict(),
-        text_config=text.to_dict(),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        projector_hidden_act="gelu",
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
+        **llava_fields(tokenizer, vision, text),
         image_grid_pinpoints=IMAGE_GRID_PINPOINTS,
         image_seq_length=(TILE // PATCH) ** 2,
     )
