@@ -62,8 +62,13 @@ export class RunDir {
 
   /** Write-then-rename, so a crash never leaves half a file. */
   writeAtomic(path: string, content: string): void {
-    const tmp = `${path}.tmp-${process.pid}`;
-    writeFileSync(tmp, content);
-    renameSync(tmp, path);
+    writeFileAtomic(path, content);
   }
+}
+
+/** Write-then-rename, so a crash never leaves half a file. */
+export function writeFileAtomic(path: string, content: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, content);
+  renameSync(tmp, path);
 }

@@ -1,18 +1,17 @@
 // `orchestrate dataset convert` and `orchestrate prompts import`: preference datasets and
 // prompt files in and out. Problems are ConfigError issues (one a line, the first 20 and a
 // count, exit 2); output files are written whole or not at all (temp file, then rename).
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { llamaFactoryDatasetInfo, readPairs, unwritable, writePairs, type DatasetFormat, type PreferencePair } from "../../dataset/formats.js";
 import { promptsFromReleaseFiles, promptsJsonl } from "../../dataset/prompts-import.js";
+import { writeFileAtomic } from "../../store/run-dir.js";
 import { ConfigError, UsageError } from "../../errors.js";
 import type { Output } from "../output.js";
 
 function writeAtomic(path: string, content: string): void {
   mkdirSync(dirname(resolve(path)), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, content);
-  renameSync(tmp, path);
+  writeFileAtomic(path, content);
 }
 
 function readText(path: string, flag: string): string {
