@@ -25,7 +25,7 @@ export const protobufPackage = "pdsdpo.v1";
 export const protobufFileName = "pdsdpo/v1/evaluator.proto";
 
 export interface EvaluateRequest {
-  /** Benchmark reader name: "pope" (later "amber", "mmhal"). */
+  /** Benchmark reader name: "pope", "object-halbench", "amber" or "mmhal". */
   benchmark: string;
   /** The benchmark's question file. */
   questions: Blob | undefined;
@@ -36,6 +36,16 @@ export interface EvaluateRequest {
   maxBatchSize: number;
   /** Name of the split or subset, e.g. "random", "popular", "adversarial". */
   split: string;
+  /**
+   * The benchmark's reference files besides the questions, by role: AMBER's "annotations";
+   * Object-HalBench's COCO "instances" and "captions" and CHAIR's "synonyms" list.
+   */
+  references: { [key: string]: Blob };
+}
+
+export interface EvaluateRequest_ReferencesEntry {
+  key: string;
+  value: Blob | undefined;
 }
 
 export interface EvalAnswer {
@@ -71,6 +81,7 @@ function createBaseEvaluateRequest(): EvaluateRequest {
     decoding: undefined,
     maxBatchSize: 0,
     split: "",
+    references: {},
   };
 }
 
@@ -97,6 +108,9 @@ export const EvaluateRequest: MessageFns<EvaluateRequest> = {
     if (message.split !== "") {
       writer.uint32(58).string(message.split);
     }
+    globalThis.Object.entries(message.references).forEach(([key, value]: [string, Blob]) => {
+      EvaluateRequest_ReferencesEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
+    });
     return writer;
   },
 
@@ -169,6 +183,17 @@ export const EvaluateRequest: MessageFns<EvaluateRequest> = {
             message.split = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const entry8 = EvaluateRequest_ReferencesEntry.decode(reader, reader.uint32());
+            if (entry8.value !== undefined) {
+              message.references[entry8.key] = entry8.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -202,6 +227,20 @@ export const EvaluateRequest: MessageFns<EvaluateRequest> = {
         ? globalThis.Number(object.max_batch_size)
         : 0,
       split: isSet(object.split) ? globalThis.String(object.split) : "",
+      references: isObject(object.references)
+        ? (globalThis.Object.entries(object.references) as [string, any][]).reduce(
+          (acc: { [key: string]: Blob }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: Blob.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -228,6 +267,15 @@ export const EvaluateRequest: MessageFns<EvaluateRequest> = {
     if (message.split !== "") {
       obj.split = message.split;
     }
+    if (message.references) {
+      const entries = globalThis.Object.entries(message.references) as [string, Blob][];
+      if (entries.length > 0) {
+        obj.references = {};
+        entries.forEach(([k, v]) => {
+          obj.references[k] = Blob.toJSON(v);
+        });
+      }
+    }
     return obj;
   },
 
@@ -247,6 +295,100 @@ export const EvaluateRequest: MessageFns<EvaluateRequest> = {
       : undefined;
     message.maxBatchSize = object.maxBatchSize ?? 0;
     message.split = object.split ?? "";
+    message.references = (globalThis.Object.entries(object.references ?? {}) as [string, Blob][]).reduce(
+      (acc: { [key: string]: Blob }, [key, value]: [string, Blob]) => {
+        if (value !== undefined) {
+          acc[key] = Blob.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseEvaluateRequest_ReferencesEntry(): EvaluateRequest_ReferencesEntry {
+  return { key: "", value: undefined };
+}
+
+export const EvaluateRequest_ReferencesEntry: MessageFns<EvaluateRequest_ReferencesEntry> = {
+  encode(message: EvaluateRequest_ReferencesEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      Blob.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EvaluateRequest_ReferencesEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEvaluateRequest_ReferencesEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Blob.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EvaluateRequest_ReferencesEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? Blob.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: EvaluateRequest_ReferencesEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = Blob.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<EvaluateRequest_ReferencesEntry>): EvaluateRequest_ReferencesEntry {
+    return EvaluateRequest_ReferencesEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EvaluateRequest_ReferencesEntry>): EvaluateRequest_ReferencesEntry {
+    const message = createBaseEvaluateRequest_ReferencesEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null) ? Blob.fromPartial(object.value) : undefined;
     return message;
   },
 };
@@ -680,7 +822,10 @@ export const EvaluateResponse: MessageFns<EvaluateResponse> = {
   },
 };
 
-/** Hallucination benchmarks (POPE first) on a model plus an optional adapter. */
+/**
+ * Hallucination benchmarks (POPE, Object-HalBench, AMBER, MMHal-Bench) on a model plus an
+ * optional adapter.
+ */
 export type EvaluatorServiceService = typeof EvaluatorServiceService;
 export const EvaluatorServiceService = {
   evaluate: {

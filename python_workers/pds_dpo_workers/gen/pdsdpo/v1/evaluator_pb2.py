@@ -26,25 +26,29 @@ from pdsdpo.v1 import common_pb2 as pdsdpo_dot_v1_dot_common__pb2
 from pdsdpo.v1 import responder_pb2 as pdsdpo_dot_v1_dot_responder__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19pdsdpo/v1/evaluator.proto\x12\tpdsdpo.v1\x1a\x16pdsdpo/v1/common.proto\x1a\x19pdsdpo/v1/responder.proto\"\xbf\x01\n\x0f\x45valuateRequest\x12\x11\n\tbenchmark\x18\x01 \x01(\t\x12\"\n\tquestions\x18\x02 \x01(\x0b\x32\x0f.pdsdpo.v1.Blob\x12\x12\n\nimage_root\x18\x03 \x01(\t\x12\x13\n\x0b\x61\x64\x61pter_dir\x18\x04 \x01(\t\x12%\n\x08\x64\x65\x63oding\x18\x05 \x01(\x0b\x32\x13.pdsdpo.v1.Decoding\x12\x16\n\x0emax_batch_size\x18\x06 \x01(\x05\x12\r\n\x05split\x18\x07 \x01(\t\"A\n\nEvalAnswer\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x0e\n\x06parsed\x18\x03 \x01(\t\"\x9a\x01\n\nEvalResult\x12\x33\n\x07metrics\x18\x01 \x03(\x0b\x32\".pdsdpo.v1.EvalResult.MetricsEntry\x12\'\n\x07\x61nswers\x18\x02 \x01(\x0b\x32\x16.pdsdpo.v1.ArtifactRef\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x96\x01\n\x10\x45valuateResponse\x12\'\n\x08progress\x18\x01 \x01(\x0b\x32\x13.pdsdpo.v1.ProgressH\x00\x12\'\n\x06\x61nswer\x18\x02 \x01(\x0b\x32\x15.pdsdpo.v1.EvalAnswerH\x00\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x15.pdsdpo.v1.EvalResultH\x00\x42\x07\n\x05\x65vent2Y\n\x10\x45valuatorService\x12\x45\n\x08\x45valuate\x12\x1a.pdsdpo.v1.EvaluateRequest\x1a\x1b.pdsdpo.v1.EvaluateResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19pdsdpo/v1/evaluator.proto\x12\tpdsdpo.v1\x1a\x16pdsdpo/v1/common.proto\x1a\x19pdsdpo/v1/responder.proto\"\xc3\x02\n\x0f\x45valuateRequest\x12\x11\n\tbenchmark\x18\x01 \x01(\t\x12\"\n\tquestions\x18\x02 \x01(\x0b\x32\x0f.pdsdpo.v1.Blob\x12\x12\n\nimage_root\x18\x03 \x01(\t\x12\x13\n\x0b\x61\x64\x61pter_dir\x18\x04 \x01(\t\x12%\n\x08\x64\x65\x63oding\x18\x05 \x01(\x0b\x32\x13.pdsdpo.v1.Decoding\x12\x16\n\x0emax_batch_size\x18\x06 \x01(\x05\x12\r\n\x05split\x18\x07 \x01(\t\x12>\n\nreferences\x18\x08 \x03(\x0b\x32*.pdsdpo.v1.EvaluateRequest.ReferencesEntry\x1a\x42\n\x0fReferencesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.pdsdpo.v1.Blob:\x02\x38\x01\"A\n\nEvalAnswer\x12\x13\n\x0bquestion_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x0e\n\x06parsed\x18\x03 \x01(\t\"\x9a\x01\n\nEvalResult\x12\x33\n\x07metrics\x18\x01 \x03(\x0b\x32\".pdsdpo.v1.EvalResult.MetricsEntry\x12\'\n\x07\x61nswers\x18\x02 \x01(\x0b\x32\x16.pdsdpo.v1.ArtifactRef\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x96\x01\n\x10\x45valuateResponse\x12\'\n\x08progress\x18\x01 \x01(\x0b\x32\x13.pdsdpo.v1.ProgressH\x00\x12\'\n\x06\x61nswer\x18\x02 \x01(\x0b\x32\x15.pdsdpo.v1.EvalAnswerH\x00\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x15.pdsdpo.v1.EvalResultH\x00\x42\x07\n\x05\x65vent2Y\n\x10\x45valuatorService\x12\x45\n\x08\x45valuate\x12\x1a.pdsdpo.v1.EvaluateRequest\x1a\x1b.pdsdpo.v1.EvaluateResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pdsdpo.v1.evaluator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_EVALUATEREQUEST_REFERENCESENTRY']._loaded_options = None
+  _globals['_EVALUATEREQUEST_REFERENCESENTRY']._serialized_options = b'8\001'
   _globals['_EVALRESULT_METRICSENTRY']._loaded_options = None
   _globals['_EVALRESULT_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_EVALUATEREQUEST']._serialized_start=92
-  _globals['_EVALUATEREQUEST']._serialized_end=283
-  _globals['_EVALANSWER']._serialized_start=285
-  _globals['_EVALANSWER']._serialized_end=350
-  _globals['_EVALRESULT']._serialized_start=353
-  _globals['_EVALRESULT']._serialized_end=507
-  _globals['_EVALRESULT_METRICSENTRY']._serialized_start=461
-  _globals['_EVALRESULT_METRICSENTRY']._serialized_end=507
-  _globals['_EVALUATERESPONSE']._serialized_start=510
-  _globals['_EVALUATERESPONSE']._serialized_end=660
-  _globals['_EVALUATORSERVICE']._serialized_start=662
-  _globals['_EVALUATORSERVICE']._serialized_end=751
+  _globals['_EVALUATEREQUEST']._serialized_end=415
+  _globals['_EVALUATEREQUEST_REFERENCESENTRY']._serialized_start=349
+  _globals['_EVALUATEREQUEST_REFERENCESENTRY']._serialized_end=415
+  _globals['_EVALANSWER']._serialized_start=417
+  _globals['_EVALANSWER']._serialized_end=482
+  _globals['_EVALRESULT']._serialized_start=485
+  _globals['_EVALRESULT']._serialized_end=639
+  _globals['_EVALRESULT_METRICSENTRY']._serialized_start=593
+  _globals['_EVALRESULT_METRICSENTRY']._serialized_end=639
+  _globals['_EVALUATERESPONSE']._serialized_start=642
+  _globals['_EVALUATERESPONSE']._serialized_end=792
+  _globals['_EVALUATORSERVICE']._serialized_start=794
+  _globals['_EVALUATORSERVICE']._serialized_end=883
 # @@protoc_insertion_point(module_scope)

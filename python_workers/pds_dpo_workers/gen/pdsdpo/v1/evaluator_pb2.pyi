@@ -9,7 +9,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EvaluateRequest(_message.Message):
-    __slots__ = ("benchmark", "questions", "image_root", "adapter_dir", "decoding", "max_batch_size", "split")
+    __slots__ = ("benchmark", "questions", "image_root", "adapter_dir", "decoding", "max_batch_size", "split", "references")
+    class ReferencesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _common_pb2.Blob
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_common_pb2.Blob, _Mapping]] = ...) -> None: ...
     BENCHMARK_FIELD_NUMBER: _ClassVar[int]
     QUESTIONS_FIELD_NUMBER: _ClassVar[int]
     IMAGE_ROOT_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +24,7 @@ class EvaluateRequest(_message.Message):
     DECODING_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     SPLIT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
     benchmark: str
     questions: _common_pb2.Blob
     image_root: str
@@ -24,7 +32,8 @@ class EvaluateRequest(_message.Message):
     decoding: _responder_pb2.Decoding
     max_batch_size: int
     split: str
-    def __init__(self, benchmark: _Optional[str] = ..., questions: _Optional[_Union[_common_pb2.Blob, _Mapping]] = ..., image_root: _Optional[str] = ..., adapter_dir: _Optional[str] = ..., decoding: _Optional[_Union[_responder_pb2.Decoding, _Mapping]] = ..., max_batch_size: _Optional[int] = ..., split: _Optional[str] = ...) -> None: ...
+    references: _containers.MessageMap[str, _common_pb2.Blob]
+    def __init__(self, benchmark: _Optional[str] = ..., questions: _Optional[_Union[_common_pb2.Blob, _Mapping]] = ..., image_root: _Optional[str] = ..., adapter_dir: _Optional[str] = ..., decoding: _Optional[_Union[_responder_pb2.Decoding, _Mapping]] = ..., max_batch_size: _Optional[int] = ..., split: _Optional[str] = ..., references: _Optional[_Mapping[str, _common_pb2.Blob]] = ...) -> None: ...
 
 class EvalAnswer(_message.Message):
     __slots__ = ("question_id", "answer", "parsed")

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class EvaluatorServiceStub:
-    """Hallucination benchmarks (POPE first) on a model plus an optional adapter.
+    """Hallucination benchmarks (POPE, Object-HalBench, AMBER, MMHal-Bench) on a model plus an
+    optional adapter.
     """
 
     def __init__(self, channel):
@@ -43,7 +44,8 @@ class EvaluatorServiceStub:
 
 
 class EvaluatorServiceServicer:
-    """Hallucination benchmarks (POPE first) on a model plus an optional adapter.
+    """Hallucination benchmarks (POPE, Object-HalBench, AMBER, MMHal-Bench) on a model plus an
+    optional adapter.
     """
 
     def Evaluate(self, request, context):
@@ -69,7 +71,8 @@ def add_EvaluatorServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class EvaluatorService:
-    """Hallucination benchmarks (POPE first) on a model plus an optional adapter.
+    """Hallucination benchmarks (POPE, Object-HalBench, AMBER, MMHal-Bench) on a model plus an
+    optional adapter.
     """
 
     @staticmethod
