@@ -115,6 +115,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
             decoding: { maxNewTokens: stage.max_new_tokens, doSample: false, temperature: 0, topP: 0, topK: 0, repetitionPenalty: 0, numSamples: 1 },
             maxBatchSize: stage.batch_size ?? evaluator.batchSize,
             split: s.split,
+            references: {},
           };
           const step = `${s.benchmark}/${s.split}/${variant.name}`;
           for await (const msg of replica.client.stream(EvaluatorServiceClient, "Evaluate", (c, deadline) => c.evaluate(req, { deadline }), options)) {
