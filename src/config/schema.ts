@@ -308,6 +308,11 @@ export const TrainStageSchema = z.strictObject({
   checkpoint_every: positiveInt.default(50),
   gpus: positiveInt.default(1),
   deepspeed: z.string().optional(),
+  /** Training logs besides train/metrics.jsonl, through TRL: TensorBoard event files under train/tensorboard/, W&B offline (unless WANDB_MODE is set) under train/wandb/. */
+  report_to: z
+    .array(z.enum(["tensorboard", "wandb"]))
+    .default([])
+    .refine((r) => new Set(r).size === r.length, "each logger once"),
 });
 
 const POPE_SPLITS = ["random", "popular", "adversarial"] as const;
@@ -333,6 +338,21 @@ export const EvaluateStageSchema = z.strictObject({
 
 export const STAGES = ["images", "responses", "train", "evaluate"] as const;
 export type StageName = (typeof STAGES)[number];
+
+/** A data-size sweep: each (size, seed) trains one adapter on a nested, seeded subset of the pairs (plan/sweep.ts). */
+export const SweepSchema = z.strictObject({
+  /** Pairs per point; the subsets of one seed are nested (the smaller inside the larger). */
+  "train.data_size": z.array(positiveInt).min(1),
+  /** One point per size and seed: the seed orders the pairs and seeds the training (default: the experiment's seed). */
+  seeds: z.array(z.number().int().nonnegative()).min(1).optional(),
+}).superRefine((s, ctx) => {
+  const twice = (xs: number[]) => xs.find((x, i) => xs.indexOf(x) !== i);
+  const size = twice(s["train.data_size"]);
+  if (size !== undefined) ctx.addIssue({ code: "custom", path: ["train.data_size"], message: `${size} is listed twice` });
+  const seed = twice(s.seeds ?? []);
+  if (seed !== undefined) ctx.addIssue({ code: "custom", path: ["seeds"], message: `${seed} is listed twice` });
+});
+export type SweepConfigSchema = z.infer<typeof SweepSchema>;
 
 /** GPU memory per device in GB (10^9 bytes): one number for every device, or by device index. */
 const GpuMemorySchema = z.union([z.number().positive(), z.record(z.string().regex(/^\d+$/, "a device index"), z.number().positive())]);
@@ -360,6 +380,10 @@ export const ExperimentSchema = z.strictObject({
         if (!s.images && !b.path && !b.splits) ctx.addIssue({ code: "custom", path: ["evaluate", "benchmarks", i], message: "a benchmark from the run's own images needs the images stage: name its question files (path or splits)" });
       });
     }),
+  /** A data-size sweep of the train stage (and evaluate, one variant a point). */
+  sweep: SweepSchema.optional(),
+}).superRefine((c, ctx) => {
+  if (c.sweep && !c.stages.train) ctx.addIssue({ code: "custom", path: ["sweep"], message: "sweeps the train stage's data size: add stages.train" });
 });
 export type ExperimentConfig = z.infer<typeof ExperimentSchema>;
 export type ImagesStageConfig = z.infer<typeof ImagesStageSchema>;
