@@ -4,10 +4,11 @@
 ARG BASE_IMAGE=pds-dpo-worker-base:latest
 FROM ${BASE_IMAGE}
 
-# The package's "deepspeed" extra: DeepSpeed, for ZeRO training on CUDA hosts.
+# The package's "deepspeed" and "wandb" extras: DeepSpeed, for ZeRO training on CUDA hosts, and
+# Weights & Biases for train.report_to (TensorBoard is in the base already).
 # The base's venv belongs to root; the worker runs as 10001 again below.
 USER 0
-RUN pip install --no-cache-dir "/src/python_workers[deepspeed]"
+RUN pip install --no-cache-dir "/src/python_workers[deepspeed,wandb]"
 USER 10001
 
 EXPOSE 50051

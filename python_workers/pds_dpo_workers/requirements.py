@@ -16,6 +16,8 @@ OPTIONAL = {
     "bitsandbytes": ("4-bit and 8-bit quantization", "quant"),
     "deepspeed": ("DeepSpeed (ZeRO) training", "deepspeed"),
     "accelerate": ("multi-GPU training", None),
+    "tensorboard": ("train.report_to: tensorboard", None),
+    "wandb": ("train.report_to: wandb", "wandb"),
 }
 
 

@@ -3,6 +3,7 @@ DeepSpeed config check, the ranks' protocol and the worker's side of it (against
 all-linear LoRA names; and one in-process step with the paper's options."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from pds_dpo_workers.kinds.dpo_trainer import (
     describe_exit,
     dpo_config_kwargs,
     latest_checkpoint,
+    logging_environment,
     run_training,
     target_modules,
 )
@@ -81,6 +83,41 @@ def test_what_the_config_requires_has_no_fallback():
     with pytest.raises(InvalidRequest, match=r"^checkpoint_dir is required$"):
         req = request()
         req.ClearField("checkpoint_dir")
+        check_request(req)
+
+
+def test_report_to_names_known_loggers_and_their_directory(monkeypatch):
+    import importlib.util
+    import sys
+
+    from pds_dpo_workers.errors import MissingPackage
+    from pds_dpo_workers.requirements import check_requirements
+
+    req = request()
+    req.report_to[:] = ["tensorboard", "wandb"]
+    with pytest.raises(InvalidRequest, match=r"^log_dir is required when report_to is set$"):
+        check_request(req)
+    req.log_dir = "/runs/r1/train"
+    check_request(req)
+    assert dpo_config_kwargs(req, "cpu")["report_to"] == ["tensorboard", "wandb"]
+    assert dpo_config_kwargs(request(), "cpu")["report_to"] == []
+    # W&B offline and under the run's train/ unless the worker's environment says otherwise.
+    assert logging_environment(req, {}) == {
+        "TENSORBOARD_LOGGING_DIR": "/runs/r1/train/tensorboard",
+        "WANDB_DIR": "/runs/r1/train",
+        "WANDB_MODE": "offline",
+        "WANDB_PROJECT": "pds-dpo",
+    }
+    assert "WANDB_MODE" not in logging_environment(req, {"WANDB_MODE": "online", "WANDB_API_KEY": "k"})
+    assert logging_environment(request(), {}) == {}
+    # W&B is an optional extra: without it the worker's load (--require wandb) fails on one line.
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else find_spec(name, *a))
+    with pytest.raises(MissingPackage) as e:
+        check_requirements(["tensorboard", "wandb"])
+    assert str(e.value) == f"missing package in {sys.executable}: wandb (for train.report_to: wandb; pip install 'pds_dpo_workers[wandb]')"
+    req.report_to.append("mlflow")
+    with pytest.raises(InvalidRequest, match=r"^report_to: unknown logger 'mlflow' \(known: tensorboard, wandb\)$"):
         check_request(req)
 
 
@@ -412,6 +449,8 @@ def test_all_linear_with_gradient_checkpointing_trains_a_truncated_pair(store_di
         seed=5,
         checkpoint_dir=str(tmp_path / "ckpt"),
         checkpoint_every=1000,
+        report_to=["tensorboard"],
+        log_dir=str(tmp_path / "train"),
     )
     check_request(req)
     recomputed = []
@@ -438,6 +477,14 @@ def test_all_linear_with_gradient_checkpointing_trains_a_truncated_pair(store_di
     adapter_config = json.loads(open(store.path_of(result.adapter_config.sha256)).read())
     expected = all_linear_names(_meta_model(store_dir, "llava"))
     assert sorted(adapter_config["target_modules"]) == expected
+    # report_to tensorboard: the event file under log_dir/tensorboard/ holds the step's loss.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "train" / "tensorboard"))
+    events.Reload()
+    (loss,) = events.Scalars("train/loss")
+    assert loss.step == 1 and loss.value == pytest.approx(step.metrics["loss"], rel=1e-5)
+    assert "TENSORBOARD_LOGGING_DIR" not in os.environ
     with safe_open(store.path_of(result.adapter.sha256), "pt") as f:
         adapted = {k.split(".lora_")[0] for k in f.keys() if ".lora_" in k}
     assert sorted(a.removeprefix("base_model.model.") for a in adapted) == expected

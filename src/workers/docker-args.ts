@@ -8,7 +8,7 @@ import { RUN_TOKEN_ENV } from "./runtime.js";
 /** The port the worker images listen on (their ENTRYPOINT). */
 export const CONTAINER_PORT = 50051;
 /** Environment passed through by name only: docker reads the value from our environment, so it never appears in an argv or a log. */
-export const PASSED_SECRETS = ["HF_TOKEN"];
+export const PASSED_SECRETS = ["HF_TOKEN", "WANDB_API_KEY"];
 /** Processes and threads a worker container may have (torch's thread pools, the trainer's ranks). */
 export const PIDS_LIMIT = 4096;
 

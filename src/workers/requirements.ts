@@ -14,6 +14,7 @@ export function requiredPackages(config: ExperimentConfig, worker: string): stri
   if (train && train.trainer === worker) {
     if (train.deepspeed) out.add("deepspeed");
     if (train.gpus > 1) out.add("accelerate");
+    for (const logger of train.report_to) out.add(logger);
   }
   return [...out].sort();
 }

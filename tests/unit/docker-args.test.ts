@@ -22,7 +22,7 @@ describe("docker runtime argv", () => {
       "--volume", "/data/store:/data/store",
       "--gpus", '"device=0,1"',
       "--cpus", "8", "--memory", "32g", "--shm-size", "8g",
-      "--env", "HF_TOKEN", "--env", "PDS_DPO_RUN_TOKEN",
+      "--env", "HF_TOKEN", "--env", "WANDB_API_KEY", "--env", "PDS_DPO_RUN_TOKEN",
       "--env", "A=1", "--env", "B=2",
       "--env", "PDS_DPO_IMAGE_DIGEST=sha256:feed", "--env", "HF_HOME=/data/store/hf", "--env", "HOME=/tmp",
       "reg.example/pds-dpo-image-generator@sha256:feed",

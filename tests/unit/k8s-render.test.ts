@@ -57,7 +57,7 @@ describe("k8s render", () => {
     expect(c.volumeMounts.map((m) => m.mountPath)).toEqual(["/store", "/config", "/tls", "/tmp", "/dev/shm"]);
     expect(sd.metadata.labels).toMatchObject({ "kueue.x-k8s.io/queue-name": "gpu" });
     // Secrets by reference, never inlined.
-    expect(c.env.filter((e) => e.valueFrom).map((e) => e.name)).toEqual(["HF_TOKEN", "PDS_DPO_WORKER_TOKEN"]);
+    expect(c.env.filter((e) => e.valueFrom).map((e) => e.name)).toEqual(["HF_TOKEN", "WANDB_API_KEY", "PDS_DPO_WORKER_TOKEN"]);
     expect(JSON.stringify(objects)).not.toMatch(/"value":"[^"]*(token|hf_)/i);
     expect(objects[2]!.spec).toMatchObject({ clusterIP: "None", ports: [{ port: 50051 }] });
 

@@ -42,7 +42,7 @@ describe("localWorkerArgs", () => {
     expect(localWorkerArgs(config, { baseDir: "/cfg", storeRoot: "/s", parentPid: 1, niceness: 0 })).not.toContain("--nice");
   });
 
-  it("passes the options and packages the model needs: prompt format, custom code, bitsandbytes for 4-bit, deepspeed for ZeRO", () => {
+  it("passes the options and packages the model needs: prompt format, custom code, bitsandbytes for 4-bit, deepspeed for ZeRO, the loggers of report_to", () => {
     const { config, issues } = parseExperiment(`name: t
 workers:
   sd: {kind: image-generator, model: {source: tiny, name: sd}}
@@ -53,7 +53,7 @@ workers:
 stages:
   images: {prompts: p.jsonl, generator: sd, scorer: pick, guidance_scales: [5], steps: 2}
   responses: {responders: [a], scorer: rm}
-  train: {trainer: dpo, lora: {r: 4, alpha: 8}, dpo: {beta: 0.1}, optim: {lr: 0.001}, gpus: 2, deepspeed: z.json}
+  train: {trainer: dpo, lora: {r: 4, alpha: 8}, dpo: {beta: 0.1}, optim: {lr: 0.001}, gpus: 2, deepspeed: z.json, report_to: [tensorboard, wandb]}
 `);
     expect(issues).toEqual([]);
     const args = (name: string) => localWorkerArgs(config!.workers[name]!, { baseDir: "/cfg", storeRoot: "/s", parentPid: 1, requires: requiredPackages(config!, name) });
@@ -61,7 +61,8 @@ stages:
     expect(args("a").slice(-2)).toEqual(["--require", "bitsandbytes"]);
     expect(args("rm")[6]).toBe('{"source":"MODEL_SOURCE_TINY","id":"armorm","options":{"trust_remote_code":"true"}}');
     expect(args("rm")).not.toContain("--require");
-    expect(args("dpo").slice(-4)).toEqual(["--require", "accelerate", "--require", "deepspeed"]);
+    // Each logger of train.report_to is checked at the trainer's start (wandb is an optional extra).
+    expect(args("dpo").slice(-8)).toEqual(["--require", "accelerate", "--require", "deepspeed", "--require", "tensorboard", "--require", "wandb"]);
     expect(requiredPackages(config!, "sd")).toEqual([]);
     // The GPUs each must see: none on auto, one per trainer process (train.gpus).
     expect(expectedGpus(config!, "a")).toBe(0);

@@ -25,6 +25,10 @@ is train_entry): DDP, over nccl on CUDA and gloo on CPU, or DeepSpeed with deeps
 trains on its shard of the pairs; rank 0 alone writes the adapter, the metrics and checkpoints
 and reports, so the call streams exactly what the single-process path does. A rank that dies
 fails the call naming it; a cancel stops every rank at the same step boundary with a checkpoint.
+
+report_to ("tensorboard", "wandb") is TRL's report_to: TensorBoard event files go under
+log_dir/tensorboard/, W&B's run under log_dir/wandb/, offline unless the worker's environment
+sets WANDB_MODE (its key, if any, stays in that environment: nothing here reads or logs it).
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator, Mapping
 
 from pds_dpo_workers import errors
 from pds_dpo_workers.errors import FailedPrecondition, InvalidRequest, ModelLoadError, WorkerError
@@ -66,6 +71,8 @@ PROJECTOR = "multi_modal_projector"
 # ZeRO stages the trainer supports. Stage 3 partitions the weights across the ranks, LoRA's
 # included, and the adapter is saved from rank 0's own copy: it would be saved empty.
 ZERO_STAGES = (0, 1, 2)
+# What report_to may name (TRL/transformers integrations the trainer sets up).
+LOGGERS = ("tensorboard", "wandb")
 
 log = logging.getLogger("pds_dpo_workers.dpo_trainer")
 
@@ -87,6 +94,11 @@ def check_request(req: pb.TrainRequest) -> None:
     missing = [name for name, value in required.items() if not value]
     if missing:
         raise InvalidRequest(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+    unknown = [r for r in req.report_to if r not in LOGGERS]
+    if unknown:
+        raise InvalidRequest(f"report_to: unknown logger {unknown[0]!r} (known: {', '.join(LOGGERS)})")
+    if req.report_to and not req.log_dir:
+        raise InvalidRequest("log_dir is required when report_to is set")
     if ALL_LINEAR in req.lora.target_modules and len(req.lora.target_modules) > 1:
         raise InvalidRequest(f"lora.target_modules: {ALL_LINEAR!r} stands alone (it already names every linear layer of the language model)")
 
@@ -99,6 +111,8 @@ def check_paths(req: pb.TrainRequest, ctx: WorkerContext) -> None:
         ctx.confine(req.image_root, "image_root")
     if req.deepspeed_config:
         ctx.confine(req.deepspeed_config, "deepspeed_config")
+    if req.log_dir:
+        ctx.confine(req.log_dir, "log_dir")
 
 
 def all_linear_names(model) -> list[str]:
@@ -181,9 +195,43 @@ def dpo_config_kwargs(req: pb.TrainRequest, device: str) -> dict:
         "save_strategy": "steps",
         "save_steps": req.checkpoint_every or 50,
         "logging_steps": 1,
-        "report_to": [],
+        "report_to": list(dict.fromkeys(req.report_to)),
         "disable_tqdm": True,
     }
+
+
+def logging_environment(req: pb.TrainRequest, environ: Mapping[str, str]) -> dict[str, str]:
+    """Pure: the variables transformers' loggers read for this request's report_to.
+
+    TensorBoard writes to TENSORBOARD_LOGGING_DIR (transformers 5 has no logging_dir argument);
+    W&B to WANDB_DIR, offline unless `environ` (the worker's environment) names a WANDB_MODE,
+    under the project pds-dpo unless it names a WANDB_PROJECT.
+    """
+    env: dict[str, str] = {}
+    if "tensorboard" in req.report_to:
+        env["TENSORBOARD_LOGGING_DIR"] = os.path.join(req.log_dir, "tensorboard")
+    if "wandb" in req.report_to:
+        env["WANDB_DIR"] = req.log_dir
+        if not environ.get("WANDB_MODE"):
+            env["WANDB_MODE"] = "offline"
+        if not environ.get("WANDB_PROJECT"):
+            env["WANDB_PROJECT"] = "pds-dpo"
+    return env
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Sets `values` in os.environ for the block (one training: the worker trains one call at a time)."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def image_path(path: str, image_root: str) -> str:
@@ -314,16 +362,18 @@ def run_training(req: pb.TrainRequest, model_dir: str, ctx: WorkerContext, send,
             if args.world_size > 1:
                 log.info("rank %d of %d: trained %d steps", args.process_index, args.world_size, state.global_step)
 
-    trainer = Trainer(
-        model=model,
-        args=DPOConfig(**dpo_config_kwargs(req, ctx.device)),
-        train_dataset=dataset,
-        processing_class=processor,
-        peft_config=lora,
-        callbacks=[Relay()],
-    )
-    checkpoint = latest_checkpoint(req.checkpoint_dir) if req.resume else None
-    trainer.train(resume_from_checkpoint=checkpoint)
+    # The loggers read their directories and modes as the trainer is built and as training starts.
+    with environment(logging_environment(req, os.environ)):
+        trainer = Trainer(
+            model=model,
+            args=DPOConfig(**dpo_config_kwargs(req, ctx.device)),
+            train_dataset=dataset,
+            processing_class=processor,
+            peft_config=lora,
+            callbacks=[Relay()],
+        )
+        checkpoint = latest_checkpoint(req.checkpoint_dir) if req.resume else None
+        trainer.train(resume_from_checkpoint=checkpoint)
     if not trainer.is_world_process_zero():
         return  # under accelerate, rank 0 alone writes the adapter and reports
     interrupted = cancel.is_set()
@@ -642,6 +692,10 @@ class DpoTrainer(Kind):
         check_request(req)
         check_paths(req, self.ctx)
         check_distributed(req, self.ctx.device)
+        if req.report_to:
+            from pds_dpo_workers.requirements import check_requirements
+
+            check_requirements(list(req.report_to))
 
     def _run(self, req: pb.TrainRequest, emit, cancel: threading.Event) -> None:
         # Off the event loop: the dataset is read (and its hash checked) here.

@@ -79,6 +79,14 @@ export interface TrainRequest {
   gpus: number;
   /** Path of a DeepSpeed config (e.g. ZeRO-2) as the worker sees it; empty: plain DDP. */
   deepspeedConfig: string;
+  /**
+   * Where TRL also reports the training logs: "tensorboard" (event files under
+   * log_dir/tensorboard/), "wandb" (offline unless the worker's environment sets WANDB_MODE;
+   * its files under log_dir/wandb/). Empty: none.
+   */
+  reportTo: string[];
+  /** The run's train/ directory (or a sweep member's); required when report_to is set. */
+  logDir: string;
 }
 
 export interface StepMetrics {
@@ -630,6 +638,8 @@ function createBaseTrainRequest(): TrainRequest {
     resume: false,
     gpus: 0,
     deepspeedConfig: "",
+    reportTo: [],
+    logDir: "",
   };
 }
 
@@ -667,6 +677,12 @@ export const TrainRequest: MessageFns<TrainRequest> = {
     }
     if (message.deepspeedConfig !== "") {
       writer.uint32(90).string(message.deepspeedConfig);
+    }
+    for (const v of message.reportTo) {
+      writer.uint32(98).string(v!);
+    }
+    if (message.logDir !== "") {
+      writer.uint32(106).string(message.logDir);
     }
     return writer;
   },
@@ -772,6 +788,22 @@ export const TrainRequest: MessageFns<TrainRequest> = {
             message.deepspeedConfig = reader.string();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.reportTo.push(reader.string());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.logDir = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -813,6 +845,16 @@ export const TrainRequest: MessageFns<TrainRequest> = {
         : isSet(object.deepspeed_config)
         ? globalThis.String(object.deepspeed_config)
         : "",
+      reportTo: globalThis.Array.isArray(object?.reportTo)
+        ? object.reportTo.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.report_to)
+        ? object.report_to.map((e: any) => globalThis.String(e))
+        : [],
+      logDir: isSet(object.logDir)
+        ? globalThis.String(object.logDir)
+        : isSet(object.log_dir)
+        ? globalThis.String(object.log_dir)
+        : "",
     };
   },
 
@@ -851,6 +893,12 @@ export const TrainRequest: MessageFns<TrainRequest> = {
     if (message.deepspeedConfig !== "") {
       obj.deepspeedConfig = message.deepspeedConfig;
     }
+    if (message.reportTo?.length) {
+      obj.reportTo = message.reportTo;
+    }
+    if (message.logDir !== "") {
+      obj.logDir = message.logDir;
+    }
     return obj;
   },
 
@@ -876,6 +924,8 @@ export const TrainRequest: MessageFns<TrainRequest> = {
     message.resume = object.resume ?? false;
     message.gpus = object.gpus ?? 0;
     message.deepspeedConfig = object.deepspeedConfig ?? "";
+    message.reportTo = object.reportTo?.map((e) => e) || [];
+    message.logDir = object.logDir ?? "";
     return message;
   },
 };

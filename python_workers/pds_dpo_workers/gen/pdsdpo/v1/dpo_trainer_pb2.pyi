@@ -56,7 +56,7 @@ class OptimConfig(_message.Message):
     def __init__(self, learning_rate: _Optional[float] = ..., scheduler: _Optional[str] = ..., warmup_ratio: _Optional[float] = ..., epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., grad_accumulation: _Optional[int] = ..., max_length: _Optional[int] = ..., precision: _Optional[str] = ..., projector_learning_rate: _Optional[float] = ..., tf32: _Optional[bool] = ..., gradient_checkpointing: _Optional[bool] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("dataset", "image_root", "lora", "dpo", "optim", "seed", "checkpoint_dir", "checkpoint_every", "resume", "gpus", "deepspeed_config")
+    __slots__ = ("dataset", "image_root", "lora", "dpo", "optim", "seed", "checkpoint_dir", "checkpoint_every", "resume", "gpus", "deepspeed_config", "report_to", "log_dir")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     IMAGE_ROOT_FIELD_NUMBER: _ClassVar[int]
     LORA_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,8 @@ class TrainRequest(_message.Message):
     RESUME_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
     DEEPSPEED_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    REPORT_TO_FIELD_NUMBER: _ClassVar[int]
+    LOG_DIR_FIELD_NUMBER: _ClassVar[int]
     dataset: _common_pb2.Blob
     image_root: str
     lora: LoraConfig
@@ -79,7 +81,9 @@ class TrainRequest(_message.Message):
     resume: bool
     gpus: int
     deepspeed_config: str
-    def __init__(self, dataset: _Optional[_Union[_common_pb2.Blob, _Mapping]] = ..., image_root: _Optional[str] = ..., lora: _Optional[_Union[LoraConfig, _Mapping]] = ..., dpo: _Optional[_Union[DpoConfig, _Mapping]] = ..., optim: _Optional[_Union[OptimConfig, _Mapping]] = ..., seed: _Optional[int] = ..., checkpoint_dir: _Optional[str] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., gpus: _Optional[int] = ..., deepspeed_config: _Optional[str] = ...) -> None: ...
+    report_to: _containers.RepeatedScalarFieldContainer[str]
+    log_dir: str
+    def __init__(self, dataset: _Optional[_Union[_common_pb2.Blob, _Mapping]] = ..., image_root: _Optional[str] = ..., lora: _Optional[_Union[LoraConfig, _Mapping]] = ..., dpo: _Optional[_Union[DpoConfig, _Mapping]] = ..., optim: _Optional[_Union[OptimConfig, _Mapping]] = ..., seed: _Optional[int] = ..., checkpoint_dir: _Optional[str] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., gpus: _Optional[int] = ..., deepspeed_config: _Optional[str] = ..., report_to: _Optional[_Iterable[str]] = ..., log_dir: _Optional[str] = ...) -> None: ...
 
 class StepMetrics(_message.Message):
     __slots__ = ("step", "epoch", "metrics")
