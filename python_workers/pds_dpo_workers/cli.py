@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -54,7 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--expect-gpus", type=int, default=0, metavar="N", help="the worker must see N GPUs (its runtime.devices, made visible by the orchestrator): checked before the model loads")
     s.add_argument("--require", action="append", default=[], metavar="PACKAGE", help="an optional package the configuration needs (bitsandbytes, deepspeed, ...): checked before anything loads")
     s.add_argument("--log-level", default="INFO")
+    sub.add_parser("host", help="the warm worker host: imports the model libraries once and forks one `serve` worker per request on stdin (see host.py)")
     sub.add_parser("families", help="print, as JSON, the model types each kind loads and the tiny twins it can build")
+    e = sub.add_parser("export-hf", help="write a run's pairs as a Hugging Face datasets dataset (parquet and a dataset card) in dataset/hf/")
+    e.add_argument("run_dir", help="the run directory (<store>/runs/<run id>)")
+    e.add_argument("--out", default=None, metavar="DIR", help="where to write it (default: RUN_DIR/dataset/hf)")
+    e.add_argument("--license", default=None, metavar="ID", help="the dataset card's licence (default: the source models' one licence, else other)")
     h = sub.add_parser("health", help="exit 0 if the worker at --address is SERVING (container HEALTHCHECK, Kubernetes exec probe)")
     h.add_argument("--address", required=True, help="HOST:PORT (or unix:PATH)")
     h.add_argument("--timeout", type=float, default=3.0, help="seconds for the whole check")
@@ -240,12 +246,31 @@ def _serve_checks(args: argparse.Namespace) -> tuple[str | None, tuple[str, ...]
     return token, tuple(roots)
 
 
+def _export_hf(args) -> int:
+    """One JSON line of what was written on stdout; a bad run directory is one line on stderr, exit 2."""
+    from pds_dpo_workers.hf_dataset import DatasetExportError, export
+
+    try:
+        written = export(args.run_dir, args.out, args.license)
+    except DatasetExportError as e:
+        print(f"pds_dpo_workers export-hf: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(written))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "health":
         return _health(args)
     if args.command == "families":
         return _families()
+    if args.command == "host":
+        from pds_dpo_workers.host import main as host_main
+
+        return host_main()
+    if args.command == "export-hf":
+        return _export_hf(args)
     try:
         token, allowed_roots = _serve_checks(args)
     except _ServeUsageError as e:

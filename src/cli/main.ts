@@ -4,6 +4,7 @@ import { dirname, resolve } from "node:path";
 import { ConfigError, EXIT, OrchestratorError, UsageError } from "../errors.js";
 import { orchestratorVersion } from "../util/project.js";
 import { datasetConvertCommand, promptsImportCommand } from "./commands/dataset.js";
+import { datasetExportCommand } from "./commands/dataset-export.js";
 import { k8sRenderCommand } from "./commands/k8s-render.js";
 import { planCommand } from "./commands/plan.js";
 import { replayCommand } from "./commands/replay.js";
@@ -71,6 +72,8 @@ export async function main(argv: string[], out: Output = processOutput, signal =
         return k8sRenderCommand(cmd, out);
       case "dataset-convert":
         return datasetConvertCommand(cmd, out);
+      case "dataset-export":
+        return await datasetExportCommand(cmd, out);
       case "prompts-import":
         return promptsImportCommand(cmd, out);
       case "replay":

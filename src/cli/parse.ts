@@ -16,6 +16,7 @@ export type Command =
   | { command: "workers-check"; config: string; store: string; json: boolean; verbose: boolean }
   | { command: "dataset-convert"; input: string; from: DatasetFormat; to: DatasetFormat; out: string; imagesFrom?: string; verbose: boolean }
   | { command: "prompts-import"; t2i: string; instructions: string; ids?: string; out: string; verbose: boolean }
+  | { command: "dataset-export"; runId: string; store: string; format: "hf"; out?: string; license?: string; verbose: boolean }
   | { command: "help" }
   | { command: "version" };
 
@@ -39,6 +40,9 @@ commands:
   dataset convert <input> --from FORMAT --to FORMAT --out FILE [--images-from DIR]
                                       a preference dataset in another format (trl, llava,
                                       llama-factory, ms-swift); exit 2 naming each bad row
+  dataset export --format hf <run-id> [--store DIR] [--out DIR] [--license ID]
+                                      a run's pairs as a Hugging Face datasets dataset
+                                      (parquet with the images, a dataset card) in dataset/hf/
   prompts import --t2i FILE --instructions FILE [--ids FILE] --out prompts.jsonl
                                       the authors' aligned prompt files as a prompts file
 
@@ -70,11 +74,14 @@ const OPTIONS = {
   t2i: { type: "string" },
   instructions: { type: "string" },
   ids: { type: "string" },
+  format: { type: "string" },
+  license: { type: "string" },
   help: { type: "boolean", default: false },
   version: { type: "boolean", default: false },
 } as const;
 
 const CONVERT_USAGE = `dataset convert <input> --from ${DATASET_FORMATS.join("|")} --to FORMAT --out FILE [--images-from DIR]`;
+const EXPORT_USAGE = "dataset export --format hf <run-id> [--store DIR] [--out DIR] [--license ID]";
 const IMPORT_USAGE = "prompts import --t2i FILE --instructions FILE [--ids FILE] --out prompts.jsonl";
 
 const K8S_USAGE = "k8s render <experiment.yaml> [--out DIR] [--namespace NS] [--node-selector K=V] [--registry REG] [--tag TAG] [--storage-class SC] [--store-size SIZE] [--queue Q]";
@@ -156,7 +163,12 @@ export function parseCLI(argv: string[]): Command {
       return { command: "workers-check", config: needConfig(rest.slice(1), "workers check <experiment.yaml>"), store, json: values.json, verbose };
     }
     case "dataset": {
-      noRunFlags("dataset convert");
+      noRunFlags(`dataset ${rest[0] ?? "convert"}`);
+      if (rest[0] === "export") {
+        if (rest.length !== 2) throw new UsageError(`usage: orchestrate ${EXPORT_USAGE}`);
+        if (values.format !== "hf") throw new UsageError(`dataset export needs --format hf (the one export format; dataset convert writes the others)\nusage: orchestrate ${EXPORT_USAGE}`);
+        return { command: "dataset-export", runId: rest[1]!, store, format: "hf", out: values.out, license: values.license, verbose };
+      }
       if (rest[0] !== "convert" || rest.length !== 2) throw new UsageError(`usage: orchestrate ${CONVERT_USAGE}`);
       const format = (flag: "from" | "to"): DatasetFormat => {
         const v = values[flag];
