@@ -40,6 +40,13 @@ describe("parseCLI", () => {
     expect(() => parseCLI(["workers", "x.yaml"])).toThrow(/workers check/);
   });
 
+  it("parses dataset export --format hf with its run, store, out and licence", () => {
+    expect(parseCLI(["dataset", "export", "--format", "hf", "r1", "--store", "s", "--license", "mit"])).toEqual({ command: "dataset-export", runId: "r1", store: "s", format: "hf", out: undefined, license: "mit", verbose: false });
+    expect(() => parseCLI(["dataset", "export", "r1"])).toThrow(/^dataset export needs --format hf/);
+    expect(() => parseCLI(["dataset", "export", "--format", "csv", "r1"])).toThrow(/needs --format hf/);
+    expect(() => parseCLI(["dataset", "export", "--format", "hf"])).toThrow(/usage: orchestrate dataset export --format hf <run-id>/);
+  });
+
   it("shows help and version", () => {
     expect(parseCLI([])).toEqual({ command: "help" });
     expect(parseCLI(["--version"])).toEqual({ command: "version" });

@@ -71,7 +71,22 @@ declare module "../../manifest/types.js" {
 declare module "../stage.js" {
   interface StageResults {
     images?: KeptImage[];
+    /** Generated candidates the scorer did not keep (no later stage trains on them): the evaluate stage's smoke-pope. */
+    unkept?: UnkeptImage[];
   }
+}
+
+export interface UnkeptImage {
+  id: string;
+  promptId: string;
+  category: string;
+  artifact: ArtifactInfo;
+}
+
+/** The generated candidates that were not kept, in candidate order. */
+function unkeptImages(generated: Iterable<{ candidate: ImageCandidate; artifact?: ArtifactInfo }>, kept: KeptImage[]): UnkeptImage[] {
+  const keptSha = new Set(kept.map((k) => k.artifact.sha256));
+  return [...generated].flatMap(({ candidate: c, artifact }) => (artifact && !keptSha.has(artifact.sha256) ? [{ id: c.id, promptId: c.promptId, category: c.category, artifact }] : []));
 }
 
 /** The one constructor of a kept-image record: from the run, and from a resumed run's events. */
@@ -236,6 +251,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
     dropped: prompts - kept.length,
   };
   ctx.results.images = kept;
+  ctx.results.unkept = unkeptImages(candidates.map((candidate) => ({ candidate, artifact: artifacts.get(candidate.id) })), kept);
   if (kept.length === 0) bus.emit({ type: "warning", message: "no prompt kept an image (see the manifest's dropped reasons)" });
 }
 
@@ -336,6 +352,7 @@ export const imagesStage: Stage<"images"> = {
       }
     }
     results.images = kept.sort((a, b) => a.promptIndex - b.promptIndex);
+    results.unkept = unkeptImages(generated.values(), kept);
   },
   section,
   // Outputs first (image bytes), then the scores of them: a changed output is the cause,
