@@ -34,3 +34,15 @@ export function localWorkerArgs(config: WorkerConfig, opts: { baseDir: string; s
     ...(opts.allowRoots ?? []).flatMap((r) => ["--allow-root", r]),
   ];
 }
+
+/**
+ * Whether a local worker may be forked from the warm host (worker-host.ts) rather than spawned:
+ * only when what the libraries read at import time would be the same in a fresh process. Its
+ * runtime.env must change nothing of the orchestrator's environment (huggingface_hub reads
+ * HF_HOME and HF_HUB_OFFLINE at import, torch its OpenMP settings), and it computes on the CPU:
+ * a CUDA worker is spawned, since a fork must never inherit an initialised CUDA driver.
+ */
+export function forkable(rt: WorkerConfig["runtime"], env: NodeJS.ProcessEnv): boolean {
+  if (rt.type !== "local") return false;
+  return rt.device === "cpu" && !rt.devices && Object.entries(rt.env).every(([k, v]) => env[k] === v);
+}

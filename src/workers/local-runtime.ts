@@ -1,15 +1,35 @@
 // The `local` runtime: `python -m pds_dpo_workers serve` from the project's venv (or
-// runtime.python), on a free loopback port that it announces on stdout.
+// runtime.python), on a free loopback port that it announces on stdout. Workers that may be
+// forked (forkable) come from one warm host per interpreter instead of a fresh interpreter each.
 import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { resolvePath } from "../config/load.js";
 import { WorkerStartError } from "../errors.js";
 import { defaultPython } from "../util/project.js";
-import { localWorkerArgs } from "./local-args.js";
+import { forkable, localWorkerArgs } from "./local-args.js";
 import { launchWorker } from "./process-worker.js";
 import { RUN_TOKEN_ENV, runToken, type WorkerHandle, type WorkerRuntime, type WorkerStartRequest } from "./runtime.js";
+import { WorkerHost } from "./worker-host.js";
+
+// What the host and every worker process get besides the orchestrator's environment.
+const PYTHON_ENV = { PYTHONUNBUFFERED: "1", PYTHONDONTWRITEBYTECODE: "1" };
 
 export class LocalRuntime implements WorkerRuntime {
-  constructor(private readonly opts: { parentPid?: number; pollMs?: number } = {}) {}
+  private readonly hosts = new Map<string, WorkerHost>();
+
+  /** `host: false` spawns every worker (default: PDS_DPO_WORKER_HOST=0 in the environment says so too). */
+  constructor(private readonly opts: { parentPid?: number; pollMs?: number; host?: boolean } = {}) {}
+
+  private hostFor(python: string, logDir: string): WorkerHost {
+    let host = this.hosts.get(python);
+    if (!host?.alive) {
+      const h: WorkerHost = new WorkerHost(python, PYTHON_ENV, join(logDir, "worker-host.log"), () => {
+        if (this.hosts.get(python) === h) this.hosts.delete(python);
+      });
+      this.hosts.set(python, (host = h));
+    }
+    return host;
+  }
 
   async start(req: WorkerStartRequest, signal?: AbortSignal): Promise<WorkerHandle> {
     const rt = req.config.runtime;
@@ -26,12 +46,13 @@ export class LocalRuntime implements WorkerRuntime {
         file: python,
         args,
         // runtime.devices: the GPUs it sees (as 0..n-1 inside).
-        env: { ...rt.env, ...(rt.devices ? { CUDA_VISIBLE_DEVICES: rt.devices.join(",") } : {}), [RUN_TOKEN_ENV]: token, PYTHONUNBUFFERED: "1", PYTHONDONTWRITEBYTECODE: "1" },
+        env: { ...rt.env, ...(rt.devices ? { CUDA_VISIBLE_DEVICES: rt.devices.join(",") } : {}), [RUN_TOKEN_ENV]: token, ...PYTHON_ENV },
         token,
         runtimeInfo: { type: "local", python, device: rt.device, ...(rt.devices ? { devices: rt.devices } : {}), ...(req.niceness ? { nice: req.niceness } : {}) },
         startTimeoutS: rt.start_timeout_s,
         pollMs: this.opts.pollMs,
         ownSession: false,
+        host: (this.opts.host ?? process.env.PDS_DPO_WORKER_HOST !== "0") && forkable(rt, process.env) ? this.hostFor(python, dirname(req.logPath)) : undefined,
       },
       signal,
     );

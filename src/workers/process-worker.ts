@@ -2,12 +2,13 @@
 // process group whose stdout announces "listening", "serving" or "load_failed"; readiness is
 // gRPC health SERVING within the start timeout; logs go to logs/<worker>.log.
 import { appendFileSync, readFileSync } from "node:fs";
-import { execa, type ResultPromise } from "execa";
+import { execa } from "execa";
 import { WorkerStartError } from "../errors.js";
 import { ServingStatus, WorkerClient } from "./clients.js";
 import { modelLabel } from "./model-spec.js";
 import type { ConnectionOptions } from "./grpc-util.js";
 import type { ExitInfo, WorkerHandle, WorkerStartRequest, WorkerState } from "./runtime.js";
+import { spawnedProcess, type WorkerHost, type WorkerProcess } from "./worker-host.js";
 
 const live = new Set<ProcessWorker>();
 let exitHookInstalled = false;
@@ -34,13 +35,10 @@ class ProcessWorker implements WorkerHandle {
     readonly kind: WorkerHandle["kind"],
     readonly logPath: string,
     readonly runtimeInfo: Record<string, unknown>,
-    private readonly proc: ResultPromise,
+    private readonly proc: WorkerProcess,
     private readonly onKill?: () => void,
   ) {
-    this.exited = proc.then(
-      (r) => ({ exitCode: r.exitCode ?? null, signal: r.signal ?? null }),
-      (e: { exitCode?: number; signal?: string }) => ({ exitCode: e.exitCode ?? null, signal: e.signal ?? null }),
-    );
+    this.exited = proc.exited;
     void this.exited.then((info) => {
       this.exit = info;
       if (this.state !== "STOPPING") this.state = this.state === "STARTING" || this.state === "SERVING" ? "FAILED" : this.state;
@@ -50,7 +48,7 @@ class ProcessWorker implements WorkerHandle {
   }
 
   get pid(): number {
-    return this.proc.pid ?? -1;
+    return this.proc.pid;
   }
 
   exitInfo(): ExitInfo | null {
@@ -58,17 +56,8 @@ class ProcessWorker implements WorkerHandle {
   }
 
   private signalGroup(sig: NodeJS.Signals): void {
-    if (this.exit || this.pid <= 0) return;
-    try {
-      process.kill(-this.pid, sig);
-    } catch {
-      // No such group: gone, or a worker that makes its own group has not yet made it.
-      try {
-        process.kill(this.pid, sig);
-      } catch {
-        // Already gone.
-      }
-    }
+    if (this.exit) return;
+    this.proc.signalGroup(sig);
   }
 
   kill(): void {
@@ -115,22 +104,29 @@ export interface LaunchOptions {
    * (local: --own-process-group) stays in ours, where its lower load priority counts.
    */
   ownSession?: boolean;
+  /** Fork it from this warm host instead of spawning `file` (local workers that may be forked). */
+  host?: WorkerHost;
 }
 
 export async function launchWorker(req: WorkerStartRequest, o: LaunchOptions, signal?: AbortSignal): Promise<WorkerHandle> {
   // Appended, never truncated: a resumed run keeps the log of the attempt before it.
-  appendFileSync(req.logPath, `--- ${new Date().toISOString()} starting ${req.name}: ${o.file} ${o.args.slice(0, 5).join(" ")} ...\n`);
-  const proc = execa(o.file, o.args, {
-    detached: o.ownSession ?? true,
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: { file: req.logPath, append: true },
-    buffer: false,
-    reject: false,
-    cleanup: true,
-    env: o.env,
-    extendEnv: true,
-  });
+  appendFileSync(req.logPath, `--- ${new Date().toISOString()} starting ${req.name}: ${o.host ? "forked from the worker host of " : ""}${o.file} ${o.args.slice(0, 5).join(" ")} ...\n`);
+  // A forked worker's argv is the host's; the spawned one's after "-m pds_dpo_workers".
+  const proc = o.host
+    ? o.host.start({ kind: req.config.kind, argv: o.args.slice(o.args.indexOf("serve")), env: o.env, logPath: req.logPath })
+    : spawnedProcess(
+        execa(o.file, o.args, {
+          detached: o.ownSession ?? true,
+          stdin: "ignore",
+          stdout: "pipe",
+          stderr: { file: req.logPath, append: true },
+          buffer: false,
+          reject: false,
+          cleanup: true,
+          env: o.env,
+          extendEnv: true,
+        }),
+      );
   const worker = new ProcessWorker(req.name, req.config.kind, req.logPath, o.runtimeInfo, proc, o.onKill);
   if (o.token) worker.connection = { token: o.token };
   installExitHook();
@@ -142,7 +138,7 @@ export async function launchWorker(req: WorkerStartRequest, o: LaunchOptions, si
   const t0 = performance.now();
   let loadFailed: string | undefined;
   let buf = "";
-  proc.stdout?.on("data", (chunk: Buffer) => {
+  proc.onStdout((chunk: Buffer) => {
     appendFileSync(req.logPath, chunk);
     buf += chunk.toString();
     let nl: number;

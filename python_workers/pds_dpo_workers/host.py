@@ -1,0 +1,260 @@
+"""The warm worker host: imports the heavy libraries once and forks one worker per model.
+
+`python -m pds_dpo_workers host` reads one JSON request per line on stdin:
+
+    {"id": "sd", "kind": "image-generator", "argv": ["serve", ...], "env": {...}, "log": "/run/logs/sd.log"}
+
+For each, it imports what that kind loads (PRELOAD; once for every later worker), then forks
+a child that becomes `pds_dpo_workers serve` with that argv: its own process and process
+group, its stderr appended to `log`, `env` set in its environment. A child is the same
+worker a spawned one is: it loads its model, serves, and exits on SIGTERM or when its parent
+pid dies. The host answers on stdout, one JSON line per event:
+
+    {"id": "sd", "event": "started", "pid": 1234}
+    {"id": "sd", "line": "<a line the worker wrote on its stdout>"}
+    {"id": "sd", "event": "exit", "code": 0, "signal": null}
+
+Why forking is safe here: the host runs no torch op (no OpenMP pool exists to be copied),
+never touches CUDA, starts no thread and no gRPC object, and configures no logging; its
+environment is the one each worker would have got, but for the variables in `env`, which
+nothing reads at import time (the orchestrator forks only such workers, src/workers/worker-host.ts).
+
+Nothing outlives the orchestrator: the host exits on stdin EOF (the orchestrator's end,
+SIGKILL included) and SIGKILLs its children's process groups first; each child also has
+PR_SET_PDEATHSIG, so it dies with the host however the host dies.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import json
+import os
+import selectors
+import signal
+import sys
+import time
+import traceback
+
+# What each kind's model load imports, imported in the host before its first fork. A module
+# that fails to import here is left to the worker, which reports it the way it always does.
+_LLAVA = ("transformers.models.llava.modeling_llava", "transformers.models.llava.processing_llava", "transformers.models.clip.image_processing_clip")
+PRELOAD: dict[str, tuple[str, ...]] = {
+    "image-generator": ("diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion", "transformers.models.clip.modeling_clip"),
+    "image-scorer": ("transformers.models.clip.modeling_clip", "transformers.models.clip.processing_clip", "transformers.models.clip.image_processing_clip"),
+    "responder": _LLAVA,
+    "response-scorer": ("transformers.models.llama.modeling_llama",),
+    "dpo-trainer": _LLAVA + ("peft", "trl"),
+    "evaluator": _LLAVA + ("peft",),
+}
+# What every worker imports (the CLI's serve path, torch and transformers' auto classes).
+COMMON = ("torch", "transformers", "pds_dpo_workers.server", "pds_dpo_workers.environment", "pds_dpo_workers.models.spec", "pds_dpo_workers.kinds.base")
+
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+# /proc/<pid>/comm of the host and of its children (their cmdline is the host's).
+HOST_NAME = b"pds-dpo-host"
+WORKER_NAME = b"pds-dpo-worker"
+
+
+def _prctl(option: int, arg) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the stdin EOF still ends every child
+        pass
+
+
+class Host:
+    def __init__(self, out=None) -> None:
+        self.out = out or sys.stdout
+        self.imported: set[str] = set()
+        # pid -> (worker id, the read end of its stdout pipe, the unfinished line)
+        self.children: dict[int, list] = {}
+        self.sel = selectors.DefaultSelector()
+        self.wake: tuple[int, int] = (-1, -1)
+
+    def emit(self, **fields) -> None:
+        self.out.write(json.dumps(fields) + "\n")
+        self.out.flush()
+
+    def preload(self, kind: str) -> None:
+        for name in COMMON + PRELOAD.get(kind, ()):
+            if name in self.imported:
+                continue
+            self.imported.add(name)
+            t0 = time.perf_counter()
+            try:
+                importlib.import_module(name)
+            except Exception as e:  # noqa: BLE001 - the worker imports it again and says why
+                print(f"host: preloading {name} failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            else:
+                print(f"host: imported {name} in {time.perf_counter() - t0:.2f}s", file=sys.stderr, flush=True)
+
+    def start(self, req: dict) -> None:
+        wid = str(req["id"])
+        try:
+            log_fd = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as e:
+            self.emit(id=wid, event="exit", code=1, signal=None, error=f"cannot open log {req['log']}: {e.strerror}")
+            return
+        self.preload(req.get("kind", ""))
+        read_fd, write_fd = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        host_pid = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            self._child(host_pid, req, log_fd, read_fd, write_fd)  # never returns
+        # Set here as well as in the child, so the group exists before anyone signals it.
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass  # the child already exec'd its own setpgid or has exited
+        os.close(write_fd)
+        os.close(log_fd)
+        os.set_blocking(read_fd, False)
+        self.children[pid] = [wid, read_fd, b""]
+        self.sel.register(read_fd, selectors.EVENT_READ, pid)
+        self.emit(id=wid, event="started", pid=pid)
+
+    def _child(self, host_pid: int, req: dict, log_fd: int, read_fd: int, write_fd: int) -> None:
+        code = 1
+        try:
+            os.setpgid(0, 0)
+            _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+            _prctl(PR_SET_NAME, ctypes.c_char_p(WORKER_NAME))
+            if os.getppid() != host_pid:  # the host died before PDEATHSIG was set
+                os._exit(1)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            # Nothing of the host's: its stdin, its other children's pipes, its selector.
+            signal.set_wakeup_fd(-1)
+            self.sel.close()
+            for fd in [*self.wake, *(c[1] for c in self.children.values())]:
+                if fd >= 0:
+                    os.close(fd)
+            os.close(read_fd)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.dup2(write_fd, 1)
+            os.dup2(log_fd, 2)
+            for fd in (devnull, write_fd, log_fd):
+                os.close(fd)
+            os.environ.update(req.get("env") or {})
+            sys.argv = ["pds_dpo_workers", *req["argv"]]
+            from pds_dpo_workers.cli import main
+
+            code = main(req["argv"])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+        except BaseException:  # noqa: BLE001
+            traceback.print_exc()
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+
+    def _read(self, pid: int) -> None:
+        entry = self.children[pid]
+        wid, fd, rest = entry
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        lines = (rest + data).split(b"\n")
+        entry[2] = lines.pop() if data else b""
+        if not data and lines[-1:] == [b""]:
+            lines.pop()
+        for line in lines:
+            self.emit(id=wid, line=line.decode("utf-8", "replace"))
+        if not data:
+            self.sel.unregister(fd)
+            os.close(fd)
+            entry[1] = -1
+
+    def reap(self) -> None:
+        for pid in list(self.children):
+            wid, fd, _ = self.children[pid]
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 0
+            if done == 0:
+                continue
+            if fd >= 0:  # what it wrote before it exited
+                while self.children[pid][1] >= 0:
+                    self._read(pid)
+            del self.children[pid]
+            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+            code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+            self.emit(id=wid, event="exit", code=code, signal=signal.Signals(sig).name if sig else None)
+
+    def kill_all(self) -> None:
+        for pid in self.children:
+            for target in (-pid, pid):
+                try:
+                    os.kill(target, signal.SIGKILL)
+                    break
+                except OSError:
+                    continue
+
+    def run(self, stdin_fd: int = 0) -> int:
+        # A self-pipe: SIGCHLD wakes the loop to reap and report an exit.
+        wake_r, wake_w = self.wake = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        # The orchestrator ends it by closing stdin; a terminal's Ctrl-C is its business.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *_: self._stop(0))
+        self.sel.register(stdin_fd, selectors.EVENT_READ, "stdin")
+        self.sel.register(wake_r, selectors.EVENT_READ, "wake")
+        pending = b""
+        self.emit(event="host_ready", pid=os.getpid())
+        while True:
+            for key, _ in self.sel.select(timeout=1.0):
+                if key.data == "wake":
+                    try:
+                        os.read(wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                elif key.data == "stdin":
+                    data = os.read(stdin_fd, 65536)
+                    if not data:
+                        return self._stop(0)
+                    pending += data
+                    while b"\n" in pending:
+                        line, pending = pending.split(b"\n", 1)
+                        if line.strip():
+                            self._request(line)
+                else:
+                    self._read(key.data)
+            self.reap()
+
+    def _request(self, line: bytes) -> None:
+        try:
+            req = json.loads(line)
+            if not isinstance(req, dict) or not isinstance(req.get("argv"), list) or "id" not in req or "log" not in req:
+                raise ValueError("a request needs id, argv and log")
+        except ValueError as e:
+            print(f"host: bad request ({e}): {line[:200]!r}", file=sys.stderr, flush=True)
+            return
+        self.start(req)
+
+    def _stop(self, code: int) -> int:
+        self.kill_all()
+        sys.stdout.flush()
+        os._exit(code)
+
+
+def main() -> int:
+    # Its own group: a terminal's signals go to the orchestrator, which stops the workers.
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    _prctl(PR_SET_NAME, ctypes.c_char_p(HOST_NAME))
+    return Host().run()
