@@ -5,10 +5,15 @@ ARG BASE_IMAGE=pds-dpo-worker-base:latest
 FROM ${BASE_IMAGE}
 
 # The package's "deepspeed" and "wandb" extras: DeepSpeed, for ZeRO training on CUDA hosts, and
-# Weights & Biases for train.report_to (TensorBoard is in the base already).
+# Weights & Biases for train.report_to (TensorBoard is in the base already). A CPU build (the
+# tests', `npm run images -- --base debian`) passes TRAINER_EXTRAS="" and adds nothing.
 # The base's venv belongs to root; the worker runs as 10001 again below.
+ARG TRAINER_EXTRAS=deepspeed,wandb
+# Given to the base's build too (see docker/base.Dockerfile).
+ARG PIP_FIND_LINKS
+ARG PIP_CERT
 USER 0
-RUN pip install --no-cache-dir "/src/python_workers[deepspeed,wandb]"
+RUN if [ -n "${TRAINER_EXTRAS}" ]; then pip install --no-cache-dir "/src/python_workers[${TRAINER_EXTRAS}]"; fi
 USER 10001
 
 EXPOSE 50051

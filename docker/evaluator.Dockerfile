@@ -4,11 +4,7 @@
 ARG BASE_IMAGE=pds-dpo-worker-base:latest
 FROM ${BASE_IMAGE}
 
-# The package's "quant" extra: bitsandbytes, for models loaded in 4-bit or 8-bit (ModelSpec.quantization).
-# The base's venv belongs to root; the worker runs as 10001 again below.
-USER 0
-RUN pip install --no-cache-dir "/src/python_workers[quant]"
-USER 10001
+# bitsandbytes (4-bit/8-bit loads) is in the base already.
 
 EXPOSE 50051
 # Serving once the model is loaded: the worker's own gRPC health answer.

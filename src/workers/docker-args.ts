@@ -30,12 +30,26 @@ export interface DockerRunInput {
   expectGpus?: number;
   /** Directories its requests may name, mounted read-only at the same path (allowedRoots). */
   allowRoots?: string[];
+  /**
+   * uid:gid the container runs as: the orchestrator's own, so that the worker can write into the
+   * bind-mounted store and the orchestrator read what it wrote (the image's user, 10001, owns
+   * neither side's files).
+   */
+  user?: string;
+  /** The orchestrator process that owns the container (label pdsdpo.owner): its reaper removes them if it dies. */
+  owner?: string;
 }
+
+/** The label naming the orchestrator process a container belongs to. */
+export const OWNER_LABEL = "pdsdpo.owner";
 
 export function dockerRunArgs(i: DockerRunInput): string[] {
   const rt = i.config.runtime;
   const spec = toModelSpec(i.config.model, i.baseDir);
-  const args = ["run", "--rm", "--init", "--name", i.containerName, "--label", "pdsdpo.worker=true", "--publish", `127.0.0.1::${CONTAINER_PORT}`];
+  const args = ["run", "--rm", "--init", "--name", i.containerName, "--label", "pdsdpo.worker=true"];
+  if (i.owner) args.push("--label", `${OWNER_LABEL}=${i.owner}`);
+  if (i.user) args.push("--user", i.user);
+  args.push("--publish", `127.0.0.1::${CONTAINER_PORT}`);
   // Hardened: a read-only root (scratch in /tmp, caches on the store), no capabilities, no
   // privilege gain, a bounded number of processes.
   args.push("--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--pids-limit", String(PIDS_LIMIT));
@@ -67,8 +81,10 @@ export function parseInspect(image: string, out: string): { imageRef: string; di
   const repo = image.split("@")[0]!.replace(/:[^/:]+$/, "");
   const match = digests?.find((d) => d.startsWith(`${repo}@`)) ?? digests?.[0];
   if (match) return { imageRef: match, digest: match.slice(match.indexOf("@") + 1) };
-  // A local build has no registry digest: its image id pins it just as well on this host.
+  // A local build has no registry digest: its image id pins it just as well on this host
+  // (docker prints it as sha256:<hex>, podman as the bare hex).
   if (id?.startsWith("sha256:")) return { imageRef: id, digest: id };
+  if (id && /^[0-9a-f]{64}$/.test(id)) return { imageRef: `sha256:${id}`, digest: `sha256:${id}` };
   throw new Error(`cannot pin image ${image}: docker reported no digest`);
 }
 

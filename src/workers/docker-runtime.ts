@@ -1,22 +1,53 @@
 // The `docker` runtime: the worker image of a kind, pinned to its digest when the worker
-// starts, run with the store mounted at the same path, GPUs and limits as configured, and
-// its port published on loopback only. `docker run` forwards SIGTERM to the container.
+// starts, run with the store mounted at the same path, as the orchestrator's own uid:gid, GPUs
+// and limits as configured, and its port published on loopback only. The engine is docker or
+// podman (PDS_DPO_ENGINE): the same command lines. `run` forwards SIGTERM to the container.
 import { randomBytes } from "node:crypto";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { hostname } from "node:os";
 import { execa } from "execa";
 import type { DockerRuntimeConfig, WorkerConfig } from "../config/schema.js";
 import { WorkerStartError } from "../errors.js";
-import { CONTAINER_PORT, dockerRunArgs, parseInspect, parsePort } from "./docker-args.js";
+import { CONTAINER_PORT, OWNER_LABEL, dockerRunArgs, parseInspect, parsePort } from "./docker-args.js";
 import { launchWorker } from "./process-worker.js";
 import { RUN_TOKEN_ENV, runToken, type WorkerHandle, type WorkerRuntime, type WorkerStartRequest } from "./runtime.js";
 
+export const ENGINES = ["docker", "podman"] as const;
+
+/** The container engine: PDS_DPO_ENGINE (docker or podman; PDS_DPO_DOCKER, a path to either, still works), else docker. */
+export function engineFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  const e = env.PDS_DPO_ENGINE;
+  if (e !== undefined && e !== "" && !(ENGINES as readonly string[]).includes(e)) throw new WorkerStartError(`PDS_DPO_ENGINE must be docker or podman, not '${e}'`);
+  return e || env.PDS_DPO_DOCKER || "docker";
+}
+
+/** This orchestrator process, as the owner label of its containers. */
+const OWNER = `${hostname()}-${process.pid}-${randomBytes(4).toString("hex")}`;
+const reapers = new Map<string, true>();
+
+/**
+ * A container outlives a SIGKILLed orchestrator (its `run` client dies, the engine keeps the
+ * container). A small shell in a session of its own waits on a pipe from this process: when the
+ * pipe closes, however this process ended, it removes every container this process owns.
+ */
+function startReaper(engine: string): void {
+  if (reapers.has(engine)) return;
+  reapers.set(engine, true);
+  const script = 'read -r _; ids=$("$0" ps -aq --filter "label=$1"); [ -z "$ids" ] || "$0" rm --force $ids >/dev/null 2>&1';
+  const child = spawn("sh", ["-c", script, engine, `${OWNER_LABEL}=${OWNER}`], { detached: true, stdio: ["pipe", "ignore", "ignore"] });
+  child.on("error", () => undefined);
+  child.unref();
+  // The pipe's write end stays open, unreferenced, for as long as this process lives.
+  (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+}
+
 export class DockerRuntime implements WorkerRuntime {
-  constructor(private readonly docker = process.env.PDS_DPO_DOCKER ?? "docker") {}
+  constructor(private readonly docker = engineFromEnv()) {}
 
   /** The image reference pinned to its digest (what the manifest records). */
   async pin(image: string): Promise<{ imageRef: string; digest: string }> {
     const r = await execa(this.docker, ["image", "inspect", "--format", "{{json .RepoDigests}}|{{.Id}}", image], { reject: false });
-    if (r.exitCode !== 0) throw new WorkerStartError(`docker image ${image} is not available here (docker image inspect: ${(r.stderr || r.stdout || String(r.exitCode)).split("\n")[0]}); pull or build it first`);
+    if (r.exitCode !== 0) throw new WorkerStartError(`docker image ${image} is not available here (${this.docker} image inspect: ${(r.stderr || r.stdout || String(r.exitCode)).split("\n")[0]}); pull or build it first (npm run images)`);
     try {
       return parseInspect(image, r.stdout);
     } catch (e) {
@@ -30,7 +61,9 @@ export class DockerRuntime implements WorkerRuntime {
     const { imageRef, digest } = await this.pin(rt.image);
     const containerName = `pdsdpo-${req.name}-${randomBytes(4).toString("hex")}`;
     const token = runToken();
-    const args = dockerRunArgs({ containerName, imageRef, digest, config: req.config as WorkerConfig & { runtime: DockerRuntimeConfig }, baseDir: req.baseDir, storeRoot: req.storeRoot, niceness: req.niceness, requires: req.requires, expectGpus: req.expectGpus, allowRoots: req.allowRoots });
+    startReaper(this.docker);
+    const user = process.getuid && process.getgid ? `${process.getuid()}:${process.getgid()}` : undefined;
+    const args = dockerRunArgs({ containerName, imageRef, digest, config: req.config as WorkerConfig & { runtime: DockerRuntimeConfig }, baseDir: req.baseDir, storeRoot: req.storeRoot, niceness: req.niceness, requires: req.requires, expectGpus: req.expectGpus, allowRoots: req.allowRoots, user, owner: OWNER });
     return launchWorker(
       req,
       {
@@ -38,11 +71,11 @@ export class DockerRuntime implements WorkerRuntime {
         args,
         env: { [RUN_TOKEN_ENV]: token },
         token,
-        runtimeInfo: { type: "docker", image: rt.image, image_ref: imageRef, image_digest: digest, container: containerName, gpus: rt.gpus ?? null, ...(req.niceness ? { nice: req.niceness } : {}) },
+        runtimeInfo: { type: "docker", engine: this.docker, image: rt.image, image_ref: imageRef, image_digest: digest, container: containerName, gpus: rt.gpus ?? null, ...(req.niceness ? { nice: req.niceness } : {}) },
         startTimeoutS: rt.start_timeout_s,
-        // The worker announces its in-container address; dial the loopback port docker published.
+        // The worker announces its in-container address; dial the loopback port the engine published.
         resolveAddress: async () => parsePort((await execa(this.docker, ["port", containerName, `${CONTAINER_PORT}/tcp`])).stdout),
-        // A killed `docker run` client leaves its container running: remove it too.
+        // A killed `run` client leaves its container running: remove it too.
         onKill: () => void spawnSync(this.docker, ["rm", "--force", containerName], { stdio: "ignore", timeout: 20_000 }),
       },
       signal,

@@ -1,21 +1,55 @@
 import { describe, expect, it } from "vitest";
 // @ts-expect-error: a plain .mjs script without types
-import { buildCommands, workerKinds } from "../../scripts/build-images.mjs";
+import { buildPlan, contentHashes, packageFiles, variants, workerKinds } from "../../scripts/build-images.mjs";
+
+type Step = { image: string; parent: string | null; file: string; argv: string[]; context: string };
 
 describe("npm run images", () => {
-  it("builds the base, then every kind's image on it", () => {
+  it("builds the base, then every kind's image on it, the variants on their kind's, then the orchestrator", () => {
     expect(workerKinds()).toEqual(["dpo-trainer", "evaluator", "image-generator", "image-scorer", "responder", "response-scorer"]);
-    const cmds = buildCommands({ tag: "1.0", registry: "reg.example/", push: true, platform: "linux/amd64", kinds: ["image-generator"] }) as { argv: string[]; image: string }[];
-    expect(cmds).toEqual([
-      { argv: ["docker", "buildx", "build", "--platform", "linux/amd64", "-f", "docker/base.Dockerfile", "-t", "reg.example/pds-dpo-worker-base:1.0", "--push", "."], image: "reg.example/pds-dpo-worker-base:1.0" },
-      {
-        argv: ["docker", "buildx", "build", "--platform", "linux/amd64", "-f", "docker/image-generator.Dockerfile", "--build-arg", "BASE_IMAGE=reg.example/pds-dpo-worker-base:1.0", "-t", "reg.example/pds-dpo-image-generator:1.0", "--push", "."],
-        image: "reg.example/pds-dpo-image-generator:1.0",
-      },
-      {
-        argv: ["docker", "buildx", "build", "--platform", "linux/amd64", "-f", "docker/orchestrator.Dockerfile", "-t", "reg.example/pds-dpo-orchestrator:1.0", "--push", "."],
-        image: "reg.example/pds-dpo-orchestrator:1.0",
-      },
+    expect(variants()).toEqual([{ name: "image-scorer-ftfy", kind: "image-scorer", file: "docker/variants/image-scorer-ftfy.Dockerfile" }]);
+    const plan = buildPlan({ tag: "1.0", registry: "reg.example/", platform: "linux/amd64", kinds: ["image-generator"], variantList: [], baseImage: "cuda:1", orchestrator: true }) as Step[];
+    expect(plan.map((s) => s.argv)).toEqual([
+      ["docker", "build", "--platform", "linux/amd64", "-f", "docker/base.Dockerfile", "--build-arg", "BASE_IMAGE=cuda:1", "-t", "reg.example/pds-dpo-worker-base:1.0"],
+      ["docker", "build", "--platform", "linux/amd64", "-f", "docker/image-generator.Dockerfile", "--build-arg", "BASE_IMAGE=reg.example/pds-dpo-worker-base:1.0", "-t", "reg.example/pds-dpo-image-generator:1.0"],
+      ["docker", "build", "--platform", "linux/amd64", "-f", "docker/orchestrator.Dockerfile", "-t", "reg.example/pds-dpo-orchestrator:1.0"],
     ]);
+    expect(plan.map((s) => s.context)).toEqual(["package", "package", "repo"]);
+  });
+
+  it("a local podman build mounts pip's wheels and CA bundle read-only into every build, and adds no DeepSpeed", () => {
+    const plan = buildPlan({ engine: "podman", tag: "dev", platform: "linux/amd64", kinds: ["dpo-trainer"], variantList: [{ name: "dpo-trainer-x", kind: "dpo-trainer", file: "docker/variants/x.Dockerfile" }], baseImage: "pds-dpo-debian-base:bookworm", wheels: ["/opt/wheels"], caBundle: "/etc/ca.crt", trainerExtras: "", orchestrator: false }) as Step[];
+    expect(plan.map((s) => s.image)).toEqual(["pds-dpo-worker-base:dev", "pds-dpo-dpo-trainer:dev", "pds-dpo-dpo-trainer-x:dev"]);
+    for (const s of plan) {
+      expect(s.argv.slice(0, 5)).toEqual(["podman", "build", "--platform", "linux/amd64", "--format"]);
+      expect(s.argv.join(" ")).toContain("--build-arg PIP_FIND_LINKS=/opt/wheels --build-arg PIP_CERT=/etc/pds-dpo-build-ca.crt --volume /opt/wheels:/opt/wheels:ro --volume /etc/ca.crt:/etc/pds-dpo-build-ca.crt:ro");
+    }
+    expect(plan[1]!.argv).toContain("TRAINER_EXTRAS=");
+    expect(plan[2]!.argv).toContain("KIND_IMAGE=pds-dpo-dpo-trainer:dev");
+    expect(plan[2]!.parent).toBe("pds-dpo-dpo-trainer:dev");
+  });
+
+  it("content hashes: the same inputs give the same hashes; a package or Dockerfile change reaches every image built on it", () => {
+    const plan = buildPlan({ tag: "dev", platform: "linux/amd64", kinds: ["evaluator", "responder"], baseImage: "b", orchestrator: false }) as Step[];
+    const text = (over: Record<string, string> = {}) => (f: string) => over[f] ?? `text of ${f}`;
+    const h0 = contentHashes(plan, { readText: text(), packageDigest: "p1" }) as string[];
+    expect(contentHashes(plan, { readText: text(), packageDigest: "p1" })).toEqual(h0);
+    expect(new Set(h0).size).toBe(3);
+    // The package's code: every image changes.
+    const h1 = contentHashes(plan, { readText: text(), packageDigest: "p2" }) as string[];
+    h1.forEach((h, i) => expect(h).not.toBe(h0[i]));
+    // One kind's Dockerfile: that image only.
+    const h2 = contentHashes(plan, { readText: text({ "docker/responder.Dockerfile": "changed" }), packageDigest: "p1" }) as string[];
+    expect(h2.map((h, i) => h === h0[i])).toEqual([true, true, false]);
+    // The base's own parent (another Debian root or torch wheel): the base and so every kind.
+    const h3 = contentHashes(plan, { readText: text(), packageDigest: "p1", extra: { "pds-dpo-worker-base:dev": "other root" } }) as string[];
+    h3.forEach((h, i) => expect(h).not.toBe(h0[i]));
+  });
+
+  it("the build context holds the workers' package without tests, caches or egg-info", () => {
+    const files = packageFiles() as string[];
+    expect(files).toContain("python_workers/pyproject.toml");
+    expect(files).toContain("python_workers/pds_dpo_workers/server.py");
+    expect(files.filter((f) => /__pycache__|\.pyc$|egg-info|python_workers\/tests\//.test(f))).toEqual([]);
   });
 });

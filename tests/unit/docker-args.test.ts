@@ -47,6 +47,11 @@ describe("docker runtime argv", () => {
     expect(args.join(" ")).not.toMatch(/HF_TOKEN=/);
   });
 
+  it("runs as the given uid:gid and labels the container with its owner, before the port", () => {
+    const args = dockerRunArgs({ containerName: "c", imageRef: "sha256:1", digest: "sha256:1", config: worker({}), baseDir: "/cfg", storeRoot: "/s", user: "1000:1000", owner: "host-42-ab" });
+    expect(args.slice(0, 13)).toEqual(["run", "--rm", "--init", "--name", "c", "--label", "pdsdpo.worker=true", "--label", "pdsdpo.owner=host-42-ab", "--user", "1000:1000", "--publish", "127.0.0.1::50051"]);
+  });
+
   it("passes a lower CPU priority to the worker's own argv, after the image", () => {
     const base = { containerName: "c", imageRef: "sha256:1", digest: "sha256:1", config: worker({}), baseDir: "/cfg", storeRoot: "/s" };
     const args = dockerRunArgs({ ...base, niceness: 10 });
@@ -58,6 +63,9 @@ describe("docker runtime argv", () => {
   it("pins images by registry digest, or by id for a local build", () => {
     expect(parseInspect("reg/x:1", '["reg/x@sha256:aa","other/x@sha256:bb"]|sha256:cc')).toEqual({ imageRef: "reg/x@sha256:aa", digest: "sha256:aa" });
     expect(parseInspect("x:dev", "null|sha256:cc")).toEqual({ imageRef: "sha256:cc", digest: "sha256:cc" });
+    // podman prints a local image's id without the algorithm.
+    const hex = "ab".repeat(32);
+    expect(parseInspect("x:dev", `[]|${hex}`)).toEqual({ imageRef: `sha256:${hex}`, digest: `sha256:${hex}` });
     expect(() => parseInspect("x", "[]|")).toThrow(/cannot pin image x/);
   });
 
