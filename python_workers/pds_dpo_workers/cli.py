@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", default="INFO")
     sub.add_parser("host", help="the warm worker host: imports the model libraries once and forks one `serve` worker per request on stdin (see host.py)")
     sub.add_parser("families", help="print, as JSON, the model types each kind loads and the tiny twins it can build")
+    b = sub.add_parser("benchmark-fixtures", help="write the tiny benchmark fixtures (POPE, Object-HalBench, AMBER, MMHal-Bench) in their official formats")
+    b.add_argument("out_dir", help="where pope/, object-halbench/, amber/ and mmhal/ go (configs/benchmarks in the repository)")
     e = sub.add_parser("export-hf", help="write a run's pairs as a Hugging Face datasets dataset (parquet and a dataset card) in dataset/hf/")
     e.add_argument("run_dir", help="the run directory (<store>/runs/<run id>)")
     e.add_argument("--out", default=None, metavar="DIR", help="where to write it (default: RUN_DIR/dataset/hf)")
@@ -265,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         return _health(args)
     if args.command == "families":
         return _families()
+    if args.command == "benchmark-fixtures":
+        from pds_dpo_workers.benchmarks.fixtures import write_all
+
+        write_all(args.out_dir)
+        return 0
     if args.command == "host":
         from pds_dpo_workers.host import main as host_main
 
