@@ -98,3 +98,46 @@ def test_the_adapter_loads_with_peft_and_changes_the_logits(run_dir):
             disabled = tuned(**inputs).logits
     assert torch.allclose(disabled, before)
     assert (after - before).abs().max().item() > 1e-4
+
+
+def test_the_hf_export_is_the_pairs_and_trl_trains_on_it_unchanged(run_dir, tmp_path):
+    """`orchestrate dataset export --format hf` on the real run: load_dataset("parquet") gives
+    the pairs of pairs.jsonl with equal images, and TRL's DPOTrainer takes the loaded dataset as
+    it is (one step on the tiny LLaVA with LoRA)."""
+    from datasets import load_dataset
+    from peft import LoraConfig
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from trl import DPOConfig, DPOTrainer
+
+    from pds_dpo_workers.kinds.dpo_trainer import DEFAULT_TARGET_MODULES
+    from pds_dpo_workers.models.tiny import tiny_dir
+
+    r = subprocess.run(
+        ["node", str(BIN), "dataset", "export", "--format", "hf", "t1", "--store", str(run_dir.parents[1])],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "dataset/hf" in r.stdout
+    ds = load_dataset("parquet", data_files=str(run_dir / "dataset" / "hf" / "data" / "*.parquet"), split="train")
+    pairs = [json.loads(line) for line in (run_dir / "dataset" / "pairs.jsonl").read_text().splitlines()]
+    assert len(ds) == len(pairs)
+    for row, pair in zip(ds, pairs, strict=True):
+        assert (row["id"], row["prompt"], row["chosen"], row["rejected"]) == (pair["id"], pair["prompt"], pair["chosen"], pair["rejected"])
+        assert [im.tobytes() for im in row["images"]] == [Image.open(run_dir / p).tobytes() for p in pair["images"]]
+        assert row["image_sha256"] == pair["metadata"]["image"]["sha256"] and json.loads(row["metadata"]) == pair["metadata"]
+    card = (run_dir / "dataset" / "hf" / "README.md").read_text()
+    assert card.startswith("---\n") and "\nsource_models:\n" in card and "size_categories:\n- n<1K" in card
+
+    base_dir = tiny_dir(str(run_dir.parents[1]), "llava", 1)
+    trainer = DPOTrainer(
+        model=AutoModelForImageTextToText.from_pretrained(base_dir, local_files_only=True),
+        args=DPOConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=2, learning_rate=1e-3, use_cpu=True, report_to=[], save_strategy="no", logging_steps=1, disable_tqdm=True),
+        train_dataset=ds,
+        processing_class=AutoProcessor.from_pretrained(base_dir, local_files_only=True),
+        peft_config=LoraConfig(r=2, lora_alpha=4, target_modules=DEFAULT_TARGET_MODULES, task_type="CAUSAL_LM"),
+    )
+    trainer.train()
+    assert trainer.state.global_step == 1
+    (logged,) = [h for h in trainer.state.log_history if "loss" in h]
+    assert logged["loss"] > 0 and logged["logps/chosen"] < 0
