@@ -2,7 +2,8 @@
 
 Serves grpc.health.v1 (NOT_SERVING until the model is loaded), server reflection,
 WorkerService.Describe and the kind's own service. Speaks to the process that started it
-through one JSON line per event on stdout ("listening", "serving", "load_failed"); logs go
+through one JSON line per event on stdout ("listening", "loading" steps, "serving",
+"load_failed"); logs go
 to stderr. SIGTERM/SIGINT cancel the batch in flight and exit 0; so does the death of the
 parent process, so a killed orchestrator never leaves a model holding a GPU.
 """
@@ -29,6 +30,7 @@ from pds_dpo_workers.environment import device_info, library_versions, python_en
 from pds_dpo_workers.errors import WorkerError
 from pds_dpo_workers.kinds import KindEntry
 from pds_dpo_workers.kinds.base import Kind
+from pds_dpo_workers.load_progress import reporting
 from pds_dpo_workers.proto import common_pb2, worker_pb2, worker_pb2_grpc
 from pds_dpo_workers.requirements import check_requirements
 
@@ -106,7 +108,9 @@ def _load_and_describe(kind_impl, opts: ServeOptions) -> common_pb2.LoadedModel:
     check_requirements(list(opts.requires))
     if opts.prepare:
         opts.prepare()
-    model = kind_impl.load()
+    # Each load step (a tiny model's build, hashing, loading N of M weights) as a "loading" line.
+    with reporting(lambda text, done, total: announce("loading", step=text, done=done, total=total)):
+        model = kind_impl.load()
     # Computed once here, off the event loop, so Describe answers at once.
     device_info()
     python_env_hash()

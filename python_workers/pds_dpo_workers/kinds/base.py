@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Iterator, Protocol, Sequence, TypeVar
 
 from pds_dpo_workers.errors import InvalidModelSpec, WorkerError
+from pds_dpo_workers.load_progress import step
 from pds_dpo_workers.proto import common_pb2
 from pds_dpo_workers.store import Store, confine_path, read_blob
 from pds_dpo_workers.streaming import ModelRunner, serve_stream
@@ -75,6 +76,8 @@ class Kind:
 
     def load(self) -> common_pb2.LoadedModel:
         """Load the model (blocking; runs in a thread before the worker is SERVING)."""
+        spec = self.ctx.spec
+        step(f"loading the {self.TITLE} model {spec.id or spec.path}")
         self.backend = choose_backend(self.BACKENDS, self.ctx.spec, self.TITLE)(self.ctx)
         return self.backend.loaded
 

@@ -205,15 +205,19 @@ def _file_sha256(path: str) -> str:
 
 
 def list_files(directory: str) -> list[common_pb2.WeightFile]:
-    out = []
+    from pds_dpo_workers.load_progress import Counter
+
+    paths = []
     for root, dirs, files in os.walk(directory, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if name in _SKIP or name.startswith("."):
-                continue
-            p = os.path.join(root, name)
-            rel = os.path.relpath(p, directory).replace(os.sep, "/")
-            out.append(common_pb2.WeightFile(path=rel, sha256=_file_sha256(p), bytes=os.path.getsize(p)))
+        paths += [os.path.join(root, name) for name in sorted(files) if name not in _SKIP and not name.startswith(".")]
+    # Hashing a large model's files takes a while: a load step of its own.
+    hashed = Counter("hashing the model files", len(paths))
+    out = []
+    for p in paths:
+        rel = os.path.relpath(p, directory).replace(os.sep, "/")
+        out.append(common_pb2.WeightFile(path=rel, sha256=_file_sha256(p), bytes=os.path.getsize(p)))
+        hashed.advance()
     out.sort(key=lambda f: f.path)
     return out
 

@@ -356,6 +356,9 @@ def ensure_tiny(cache_root: str, name: str, seed: int) -> str:
     if os.path.isdir(dest):
         return dest
     os.makedirs(os.path.dirname(dest), exist_ok=True)
+    from pds_dpo_workers.load_progress import step
+
+    step(f"building the tiny model {name}")
     tmp = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix=f".build-{name}-")
     try:
         BUILDERS[name](tmp, seed)
