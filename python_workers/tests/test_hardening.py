@@ -159,7 +159,7 @@ def test_the_trainer_refuses_dataset_images_outside_before_training(layout):
 
 
 def test_the_evaluator_refuses_roots_adapters_and_images_outside(layout):
-    from pds_dpo_workers.kinds.evaluator import Pope
+    from pds_dpo_workers.benchmarks import pope
 
     ctx = ctx_for(layout)
     evaluator = KINDS["evaluator"].create(ctx)  # never loaded
@@ -175,23 +175,23 @@ def test_the_evaluator_refuses_roots_adapters_and_images_outside(layout):
         evaluator._run(req, lambda r: None, threading.Event())
     # A question's image: absolute, through a symlink, or up and out of the image root.
     for image in (str(layout / "outside" / "secret.png"), "escape/secret.png", "../outside/secret.png"):
-        rows = [{"question_id": 7, "image": image, "text": "cat?", "label": "yes"}]
+        suite = pope.Suite((json.dumps({"question_id": 7, "image": image, "text": "cat?", "label": "yes"}) + "\n").encode(), {})
         req = epb.EvaluateRequest(benchmark="pope", image_root=str(layout / "allowed"))
         with pytest.raises(errors.PathNotAllowed, match=f"^question 7: image: path .* {OUTSIDE}$"):
-            evaluator._answer(req, Pope(), rows, None, lambda r: None, threading.Event())
+            evaluator._answer(req, suite, None, lambda r: None, threading.Event())
 
 
 def test_pope_questions_that_are_not_rows_are_invalid_requests():
-    from pds_dpo_workers.kinds.evaluator import Pope
+    from pds_dpo_workers.benchmarks import pope
 
     for data, message in [
-        (b"\xff\xfe", "not JSON lines"),
-        (b"{nope\n", "not JSON lines"),
-        (b"[1, 2]", "row 1 is not a JSON object"),
-        (b'{"question_id": 1, "image": 5, "text": "t", "label": "no"}\n', "image must be a path"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"{nope\n", "line 1: not JSON"),
+        (b"[1, 2]", "line 1: not a JSON object"),
+        (b'{"question_id": 1, "image": 5, "text": "t", "label": "no"}\n', "field 'image' must be a string"),
     ]:
         with pytest.raises(InvalidRequest, match=message):
-            Pope().read(data)
+            pope.Suite(data, {})
 
 
 # -- 2. artifact references --------------------------------------------------------------------------

@@ -110,8 +110,8 @@ def test_an_unknown_benchmark_is_an_invalid_request_naming_the_known_ones():
     from pds_dpo_workers.proto import evaluator_pb2
 
     impl = KINDS["evaluator"].create(_ctx())
-    with pytest.raises(InvalidRequest, match=r"^unknown benchmark 'amber'; known: pope$"):
-        impl._run(evaluator_pb2.EvaluateRequest(benchmark="amber"), lambda r: None, threading.Event())
+    with pytest.raises(InvalidRequest, match=r"^unknown benchmark 'chair'; known: amber, mmhal, object-halbench, pope$"):
+        impl._run(evaluator_pb2.EvaluateRequest(benchmark="chair"), lambda r: None, threading.Event())
 
 
 def test_a_refused_call_is_its_status_before_the_model_runs():

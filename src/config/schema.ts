@@ -106,6 +106,8 @@ export const DockerRuntimeSchema = z.strictObject({
   /** The container's GPUs by index (`--gpus device=...`), as a local worker's `devices`; the same as a list in `gpus`. */
   devices: z.array(z.number().int().nonnegative()).min(1).optional(),
   cpus: z.number().positive().optional(),
+  /** torch CPU threads of the worker, as a local worker's; unset: torch's default. */
+  cpu_threads: positiveInt.optional(),
   /** Docker memory limit, e.g. "32g". */
   memory: z.string().regex(/^\d+[bkmg]?$/i, "a docker memory size such as 32g").optional(),
   shm_size: z.string().regex(/^\d+[bkmg]?$/i, "a docker size such as 8g").optional(),

@@ -1,66 +1,28 @@
 """Evaluator: hallucination benchmarks on a model plus an optional LoRA adapter.
 
-Benchmark readers are pluggable (BENCHMARKS): each reads its question file, phrases the
-prompt, parses an answer and computes its metrics. POPE is the first; AMBER and MMHal add
-entries here. Answers are greedy and batched; each streams as it is parsed. The model
-family is the model option "type"; "image-text-to-text" (the default) is the responder's.
+The benchmarks (POPE, Object-HalBench, AMBER, MMHal-Bench) are the benchmarks package's
+modules: each reads its question file and reference files, phrases the prompts, parses an
+answer and computes its metrics. Answers are greedy and batched; each streams as it is
+parsed. The model family is the model option "type"; "image-text-to-text" (the default) is
+the responder's.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
 import threading
-from typing import Protocol
 
-from pds_dpo_workers import pope
+from pds_dpo_workers.benchmarks import BENCHMARKS
+from pds_dpo_workers.benchmarks.files import Question
 from pds_dpo_workers.errors import InvalidRequest
 from pds_dpo_workers.kinds.base import Kind, WorkerContext, batches, lookup
 from pds_dpo_workers.proto import common_pb2, evaluator_pb2 as pb
 from pds_dpo_workers.store import read_blob
 from pds_dpo_workers.streaming import Cancelled
 from pds_dpo_workers.vlm import Vlm
-
-class Benchmark(Protocol):
-    def read(self, data: bytes) -> list[dict]: ...
-    def prompt(self, row: dict) -> str: ...
-    def parse(self, answer: str) -> str: ...
-    def metrics(self, rows: list[dict], parsed: list[str]) -> dict[str, float]: ...
-
-
-class Pope:
-    """POPE rows: {question_id, image, text, label: yes|no}, as JSON lines or a JSON list."""
-
-    def read(self, data: bytes) -> list[dict]:
-        try:
-            text = data.decode().strip()
-            rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
-        except ValueError as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-            raise InvalidRequest(f"POPE questions: not JSON lines or a JSON list: {e}") from None
-        for i, r in enumerate(rows):
-            if not isinstance(r, dict):
-                raise InvalidRequest(f"POPE row {i + 1} is not a JSON object")
-            missing = {"question_id", "image", "text", "label"} - set(r)
-            if missing:
-                raise InvalidRequest(f"POPE row {i + 1} lacks {', '.join(sorted(missing))}")
-            if str(r["label"]).lower() not in ("yes", "no"):
-                raise InvalidRequest(f"POPE row {i + 1}: label must be yes or no, not {r['label']!r}")
-            if not isinstance(r["image"], str) or not r["image"]:
-                raise InvalidRequest(f"POPE row {i + 1}: image must be a path, not {r['image']!r}")
-        return rows
-
-    def prompt(self, row: dict) -> str:
-        return f"{row['text']} Answer yes or no."
-
-    def parse(self, answer: str) -> str:
-        return pope.parse_yes_no(answer)
-
-    def metrics(self, rows: list[dict], parsed: list[str]) -> dict[str, float]:
-        return pope.pope_metrics([str(r["label"]).lower() for r in rows], parsed)
-
-
-BENCHMARKS: dict[str, Benchmark] = {"pope": Pope()}
 
 
 class ImageTextToTextEvaluator(Vlm):
@@ -118,41 +80,53 @@ class Evaluator(Kind):
 
     def _run(self, req: pb.EvaluateRequest, emit, cancel: threading.Event) -> None:
         bench = lookup(BENCHMARKS, req.benchmark, "benchmark", InvalidRequest)
-        rows = bench.read(read_blob(self.ctx.store, req.questions))
+        unknown = sorted(set(req.references) - set(bench.ROLES))
+        if unknown:
+            raise InvalidRequest(f"{req.benchmark} reads no '{unknown[0]}' reference file (roles: {', '.join(bench.ROLES) or 'none'})")
+        references = {role: read_blob(self.ctx.store, blob) for role, blob in req.references.items()}
+        suite = bench.Suite(read_blob(self.ctx.store, req.questions), references)
         adapter_dir = self.ctx.confine(req.adapter_dir, "adapter_dir") if req.adapter_dir else ""
         with self.backend.model_for(adapter_dir) as model:
-            self._answer(req, bench, rows, model, emit, cancel)
+            self._answer(req, suite, model, emit, cancel)
 
-    def _answer(self, req, bench: Benchmark, rows: list[dict], model, emit, cancel: threading.Event) -> None:
+    def _image(self, req: pb.EvaluateRequest, q: Question):
+        """The question's image, decoded: inline bytes, or a file under image_root."""
         from PIL import Image
 
+        if isinstance(q.image, bytes):
+            try:
+                return Image.open(io.BytesIO(q.image)).convert("RGB")
+            except OSError as e:
+                raise InvalidRequest(f"question {q.question_id}: its image does not decode: {e}") from None
+        path = q.image if os.path.isabs(q.image) else os.path.join(req.image_root, q.image)
+        real = self.ctx.confine(path, f"question {q.question_id}: image")
+        try:
+            if not stat.S_ISREG(os.stat(real).st_mode):  # a FIFO would block the open
+                raise InvalidRequest(f"benchmark image {path}: not a regular file")
+            return Image.open(real).convert("RGB")
+        except OSError as e:
+            raise InvalidRequest(f"benchmark image {path} (question {q.question_id}): {e}") from None
+
+    def _answer(self, req, suite, model, emit, cancel: threading.Event) -> None:
         # The config's default (stages.evaluate.max_new_tokens), for a request that sets none.
         max_new = req.decoding.max_new_tokens or 8
-        parsed: list[str] = []
-        answers: list[dict] = []
-        for chunk in batches(rows, req.max_batch_size):
+        questions: list[Question] = suite.questions
+        texts: list[str] = []
+        lines: list[str] = []
+        for chunk in batches(questions, req.max_batch_size):
             if cancel.is_set():
                 raise Cancelled()
-            images = []
-            for r in chunk:
-                path = r["image"] if os.path.isabs(r["image"]) else os.path.join(req.image_root, r["image"])
-                real = self.ctx.confine(path, f"question {r['question_id']}: image")
-                try:
-                    if not stat.S_ISREG(os.stat(real).st_mode):  # a FIFO would block the open
-                        raise InvalidRequest(f"benchmark image {path}: not a regular file")
-                    images.append(Image.open(real).convert("RGB"))
-                except OSError as e:
-                    raise InvalidRequest(f"benchmark image {path}: {e}") from None
-            texts = self.backend.answer(model, images, [bench.prompt(r) for r in chunk], max_new)
-            for r, text in zip(chunk, texts):
-                p = bench.parse(text)
-                parsed.append(p)
-                answers.append({"question_id": r["question_id"], "answer": text.strip(), "parsed": p, "label": r["label"]})
-                emit(pb.EvaluateResponse(answer=pb.EvalAnswer(question_id=str(r["question_id"]), answer=text.strip(), parsed=p)))
-            emit(pb.EvaluateResponse(progress=common_pb2.Progress(done=len(parsed), total=len(rows), unit="questions")))
-        metrics = bench.metrics(rows, parsed)
-        blob = "".join(json.dumps(a, sort_keys=True) + "\n" for a in answers).encode()
-        ref = self.ctx.store.put(blob, "application/jsonl") if self.ctx.store else None
+            images = [self._image(req, q) for q in chunk]
+            answers = self.backend.answer(model, images, [q.prompt for q in chunk], max_new)
+            for q, text in zip(chunk, answers):
+                text = text.strip()
+                parsed = suite.parse(len(texts), text)
+                texts.append(text)
+                lines.append(json.dumps({**q.record, "question_id": q.question_id, "answer": text, "parsed": parsed}, sort_keys=True) + "\n")
+                emit(pb.EvaluateResponse(answer=pb.EvalAnswer(question_id=q.question_id, answer=text, parsed=parsed)))
+            emit(pb.EvaluateResponse(progress=common_pb2.Progress(done=len(texts), total=len(questions), unit="questions")))
+        metrics = suite.metrics(texts)
+        ref = self.ctx.store.put("".join(lines).encode(), "application/jsonl") if self.ctx.store else None
         emit(pb.EvaluateResponse(result=pb.EvalResult(metrics=metrics, answers=ref)))
 
 
