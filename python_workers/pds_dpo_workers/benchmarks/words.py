@@ -28,7 +28,7 @@ IRREGULAR = {
 # Plural-looking words that are their own singular (or have none).
 INVARIANT = {
     "people", "sheep", "fish", "deer", "series", "species", "scissors", "pants", "jeans",
-    "shorts", "news", "glasses", "this", "is", "was", "has", "his", "its", "as", "us", "yes",
+    "shorts", "news", "this", "is", "was", "has", "his", "its", "as", "us", "yes",
     "always", "gas", "lens", "tennis", "axis", "iris", "bus", "cactus", "walrus", "octopus",
 }
 
