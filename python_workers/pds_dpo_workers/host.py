@@ -82,13 +82,13 @@ class Host:
             if name in self.imported:
                 continue
             self.imported.add(name)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 importlib.import_module(name)
             except Exception as e:  # noqa: BLE001 - the worker imports it again and says why
                 print(f"host: preloading {name} failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             else:
-                print(f"host: imported {name} in {time.perf_counter() - t0:.2f}s", file=sys.stderr, flush=True)
+                print(f"host: imported {name} in {time.perf_counter() - t0:.2f}s ({time.process_time() - c0:.2f}s of CPU)", file=sys.stderr, flush=True)
 
     def start(self, req: dict) -> None:
         wid = str(req["id"])
@@ -178,9 +178,9 @@ class Host:
         for pid in list(self.children):
             wid, fd, _ = self.children[pid]
             try:
-                done, status = os.waitpid(pid, os.WNOHANG)
+                done, status, usage = os.wait4(pid, os.WNOHANG)
             except ChildProcessError:
-                done, status = pid, 0
+                done, status, usage = pid, 0, None
             if done == 0:
                 continue
             if fd >= 0:  # what it wrote before it exited
@@ -189,7 +189,8 @@ class Host:
             del self.children[pid]
             sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
             code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
-            self.emit(id=wid, event="exit", code=code, signal=signal.Signals(sig).name if sig else None)
+            cpu = round(usage.ru_utime + usage.ru_stime, 3) if usage else None
+            self.emit(id=wid, event="exit", code=code, signal=signal.Signals(sig).name if sig else None, cpu_s=cpu)
 
     def kill_all(self) -> None:
         for pid in self.children:
