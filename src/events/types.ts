@@ -28,6 +28,8 @@ export type CoreEventBody =
   | { type: "stage.progress"; stage: StageName; step: string; done: number; total: number }
   | { type: "stage.finished"; stage: StageName; status: "succeeded" | "failed"; counts: Record<string, number>; cache?: CacheCounts; seconds: number }
   | { type: "worker.starting"; worker: string; replica: number; kind: WorkerKindName; logPath: string }
+  /** A step of a starting worker's load (building a tiny model, hashing files, loading N of M weights); seconds since its start. */
+  | { type: "worker.loading"; worker: string; replica: number; step: string; done: number; total: number; seconds: number }
   | { type: "worker.ready"; worker: string; replica: number; kind: WorkerKindName; address: string; pid: number; info: unknown; runtime: Record<string, unknown>; fingerprint: WorkerFingerprint | null; startup?: { listening_s: number; serving_s: number }; seconds: number }
   | { type: "worker.stopped"; worker: string; replica: number; exitCode: number | null; signal: string | null }
   | { type: "worker.requeued"; worker: string; replica: number; items: number; reason: string }

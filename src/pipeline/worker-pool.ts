@@ -11,7 +11,7 @@ import type { EventBus } from "../events/bus.js";
 import { WorkerInfo } from "../gen/pdsdpo/v1/common.js";
 import { WorkerClient } from "../workers/clients.js";
 import { workerFingerprint, type WorkerFingerprint } from "../plan/cache-keys.js";
-import type { WorkerHandle, WorkerRuntime } from "../workers/runtime.js";
+import type { LoadStep, WorkerHandle, WorkerRuntime } from "../workers/runtime.js";
 
 export interface RunningWorker {
   name: string;
@@ -151,7 +151,8 @@ export class WorkerPool {
     this.bus.emit({ type: "worker.starting", worker: name, replica, kind: config.kind, logPath });
     const t0 = performance.now();
     const niceness = this.niceness.get(name) ?? 0;
-    const handle = await this.runtime.start({ name, replica, config, baseDir: this.loaded.baseDir, storeRoot: this.where.storeRoot, logPath, ...(niceness > 0 ? { niceness } : {}), requires: requiredPackages(this.loaded.config, name), expectGpus: expectedGpus(this.loaded.config, name), allowRoots: allowedRoots(this.loaded.config, name, this.loaded.baseDir) }, signal);
+    const onLoading = (s: LoadStep) => this.bus.emit({ type: "worker.loading", worker: name, replica, ...s, seconds: (performance.now() - t0) / 1000 });
+    const handle = await this.runtime.start({ name, replica, config, baseDir: this.loaded.baseDir, storeRoot: this.where.storeRoot, logPath, ...(niceness > 0 ? { niceness } : {}), requires: requiredPackages(this.loaded.config, name), expectGpus: expectedGpus(this.loaded.config, name), allowRoots: allowedRoots(this.loaded.config, name, this.loaded.baseDir), onLoading }, signal);
     const client = new WorkerClient(name, handle.address, { ...handle.connection, keepaliveMs: config.keepalive_s * 1000 });
     let info: WorkerInfo;
     try {

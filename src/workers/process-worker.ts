@@ -1,5 +1,5 @@
 // What every process-backed runtime (local, docker) shares: a worker process in its own
-// process group whose stdout announces "listening", "serving" or "load_failed"; readiness is
+// process group whose stdout announces "listening", its load steps ("loading"), "serving" or "load_failed"; readiness is
 // gRPC health SERVING within the start timeout; logs go to logs/<worker>.log.
 import { appendFileSync, readFileSync } from "node:fs";
 import { execa } from "execa";
@@ -132,7 +132,7 @@ export async function launchWorker(req: WorkerStartRequest, o: LaunchOptions, si
   installExitHook();
   live.add(worker);
 
-  // The worker's stdout protocol: "listening" (with its address), then "serving" or "load_failed".
+  // The worker's stdout protocol: "listening" (with its address), "loading" steps, then "serving" or "load_failed".
   let listening: string | undefined;
   let listeningS = 0;
   const t0 = performance.now();
@@ -146,7 +146,8 @@ export async function launchWorker(req: WorkerStartRequest, o: LaunchOptions, si
       const line = buf.slice(0, nl);
       buf = buf.slice(nl + 1);
       try {
-        const msg = JSON.parse(line) as { event?: string; address?: string; message?: string };
+        const msg = JSON.parse(line) as { event?: string; address?: string; message?: string; step?: string; done?: number; total?: number };
+        if (msg.event === "loading" && typeof msg.step === "string") req.onLoading?.({ step: msg.step, done: msg.done ?? 0, total: msg.total ?? 0 });
         if (msg.event === "listening" && msg.address) {
           listening = msg.address;
           listeningS = (performance.now() - t0) / 1000;

@@ -28,6 +28,15 @@ export interface WorkerStartRequest {
   expectGpus?: number;
   /** Directories besides the store its requests may name (allowedRoots). */
   allowRoots?: string[];
+  /** Told each step of the worker's load as it announces it (process runtimes). */
+  onLoading?: (step: LoadStep) => void;
+}
+
+/** A step of a worker's load: what it does, and how far it is when it is counted (total > 0). */
+export interface LoadStep {
+  step: string;
+  done: number;
+  total: number;
 }
 
 export interface WorkerHandle {

@@ -5,6 +5,7 @@ import { WorkerSchema } from "../../src/config/schema.js";
 import { WorkerStartError } from "../../src/errors.js";
 import { WorkerClient } from "../../src/workers/clients.js";
 import { LocalRuntime } from "../../src/workers/local-runtime.js";
+import type { LoadStep } from "../../src/workers/runtime.js";
 import { runRuntimeConformance } from "../conformance/runtime.case.js";
 import { tempDir } from "../helpers.js";
 
@@ -16,9 +17,17 @@ describe("local runtime", () => {
     const config = WorkerSchema.parse({ kind: "image-scorer", model: { source: "tiny", name: "clip-scorer" }, runtime: { type: "local", device: "cpu", cpu_threads: 1 } });
     process.env.PDS_DPO_WORKER_TOKEN = "a-remote-token";
     try {
-      const handle = await new LocalRuntime().start({ name: "w", replica: 0, config, baseDir: dir, storeRoot: dir, logPath: join(dir, "w.log") });
+      const steps: LoadStep[] = [];
+      const handle = await new LocalRuntime().start({ name: "w", replica: 0, config, baseDir: dir, storeRoot: dir, logPath: join(dir, "w.log"), onLoading: (s) => steps.push(s) });
       const client = new WorkerClient("w", handle.address, handle.connection);
       try {
+        // Its load, step by step, as it happened (a fresh store: the tiny model is built first).
+        const names = [...new Set(steps.map((s) => s.step))];
+        expect(names.slice(0, 3)).toEqual(["loading the image scorer model clip-scorer", "building the tiny model clip-scorer", "writing model shards"]);
+        expect(names).toContain("loading weights");
+        const hashed = steps.filter((s) => s.step === "hashing the model files");
+        expect(hashed.at(-1)!.done).toBe(hashed.at(-1)!.total);
+        expect(hashed.at(-1)!.total).toBeGreaterThan(1);
         expect(handle.connection?.token).toMatch(/^[0-9a-f]{64}$/);
         expect((await client.describe()).model?.spec?.id).toBe("clip-scorer");
         // The token travels in the environment, never in the argv a `ps` shows.

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { EventBus } from "../../src/events/bus.js";
 import { jsonLinesReporter } from "../../src/events/reporters/json-lines.js";
-import { bar, ttyReporter } from "../../src/events/reporters/tty.js";
+import { bar, loadingText, ttyReporter } from "../../src/events/reporters/tty.js";
 
 describe("event reporters", () => {
   it("every subscriber sees every event, stamped, in order", () => {
@@ -35,6 +35,36 @@ describe("event reporters", () => {
       if (isTTY) expect(out).toContain("\r\x1b[2Kimages/generate ████████████████ 2/2");
       else expect(out).toContain("images/generate 2/2\n");
       if (!isTTY) expect(out).not.toContain("\r");
+    }
+  });
+
+  it("shows a starting worker's load steps with the time since its start, then its ready line", () => {
+    const step = (s: string, done: number, total: number, seconds: number) => ({ type: "worker.loading" as const, worker: "dpo", replica: 0, step: s, done, total, seconds });
+    expect(loadingText({ ...step("loading weights", 3, 12, 4.26), ts: "" })).toBe("worker dpo: loading weights 3/12 (4.3s)");
+    expect(loadingText({ ...step("building the tiny model llava", 0, 0, 0.5), replica: 1, ts: "" })).toBe("worker dpo#1: building the tiny model llava (0.5s)");
+    for (const isTTY of [false, true]) {
+      let out = "";
+      const bus = new EventBus();
+      bus.subscribe(ttyReporter({ write: (t) => (out += t), isTTY }));
+      bus.emit(step("building the tiny model llava", 0, 0, 0.2));
+      bus.emit(step("loading weights", 0, 12, 1.5));
+      bus.emit(step("loading weights", 6, 12, 2));
+      bus.emit(step("loading weights", 12, 12, 2.5));
+      bus.emit({ type: "worker.ready", worker: "dpo", replica: 0, kind: "dpo-trainer", address: "a", pid: 1, info: {}, runtime: {}, fingerprint: null, seconds: 3 });
+      bus.emit({ type: "stage.progress", stage: "train", step: "steps", done: 1, total: 2 });
+      if (isTTY) {
+        expect(out).toContain("\r\x1b[2Kworker dpo: loading weights ████████░░░░░░░░ 6/12 (2.0s)");
+        // Once ready, the worker's step is gone from what is redrawn.
+        expect(out.slice(out.lastIndexOf("\r"))).toBe("\r\x1b[2Ktrain/steps ████████░░░░░░░░ 1/2");
+      } else {
+        // A line per new step and at a counted step's end, never one per update.
+        expect(out.split("\n").filter((l) => l.startsWith("worker dpo:"))).toEqual([
+          "worker dpo: building the tiny model llava (0.2s)",
+          "worker dpo: loading weights 0/12 (1.5s)",
+          "worker dpo: loading weights 12/12 (2.5s)",
+        ]);
+      }
+      expect(out).toContain("worker dpo ready at a in 3.0s\n");
     }
   });
 });
