@@ -202,8 +202,9 @@ export function buildImages(opts) {
       log(argv.join(" "));
       if (opts.dryRun) return void results.push({ image: step.image, argv, built: false });
       const t0 = Date.now();
-      execFileSync(argv[0], argv.slice(1), { cwd: root, stdio: ["ignore", opts.quiet ? "ignore" : "inherit", "inherit"] });
-      if (opts.push) execFileSync(engine, ["push", step.image], { stdio: "inherit" });
+      // The engine's output to stderr: stdout is only "image digest" lines.
+      execFileSync(argv[0], argv.slice(1), { cwd: root, stdio: ["ignore", 2, 2] });
+      if (opts.push) execFileSync(engine, ["push", step.image], { stdio: ["ignore", 2, 2] });
       results.push({ image: step.image, digest: imageDigest(engine, step.image), built: true, seconds: (Date.now() - t0) / 1000 });
       log(`${step.image} built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     });

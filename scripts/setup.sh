@@ -53,6 +53,19 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
+# podman, runc and debootstrap, for the container tests (tests/containers: the worker images are
+# built on a Debian root made by debootstrap and run by podman with runc, as
+# tests/containers/containers.conf says). The images themselves are built by the tests, once.
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing podman, runc and debootstrap (apt-get) for the container tests"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap; } >/tmp/pds-dpo-apt.log 2>&1 \
+      || { tail -n 20 /tmp/pds-dpo-apt.log >&2; say "installing podman failed"; exit 1; }
+  else
+    say "warning: podman, runc or debootstrap is missing; the container tests will fail (apt-get install podman runc debootstrap)"
+  fi
+fi
+
 # The control plane: compiled TypeScript.
 npx tsc -p tsconfig.json
 say "ready"

@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
-# A second image-scorer image, with ftfy (the text cleaner of OpenAI CLIP's tokenizer) added:
-# a worker that needs it names this image, the others keep the plain one (swapping an image per
-# model). Built by `npm run images` on the kind's image:
-#   docker build -f docker/variants/image-scorer-ftfy.Dockerfile --build-arg KIND_IMAGE=pds-dpo-image-scorer:<tag> -t pds-dpo-image-scorer-ftfy:<tag> <context>
-ARG KIND_IMAGE=pds-dpo-image-scorer:latest
+# A second responder image: the responder's with one more package (ftfy, a text cleaner some
+# tokenizers use). One experiment can run two images of a kind, each worker naming its own
+# (configs/tiny-containers.yaml: llava-a on the plain image, llava-b on this one); the manifest
+# records each one's digest. Built by `npm run images` on the kind's image:
+#   docker build -f docker/variants/responder-ftfy.Dockerfile --build-arg KIND_IMAGE=pds-dpo-responder:<tag> -t pds-dpo-responder-ftfy:<tag> <context>
+ARG KIND_IMAGE=pds-dpo-responder:latest
 FROM ${KIND_IMAGE}
 
 # Given to the base's build too (see docker/base.Dockerfile).

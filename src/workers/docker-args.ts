@@ -67,6 +67,7 @@ export function dockerRunArgs(i: DockerRunInput): string[] {
   // Served on the container's 0.0.0.0 without TLS (--insecure): published on the host's loopback
   // only, and every call but health must carry the per-run token.
   args.push(i.imageRef, "--model", modelSpecJson(spec), "--store", i.storeRoot, "--device", rt.device, "--token-env", RUN_TOKEN_ENV, "--insecure");
+  if (rt.cpu_threads) args.push("--cpu-threads", String(rt.cpu_threads));
   if (i.niceness) args.push("--nice", String(i.niceness));
   for (const p of i.requires ?? []) args.push("--require", p);
   if (i.expectGpus) args.push("--expect-gpus", String(i.expectGpus));

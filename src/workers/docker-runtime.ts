@@ -21,8 +21,8 @@ export function engineFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   return e || env.PDS_DPO_DOCKER || "docker";
 }
 
-/** This orchestrator process, as the owner label of its containers. */
-const OWNER = `${hostname()}-${process.pid}-${randomBytes(4).toString("hex")}`;
+/** This orchestrator process, as the owner label (pdsdpo.owner) of its containers. */
+export const CONTAINER_OWNER = `${hostname()}-${process.pid}-${randomBytes(4).toString("hex")}`;
 const reapers = new Map<string, true>();
 
 /**
@@ -34,7 +34,7 @@ function startReaper(engine: string): void {
   if (reapers.has(engine)) return;
   reapers.set(engine, true);
   const script = 'read -r _; ids=$("$0" ps -aq --filter "label=$1"); [ -z "$ids" ] || "$0" rm --force $ids >/dev/null 2>&1';
-  const child = spawn("sh", ["-c", script, engine, `${OWNER_LABEL}=${OWNER}`], { detached: true, stdio: ["pipe", "ignore", "ignore"] });
+  const child = spawn("sh", ["-c", script, engine, `${OWNER_LABEL}=${CONTAINER_OWNER}`], { detached: true, stdio: ["pipe", "ignore", "ignore"] });
   child.on("error", () => undefined);
   child.unref();
   // The pipe's write end stays open, unreferenced, for as long as this process lives.
@@ -63,7 +63,7 @@ export class DockerRuntime implements WorkerRuntime {
     const token = runToken();
     startReaper(this.docker);
     const user = process.getuid && process.getgid ? `${process.getuid()}:${process.getgid()}` : undefined;
-    const args = dockerRunArgs({ containerName, imageRef, digest, config: req.config as WorkerConfig & { runtime: DockerRuntimeConfig }, baseDir: req.baseDir, storeRoot: req.storeRoot, niceness: req.niceness, requires: req.requires, expectGpus: req.expectGpus, allowRoots: req.allowRoots, user, owner: OWNER });
+    const args = dockerRunArgs({ containerName, imageRef, digest, config: req.config as WorkerConfig & { runtime: DockerRuntimeConfig }, baseDir: req.baseDir, storeRoot: req.storeRoot, niceness: req.niceness, requires: req.requires, expectGpus: req.expectGpus, allowRoots: req.allowRoots, user, owner: CONTAINER_OWNER });
     return launchWorker(
       req,
       {

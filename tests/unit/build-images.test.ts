@@ -7,7 +7,7 @@ type Step = { image: string; parent: string | null; file: string; argv: string[]
 describe("npm run images", () => {
   it("builds the base, then every kind's image on it, the variants on their kind's, then the orchestrator", () => {
     expect(workerKinds()).toEqual(["dpo-trainer", "evaluator", "image-generator", "image-scorer", "responder", "response-scorer"]);
-    expect(variants()).toEqual([{ name: "image-scorer-ftfy", kind: "image-scorer", file: "docker/variants/image-scorer-ftfy.Dockerfile" }]);
+    expect(variants()).toEqual([{ name: "responder-ftfy", kind: "responder", file: "docker/variants/responder-ftfy.Dockerfile" }]);
     const plan = buildPlan({ tag: "1.0", registry: "reg.example/", platform: "linux/amd64", kinds: ["image-generator"], variantList: [], baseImage: "cuda:1", orchestrator: true }) as Step[];
     expect(plan.map((s) => s.argv)).toEqual([
       ["docker", "build", "--platform", "linux/amd64", "-f", "docker/base.Dockerfile", "--build-arg", "BASE_IMAGE=cuda:1", "-t", "reg.example/pds-dpo-worker-base:1.0"],

@@ -8,6 +8,7 @@ import { EventBus } from "../../events/bus.js";
 import { firstDifference, fingerprintMismatch, parseTolerance } from "../../manifest/compare.js";
 import { MANIFEST_SCHEMA, type Manifest } from "../../manifest/types.js";
 import { runExperiment } from "../../pipeline/run.js";
+import { DockerRuntime } from "../../workers/docker-runtime.js";
 import { ContentStore } from "../../store/cas.js";
 import { decodePng, pixelDistance } from "../../store/png.js";
 import { reporterFor, type Output } from "../output.js";
@@ -80,6 +81,16 @@ export async function replayCommand(o: { manifest: string; store: string; tolera
   if (pinned && pinned !== loaded.promptsSha256) throw new UsageError(`the prompts file changed since run ${String(before.run_id)} (sha256 ${pinned.slice(0, 12)}, now ${loaded.promptsSha256.slice(0, 12)}); it cannot be replayed`);
   const stages = Object.keys(before.stages ?? {}).filter((s): s is StageName => (STAGES as readonly string[]).includes(s));
   const until = STAGES.filter((s) => stages.includes(s)).pop();
+
+  // A container image that is no longer the one the run pinned is known before anything runs.
+  for (const [name, w] of Object.entries(parsed.data.workers)) {
+    const pinnedDigest = (before.workers?.[name]?.runtime as { image_digest?: unknown } | undefined)?.image_digest;
+    if (w.runtime.type !== "docker" || typeof pinnedDigest !== "string") continue;
+    const { digest } = await new DockerRuntime().pin(w.runtime.image).catch((e: Error) => {
+      throw new UsageError(`replay cannot pin the original workers: worker '${name}': ${e.message}`);
+    });
+    if (digest !== pinnedDigest) throw new UsageError(`replay cannot pin the original workers: worker '${name}': image digest ${pinnedDigest} is pinned but ${w.runtime.image} is ${digest} here`);
+  }
 
   const bus = new EventBus();
   bus.subscribe(reporterFor(out, o.json));

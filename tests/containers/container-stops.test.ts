@@ -1,0 +1,65 @@
+// Worker containers stop with the run, however it ends: Ctrl-C, SIGKILL of the orchestrator
+// (its containers' reaper removes them), or a stage that fails. Checked with `podman ps -a`.
+import { copyFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { cli, ROOT, tempDir } from "../helpers.js";
+import { ENGINE, ENGINE_ENV, ensureImages, image, workerContainers } from "./engine.js";
+
+beforeAll(ensureImages, 40 * 60_000);
+
+/** An image stage on two containers named after the test (container names start with pdsdpo-<worker>-). */
+function experiment(tag: string, scorerModel = "clip-scorer"): string {
+  const dir = tempDir();
+  copyFileSync(join(ROOT, "configs/prompts/tiny.jsonl"), join(dir, "prompts.jsonl"));
+  const rt = (kind: string) => `{type: docker, image: ${image(kind)}, device: cpu, cpu_threads: 1}`;
+  writeFileSync(
+    join(dir, "experiment.yaml"),
+    `name: stops
+seed: 1
+workers:
+  gen-${tag}: {kind: image-generator, model: {source: tiny, name: sd}, runtime: ${rt("image-generator")}, batch_size: 1}
+  pick-${tag}: {kind: image-scorer, model: {source: tiny, name: ${scorerModel}}, runtime: ${rt("image-scorer")}}
+stages:
+  images:
+    prompts: prompts.jsonl
+    generator: gen-${tag}
+    scorer: pick-${tag}
+    guidance_scales: [5, 7, 9, 11]
+    steps: 8
+    size: 64
+`,
+  );
+  return join(dir, "experiment.yaml");
+}
+
+const mine = (tag: string) => workerContainers().filter((n) => n.startsWith(`pdsdpo-gen-${tag}-`) || n.startsWith(`pdsdpo-pick-${tag}-`));
+
+async function until(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+describe(`worker containers stop with the run (${ENGINE})`, () => {
+  for (const [tag, signal] of [["kill", "SIGKILL"], ["int", "SIGINT"]] as const) {
+    it(`${signal} of the orchestrator once its containers run: none is left`, { timeout: 180_000 }, async () => {
+      const run = cli(["run", experiment(tag), "--store", tempDir()], { timeoutMs: 170_000, env: ENGINE_ENV });
+      await until("both containers run", () => mine(tag).length === 2, 150_000);
+      run.kill(signal);
+      const r = await run;
+      if (signal === "SIGINT") expect(r.exitCode, r.stderr).toBe(130);
+      else expect(r.signal).toBe("SIGKILL");
+      await until("no container is left", () => mine(tag).length === 0, 30_000);
+    });
+  }
+
+  it("a worker that cannot load fails the stage, and the container already serving is removed", { timeout: 180_000 }, async () => {
+    const r = await cli(["run", experiment("fail", "no-such-model"), "--store", tempDir()], { timeoutMs: 170_000, env: ENGINE_ENV });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain("worker 'pick-fail' (image-scorer) could not load its model tiny 'no-such-model'");
+    expect(mine("fail")).toEqual([]);
+  });
+});

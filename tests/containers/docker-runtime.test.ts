@@ -1,0 +1,17 @@
+// The docker runtime on a real engine (podman here): the conformance suite the local and remote
+// runtimes pass, against the worker image of the image scorer, and no container left after it.
+import { beforeAll, describe, expect, it } from "vitest";
+import { CONTAINER_OWNER, DockerRuntime } from "../../src/workers/docker-runtime.js";
+import { runRuntimeConformance } from "../conformance/runtime.case.js";
+import { ENGINE, ensureImages, image, workerContainers } from "./engine.js";
+
+// A fresh machine builds every image first (about N minutes); cached, a few seconds.
+beforeAll(ensureImages, 40 * 60_000);
+
+runRuntimeConformance(`docker (${ENGINE})`, () => new DockerRuntime(ENGINE), { type: "docker", image: image("image-scorer"), device: "cpu", cpu_threads: 1 });
+
+describe(`docker runtime on ${ENGINE}`, () => {
+  it("leaves no container of this process behind, stopped, killed or failed", () => {
+    expect(workerContainers(CONTAINER_OWNER)).toEqual([]);
+  });
+});
