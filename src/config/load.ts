@@ -11,6 +11,7 @@ import type { z } from "zod";
 import { ConfigError, type ConfigIssue } from "../errors.js";
 import { readPrompts, type Prompt } from "./prompts.js";
 import { datasetFormatOf, readDataset } from "../dataset/read.js";
+import { sizeProblem } from "../plan/sweep.js";
 import { familyProblem } from "./families.js";
 import { ExperimentSchema, isHubRef, referencedNames, WORKER_REFERENCES, type ExperimentConfig } from "./schema.js";
 import { deepestPath, formatPath, lineOf, pathAt, type KeyPath } from "./yaml-locate.js";
@@ -185,12 +186,22 @@ export function completeExperiment(
   }
   const train = config.stages.train;
   const datasetKey = ["stages", "train", "dataset"];
+  // The most pairs a sweep can draw from, where known before the run: a dataset's rows, or at most pairs_per_image a prompt.
+  let available: { pairs: number; what: string } | undefined;
+  if (images && config.stages.responses && !train?.dataset) {
+    const prompts = images.limit ? Math.min(images.limit, read.prompts.length) : read.prompts.length;
+    available = { pairs: prompts * config.stages.responses.pairs.pairs_per_image, what: `pairs at most (${prompts} prompts, pairs_per_image ${config.stages.responses.pairs.pairs_per_image})` };
+  }
   if (train?.dataset && existsSync(resolvePath(baseDir, train.dataset))) {
     // Every row and image now, not after the trainer has loaded.
     const file = resolvePath(baseDir, train.dataset);
     const read = readDataset(file, datasetFormatOf(train), train.image_root ? resolvePath(baseDir, train.image_root) : undefined);
     for (const problem of read.issues) fileIssues.push({ path: formatPath(datasetKey), message: `${read.file}: ${problem}`, line: at(datasetKey) });
+    if (read.issues.length === 0) available = { pairs: read.pairs.length, what: `pairs in ${read.file}` };
   }
+  const sizesKey = ["sweep", "train.data_size"];
+  const tooLarge = config.sweep && available ? sizeProblem(config.sweep, available.pairs, available.what) : null;
+  if (tooLarge) fileIssues.push({ path: formatPath(sizesKey), message: tooLarge, line: at(sizesKey) });
   if (fileIssues.length > 0) throw new ConfigError(fileIssues);
   const warnings = unpinnedRevisions(config).map(({ key, revision }) => ({
     path: formatPath(key),

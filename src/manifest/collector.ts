@@ -5,6 +5,7 @@ import type { Listener } from "../events/bus.js";
 import type { CacheMode, ErrorInfo, RunEvent } from "../events/types.js";
 import type { SectionBuilder } from "../pipeline/stage.js";
 import { STAGE_REGISTRY, stageOfEvent } from "../pipeline/stages/index.js";
+import { sweepSection } from "./sweep.js";
 import { MANIFEST_SCHEMA, type ArtifactRecord, type Manifest, type ManifestOutputs, type ManifestStages, type ManifestWorker, type OrchestratorInfo, type StageStatus } from "./types.js";
 
 export { MANIFEST_SCHEMA };
@@ -107,9 +108,15 @@ export class ManifestCollector {
       stages: stages as ManifestStages,
       artifacts,
       outputs,
+      ...sweepOf(stages as ManifestStages),
     };
   }
 }
+
+const sweepOf = (stages: ManifestStages) => {
+  const sweep = sweepSection(stages);
+  return sweep ? { sweep } : {};
+};
 
 /** The replica's latest start, which a ready or stop event completes. */
 function lastLifetime(w: ManifestWorker, replica: number) {

@@ -108,6 +108,6 @@ export function responseScoreKeys(fp: WorkerFingerprint | null, scorer: string, 
 }
 
 /** A whole training run as one item: its settings, the dataset and the images it names. */
-export function trainKey(fp: WorkerFingerprint | null, params: unknown, inputs: string[]): KeyedItem {
-  return keyed(OPS.train, fp, ["adapter"], [{ params, inputs }])[0]!;
+export function trainKey(fp: WorkerFingerprint | null, params: unknown, inputs: string[], id = "adapter"): KeyedItem {
+  return keyed(OPS.train, fp, [id], [{ params, inputs }])[0]!;
 }

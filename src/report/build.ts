@@ -9,6 +9,7 @@ import {
   trainingCurves,
 } from "./diagnostics.js";
 import type { RunRecords } from "./records.js";
+import { sweepTable } from "./sweep.js";
 
 export function buildDiagnostics(r: RunRecords) {
   const stages = Object.fromEntries(Object.entries(r.manifest.stages).map(([k, v]) => [k, { status: v.status, counts: v.counts ?? {}, seconds: v.seconds }]));
@@ -47,6 +48,7 @@ export function buildDiagnostics(r: RunRecords) {
       : null,
     train: r.trainSteps ? { curves: trainingCurves(r.trainSteps) } : null,
     evaluate: r.eval ? { results: r.eval } : null,
+    sweep: r.manifest.sweep ? sweepTable(r.manifest.sweep) : null,
   };
 }
 

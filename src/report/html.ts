@@ -2,6 +2,7 @@
 import { HARD_NEGATIVE_CLASSES } from "./diagnostics.js";
 import type { Diagnostics } from "./build.js";
 import { barChart, esc, heatmapChart, histogramChart, lineChart } from "./svg.js";
+import { sweepHtml } from "./sweep.js";
 
 export interface GalleryItem {
   id: string;
@@ -70,6 +71,8 @@ export function renderReport(d: Diagnostics, gallery: GalleryItem[]): string {
       .join("");
     parts.push(`<table class="eval"><tr><th>benchmark</th><th>split</th><th>model</th><th>accuracy</th><th>precision</th><th>recall</th><th>F1</th><th>yes ratio</th><th>unparseable</th></tr>${rows}</table>`);
   }
+
+  if (d.sweep) parts.push(sweepHtml(d.sweep));
 
   parts.push("<h2>Samples</h2>");
   if (gallery.length === 0) parts.push(notRun("response stage (no pairs to show)"));

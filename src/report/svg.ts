@@ -87,3 +87,46 @@ export function heatmapChart(name: string, h: Heatmap): string {
   const height = Math.max(H, 30 + h.rows.length * ch);
   return `<svg data-chart="${esc(name)}" data-points="${points}" viewBox="0 0 ${W} ${height}" width="${W}" height="${height}" role="img" aria-label="${esc(name)}" xmlns="http://www.w3.org/2000/svg">${body}</svg>`;
 }
+
+/**
+ * Lines of means against x with the spread as a band and error bars (mean ± spread), and a
+ * dashed horizontal line for each reference value (e.g. the base model's metric).
+ */
+export function bandChart(name: string, series: { name: string; points: { x: number; mean: number; spread: number }[] }[], references: { name: string; value: number }[] = []): string {
+  const pts = series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.mean));
+  if (pts.length === 0) return frame(name, 0, "");
+  const spread = (p: { spread: number }) => (Number.isFinite(p.spread) ? p.spread : 0);
+  const xs = pts.map((p) => p.x);
+  const ys = [...pts.flatMap((p) => [p.mean - spread(p), p.mean + spread(p)]), ...references.map((r) => r.value).filter(Number.isFinite)];
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  const pad = (x1 - x0) * 0.05 || 1;
+  const x = (v: number) => PAD.l + (W - PAD.l - PAD.r) * ((v - x0 + pad) / (x1 - x0 + 2 * pad));
+  const y = (v: number) => PAD.t + (H - PAD.t - PAD.b) * (1 - (v - y0) / (y1 - y0 || 1));
+  let body = axes(y1, y0);
+  body += [...new Set(xs)].map((v) => `<text x="${x(v)}" y="${H - PAD.b + 12}" font-size="10" text-anchor="middle">${fmt(v)}</text>`).join("");
+  const names: string[] = [];
+  series.forEach((s, j) => {
+    const c = COLORS[j % COLORS.length];
+    const ps = s.points.filter((p) => Number.isFinite(p.mean));
+    names.push(s.name);
+    const upper = ps.map((p) => `${x(p.x)},${y(p.mean + spread(p))}`);
+    const lower = ps.map((p) => `${x(p.x)},${y(p.mean - spread(p))}`).reverse();
+    body += `<polygon class="band" fill="${c}" fill-opacity="0.18" stroke="none" points="${[...upper, ...lower].join(" ")}"/>`;
+    body += `<polyline fill="none" stroke="${c}" stroke-width="2" points="${ps.map((p) => `${x(p.x)},${y(p.mean)}`).join(" ")}"/>`;
+    body += ps
+      .map(
+        (p) =>
+          `<line class="error-bar" x1="${x(p.x)}" x2="${x(p.x)}" y1="${y(p.mean - spread(p))}" y2="${y(p.mean + spread(p))}" stroke="${c}"/>` +
+          `<circle cx="${x(p.x)}" cy="${y(p.mean)}" r="3" fill="${c}"><title>${esc(`${s.name} ${fmt(p.x)}: ${fmt(p.mean)} ± ${fmt(spread(p))}`)}</title></circle>`,
+      )
+      .join("");
+  });
+  references.forEach((r, k) => {
+    if (!Number.isFinite(r.value)) return;
+    const c = COLORS[(series.length + k) % COLORS.length];
+    names.push(r.name);
+    body += `<line class="reference" x1="${PAD.l}" x2="${W - PAD.r}" y1="${y(r.value)}" y2="${y(r.value)}" stroke="${c}" stroke-dasharray="5 4"><title>${esc(`${r.name}: ${fmt(r.value)}`)}</title></line>`;
+  });
+  return frame(name, pts.length, body, names);
+}

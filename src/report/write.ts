@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { buildDiagnostics } from "./build.js";
 import { renderReport, type GalleryItem } from "./html.js";
 import { readRunRecords } from "./records.js";
+import { sweepMarkdown } from "./sweep.js";
 
 export const GALLERY_SIZE = 12;
 
@@ -23,5 +24,10 @@ export function writeReport(runDir: string): { html: string; json: string } {
   const json = join(dir, "diagnostics.json");
   writeFileSync(json, `${JSON.stringify(diagnostics, null, 2)}\n`);
   writeFileSync(html, renderReport(diagnostics, gallery));
+  // A sweep's Table 3 beside eval/summary.md.
+  if (diagnostics.sweep) {
+    mkdirSync(join(runDir, "eval"), { recursive: true });
+    writeFileSync(join(runDir, "eval", "sweep.md"), sweepMarkdown(diagnostics.sweep));
+  }
   return { html, json };
 }

@@ -42,9 +42,9 @@ export interface ModelVariant {
   adapterDir: string;
 }
 
-/** Pure: the variants of a run: the base first, then each trained adapter. */
+/** Pure: the variants of a run: the base first (evaluated once), then each trained adapter by its name ("trained", or each sweep point's). */
 export function modelVariants(results: StageResults, runDir: string): ModelVariant[] {
-  return [{ name: "base", adapterDir: "" }, ...(results.adapter ? [{ name: "trained", adapterDir: join(runDir, results.adapter.dir) }] : [])];
+  return [{ name: "base", adapterDir: "" }, ...(results.adapters ?? []).map((a) => ({ name: a.name, adapterDir: join(runDir, a.dir) }))];
 }
 
 interface Split {

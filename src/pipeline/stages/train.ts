@@ -2,17 +2,21 @@
 // metrics stream to the terminal, events.jsonl and train/metrics.jsonl as they happen;
 // the adapter ends up in the store and in train/adapter/. A finished training is journaled
 // as one item (key: the train settings, the trainer's fingerprint, the dataset and its
-// images); an unchanged rerun reuses its adapter and replays its step metrics.
+// images); an unchanged rerun reuses its adapter and replays its step metrics. A sweep
+// (plan/sweep.ts) trains one adapter a point, each on its nested subset of the pairs, in its
+// own train/<point>/ directory and journal item: a resumed sweep reuses the points that
+// finished and continues the interrupted one from its checkpoint.
 import { DpoTrainerServiceClient } from "../../gen/pdsdpo/v1/dpo_trainer.js";
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { resolvePath } from "../../config/load.js";
 import { StageFailedError } from "../../errors.js";
 import type { RunEvent } from "../../events/types.js";
-import { short } from "../../manifest/diff.js";
+import { short, type Difference, type Tolerance } from "../../manifest/diff.js";
 import type { ArtifactRecord } from "../../manifest/types.js";
 import { OPS, trainKey } from "../../plan/item-keys.js";
 import { derivedSeed } from "../../plan/seeds.js";
+import { sizeProblem, subsetOf, sweepPoints, type SweepPoint } from "../../plan/sweep.js";
 import { sha256, type ArtifactInfo } from "../../store/cas.js";
 import { importDataset, type ImportedDataset } from "../dataset-import.js";
 import { listSource } from "../worker-pool.js";
@@ -23,11 +27,27 @@ import { blobRef } from "../stage-util.js";
 type StepMetrics = { step: number; epoch: number; metrics: Record<string, number> };
 type AdapterFile = { path: string; sha256: string; bytes: number };
 
+/** A sweep point's subset: its pairs file (relative to the run directory), hash and size. */
+type Subset = { path: string; sha256: string; pairs: number };
+
+// `point` names the sweep point an event belongs to; a run without a sweep has none.
 type TrainEvent =
-  | { type: "train.step"; step: number; epoch: number; metrics: Record<string, number>; cached?: boolean }
-  | { type: "train.checkpoint"; step: number; path: string }
-  | { type: "train.finished"; steps: number; interrupted: boolean; adapter: AdapterFile; metricsPath: string }
-  | { type: "train.dataset"; dataset: ImportedDataset };
+  | { type: "train.step"; step: number; epoch: number; metrics: Record<string, number>; cached?: boolean; point?: string }
+  | { type: "train.checkpoint"; step: number; path: string; point?: string }
+  | { type: "train.finished"; steps: number; interrupted: boolean; adapter: AdapterFile; metricsPath: string; point?: string }
+  | { type: "train.dataset"; dataset: ImportedDataset }
+  | { type: "train.point"; point: SweepPoint; subset: Subset };
+
+/** One sweep point in the manifest: its subset, and its adapter and last step's metrics once trained. */
+export interface SweepPointRecord extends SweepPoint {
+  subset: Subset;
+  steps?: number;
+  interrupted?: boolean;
+  adapter?: AdapterFile;
+  metrics?: string;
+  final_metrics?: Record<string, number>;
+  checkpoints: { step: number; path: string }[];
+}
 
 declare module "../../events/types.js" {
   interface StageEvents {
@@ -46,6 +66,8 @@ declare module "../../manifest/types.js" {
       checkpoints: { step: number; path: string }[];
       /** A train-only experiment's dataset: its source file and every image, pinned by hash. */
       dataset?: ImportedDataset;
+      /** A sweep's points, in order: the top-level fields above are then unset. */
+      points?: SweepPointRecord[];
     };
   }
   interface ManifestOutputs {
@@ -54,9 +76,15 @@ declare module "../../manifest/types.js" {
 }
 declare module "../stage.js" {
   interface StageResults {
-    /** The trained LoRA adapter's directory (relative to the run directory) and weights hash. */
-    adapter?: { dir: string; sha256: string };
+    /** Each trained LoRA adapter by variant name ("trained", or a sweep point's): its directory (relative to the run directory) and weights hash. */
+    adapters?: TrainedAdapter[];
   }
+}
+
+export interface TrainedAdapter {
+  name: string;
+  dir: string;
+  sha256: string;
 }
 
 /** A finished training as the journal keeps it: the adapter's files and every step's metrics. */
@@ -73,7 +101,7 @@ function artifactInfo(ref: { uri: string; sha256: string; bytes: number; mediaTy
 }
 
 async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
-  const { loaded, bus, store, runDir, pool, signal } = ctx;
+  const { loaded, bus, store, runDir } = ctx;
   const stage = loaded.config.stages.train!;
   let imagesOfDataset = (ctx.results.images ?? []).map((k) => k.artifact.sha256);
   if (stage.dataset) {
@@ -90,7 +118,6 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
   }
   const dataset = ctx.results.dataset;
   if (!dataset || dataset.pairs === 0) throw new StageFailedError("the train stage has no preference pairs to train on");
-  const trainer = pool.get(stage.trainer);
   const deepspeedConfig = stage.deepspeed ? resolvePath(loaded.baseDir, stage.deepspeed) : "";
   let deepspeed = "";
   if (deepspeedConfig) {
@@ -100,12 +127,65 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
       throw new StageFailedError(`stages.train.deepspeed: file not found: ${deepspeedConfig}`);
     }
   }
-  stageRun.begin(stage.optim.max_steps ?? 0);
+  const sweep = loaded.config.sweep;
+  const points = sweep ? sweepPoints(sweep, loaded.config.seed) : [];
+  const steps = stage.optim.max_steps ?? 0;
+  stageRun.begin(steps * Math.max(1, points.length));
   stageRun.counts = { steps: 0 };
-  const dir = join(runDir.path, "train");
+  ctx.results.adapters = [];
+  const common = { imagesOfDataset, deepspeed, deepspeedConfig };
+  if (!sweep) {
+    await trainOne(ctx, stageRun, { ...common, name: "trained", dir: join(runDir.path, "train"), data: join(runDir.path, dataset.path), pairs: dataset.pairs, seed: loaded.config.seed, itemId: "adapter" });
+    return;
+  }
+  // Every point's subset first: a size the pairs cannot give fails before any training.
+  const lines = readFileSync(join(runDir.path, dataset.path), "utf8").split("\n").filter((l) => l.trim());
+  const problem = sizeProblem(sweep, lines.length, `pairs in ${dataset.path}`);
+  if (problem) throw new StageFailedError(`sweep.train.data_size: ${problem}`);
+  const ids = lines.map((l) => (JSON.parse(l) as { id: string }).id);
+  const subsets = points.map((point) => {
+    const dir = join(runDir.path, "train", point.name);
+    mkdirSync(dir, { recursive: true });
+    const text = subsetOf([...lines.keys()], (i) => ids[i]!, point).map((i) => `${lines[i]}\n`).join("");
+    const file = join(dir, "pairs.jsonl");
+    runDir.writeAtomic(file, text);
+    const subset: Subset = { path: runDir.rel(file), sha256: sha256(text), pairs: point.size };
+    bus.emit({ type: "train.point", point, subset });
+    return { point, dir, file };
+  });
+  for (const { point, dir, file } of subsets) {
+    await trainOne(ctx, stageRun, { ...common, name: point.name, point: point.name, dir, data: file, pairs: point.size, seed: point.seed, itemId: point.name });
+  }
+}
+
+interface OneTraining {
+  /** The variant the adapter is evaluated as. */
+  name: string;
+  /** The sweep point, if any (named in its events). */
+  point?: string;
+  /** Its directory: adapter/, metrics.jsonl, checkpoints/. */
+  dir: string;
+  /** The pairs file it trains on. */
+  data: string;
+  pairs: number;
+  /** The seed its training seed is derived from. */
+  seed: number;
+  itemId: string;
+  imagesOfDataset: string[];
+  deepspeed: string;
+  deepspeedConfig: string;
+}
+
+/** One training: an adapter from one pairs file, journaled as one item. */
+async function trainOne(ctx: StageContext, stageRun: StageRun, one: OneTraining): Promise<void> {
+  const { loaded, bus, store, runDir, pool, signal } = ctx;
+  const stage = loaded.config.stages.train!;
+  const trainer = pool.get(stage.trainer);
+  const { dir, point, deepspeed, deepspeedConfig } = one;
   mkdirSync(join(dir, "adapter"), { recursive: true });
   const metricsPath = join(dir, "metrics.jsonl");
-  const data = store.put(readFileSync(join(runDir.path, dataset.path)), "application/jsonl");
+  const data = store.put(readFileSync(one.data), "application/jsonl");
+  const before = stageRun.counts.steps ?? 0;
   const req = {
     dataset: blobRef(data),
     imageRoot: runDir.path,
@@ -125,7 +205,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
       tf32: stage.optim.tf32,
       gradientCheckpointing: stage.optim.gradient_checkpointing,
     },
-    seed: derivedSeed(loaded.config.seed, "train"),
+    seed: derivedSeed(one.seed, "train"),
     checkpointDir: join(dir, "checkpoints"),
     checkpointEvery: stage.checkpoint_every,
     gpus: stage.gpus,
@@ -138,18 +218,19 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
   // Options left off are not in the key, so adding one never invalidates earlier trainings.
   const { tf32, gradientCheckpointing, ...optim } = req.optim;
   const keyedOptim = { ...optim, ...(tf32 ? { tf32 } : {}), ...(gradientCheckpointing ? { gradientCheckpointing } : {}) };
-  const item = trainKey(trainer.fingerprint, { lora: req.lora, dpo: req.dpo, optim: keyedOptim, seed: req.seed, gpus: req.gpus, deepspeed }, [data.sha256, ...imagesOfDataset.sort()]);
+  const item = trainKey(trainer.fingerprint, { lora: req.lora, dpo: req.dpo, optim: keyedOptim, seed: req.seed, gpus: req.gpus, deepspeed }, [data.sha256, ...[...one.imagesOfDataset].sort()], one.itemId);
+  const tag = point ? { point } : {};
   const finish = (r: TrainOutcome, cached: boolean) => {
     if (cached) {
       runDir.writeAtomic(metricsPath, r.log.map((l) => `${JSON.stringify({ step: l.step, epoch: l.epoch, ...l.metrics })}\n`).join(""));
-      for (const l of r.log) bus.emit({ type: "train.step", step: l.step, epoch: l.epoch, metrics: l.metrics, cached: true });
+      for (const l of r.log) bus.emit({ type: "train.step", step: l.step, epoch: l.epoch, metrics: l.metrics, cached: true, ...tag });
     }
     const adapterPath = join(dir, "adapter", "adapter_model.safetensors");
     runDir.placeArtifact(store.pathOf(r.adapter.sha256), adapterPath);
     runDir.placeArtifact(store.pathOf(r.adapterConfig.sha256), join(dir, "adapter", "adapter_config.json"));
-    bus.emit({ type: "train.finished", steps: r.steps, interrupted: r.interrupted, adapter: { path: runDir.rel(adapterPath), sha256: r.adapter.sha256, bytes: r.adapter.bytes }, metricsPath: runDir.rel(metricsPath) });
-    stageRun.counts = { pairs: dataset.pairs, steps: r.steps };
-    ctx.results.adapter = { dir: runDir.rel(join(dir, "adapter")), sha256: r.adapter.sha256 };
+    bus.emit({ type: "train.finished", steps: r.steps, interrupted: r.interrupted, adapter: { path: runDir.rel(adapterPath), sha256: r.adapter.sha256, bytes: r.adapter.bytes }, metricsPath: runDir.rel(metricsPath), ...tag });
+    stageRun.counts = { ...stageRun.counts, pairs: ctx.results.dataset!.pairs, steps: before + r.steps, ...(point ? { adapters: (stageRun.counts.adapters ?? 0) + 1 } : {}) };
+    ctx.results.adapters!.push({ name: one.name, dir: runDir.rel(join(dir, "adapter")), sha256: r.adapter.sha256 });
   };
   // The whole training is one item of one batch, on the trainer's first replica.
   await runCachedBatches<typeof item, TrainOutcome>(
@@ -159,8 +240,8 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
       op: OPS.train,
       worker: stage.trainer,
       source: listSource([item]),
-      deadlineItems: () => dataset.pairs * epochs,
-      items: (one) => [one],
+      deadlineItems: () => one.pairs * epochs,
+      items: (it) => [it],
       rpc: "Train",
       async *call(replica, _batch, options) {
         const log: StepMetrics[] = [];
@@ -169,14 +250,14 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
         for await (const msg of replica.client.stream(DpoTrainerServiceClient, "Train", (c, deadline) => c.train(attempt, { deadline }), options)) {
           const ev = msg.event;
           if (ev?.$case === "step") {
-            stageRun.counts.steps = ev.value.step;
+            stageRun.counts.steps = before + ev.value.step;
             appendFileSync(metricsPath, `${JSON.stringify({ step: ev.value.step, epoch: ev.value.epoch, ...ev.value.metrics })}\n`);
             log.push({ step: ev.value.step, epoch: ev.value.epoch, metrics: ev.value.metrics });
-            bus.emit({ type: "train.step", step: ev.value.step, epoch: ev.value.epoch, metrics: ev.value.metrics });
+            bus.emit({ type: "train.step", step: ev.value.step, epoch: ev.value.epoch, metrics: ev.value.metrics, ...tag });
           } else if (ev?.$case === "progress") {
-            stageRun.progress("steps", ev.value.done, ev.value.total);
+            stageRun.progress(point ? `${point} steps` : "steps", ev.value.done, ev.value.total);
           } else if (ev?.$case === "checkpoint") {
-            bus.emit({ type: "train.checkpoint", step: ev.value.step, path: runDir.rel(ev.value.path) });
+            bus.emit({ type: "train.checkpoint", step: ev.value.step, path: runDir.rel(ev.value.path), ...tag });
           } else if (ev?.$case === "result") {
             const r = ev.value;
             if (!r.adapter || !r.adapterConfig) throw new StageFailedError("the trainer returned no adapter");
@@ -199,21 +280,33 @@ function section() {
   const checkpoints: { step: number; path: string }[] = [];
   let result: Extract<RunEvent, { type: "train.finished" }> | undefined;
   let dataset: ImportedDataset | undefined;
+  const points = new Map<string, SweepPointRecord>();
   return {
     listen(e: RunEvent) {
       if (e.type === "train.dataset") dataset = e.dataset;
-      else if (e.type === "train.step") steps.push({ step: e.step, epoch: e.epoch, metrics: e.metrics });
+      else if (e.type === "train.point") points.set(e.point.name, { ...e.point, subset: e.subset, checkpoints: [] });
+      else if ((e.type === "train.step" || e.type === "train.checkpoint" || e.type === "train.finished") && e.point !== undefined) {
+        const p = points.get(e.point);
+        if (!p) return;
+        if (e.type === "train.step") p.final_metrics = e.metrics;
+        else if (e.type === "train.checkpoint") p.checkpoints.push({ step: e.step, path: e.path });
+        else if (e.type === "train.finished") Object.assign(p, { steps: e.steps, interrupted: e.interrupted, adapter: e.adapter, metrics: e.metricsPath });
+      } else if (e.type === "train.step") steps.push({ step: e.step, epoch: e.epoch, metrics: e.metrics });
       else if (e.type === "train.checkpoint") checkpoints.push({ step: e.step, path: e.path });
       else if (e.type === "train.finished") result = e;
     },
     build() {
-      const artifacts: ArtifactRecord[] = result ? [{ path: result.adapter.path, sha256: result.adapter.sha256, bytes: result.adapter.bytes, stage: "train", item: "adapter" }] : [];
+      const swept = [...points.values()];
+      const adapters = swept.flatMap((p) => (p.adapter ? [{ ...p.adapter, item: p.name }] : []));
+      if (result) adapters.push({ ...result.adapter, item: "adapter" });
+      const artifacts: ArtifactRecord[] = adapters.map((a) => ({ path: a.path, sha256: a.sha256, bytes: a.bytes, stage: "train", item: a.item }));
       return {
         section: {
           ...(result ? { steps: result.steps, interrupted: result.interrupted, adapter: result.adapter, metrics: result.metricsPath } : {}),
           final_metrics: steps.at(-1)?.metrics,
           checkpoints,
           ...(dataset ? { dataset } : {}),
+          ...(swept.length ? { points: swept } : {}),
         },
         ...(result ? { outputs: { adapter_sha256: result.adapter.sha256 } } : {}),
         artifacts,
@@ -222,41 +315,59 @@ function section() {
   };
 }
 
+/** Pure: the first difference of two trainings (a run's, or one sweep point's): the final loss, then the adapter's hash. */
+function compareTraining(item: string, b: { steps?: number; final_metrics?: Record<string, number>; adapter?: { sha256: string } } | undefined, a: typeof b, tol: Tolerance): Difference | null {
+  const lb = b?.final_metrics?.loss;
+  const la = a?.final_metrics?.loss;
+  if (typeof lb === "number" && typeof la === "number" && Math.abs(lb - la) > tol.loss * Math.max(Math.abs(lb), 1e-12)) {
+    return { stage: "train", item: `${item}step ${String(b?.steps)}`, what: `loss ${lb} vs ${la}` };
+  }
+  // Under a loss tolerance the adapter's bytes differ whenever a loss did within it.
+  if (b?.adapter?.sha256 !== a?.adapter?.sha256 && tol.loss === 0) return { stage: "train", item: `${item}adapter`, what: `sha256 ${short(b?.adapter?.sha256)} vs ${short(a?.adapter?.sha256)}` };
+  return null;
+}
+
 export const trainStage: Stage<"train"> = {
   name: "train",
-  events: ["train.dataset", "train.step", "train.checkpoint", "train.finished"],
+  events: ["train.dataset", "train.point", "train.step", "train.checkpoint", "train.finished"],
   cached: true,
   workers: (config) => referencedWorkers(config, "train"),
   plan({ loaded }) {
     const s = loaded.config.stages.train!;
-    return { max_steps: s.optim.max_steps ?? 0, epochs: s.optim.max_steps ? 0 : (s.optim.epochs ?? 1), gpus: s.gpus };
+    const sweep = loaded.config.sweep;
+    return { max_steps: s.optim.max_steps ?? 0, epochs: s.optim.max_steps ? 0 : (s.optim.epochs ?? 1), gpus: s.gpus, adapters: sweep ? sweepPoints(sweep, loaded.config.seed).length : 1 };
   },
   run,
   restore(events, results) {
-    for (const e of events) if (e.type === "train.finished") results.adapter = { dir: e.adapter.path.replace(/\/adapter_model\.safetensors$/, ""), sha256: e.adapter.sha256 };
+    results.adapters = events.flatMap((e) => (e.type === "train.finished" ? [{ name: e.point ?? "trained", dir: e.adapter.path.replace(/\/adapter_model\.safetensors$/, ""), sha256: e.adapter.sha256 }] : []));
   },
   section,
   compare(before, after, tol) {
     const b = before.stages.train;
     const a = after.stages.train;
-    const lb = b?.final_metrics?.loss;
-    const la = a?.final_metrics?.loss;
-    if (typeof lb === "number" && typeof la === "number" && Math.abs(lb - la) > tol.loss * Math.max(Math.abs(lb), 1e-12)) {
-      return { stage: "train", item: `step ${String(b?.steps)}`, what: `loss ${lb} vs ${la}` };
+    const main = compareTraining("", b, a, tol);
+    if (main) return main;
+    // A sweep: every point's subset and training.
+    for (const p of b?.points ?? []) {
+      const q = a?.points?.find((x) => x.name === p.name);
+      if (!q) return { stage: "train", item: p.name, what: "missing from the replay" };
+      if (p.subset.sha256 !== q.subset.sha256) return { stage: "train", item: `${p.name} subset`, what: `sha256 ${short(p.subset.sha256)} vs ${short(q.subset.sha256)}` };
+      const d = compareTraining(`${p.name} `, p, q, tol);
+      if (d) return d;
     }
-    // Under a loss tolerance the adapter's bytes differ whenever a loss did within it.
-    if (b?.adapter?.sha256 !== a?.adapter?.sha256 && tol.loss === 0) return { stage: "train", item: "adapter", what: `sha256 ${short(b?.adapter?.sha256)} vs ${short(a?.adapter?.sha256)}` };
     return null;
   },
   line(e) {
+    const who = "point" in e && e.point ? ` ${e.point}` : "";
     if (e.type === "train.step") {
       const m = e.metrics;
       const fmt = (k: string) => (m[k] === undefined ? "" : ` ${k.replace("rewards/", "")}=${m[k]!.toFixed(4)}`);
-      return `train step ${e.step}${fmt("loss")}${fmt("rewards/margins")}${fmt("rewards/accuracies")}${fmt("learning_rate")}`;
+      return `train${who} step ${e.step}${fmt("loss")}${fmt("rewards/margins")}${fmt("rewards/accuracies")}${fmt("learning_rate")}`;
     }
-    if (e.type === "train.checkpoint") return `train checkpoint at step ${e.step}: ${e.path}`;
+    if (e.type === "train.checkpoint") return `train${who} checkpoint at step ${e.step}: ${e.path}`;
+    if (e.type === "train.point") return `train sweep point ${e.point.name}: ${e.subset.pairs} pairs (${e.subset.path}, sha256 ${e.subset.sha256.slice(0, 12)})`;
     if (e.type === "train.dataset") return `train dataset ${e.dataset.source.path} (${e.dataset.source.format}): ${e.dataset.pairs} pairs, ${e.dataset.images.length} images`;
-    if (e.type === "train.finished") return `train ${e.interrupted ? "interrupted" : "finished"} after ${e.steps} steps; adapter ${e.adapter.path} (sha256 ${e.adapter.sha256.slice(0, 12)})`;
+    if (e.type === "train.finished") return `train${who} ${e.interrupted ? "interrupted" : "finished"} after ${e.steps} steps; adapter ${e.adapter.path} (sha256 ${e.adapter.sha256.slice(0, 12)})`;
     return null;
   },
 };

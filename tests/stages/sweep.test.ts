@@ -1,0 +1,148 @@
+// Data-size sweeps through the real orchestrator with test workers: the images and responses
+// stages run once; each (size, seed) point trains on its nested subset in train/<point>/ and is
+// evaluated as its own variant beside the base (evaluated once); the manifest's sweep section
+// pins each point; a sweep whose trainer dies resumes at the unfinished point; a size the
+// pairs cannot give is refused.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { sha256 } from "../../src/store/cas.js";
+import { ROOT, tempDir } from "../helpers.js";
+import { Fleet, ofType, resumeIn, runIn, STAGE, TestRuntime, workers, writeExperiment } from "../support/fleet.js";
+
+const ALL = ["sd", "pick", "a", "b", "rm", "dpo", "pope"];
+const FIRST_PROMPT = (JSON.parse(readFileSync(join(ROOT, "configs/prompts/tiny.jsonl"), "utf8").split("\n")[0]!) as { id: string }).id;
+
+interface Point {
+  name: string;
+  size: number;
+  seed: number;
+  subset: { path: string; sha256: string; pairs: number };
+  adapter: { path: string; sha256: string };
+  steps: number;
+}
+interface Sweep {
+  base: { benchmark: string; metrics: Record<string, number> }[];
+  points: { name: string; size: number; seed: number; subset_sha256: string; adapter_sha256: string; metrics: { benchmark: string; metrics: Record<string, number> }[] }[];
+}
+
+const TRAIN = STAGE.train({ checkpoint_every: 1, optim: "{lr: 0.001, max_steps: 2, batch_size: 1}" });
+
+/** A sweep over 4 prompts' pairs; without evaluate when `evaluate` is false. */
+function writeSweep(dir: string, workersYaml: string, sizes: string, seeds: string, evaluate = true): string {
+  const stages = [STAGE.images(), STAGE.responses(), TRAIN, ...(evaluate ? [STAGE.evaluate()] : [])].join("\n");
+  return writeExperiment(dir, { workers: `sweep: {train.data_size: ${sizes}, seeds: ${seeds}}\n${workersYaml}`, prompts: 4, stages });
+}
+
+describe("data-size sweeps", { timeout: 30_000 }, () => {
+  it("upstream once, one nested subset, adapter and evaluated variant a point, a sweep section in the manifest", async () => {
+    const dir = tempDir("pdsdpo-sweep-");
+    const store = join(dir, "store");
+    const fleet = await Fleet.start(store, workers(ALL));
+    try {
+      const r = await runIn(writeSweep(dir, fleet.yaml(), "[3, 1, 2]", "[1, 2]"), store, { runId: "s1" });
+      expect(r.status, String(r.error)).toBe("succeeded");
+      const pairs = r.manifest.outputs.dataset!.pairs;
+      expect(pairs).toBeGreaterThanOrEqual(3);
+      // One image generation and one answer round for the whole sweep.
+      expect(fleet.worker("a").calls).toHaveLength(1);
+      expect(fleet.worker("b").calls).toHaveLength(1);
+      expect(fleet.worker("dpo").calls).toHaveLength(6);
+
+      const points = (r.manifest.stages.train as unknown as { points: Point[] }).points;
+      expect(points.map((p) => p.name)).toEqual(["n1-s1", "n1-s2", "n2-s1", "n2-s2", "n3-s1", "n3-s2"]);
+      const lines = (p: Point) => readFileSync(join(r.runDir, p.subset.path), "utf8").trim().split("\n");
+      for (const p of points) {
+        expect(p.subset.path).toBe(`train/${p.name}/pairs.jsonl`);
+        expect(lines(p)).toHaveLength(p.size);
+        expect(sha256(readFileSync(join(r.runDir, p.subset.path)))).toBe(p.subset.sha256);
+        expect(p.adapter.path).toBe(`train/${p.name}/adapter/adapter_model.safetensors`);
+        expect(sha256(readFileSync(join(r.runDir, p.adapter.path)))).toBe(p.adapter.sha256);
+        expect(existsSync(join(r.runDir, "train", p.name, "metrics.jsonl"))).toBe(true);
+        expect(existsSync(join(r.runDir, "train", p.name, "checkpoints", "checkpoint-2"))).toBe(true);
+        expect(p.steps).toBe(2);
+      }
+      // Nested: a seed's smaller subset is the start of its larger one; the two seeds order the pairs differently somewhere.
+      const of = (name: string) => points.find((p) => p.name === name)!;
+      for (const seed of [1, 2]) {
+        expect(lines(of(`n3-s${seed}`)).slice(0, 2)).toEqual(lines(of(`n2-s${seed}`)));
+        expect(lines(of(`n2-s${seed}`)).slice(0, 1)).toEqual(lines(of(`n1-s${seed}`)));
+      }
+      expect(new Set(points.map((p) => p.adapter.sha256)).size).toBe(6);
+
+      // Each point is its own variant; the base is evaluated once, first.
+      const evals = r.manifest.outputs.eval as { benchmark: string; split: string; model: string }[];
+      expect(evals.map((e) => e.model)).toEqual(["base", ...points.map((p) => p.name)]);
+      expect(fleet.worker("pope").items).toEqual(["base", ...points.map((p) => join(r.runDir, "train", p.name, "adapter"))]);
+      expect(readFileSync(join(r.runDir, "eval/summary.md"), "utf8")).toContain("n3-s2");
+
+      // The manifest's sweep section: every point's hashes and metrics, the base's metrics.
+      const sweep = (r.manifest as unknown as { sweep: Sweep }).sweep;
+      expect(sweep.base.map((b) => b.benchmark)).toEqual([evals[0]!.benchmark]);
+      expect(sweep.points.map((p) => [p.name, p.size, p.seed])).toEqual(points.map((p) => [p.name, p.size, p.seed]));
+      for (const [i, p] of sweep.points.entries()) {
+        expect(p.subset_sha256).toBe(points[i]!.subset.sha256);
+        expect(p.adapter_sha256).toBe(points[i]!.adapter.sha256);
+        expect(p.metrics[0]!.metrics.accuracy).toEqual(expect.any(Number));
+      }
+      // The report: Table 3 in eval/sweep.md and the HTML page, a plot per metric.
+      const table = readFileSync(join(r.runDir, "eval/sweep.md"), "utf8");
+      expect(table.split("\n").filter((l) => l.startsWith("| base") || /^\| [123] \|/.test(l))).toHaveLength(4);
+      const html = readFileSync(join(r.runDir, "report/index.html"), "utf8");
+      expect(html).toContain(`data-chart="sweep-${evals[0]!.benchmark}-${evals[0]!.split}-accuracy"`);
+
+      // A rerun on the same store: every point a cache hit, no training call.
+      const again = await runIn(writeSweep(dir, fleet.yaml(), "[3, 1, 2]", "[1, 2]"), store, { runId: "s2" });
+      expect(again.status, String(again.error)).toBe("succeeded");
+      expect(fleet.worker("dpo").calls).toHaveLength(6);
+      expect(again.manifest.stages.train!.cache).toMatchObject({ hits: 6, model_calls: 0 });
+      expect((again.manifest as unknown as { sweep: Sweep }).sweep.points.map((p) => p.adapter_sha256)).toEqual(points.map((p) => p.adapter.sha256));
+    } finally {
+      await fleet.stop();
+    }
+  });
+
+  it("a trainer that dies in the third point: resume reuses the two finished points and continues the third from its checkpoint", async () => {
+    const dir = tempDir("pdsdpo-sweep-");
+    const store = join(dir, "store");
+    const defs = workers(["sd", "pick", "a", "b", "rm", "dpo"], { dpo: { faultsFor: () => ({ dieAfter: (call) => (call.index === 2 ? 1 : undefined) }) } });
+    const runtime = new TestRuntime(defs);
+    const config = writeSweep(dir, runtime.yaml(), "[1, 2, 3]", "[5]", false);
+    const first = await runIn(config, store, { runId: "r1", runtime });
+    expect(first.status).toBe("failed");
+    expect(ofType(first.events, "train.finished").map((e) => e.point)).toEqual(["n1-s5", "n2-s5"]);
+    expect(ofType(first.events, "train.checkpoint").filter((e) => e.point === "n3-s5").map((e) => e.step)).toEqual([1]);
+
+    defs.dpo!.faultsFor = undefined;
+    const again = new TestRuntime(defs);
+    const resumed = await resumeIn(store, "r1", { runtime: again });
+    expect(resumed.status, String(resumed.error)).toBe("succeeded");
+    expect(again.started.map((s) => s.name)).toEqual(["dpo"]);
+    // One training call: the third point's, from step 2; the first two came from the journal.
+    expect(again.calls()).toBe(1);
+    const fresh = resumed.events.slice(resumed.events.findIndex((e) => e.type === "run.started"));
+    expect(ofType(fresh, "train.step").filter((e) => !e.cached).map((e) => [e.point, e.step])).toEqual([["n3-s5", 2]]);
+    expect(resumed.manifest.stages.train!.cache).toMatchObject({ hits: 2, model_calls: 1 });
+    const points = (resumed.manifest.stages.train as unknown as { points: Point[] }).points;
+    expect(points.map((p) => [p.name, p.steps])).toEqual([["n1-s5", 2], ["n2-s5", 2], ["n3-s5", 2]]);
+  });
+
+  it("refuses a size larger than the pairs: at validate when the prompts bound it, else at the train stage", async () => {
+    const dir = tempDir("pdsdpo-sweep-");
+    const store = join(dir, "store");
+    const fleet = await Fleet.start(store, workers(["sd", "pick", "a", "b", "rm", "dpo"]));
+    try {
+      // 4 prompts give at most 4 pairs.
+      const err = await runIn(writeSweep(dir, fleet.yaml(), "[2, 5]", "[1]", false), store, { runId: "v" }).catch((e: unknown) => e);
+      expect(String(err)).toMatch(/sweep\.train\.data_size: size 5 exceeds the 4 pairs at most \(4 prompts, pairs_per_image 1\)/);
+      // 4 is possible, but the first prompt's image gets no pair when both its answers are empty.
+      for (const w of ["a", "b"]) fleet.worker(w).faults = { empty: (id) => id.startsWith(FIRST_PROMPT) };
+      const r = await runIn(writeSweep(dir, fleet.yaml(), "[4]", "[1]", false), store, { runId: "t" });
+      expect(r.status).toBe("failed");
+      expect(String(r.error)).toMatch(/sweep\.train\.data_size: size 4 exceeds the \d pairs in dataset\/pairs\.jsonl available/);
+      expect(fleet.worker("dpo").calls).toHaveLength(0);
+    } finally {
+      await fleet.stop();
+    }
+  });
+});
