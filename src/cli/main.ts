@@ -11,6 +11,8 @@ import { replayCommand } from "./commands/replay.js";
 import { reportCommand } from "./commands/report.js";
 import { resumeCommand } from "./commands/resume.js";
 import { runCommand } from "./commands/run.js";
+import { diffCommand, runsCommand, showCommand } from "./commands/runs.js";
+import { schemaCommand } from "./commands/schema.js";
 import { validateCommand } from "./commands/validate.js";
 import { workersCheckCommand } from "./commands/workers-check.js";
 import { processOutput, type Output } from "./output.js";
@@ -64,6 +66,14 @@ export async function main(argv: string[], out: Output = processOutput, signal =
         return 0;
       case "validate":
         return validateCommand(cmd.config, out);
+      case "schema":
+        return schemaCommand(out);
+      case "runs":
+        return runsCommand(cmd, out);
+      case "show":
+        return showCommand(cmd, out);
+      case "diff":
+        return diffCommand(cmd, out);
       case "plan":
         return planCommand(cmd, out);
       case "workers-check":

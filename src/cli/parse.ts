@@ -17,6 +17,10 @@ export type Command =
   | { command: "dataset-convert"; input: string; from: DatasetFormat; to: DatasetFormat; out: string; imagesFrom?: string; verbose: boolean }
   | { command: "prompts-import"; t2i: string; instructions: string; ids?: string; out: string; verbose: boolean }
   | { command: "dataset-export"; runId: string; store: string; format: "hf"; out?: string; license?: string; verbose: boolean }
+  | { command: "schema" }
+  | { command: "runs"; store: string; json: boolean; verbose: boolean }
+  | { command: "show"; runId: string; store: string; json: boolean; verbose: boolean }
+  | { command: "diff"; runA: string; runB: string; store: string; json: boolean; verbose: boolean }
   | { command: "help" }
   | { command: "version" };
 
@@ -45,6 +49,12 @@ commands:
                                       (parquet with the images, a dataset card) in dataset/hf/
   prompts import --t2i FILE --instructions FILE [--ids FILE] --out prompts.jsonl
                                       the authors' aligned prompt files as a prompts file
+  runs [--store DIR] [--json]         one line per run: status, start, duration, stages, pairs, metrics
+  show <run-id> [--store DIR] [--json]
+                                      a run's manifest as a summary
+  diff <run-a> <run-b> [--store DIR] [--json]
+                                      what differs between two runs: config, workers, stages, hashes, metrics
+  schema                              the experiment.yaml JSON Schema (for editors)
 
 options:
   --store DIR     store root (default .pds-dpo)
@@ -189,6 +199,22 @@ export function parseCLI(argv: string[]): Command {
       }
       return { command: "prompts-import", t2i: values.t2i!, instructions: values.instructions!, ids: values.ids, out: values.out!, verbose };
     }
+    case "schema":
+      noRunFlags("schema");
+      if (rest.length !== 0) throw new UsageError("usage: orchestrate schema");
+      return { command: "schema" };
+    case "runs":
+      noRunFlags("runs");
+      if (rest.length !== 0) throw new UsageError("usage: orchestrate runs [--store DIR] [--json]");
+      return { command: "runs", store, json: values.json, verbose };
+    case "show":
+      noRunFlags("show");
+      if (rest.length !== 1) throw new UsageError("usage: orchestrate show <run-id> [--store DIR] [--json]");
+      return { command: "show", runId: rest[0]!, store, json: values.json, verbose };
+    case "diff":
+      noRunFlags("diff");
+      if (rest.length !== 2) throw new UsageError("usage: orchestrate diff <run-a> <run-b> [--store DIR] [--json]");
+      return { command: "diff", runA: rest[0]!, runB: rest[1]!, store, json: values.json, verbose };
     default:
       throw new UsageError(`unknown command '${cmd}'\n${USAGE}`);
   }
