@@ -10,6 +10,7 @@ export type ErrorCode =
   | "integrity"
   | "replay_mismatch"
   | "stage_failed"
+  | "benchmark_overlap"
   | "interrupted"
   | "internal";
 
@@ -113,6 +114,13 @@ export class ReplayMismatchError extends OrchestratorError {
 export class StageFailedError extends OrchestratorError {
   constructor(message: string) {
     super("stage_failed", message);
+  }
+}
+
+/** A benchmark image the trainer saw (or one the overlap check cannot read): evaluation refused. */
+export class BenchmarkOverlapError extends OrchestratorError {
+  constructor(message: string) {
+    super("benchmark_overlap", message);
   }
 }
 

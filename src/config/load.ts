@@ -12,8 +12,9 @@ import { ConfigError, type ConfigIssue } from "../errors.js";
 import { readPrompts, type Prompt } from "./prompts.js";
 import { datasetFormatOf, readDataset } from "../dataset/read.js";
 import { sizeProblem } from "../plan/sweep.js";
+import { benchmarkFiles, loadBenchmarks } from "../eval/load.js";
 import { familyProblem } from "./families.js";
-import { ExperimentSchema, isHubRef, referencedNames, WORKER_REFERENCES, type ExperimentConfig } from "./schema.js";
+import { ExperimentSchema, isHubRef, referencedEntries, WORKER_REFERENCES, type ExperimentConfig } from "./schema.js";
 import { deepestPath, formatPath, lineOf, pathAt, type KeyPath } from "./yaml-locate.js";
 
 export interface LoadedConfig {
@@ -120,10 +121,8 @@ function crossReferences(config: ExperimentConfig, doc: Document, lines: LineCou
     }
   }
   for (const ref of WORKER_REFERENCES) {
-    const list = Array.isArray((config.stages[ref.stage] as Record<string, unknown> | undefined)?.[ref.field]);
-    const names = referencedNames(config.stages, ref);
-    names.forEach((name, i) => {
-      const path = list ? ["stages", ref.stage, ref.field, i, ...(ref.key ? [ref.key] : [])] : ["stages", ref.stage, ref.field];
+    for (const { name, index } of referencedEntries(config.stages, ref)) {
+      const path = index !== undefined ? ["stages", ref.stage, ref.field, index, ...(ref.key ? [ref.key] : [])] : ["stages", ref.stage, ref.field];
       const worker = config.workers[name];
       const line = lineOf(doc, lines, path);
       if (!worker) {
@@ -132,7 +131,7 @@ function crossReferences(config: ExperimentConfig, doc: Document, lines: LineCou
       } else if (worker.kind !== ref.kind) {
         issues.push({ path: formatPath(path), message: `worker '${name}' is of kind ${worker.kind}; this needs kind ${ref.kind}`, line });
       }
-    });
+    }
   }
   return issues;
 }
@@ -202,6 +201,13 @@ export function completeExperiment(
   const sizesKey = ["sweep", "train.data_size"];
   const tooLarge = config.sweep && available ? sizeProblem(config.sweep, available.pairs, available.what) : null;
   if (tooLarge) fileIssues.push({ path: formatPath(sizesKey), message: tooLarge, line: at(sizesKey) });
+  if (config.stages.evaluate) {
+    // Every benchmark file's format, now rather than after the evaluator has loaded.
+    for (const i of loadBenchmarks(config.stages.evaluate, baseDir).issues) {
+      const key = ["stages", "evaluate", "benchmarks", i.index, ...i.key];
+      fileIssues.push({ path: formatPath(key), message: i.message, line: at(key) });
+    }
+  }
   if (fileIssues.length > 0) throw new ConfigError(fileIssues);
   const warnings = unpinnedRevisions(config).map(({ key, revision }) => ({
     path: formatPath(key),
@@ -225,10 +231,7 @@ export function namedFiles(config: ExperimentConfig): { key: (string | number)[]
   if (train?.deepspeed) out.push({ key: ["stages", "train", "deepspeed"], file: train.deepspeed, what: "DeepSpeed config" });
   if (train?.dataset) out.push({ key: ["stages", "train", "dataset"], file: train.dataset, what: "dataset" });
   evaluate?.benchmarks.forEach((b, i) => {
-    const at = ["stages", "evaluate", "benchmarks", i];
-    if (b.path) out.push({ key: [...at, "path"], file: b.path, what: `${b.name} question file` });
-    for (const [split, file] of Object.entries(b.splits ?? {})) out.push({ key: [...at, "splits", split], file: file!, what: `${b.name} ${split} question file` });
-    if (b.image_root) out.push({ key: [...at, "image_root"], file: b.image_root, what: `${b.name} image directory` });
+    for (const f of benchmarkFiles(b)) out.push({ ...f, key: ["stages", "evaluate", "benchmarks", i, ...f.key] });
   });
   return out;
 }

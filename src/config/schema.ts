@@ -317,26 +317,96 @@ export const TrainStageSchema = z.strictObject({
     .refine((r) => new Set(r).size === r.length, "each logger once"),
 });
 
-const POPE_SPLITS = ["random", "popular", "adversarial"] as const;
+export const POPE_SPLITS = ["random", "popular", "adversarial"] as const;
+export const BENCHMARK_TYPES = ["pope", "smoke-pope", "object-halbench", "amber", "mmhal"] as const;
+export type BenchmarkType = (typeof BENCHMARK_TYPES)[number];
+/** The reference files each benchmark type reads besides its questions, by role: [required, optional]. */
+export const BENCHMARK_ROLES: Record<BenchmarkType, { required: string[]; optional: string[] }> = {
+  pope: { required: [], optional: [] },
+  "smoke-pope": { required: [], optional: [] },
+  "object-halbench": { required: ["instances", "captions", "synonyms"], optional: [] },
+  amber: { required: ["annotations"], optional: ["relation", "safe_words"] },
+  mmhal: { required: [], optional: [] },
+};
+/** Answers that are captions or free text need room; a yes/no answer takes the stage's max_new_tokens. */
+export const GENERATIVE_MAX_NEW_TOKENS = 512;
 
-export const EvaluateStageSchema = z.strictObject({
-  evaluator: z.string().min(1),
-  benchmarks: z
-    .array(
-      z.strictObject({
-        name: z.enum(["pope"]),
-        /** One question file (JSON lines or a JSON list of {question_id, image, text, label}). */
-        path: z.string().min(1).optional(),
-        /** Or one file per split. Neither: a small benchmark built from the run's own kept images. */
-        splits: z.partialRecord(z.enum(POPE_SPLITS), z.string().min(1)).optional(),
-        /** Directory the questions' image paths are relative to (default: the question file's). */
-        image_root: z.string().min(1).optional(),
-      }),
-    )
-    .min(1),
-  max_new_tokens: positiveInt.default(8),
-  batch_size: positiveInt.optional(),
-});
+export const BenchmarkSchema = z
+  .strictObject({
+    /** The reader; optional only where `name` is itself a type (older configs: `{name: pope, splits: ...}`). */
+    type: z.enum(BENCHMARK_TYPES).optional(),
+    /** Its label in eval/ files, the summary and the report; unique in the stage. */
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "use letters, digits, '.', '_' and '-'"),
+    /** The question file: POPE JSON lines, Object-HalBench JSON lines, AMBER query_all.json, MMHal response_template.json. */
+    path: z.string().min(1).optional(),
+    /** POPE only: one question file per split. */
+    splits: z.partialRecord(z.enum(POPE_SPLITS), z.string().min(1)).optional(),
+    /** Directory the questions' image paths are relative to (default: the question file's). */
+    image_root: z.string().min(1).optional(),
+    /** Reference files by role (object-halbench: instances, captions, synonyms; amber: annotations, relation, safe_words). */
+    references: z.record(z.string(), z.string().min(1)).optional(),
+    /** Tokens per answer (default: the stage's max_new_tokens for yes/no benchmarks, GENERATIVE_MAX_NEW_TOKENS for the others). */
+    max_new_tokens: positiveInt.optional(),
+    /** mmhal: the responder worker that rates each answer with MMHal-Bench's rubric. */
+    judge: z.string().min(1).optional(),
+  })
+  .superRefine((b, ctx) => {
+    const type = benchmarkType(b);
+    if (!type) {
+      ctx.addIssue({ code: "custom", path: ["type"], message: `required (one of ${BENCHMARK_TYPES.join(", ")})` });
+      return;
+    }
+    const files = b.path !== undefined || b.splits !== undefined;
+    if (b.splits && type !== "pope") ctx.addIssue({ code: "custom", path: ["splits"], message: `only POPE has splits; give ${type} its question file as path` });
+    if (b.path && b.splits) ctx.addIssue({ code: "custom", path: ["path"], message: "give path or splits, not both" });
+    if (type === "smoke-pope" && (files || b.image_root || b.references)) ctx.addIssue({ code: "custom", path: [files ? (b.path ? "path" : "splits") : b.image_root ? "image_root" : "references"], message: "a smoke-pope is built from the run's own images: it takes no files" });
+    if (type !== "smoke-pope" && !files) {
+      ctx.addIssue({
+        code: "custom",
+        path: [],
+        message:
+          type === "pope" && !b.type
+            ? "POPE needs its question files (splits: {random, popular, adversarial} or path); the benchmark built from the run's own images is now {type: smoke-pope, name: smoke-pope}"
+            : `${type} needs its question file (path)`,
+      });
+    }
+    const roles = BENCHMARK_ROLES[type];
+    for (const role of Object.keys(b.references ?? {})) {
+      if (![...roles.required, ...roles.optional].includes(role)) ctx.addIssue({ code: "custom", path: ["references", role], message: `${type} reads no '${role}' file${roles.required.length + roles.optional.length ? ` (roles: ${[...roles.required, ...roles.optional].join(", ")})` : ""}` });
+    }
+    for (const role of roles.required) if (!b.references?.[role]) ctx.addIssue({ code: "custom", path: ["references", role], message: `required for ${type}` });
+    if (type === "mmhal" && !b.judge) ctx.addIssue({ code: "custom", path: ["judge"], message: "required for mmhal: a responder worker that rates the answers" });
+    if (type !== "mmhal" && b.judge) ctx.addIssue({ code: "custom", path: ["judge"], message: `only mmhal is judged; ${type} computes its metrics itself` });
+  });
+export type BenchmarkConfig = z.infer<typeof BenchmarkSchema>;
+
+/** A benchmark's reader: its `type`, or its name where that is a type (older configs). */
+export function benchmarkType(b: { type?: BenchmarkType; name: string }): BenchmarkType | undefined {
+  return b.type ?? (BENCHMARK_TYPES as readonly string[]).find((t) => t === b.name) as BenchmarkType | undefined;
+}
+
+/** Tokens per answer of a benchmark: its own setting, else the stage's for yes/no readers, else GENERATIVE_MAX_NEW_TOKENS. */
+export function benchmarkMaxNewTokens(b: BenchmarkConfig, stageMax: number): number {
+  const type = benchmarkType(b);
+  return b.max_new_tokens ?? (type === "pope" || type === "smoke-pope" ? stageMax : GENERATIVE_MAX_NEW_TOKENS);
+}
+
+export const EvaluateStageSchema = z
+  .strictObject({
+    evaluator: z.string().min(1),
+    benchmarks: z.array(BenchmarkSchema).min(1),
+    /** Tokens per yes/no answer (POPE); generative benchmarks take their own (benchmarks[].max_new_tokens). */
+    max_new_tokens: positiveInt.default(8),
+    batch_size: positiveInt.optional(),
+    /** Evaluate even where a benchmark image is (nearly) a training image; the overlap is then flagged in the summary and report. */
+    allow_overlap: z.boolean().default(false),
+  })
+  .superRefine((s, ctx) => {
+    s.benchmarks.forEach((b, i) => {
+      if (s.benchmarks.findIndex((o) => o.name === b.name) !== i) ctx.addIssue({ code: "custom", path: ["benchmarks", i, "name"], message: `'${b.name}' names an earlier benchmark too: names label the results, give each its own` });
+    });
+  });
+export type EvaluateStageConfig = z.infer<typeof EvaluateStageSchema>;
 
 export const STAGES = ["images", "responses", "train", "evaluate"] as const;
 export type StageName = (typeof STAGES)[number];
@@ -379,7 +449,7 @@ export const ExperimentSchema = z.strictObject({
       if (s.responses && !s.images) ctx.addIssue({ code: "custom", path: ["responses"], message: "answers the images stage's images: add stages.images" });
       if (s.train?.dataset && s.responses) ctx.addIssue({ code: "custom", path: ["train", "dataset"], message: "replaces the responses stage's pairs: train on one or the other" });
       s.evaluate?.benchmarks.forEach((b, i) => {
-        if (!s.images && !b.path && !b.splits) ctx.addIssue({ code: "custom", path: ["evaluate", "benchmarks", i], message: "a benchmark from the run's own images needs the images stage: name its question files (path or splits)" });
+        if (!s.images && benchmarkType(b) === "smoke-pope") ctx.addIssue({ code: "custom", path: ["evaluate", "benchmarks", i], message: "a smoke-pope is built from the images stage's images: add stages.images, or name a benchmark's files" });
       });
     }),
   /** A data-size sweep of the train stage (and evaluate, one variant a point). */
@@ -405,11 +475,22 @@ export const WORKER_REFERENCES: { stage: StageName; field: string; kind: WorkerK
   { stage: "responses", field: "scorer", kind: "response-scorer", key: "worker" },
   { stage: "train", field: "trainer", kind: "dpo-trainer" },
   { stage: "evaluate", field: "evaluator", kind: "evaluator" },
+  // MMHal-Bench's judge: a responder that rates each answer (benchmarks[].judge).
+  { stage: "evaluate", field: "benchmarks", kind: "responder", key: "judge" },
 ];
 
 /** The worker names one reference field holds: a name, a list of names, or a list of {<key>: name}. */
 export function referencedNames(stages: ExperimentConfig["stages"], ref: (typeof WORKER_REFERENCES)[number]): string[] {
+  return referencedEntries(stages, ref).map((e) => e.name);
+}
+
+/** The names with their index in a list field (a list entry without the key, a benchmark without a judge, names none). */
+export function referencedEntries(stages: ExperimentConfig["stages"], ref: (typeof WORKER_REFERENCES)[number]): { name: string; index?: number }[] {
   const value = (stages[ref.stage] as Record<string, unknown> | undefined)?.[ref.field];
   if (value === undefined) return [];
-  return (Array.isArray(value) ? value : [value]).map((v) => (ref.key && typeof v === "object" && v ? (v as Record<string, string>)[ref.key]! : (v as string)));
+  if (!Array.isArray(value)) return [{ name: value as string }];
+  return value.flatMap((v, index) => {
+    const name = ref.key && typeof v === "object" && v ? (v as Record<string, string | undefined>)[ref.key] : (v as string);
+    return name === undefined ? [] : [{ name, index }];
+  });
 }

@@ -74,7 +74,8 @@ export interface Stage<N extends StageName = StageName> {
 
 /** The workers a stage's config fields name (WORKER_REFERENCES of the schema). */
 export function referencedWorkers(config: ExperimentConfig, stage: StageName): string[] {
-  return WORKER_REFERENCES.filter((ref) => ref.stage === stage).flatMap((ref) => referencedNames(config.stages, ref));
+  // A worker named twice (one judge of two benchmarks) is used once.
+  return [...new Set(WORKER_REFERENCES.filter((ref) => ref.stage === stage).flatMap((ref) => referencedNames(config.stages, ref)))];
 }
 
 /** Runs one stage: owns its stage.started/finished events (failed too) and its timing. */

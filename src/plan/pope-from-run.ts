@@ -1,6 +1,9 @@
-// Pure: a small POPE-format benchmark from a run's own kept images, for runs (like the
-// tiny default) that name no benchmark files. Each image gets one question about an
-// object of its own category (label yes) and one about the next category's (label no).
+// Pure: the smoke-pope benchmark: a small POPE-format question file from a run's own
+// generated images that the trainer never saw (candidates the image scorer did not keep),
+// for runs (like the tiny default) without benchmark files. A smoke check that the
+// evaluation path works end to end, never a hallucination measurement. Each image gets one
+// question about an object of its own category (label yes) and one about the next
+// category's (label no).
 
 export const CATEGORY_OBJECTS: Record<string, string> = {
   art: "painting",
@@ -29,14 +32,14 @@ export interface PopeRow {
 
 const article = (noun: string) => (/^[aeiou]/.test(noun) ? `an ${noun}` : `a ${noun}`);
 
-export function popeFromImages(images: { promptId: string; category: string; path: string }[]): PopeRow[] {
+export function popeFromImages(images: { id: string; category: string; path: string }[]): PopeRow[] {
   const categories = Object.keys(CATEGORY_OBJECTS).sort();
   const rows: PopeRow[] = [];
   for (const img of images) {
     const own = CATEGORY_OBJECTS[img.category] ?? img.category;
     const other = CATEGORY_OBJECTS[categories[(categories.indexOf(img.category) + 1) % categories.length]!]!;
-    rows.push({ question_id: `${img.promptId}.yes`, image: img.path, text: `Is there ${article(own)} in the image?`, label: "yes" });
-    rows.push({ question_id: `${img.promptId}.no`, image: img.path, text: `Is there ${article(other)} in the image?`, label: "no" });
+    rows.push({ question_id: `${img.id}.yes`, image: img.path, text: `Is there ${article(own)} in the image?`, label: "yes" });
+    rows.push({ question_id: `${img.id}.no`, image: img.path, text: `Is there ${article(other)} in the image?`, label: "no" });
   }
   return rows;
 }

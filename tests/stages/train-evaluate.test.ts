@@ -1,7 +1,8 @@
 // The train and evaluate stages through the real orchestrator, with test workers: step
 // metrics stream to events.jsonl and train/metrics.jsonl, checkpoints are announced, the
 // adapter lands in the store and train/adapter/; the evaluation runs the base and the trained
-// model on a POPE set built from the kept images and writes the side-by-side summary; a
+// model on the smoke-pope built from the generated images no trainer saw (after the overlap
+// check) and writes the side-by-side summary; a
 // request the trainer refuses fails the stage with its reason.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -47,20 +48,29 @@ describe("train and evaluate stages", { timeout: 30_000 }, () => {
       expect(train.checkpoints.map((c) => c.step)).toEqual([2, 4]);
       expect(train.counts).toMatchObject({ steps: 4, pairs: r.manifest.outputs.dataset!.pairs });
 
-      // The evaluate stage: base and trained on the POPE set built from the run's kept images.
-      const evals = r.manifest.outputs.eval as { benchmark: string; split: string; model: string; metrics: Record<string, number> }[];
-      expect(evals.map((e) => `${e.benchmark}/${e.split}/${e.model}`)).toEqual(["pope/run/base", "pope/run/trained"]);
-      const kept = r.manifest.outputs.kept_images.length;
+      // The evaluate stage: base and trained on the smoke-pope built from the candidates the scorer did not keep.
+      const evals = r.manifest.outputs.eval as { benchmark: string; benchmark_type: string; split: string; model: string; metrics: Record<string, number> }[];
+      expect(evals.map((e) => `${e.benchmark}/${e.benchmark_type}/${e.split}/${e.model}`)).toEqual(["smoke-pope/smoke-pope/run/base", "smoke-pope/smoke-pope/run/trained"]);
+      const unkept = r.manifest.stages.images!.prompts.flatMap((p) => p.candidates.filter((c) => c.sha256 && c.sha256 !== p.kept?.sha256));
+      const smoke = readFileSync(join(r.runDir, "eval/smoke-pope.questions.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { image: string });
+      expect(smoke).toHaveLength(2 * unkept.length);
+      const trainedOn = new Set(r.manifest.outputs.kept_images.map((k) => k.sha256));
+      for (const q of smoke) expect(trainedOn.has(sha256(readFileSync(join(r.runDir, q.image))))).toBe(false);
       for (const e of evals) {
-        expect(e.metrics.questions).toBe(2 * kept);
-        expect(e.metrics.unparseable! + e.metrics.yes_ratio! * 2 * kept).toBeLessThanOrEqual(2 * kept);
+        expect(e.metrics.questions).toBe(smoke.length);
+        expect(e.metrics.unparseable! + e.metrics.yes_ratio! * smoke.length).toBeLessThanOrEqual(smoke.length);
       }
+      // The overlap check ran against every training image and found none.
+      const overlap = (r.manifest.stages.evaluate as unknown as { overlap: { benchmark_images: number; training_images: number; overlaps: unknown[] } }).overlap;
+      expect(overlap).toMatchObject({ benchmark_images: unkept.length, training_images: r.manifest.outputs.dataset!.pairs, overlaps: [] });
       // The trained model answered with its adapter: the evaluator saw the adapter directory.
       expect(fleet.worker("pope").items).toEqual(["base", join(r.runDir, "train/adapter")]);
-      expect(readFileSync(join(r.runDir, "eval/summary.md"), "utf8")).toContain("| pope | run | accuracy |");
+      const summary = readFileSync(join(r.runDir, "eval/summary.md"), "utf8");
+      expect(summary).toContain("| run | accuracy |");
+      expect(summary).toContain("Smoke check:");
       for (const model of ["base", "trained"]) {
-        const answers = readFileSync(join(r.runDir, `eval/pope-run-${model}.answers.jsonl`), "utf8").trim().split("\n");
-        expect(answers).toHaveLength(2 * kept);
+        const answers = readFileSync(join(r.runDir, `eval/smoke-pope-run-${model}.answers.jsonl`), "utf8").trim().split("\n");
+        expect(answers).toHaveLength(smoke.length);
       }
       expect(JSON.parse(readFileSync(join(r.runDir, "eval/metrics.json"), "utf8"))).toEqual(evals);
       expect(r.events.at(-1)).toMatchObject({ type: "run.finished", status: "succeeded" });

@@ -263,7 +263,7 @@ export const STAGE = {
   images: (c: Changes = {}) => `  images: ${flow({ prompts: "prompts.jsonl", generator: "sd", scorer: "pick", guidance_scales: "[5, 9]", steps: "2", size: "32" }, c)}`,
   responses: (c: Changes = {}) => `  responses: ${flow({ responders: "[a, b]", decoding: "{max_new_tokens: 16}", scorer: "rm", pairs: "{drop_truncated: false}" }, c)}`,
   train: (c: Changes = {}) => `  train: ${flow({ trainer: "dpo", lora: "{r: 4, alpha: 8, dropout: 0.0}", dpo: "{beta: 0.1}", optim: "{lr: 0.001, max_steps: 3, batch_size: 1}" }, c)}`,
-  evaluate: (c: Changes = {}) => `  evaluate: ${flow({ evaluator: "pope", benchmarks: "[{name: pope}]" }, c)}`,
+  evaluate: (c: Changes = {}) => `  evaluate: ${flow({ evaluator: "pope", benchmarks: "[{type: smoke-pope, name: smoke-pope}]" }, c)}`,
 };
 
 // -- runs ------------------------------------------------------------------------------------

@@ -83,8 +83,8 @@ describe("experiment.yaml parsing", () => {
       "stages.responses: answers the images stage's images: add stages.images (line 9)",
       "stages.train.dataset: replaces the responses stage's pairs: train on one or the other (line 8)",
     ]);
-    expect(issues(trainOnly(`${train}  evaluate: {evaluator: ev, benchmarks: [{name: pope}]}\n`))).toEqual([
-      "stages.evaluate.benchmarks[0]: a benchmark from the run's own images needs the images stage: name its question files (path or splits) (line 9)",
+    expect(issues(trainOnly(`${train}  evaluate: {evaluator: ev, benchmarks: [{type: smoke-pope, name: smoke}]}\n`))).toEqual([
+      "stages.evaluate.benchmarks[0]: a smoke-pope is built from the images stage's images: add stages.images, or name a benchmark's files (line 9)",
     ]);
   });
 

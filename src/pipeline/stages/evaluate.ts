@@ -1,20 +1,36 @@
-// The evaluate stage: each benchmark split on every model variant of the run (the base
-// model, and the base plus each adapter the run trained); eval/ gets per-variant metrics,
-// answers and a side-by-side table.
+// The evaluate stage: every benchmark split on every model variant of the run (the base
+// model, and the base plus each adapter the run trained). Before any model call, the
+// overlap check compares every benchmark image with every image the trainer saw and refuses
+// to evaluate on an overlap unless allow_overlap. MMHal-Bench's answers are then rated by
+// its judge (a responder) with MMHal's rubric. eval/ gets per-variant metrics, answers and
+// the side-by-side summary.
 import { EvaluatorServiceClient } from "../../gen/pdsdpo/v1/evaluator.js";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { resolvePath } from "../../config/load.js";
-import { StageFailedError } from "../../errors.js";
+import { ResponderServiceClient } from "../../gen/pdsdpo/v1/responder.js";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { isAbsolute, join } from "node:path";
+import { benchmarkType, type BenchmarkType } from "../../config/schema.js";
+import { BenchmarkOverlapError, StageFailedError } from "../../errors.js";
 import type { RunEvent } from "../../events/types.js";
+import { loadBenchmarks, type BenchmarkSplit } from "../../eval/load.js";
+import { mmhalImageName } from "../../eval/formats.js";
+import { fingerprint, fingerprintFile, type ImageFingerprint } from "../../eval/image-hash.js";
+import { judgePrompt, mmhalMetrics, parseRating, responsesFile, type MmhalRow } from "../../eval/mmhal.js";
+import { DHASH_MAX_DISTANCE, findOverlaps, type HashedImage, type OverlapRecord } from "../../eval/overlap.js";
+import { summaryMarkdown } from "../../eval/summary.js";
 import { popeFromImages } from "../../plan/pope-from-run.js";
+import { derivedSeed } from "../../plan/seeds.js";
+import type { ArtifactInfo } from "../../store/cas.js";
+import { chunks } from "../../util/async-queue.js";
 import { listSource } from "../worker-pool.js";
 import { runCachedBatches } from "../batch-runner.js";
 import { referencedWorkers, type Stage, type StageContext, type StageResults, type StageRun } from "../stage.js";
 import { blobRef } from "../stage-util.js";
 
 export interface EvalResult {
+  /** The benchmark's name (its label). */
   benchmark: string;
+  /** Its reader (config `type`); absent in runs from before benchmark types (POPE). */
+  benchmark_type?: BenchmarkType;
   split: string;
   /** The model variant: "base", "trained", or another name a later stage gives its adapter. */
   model: string;
@@ -22,14 +38,17 @@ export interface EvalResult {
   answers?: string;
 }
 
+/** The overlap check's outcome as the manifest keeps it: counts, each overlap, and whether the run evaluated anyway. */
+export type OverlapSection = OverlapRecord & { allowed: boolean };
+
 declare module "../../events/types.js" {
   interface StageEvents {
-    evaluate: { type: "eval.result" } & EvalResult;
+    evaluate: ({ type: "eval.result" } & EvalResult) | ({ type: "eval.overlap" } & OverlapSection);
   }
 }
 declare module "../../manifest/types.js" {
   interface StageSections {
-    evaluate: { results: EvalResult[] };
+    evaluate: { results: EvalResult[]; overlap?: OverlapSection };
   }
   interface ManifestOutputs {
     eval: Omit<EvalResult, "answers">[];
@@ -47,54 +66,117 @@ export function modelVariants(results: StageResults, runDir: string): ModelVaria
   return [{ name: "base", adapterDir: "" }, ...(results.adapters ?? []).map((a) => ({ name: a.name, adapterDir: join(runDir, a.dir) }))];
 }
 
-interface Split {
-  benchmark: string;
-  split: string;
-  file: string;
-  imageRoot: string;
-}
-
-/** The question files to run: configured files, or a benchmark built from the run's kept images. */
-function splitsOf(ctx: StageContext): Split[] {
-  const { loaded, runDir } = ctx;
-  const out: Split[] = [];
-  for (const b of loaded.config.stages.evaluate!.benchmarks) {
-    const files: [string, string][] = b.path ? [["all", b.path]] : Object.entries(b.splits ?? {}).map(([k, v]) => [k, v!]);
-    if (files.length === 0) {
-      const kept = ctx.results.images ?? [];
-      if (kept.length === 0) throw new StageFailedError(`benchmark ${b.name}: no file given and the run kept no images to build one from`);
-      const file = join(runDir.path, "eval", `${b.name}-from-run.jsonl`);
-      mkdirSync(dirname(file), { recursive: true });
-      writeFileSync(file, popeFromImages(kept).map((r) => `${JSON.stringify(r)}\n`).join(""));
-      out.push({ benchmark: b.name, split: "run", file, imageRoot: runDir.path });
-      continue;
-    }
-    for (const [split, f] of files) {
-      const file = resolvePath(loaded.baseDir, f);
-      out.push({ benchmark: b.name, split, file, imageRoot: b.image_root ? resolvePath(loaded.baseDir, b.image_root) : dirname(file) });
-    }
+/** The question files to run: the configured benchmarks' (checked again now: files may have changed since `validate`), and a smoke-pope built from the images no trainer saw. */
+function splitsOf(ctx: StageContext, training: HashedImage[]): BenchmarkSplit[] {
+  const { loaded } = ctx;
+  const stage = loaded.config.stages.evaluate!;
+  const { splits, issues } = loadBenchmarks(stage, loaded.baseDir);
+  if (issues.length) throw new StageFailedError(`stages.evaluate.benchmarks[${issues[0]!.index}]: ${issues[0]!.message}`);
+  const out: BenchmarkSplit[] = [];
+  for (const b of stage.benchmarks) {
+    if (benchmarkType(b) === "smoke-pope") out.push(smokePope(ctx, b.name, stage.max_new_tokens, training));
+    else out.push(...splits.filter((s) => s.benchmark === b.name));
   }
   return out;
 }
+
+/**
+ * The smoke-pope: POPE-format questions about generated candidates the image scorer did not
+ * keep, so no trainer saw them; a candidate that is (nearly) a training image anyway is left
+ * out, so the overlap check never has to refuse it. Images go to eval/<name>-images/.
+ */
+function smokePope(ctx: StageContext, name: string, maxNewTokens: number, training: HashedImage[]): BenchmarkSplit {
+  const { runDir, store } = ctx;
+  const candidates = (ctx.results.unkept ?? []).map((u) => ({ ...u, fp: fingerprint(readFileSync(store.pathOf(u.artifact.sha256))) }));
+  const unseen = new Set(findOverlaps([{ name, images: candidates.map((c) => ({ path: c.id, fp: c.fp })) }], training).overlaps.map((o) => o.image));
+  const images = candidates.filter((c) => !unseen.has(c.id));
+  if (images.length === 0) throw new StageFailedError(`benchmark ${name}: no generated image that the trainer never saw to build a smoke check from (the images stage keeps one image a prompt: generate more, e.g. more guidance_scales)`);
+  const dir = join(runDir.path, "eval", `${name}-images`);
+  mkdirSync(dir, { recursive: true });
+  const placed = images.map((c) => {
+    const dest = join(dir, `${c.id}.png`);
+    runDir.placeArtifact(store.pathOf(c.artifact.sha256), dest);
+    return { id: c.id, category: c.category, path: runDir.rel(dest) };
+  });
+  const file = join(runDir.path, "eval", `${name}.questions.jsonl`);
+  runDir.writeAtomic(file, popeFromImages(placed).map((r) => `${JSON.stringify(r)}\n`).join(""));
+  return { benchmark: name, type: "smoke-pope", split: "run", file, imageRoot: runDir.path, references: {}, maxNewTokens, images: placed.map((p) => ({ ref: p.path, path: p.path })) };
+}
+
+/** The images the trainer saw: those of the run's dataset/pairs.jsonl (its own pairs, or the imported dataset's), when the run trains. */
+function trainingImages(ctx: StageContext): HashedImage[] {
+  const { runDir, loaded } = ctx;
+  if (!loaded.config.stages.train) return [];
+  const rel = ctx.results.dataset?.path ?? join("dataset", "pairs.jsonl");
+  const file = isAbsolute(rel) ? rel : join(runDir.path, rel);
+  if (!existsSync(file)) return [];
+  const paths = new Set<string>();
+  readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .forEach((l) => {
+      for (const p of (JSON.parse(l) as { images?: string[] }).images ?? []) paths.add(p);
+    });
+  return [...paths].map((p) => ({ path: p, fp: fingerprintFile(isAbsolute(p) ? p : join(runDir.path, p), "training image") }));
+}
+
+/** Every benchmark image against every training image; refuses an overlap unless allow_overlap. */
+function overlapCheck(ctx: StageContext, splits: BenchmarkSplit[], training: HashedImage[]): OverlapSection {
+  const byBenchmark = new Map<string, Map<string, ImageFingerprint>>();
+  for (const s of splits) {
+    const seen = byBenchmark.get(s.benchmark) ?? byBenchmark.set(s.benchmark, new Map()).get(s.benchmark)!;
+    for (const im of s.images) {
+      if (seen.has(im.ref)) continue;
+      const what = `benchmark ${s.benchmark} image`;
+      seen.set(im.ref, "bytes" in im ? fingerprintBytes(im.bytes, `${what} ${im.ref}`) : fingerprintFile(isAbsolute(im.path) ? im.path : join(s.imageRoot, im.path), what));
+    }
+  }
+  const record = findOverlaps([...byBenchmark].map(([name, m]) => ({ name, images: [...m].map(([path, fp]) => ({ path, fp })) })), training, DHASH_MAX_DISTANCE);
+  const allowed = ctx.loaded.config.stages.evaluate!.allow_overlap;
+  const section = { ...record, allowed };
+  ctx.bus.emit({ type: "eval.overlap", ...section });
+  ctx.runDir.writeAtomic(join(ctx.runDir.path, "eval", "overlap.json"), `${JSON.stringify(section, null, 2)}\n`);
+  const first = record.overlaps[0];
+  if (first && !allowed) {
+    const more = record.overlaps.length - 1;
+    throw new BenchmarkOverlapError(
+      `benchmark ${first.benchmark}: image ${first.image} is training image ${first.training_image} (${first.match === "sha256" ? "same bytes" : `dHash ${first.distance} bits apart`})${more ? ` (and ${more} more overlaps, listed in eval/overlap.json)` : ""}; evaluating on it measures memorisation: remove it, or set stages.evaluate.allow_overlap: true`,
+    );
+  }
+  if (first) ctx.bus.emit({ type: "warning", message: `evaluating on ${record.overlaps.length} benchmark image(s) the trainer saw (allow_overlap): see eval/overlap.json` });
+  return section;
+}
+
+function fingerprintBytes(bytes: Buffer, what: string): ImageFingerprint {
+  try {
+    return fingerprint(bytes);
+  } catch (e) {
+    throw new BenchmarkOverlapError(`${what}: ${(e as Error).message}`);
+  }
+}
+
+const DECODING = { doSample: false, temperature: 0, topP: 0, topK: 0, repetitionPenalty: 0, numSamples: 1 };
+/** Tokens of a judge's reply: its explanation, then "Rating: N". */
+export const JUDGE_MAX_NEW_TOKENS = 512;
 
 async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
   const { loaded, bus, store, runDir, pool, signal } = ctx;
   const stage = loaded.config.stages.evaluate!;
   const evaluator = pool.get(stage.evaluator);
-  const splits = splitsOf(ctx);
+  mkdirSync(join(runDir.path, "eval"), { recursive: true });
+  const training = trainingImages(ctx);
+  const splits = splitsOf(ctx, training);
+  const overlap = overlapCheck(ctx, splits, training);
   const variants = modelVariants(ctx.results, runDir.path);
   stageRun.begin(splits.length * variants.length);
   const results: EvalResult[] = [];
-  stageRun.counts = { runs: 0 };
+  /** Each call's answers by question id, by step: the judge rates MMHal's. */
+  const answersOf = new Map<string, Map<string, string>>();
+  stageRun.counts = { runs: 0, benchmark_images: overlap.benchmark_images, overlaps: overlap.overlaps.length };
   for (const s of splits) {
-    let data: Buffer;
-    try {
-      data = readFileSync(s.file);
-    } catch {
-      throw new StageFailedError(`benchmark ${s.benchmark} split ${s.split}: question file not found: ${s.file}`);
-    }
-    const questions = store.put(data, "application/jsonl");
-    const lines = data.toString().trim().split("\n").length;
+    const questions = store.put(readFileSync(s.file), "application/octet-stream");
+    const references = Object.fromEntries(Object.entries(s.references).map(([role, f]) => [role, blobRef(store.put(readFileSync(f), "application/octet-stream"))]));
+    const lines = Math.max(1, s.images.length);
     // Each variant is one call; its question file names images outside the store, so it is never journaled.
     await runCachedBatches<ModelVariant, EvalResult>(
       ctx,
@@ -108,84 +190,125 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
         rpc: "Evaluate",
         async *call(replica, variant, options) {
           const req = {
-            benchmark: s.benchmark,
+            // The smoke check is read as POPE.
+            benchmark: s.type === "smoke-pope" ? "pope" : s.type,
             questions: blobRef(questions),
             imageRoot: s.imageRoot,
             adapterDir: variant.adapterDir,
-            decoding: { maxNewTokens: stage.max_new_tokens, doSample: false, temperature: 0, topP: 0, topK: 0, repetitionPenalty: 0, numSamples: 1 },
+            decoding: { maxNewTokens: s.maxNewTokens, ...DECODING },
             maxBatchSize: stage.batch_size ?? evaluator.batchSize,
             split: s.split,
-            references: {},
+            references,
           };
           const step = `${s.benchmark}/${s.split}/${variant.name}`;
+          const answers = new Map<string, string>();
+          answersOf.set(step, answers);
           for await (const msg of replica.client.stream(EvaluatorServiceClient, "Evaluate", (c, deadline) => c.evaluate(req, { deadline }), options)) {
             const ev = msg.event;
             if (ev?.$case === "progress") stageRun.progress(step, ev.value.done, ev.value.total);
+            if (ev?.$case === "answer") answers.set(ev.value.questionId, ev.value.answer);
             if (ev?.$case !== "result") continue;
             const dest = join(runDir.path, "eval", `${s.benchmark}-${s.split}-${variant.name}.answers.jsonl`);
             if (ev.value.answers) {
               store.verify(ev.value.answers);
               runDir.placeArtifact(store.pathOf(ev.value.answers.sha256), dest);
             }
-            yield { id: step, result: { benchmark: s.benchmark, split: s.split, model: variant.name, metrics: ev.value.metrics, answers: runDir.rel(dest) } };
+            yield { id: step, result: { benchmark: s.benchmark, benchmark_type: s.type, split: s.split, model: variant.name, metrics: ev.value.metrics, answers: runDir.rel(dest) } };
           }
         },
         onResult: (r) => {
           results.push(r);
-          stageRun.counts.runs = results.length;
-          bus.emit({ type: "eval.result", ...r });
         },
       },
       signal,
     );
   }
+  // MMHal-Bench: the worker answers, its judge rates.
+  for (const r of results) {
+    const s = splits.find((x) => x.benchmark === r.benchmark && x.split === r.split)!;
+    if (s.type === "mmhal") r.metrics = { ...r.metrics, ...(await judgeMmhal(ctx, s, r.model, answersOf.get(`${r.benchmark}/${r.split}/${r.model}`) ?? new Map())) };
+    stageRun.counts.runs = (stageRun.counts.runs ?? 0) + 1;
+    bus.emit({ type: "eval.result", ...r });
+  }
   // Variants may finish in any order on several replicas: the files list them in plan order.
   const order = (r: EvalResult) => splits.findIndex((s) => s.benchmark === r.benchmark && s.split === r.split) * variants.length + variants.findIndex((v) => v.name === r.model);
   results.sort((a, b) => order(a) - order(b));
-  mkdirSync(join(runDir.path, "eval"), { recursive: true });
   runDir.writeAtomic(join(runDir.path, "eval", "metrics.json"), `${JSON.stringify(results.map(({ answers: _, ...r }) => r), null, 2)}\n`);
-  runDir.writeAtomic(join(runDir.path, "eval", "summary.md"), summaryTable(results));
+  runDir.writeAtomic(join(runDir.path, "eval", "summary.md"), summaryMarkdown(results, overlap));
 }
 
-const SHOWN = ["accuracy", "precision", "recall", "f1", "yes_ratio", "unparseable_ratio"];
-
-/** Pure: every variant side by side per benchmark split, with each one's delta from the first (the base). */
-export function summaryTable(results: Omit<EvalResult, "answers">[]): string {
-  const variants = [...new Set(results.map((r) => r.model))];
-  const [first, ...others] = variants;
-  const head = ["benchmark", "split", "metric", ...variants, ...others.map((v) => `delta ${v}`)];
-  const lines = [`| ${head.join(" | ")} |`, `| ${head.map(() => "---").join(" | ")} |`];
-  const f = (x: number | undefined) => (x === undefined ? "-" : x.toFixed(4));
-  for (const key of [...new Set(results.map((r) => `${r.benchmark}\0${r.split}`))]) {
-    const [benchmark, split] = key.split("\0") as [string, string];
-    const of = (model: string | undefined) => results.find((r) => r.benchmark === benchmark && r.split === split && r.model === model)?.metrics;
-    for (const m of SHOWN) {
-      const base = of(first)?.[m];
-      const deltas = others.map((v) => {
-        const t = of(v)?.[m];
-        return base !== undefined && t !== undefined ? (t - base >= 0 ? "+" : "") + (t - base).toFixed(4) : "-";
-      });
-      lines.push(`| ${[benchmark, split, m, ...variants.map((v) => f(of(v)?.[m])), ...deltas].join(" | ")} |`);
-    }
-  }
-  return `${lines.join("\n")}\n`;
+/**
+ * Rates one variant's MMHal-Bench answers with its judge (one prompt an answer, MMHal's
+ * rubric) and writes eval/<benchmark>-<variant>.responses.json (the file MMHal's own GPT-4
+ * scoring script reads) and .judge.jsonl (each reply and its rating).
+ */
+async function judgeMmhal(ctx: StageContext, s: BenchmarkSplit, variant: string, answers: Map<string, string>): Promise<Record<string, number>> {
+  const { store, runDir, loaded, signal } = ctx;
+  const rows = JSON.parse(readFileSync(s.file, "utf8")) as MmhalRow[];
+  // The evaluator's question ids are the rows' 0-based positions.
+  const texts = rows.map((_, i) => answers.get(String(i)) ?? "");
+  runDir.writeAtomic(join(runDir.path, "eval", `${s.benchmark}-${variant}.responses.json`), responsesFile(rows, texts));
+  const judge = ctx.pool.get(s.judge!);
+  const images = new Map<string, ArtifactInfo>();
+  const items = rows.map((row, i) => {
+    const file = join(s.imageRoot, mmhalImageName(row.image_src));
+    const image = images.get(file) ?? images.set(file, store.put(readFileSync(file), "application/octet-stream")).get(file)!;
+    const id = `${s.benchmark}.${variant}.q${i}`;
+    return { id, image: blobRef(image), instruction: judgePrompt(row, texts[i]!), seed: derivedSeed(loaded.config.seed, id), decoding: { maxNewTokens: JUDGE_MAX_NEW_TOKENS, ...DECODING } };
+  });
+  const replies = new Map<string, string>();
+  await runCachedBatches<typeof items, { id: string; text: string }>(
+    ctx,
+    {
+      stage: "evaluate",
+      op: "judge",
+      worker: judge.name,
+      source: listSource(chunks(items, judge.batchSize)),
+      // The rating is cheap to redo and depends on answers that are never journaled.
+      items: (chunk) => chunk.map((it) => ({ id: it.id, key: null })),
+      rpc: "Respond",
+      async *call(replica, chunk, options) {
+        for await (const msg of replica.client.stream(ResponderServiceClient, "Respond", (c, deadline) => c.respond({ items: chunk, maxBatchSize: chunk.length }, { deadline }), options)) {
+          if (msg.event?.$case !== "response") continue;
+          const r = msg.event.value;
+          if (r.error) throw new StageFailedError(`judge ${judge.name} on ${r.id}: ${r.error.code}: ${r.error.message}`);
+          yield { id: r.id, result: { id: r.id, text: r.text } };
+        }
+      },
+      onResult: (r) => {
+        replies.set(r.id, r.text);
+      },
+    },
+    signal,
+  );
+  const ratings = items.map((it) => parseRating(replies.get(it.id) ?? ""));
+  runDir.writeAtomic(
+    join(runDir.path, "eval", `${s.benchmark}-${variant}.judge.jsonl`),
+    items.map((it, i) => `${JSON.stringify({ question_id: String(i), judge: judge.name, reply: replies.get(it.id) ?? "", rating: ratings[i] })}\n`).join(""),
+  );
+  return mmhalMetrics(rows, ratings);
 }
 
 function section() {
   const results: EvalResult[] = [];
+  let overlap: OverlapSection | undefined;
   return {
     listen(e: RunEvent) {
-      if (e.type === "eval.result") results.push({ benchmark: e.benchmark, split: e.split, model: e.model, metrics: e.metrics, answers: e.answers });
+      if (e.type === "eval.result") results.push({ benchmark: e.benchmark, ...(e.benchmark_type ? { benchmark_type: e.benchmark_type } : {}), split: e.split, model: e.model, metrics: e.metrics, answers: e.answers });
+      if (e.type === "eval.overlap") overlap = { benchmark_images: e.benchmark_images, training_images: e.training_images, dhash_max_distance: e.dhash_max_distance, overlaps: e.overlaps, allowed: e.allowed };
     },
     build() {
-      return { section: { results }, ...(results.length ? { outputs: { eval: results.map(({ benchmark, split, model, metrics }) => ({ benchmark, split, model, metrics })) } } : {}) };
+      return {
+        section: { results, ...(overlap ? { overlap } : {}) },
+        ...(results.length ? { outputs: { eval: results.map(({ answers: _, ...r }) => r) } } : {}),
+      };
     },
   };
 }
 
 export const evaluateStage: Stage<"evaluate"> = {
   name: "evaluate",
-  events: ["eval.result"],
+  events: ["eval.result", "eval.overlap"],
   cached: false,
   workers: (config) => referencedWorkers(config, "evaluate"),
   plan({ loaded }) {
@@ -210,8 +333,9 @@ export const evaluateStage: Stage<"evaluate"> = {
     return null;
   },
   line(e) {
+    if (e.type === "eval.overlap") return `overlap check: ${e.benchmark_images} benchmark images vs ${e.training_images} training images: ${e.overlaps.length} overlap(s)${e.overlaps.length && e.allowed ? " (allowed)" : ""}`;
     if (e.type !== "eval.result") return null;
-    const m = e.metrics;
-    return `eval ${e.benchmark}/${e.split} ${e.model}: accuracy=${m.accuracy?.toFixed(4)} precision=${m.precision?.toFixed(4)} recall=${m.recall?.toFixed(4)} f1=${m.f1?.toFixed(4)} unparseable=${m.unparseable}`;
+    const shown = Object.entries(e.metrics).slice(0, 6).map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(4)}`);
+    return `eval ${e.benchmark}/${e.split} ${e.model}: ${shown.join(" ")}`;
   },
 };
