@@ -121,6 +121,19 @@ def test_report_to_names_known_loggers_and_their_directory(monkeypatch):
         check_request(req)
 
 
+def test_a_trainer_asked_for_wandb_without_it_fails_its_load_on_one_line(store_dir, log_dir):
+    """The worker's preflight (--require wandb, from train.report_to) before any model loads."""
+    import importlib.util
+
+    from worker_harness import RESPONDER_MODEL, expect_load_failure
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    event, code, _ = expect_load_failure("dpo-trainer", RESPONDER_MODEL, store_dir, log_dir, extra_args=("--require", "wandb"))
+    assert code == 3 and event["code"] == "missing_package"
+    assert event["message"].endswith(": wandb (for train.report_to: wandb; pip install 'pds_dpo_workers[wandb]')") and "\n" not in event["message"]
+
+
 def test_latest_checkpoint(tmp_path):
     assert latest_checkpoint(str(tmp_path)) is None
     for step in (2, 10, 4):
