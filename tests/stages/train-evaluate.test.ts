@@ -22,12 +22,14 @@ describe("train and evaluate stages", { timeout: 30_000 }, () => {
       const config = writeExperiment(dir, {
         workers: fleet.yaml(),
         prompts: 4,
-        stages: [STAGE.images(), STAGE.responses(), STAGE.train({ checkpoint_every: 2, optim: "{lr: 0.001, max_steps: 4, batch_size: 1}" }), STAGE.evaluate()].join("\n"),
+        stages: [STAGE.images(), STAGE.responses(), STAGE.train({ checkpoint_every: 2, optim: "{lr: 0.001, max_steps: 4, batch_size: 1}", report_to: "[tensorboard, wandb]" }), STAGE.evaluate()].join("\n"),
       });
       const r = await runIn(config, store, { runId: "t1" });
       expect(r.status, String(r.error)).toBe("succeeded");
       // The trainer got the run's dataset, by reference into the store, with the run directory as image root.
       expect(fleet.worker("dpo").calls).toHaveLength(1);
+      // train.report_to reaches the trainer with the run's train/ directory for the loggers' files.
+      expect(fleet.worker("dpo").calls[0]!.request).toMatchObject({ reportTo: ["tensorboard", "wandb"], logDir: join(r.runDir, "train") });
       const steps = ofType(r.events, "train.step");
       expect(steps.map((e) => e.step)).toEqual([1, 2, 3, 4]);
       expect(ofType(r.events, "train.checkpoint").map((e) => e.step)).toEqual([2, 4]);

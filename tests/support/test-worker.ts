@@ -80,6 +80,8 @@ export interface CallInfo {
   index: number;
   /** The item ids of the request (the trainer: "dataset"; the evaluator: the adapter or "base"). */
   ids: string[];
+  /** The request as the worker got it. */
+  request: unknown;
 }
 
 export interface Faults {
@@ -428,7 +430,7 @@ export class TestWorker {
 
   private stream<Q, R>(method: string, ids: (req: Q) => string[], body: (req: Q, out: Out<R>) => Promise<void>) {
     return (call: ServerWritableStream<Q, R>) => {
-      const info: CallInfo = { method, index: this.calls.length, ids: ids(call.request) };
+      const info: CallInfo = { method, index: this.calls.length, ids: ids(call.request), request: call.request };
       this.calls.push(info);
       call.once("cancelled", () => this.cancelledCalls++);
       void this.serve(call, info, body);

@@ -157,6 +157,13 @@ describe("loadExperiment", () => {
     }
   });
 
+  it("train.report_to names tensorboard or wandb, each once", () => {
+    const train = (reportTo: string) => `${BASE.replace("stages:\n", "  dpo: {kind: dpo-trainer, model: {source: tiny, name: llava}}\nstages:\n")}  train: {trainer: dpo, lora: {r: 4, alpha: 8}, dpo: {beta: 0.1}, optim: {lr: 0.001}, report_to: ${reportTo}}\n`;
+    expect(issues(train("[tensorboard, wandb]"))).toEqual([]);
+    expect(issues(train("[mlflow]"))).toEqual([expect.stringMatching(/^stages\.train\.report_to\[0\]: .*\"tensorboard\".*\"wandb\"/)]);
+    expect(issues(train("[wandb, wandb]"))).toEqual([expect.stringMatching(/^stages\.train\.report_to: each logger once/)]);
+  });
+
   it("a DeepSpeed config that is not JSON, or has no ZeRO stage, is refused at validate", () => {
     write("prompts.jsonl", `${prompt("a-1")}\n`);
     const text = (file: string) =>
