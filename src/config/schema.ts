@@ -349,6 +349,8 @@ export const BenchmarkSchema = z
     max_new_tokens: positiveInt.optional(),
     /** mmhal: the responder worker that rates each answer with MMHal-Bench's rubric. */
     judge: z.string().min(1).optional(),
+    /** mmhal: tokens of each judge reply (its explanation, then "Rating: N"). */
+    judge_max_new_tokens: positiveInt.default(512),
   })
   .superRefine((b, ctx) => {
     const type = benchmarkType(b);
@@ -376,7 +378,7 @@ export const BenchmarkSchema = z
     }
     for (const role of roles.required) if (!b.references?.[role]) ctx.addIssue({ code: "custom", path: ["references", role], message: `required for ${type}` });
     if (type === "mmhal" && !b.judge) ctx.addIssue({ code: "custom", path: ["judge"], message: "required for mmhal: a responder worker that rates the answers" });
-    if (type !== "mmhal" && b.judge) ctx.addIssue({ code: "custom", path: ["judge"], message: `only mmhal is judged; ${type} computes its metrics itself` });
+    if (type !== "mmhal" && (b.judge || b.judge_max_new_tokens !== 512)) ctx.addIssue({ code: "custom", path: ["judge"], message: `only mmhal is judged; ${type} computes its metrics itself` });
   });
 export type BenchmarkConfig = z.infer<typeof BenchmarkSchema>;
 

@@ -228,7 +228,7 @@ export function checkObjectHalbench(questions: FileData, refs: { instances: File
 }
 
 /** AMBER's annotation types (junyangwang0410/AMBER data/annotations.json). */
-export const AMBER_TYPES = ["generative", "discriminative-attribute-state", "discriminative-attribute-number", "discriminative-attribute-action", "discriminative-hallucination", "discriminative-relation"];
+export const AMBER_TYPES = ["generative", "discriminative-hallucination", "discriminative-attribute-state", "discriminative-attribute-number", "discriminative-attribute-action", "discriminative-relation", "relation"];
 
 /**
  * AMBER: a query file (a JSON list of {id, image, query}), annotations.json (a JSON list of

@@ -19,6 +19,7 @@ export interface BenchmarkSplit {
   references: Record<string, string>;
   maxNewTokens: number;
   judge?: string;
+  judgeMaxNewTokens: number;
   images: BenchImage[];
 }
 
@@ -81,7 +82,7 @@ export function loadBenchmarks(stage: EvaluateStageConfig, baseDir: string): { s
         issues.push({ index, key: b.image_root ? ["image_root"] : key, message: `${b.name}: image ${abs(imageRoot, first.path)} not found${lost.length > 1 ? ` (and ${lost.length - 1} more of the questions' images)` : ""}` });
         return;
       }
-      splits.push({ benchmark: b.name, type, split, file, imageRoot, references, maxNewTokens: benchmarkMaxNewTokens(b, stage.max_new_tokens), ...(b.judge ? { judge: b.judge } : {}), images: checked.images });
+      splits.push({ benchmark: b.name, type, split, file, imageRoot, references, maxNewTokens: benchmarkMaxNewTokens(b, stage.max_new_tokens), ...(b.judge ? { judge: b.judge } : {}), judgeMaxNewTokens: b.judge_max_new_tokens, images: checked.images });
     });
   });
   return { splits, issues };

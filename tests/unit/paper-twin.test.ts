@@ -25,7 +25,8 @@ const TWIN: Record<string, string> = {
 };
 
 // What the twin may change: where the weights come from (model source, id or name, revision,
-// seed, dtype, a tokenizer from elsewhere), the host (device and threads), sizes (prompt count, steps, max_new_tokens) and
+// seed, dtype, a tokenizer from elsewhere), the host (device and threads), sizes (prompt count, steps, max_new_tokens of
+// responses, benchmark answers and MMHal judge replies) and
 // the CUDA-only training settings (bf16, TF32, two GPUs under DeepSpeed).
 const MODEL_ORIGIN = ["source", "id", "name", "revision", "seed", "dtype", "tokenizer"] as const;
 const SIZES = [
@@ -34,6 +35,11 @@ const SIZES = [
   ["stages", "images", "limit"],
   ["stages", "images", "steps"],
   ["stages", "responses", "decoding", "max_new_tokens"],
+  // Tokens per benchmark answer and per MMHal judge reply (the benchmark files are the same).
+  ["stages", "evaluate", "benchmarks", 0, "max_new_tokens"],
+  ["stages", "evaluate", "benchmarks", 0, "judge_max_new_tokens"],
+  ["stages", "evaluate", "benchmarks", 1, "max_new_tokens"],
+  ["stages", "evaluate", "benchmarks", 3, "max_new_tokens"],
   ["stages", "train", "optim", "precision"],
   ["stages", "train", "optim", "tf32"],
   ["stages", "train", "gpus"],

@@ -100,7 +100,7 @@ function smokePope(ctx: StageContext, name: string, maxNewTokens: number, traini
   });
   const file = join(runDir.path, "eval", `${name}.questions.jsonl`);
   runDir.writeAtomic(file, popeFromImages(placed).map((r) => `${JSON.stringify(r)}\n`).join(""));
-  return { benchmark: name, type: "smoke-pope", split: "run", file, imageRoot: runDir.path, references: {}, maxNewTokens, images: placed.map((p) => ({ ref: p.path, path: p.path })) };
+  return { benchmark: name, type: "smoke-pope", split: "run", file, imageRoot: runDir.path, references: {}, maxNewTokens, judgeMaxNewTokens: 0, images: placed.map((p) => ({ ref: p.path, path: p.path })) };
 }
 
 /** The images the trainer saw: those of the run's dataset/pairs.jsonl (its own pairs, or the imported dataset's), when the run trains. */
@@ -156,8 +156,6 @@ function fingerprintBytes(bytes: Buffer, what: string): ImageFingerprint {
 }
 
 const DECODING = { doSample: false, temperature: 0, topP: 0, topK: 0, repetitionPenalty: 0, numSamples: 1 };
-/** Tokens of a judge's reply: its explanation, then "Rating: N". */
-export const JUDGE_MAX_NEW_TOKENS = 512;
 
 async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
   const { loaded, bus, store, runDir, pool, signal } = ctx;
@@ -254,7 +252,7 @@ async function judgeMmhal(ctx: StageContext, s: BenchmarkSplit, variant: string,
     const file = join(s.imageRoot, mmhalImageName(row.image_src));
     const image = images.get(file) ?? images.set(file, store.put(readFileSync(file), "application/octet-stream")).get(file)!;
     const id = `${s.benchmark}.${variant}.q${i}`;
-    return { id, image: blobRef(image), instruction: judgePrompt(row, texts[i]!), seed: derivedSeed(loaded.config.seed, id), decoding: { maxNewTokens: JUDGE_MAX_NEW_TOKENS, ...DECODING } };
+    return { id, image: blobRef(image), instruction: judgePrompt(row, texts[i]!), seed: derivedSeed(loaded.config.seed, id), decoding: { maxNewTokens: s.judgeMaxNewTokens, ...DECODING } };
   });
   const replies = new Map<string, string>();
   await runCachedBatches<typeof items, { id: string; text: string }>(

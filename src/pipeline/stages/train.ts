@@ -255,7 +255,9 @@ async function trainOne(ctx: StageContext, stageRun: StageRun, one: OneTraining)
             log.push({ step: ev.value.step, epoch: ev.value.epoch, metrics: ev.value.metrics });
             bus.emit({ type: "train.step", step: ev.value.step, epoch: ev.value.epoch, metrics: ev.value.metrics, ...tag });
           } else if (ev?.$case === "progress") {
-            stageRun.progress(point ? `${point} steps` : "steps", ev.value.done, ev.value.total);
+            // "steps", or a step of the trainer's own load (reading the dataset, loading the model, its weights N of M).
+            const what = ev.value.unit || "steps";
+            stageRun.progress(point ? `${point} ${what}` : what, ev.value.done, ev.value.total);
           } else if (ev?.$case === "checkpoint") {
             bus.emit({ type: "train.checkpoint", step: ev.value.step, path: runDir.rel(ev.value.path), ...tag });
           } else if (ev?.$case === "result") {
