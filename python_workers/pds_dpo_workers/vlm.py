@@ -94,21 +94,20 @@ def _check_cpu_4bit_shapes(model) -> None:
             )
 
 
-def load_vlm(ctx: WorkerContext):
-    """(model, processor, resolved) for an image-text-to-text model, its tokenizer padding on the left."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    prompt_format(ctx.spec)  # an unknown format fails before any weights are read
+def load_pretrained(ctx: WorkerContext, model_auto, processor_auto, family: str):
+    """(model, processor, resolved): the spec's checkpoint through transformers' `model_auto`
+    and `processor_auto` classes (quantized and placed as the spec says), its tokenizer
+    padding on the left; `family` names it in a load error."""
     resolved = resolve(ctx.spec, ctx.cache_root)
     dtype = torch_dtype(ctx.spec, ctx.device)
     quant = quantization_config(ctx.spec.quantization, ctx.device, dtype)
     # A quantized model is placed by bitsandbytes as it loads: on this worker's device.
     placement = {"quantization_config": quant, "device_map": {"": ctx.device}} if quant is not None else {}
     try:
-        processor = AutoProcessor.from_pretrained(resolved.directory, local_files_only=True)
-        model = AutoModelForImageTextToText.from_pretrained(resolved.directory, local_files_only=True, dtype=dtype, **placement)
+        processor = processor_auto.from_pretrained(resolved.directory, local_files_only=True)
+        model = model_auto.from_pretrained(resolved.directory, local_files_only=True, dtype=dtype, **placement)
     except (OSError, ValueError, RuntimeError, ImportError) as e:
-        raise ModelLoadError(f"cannot load an image-text-to-text model from {resolved.directory}: {e}") from None
+        raise ModelLoadError(f"cannot load {family} model from {resolved.directory}: {e}") from None
     if quant is None:
         model = model.to(ctx.device)
     else:
@@ -116,13 +115,22 @@ def load_vlm(ctx: WorkerContext):
         log.info("quantization %s on %s: %s", ctx.spec.quantization, ctx.device, ", ".join(f"{n} {c} layers" for n, c in sorted(layers.items())) or "no layers")
         if ctx.spec.quantization == "4bit" and ctx.device == "cpu":
             _check_cpu_4bit_shapes(model)
-    tokenizer = getattr(processor, "tokenizer", None)
+    # A processor holds its tokenizer; a text model's "processor" is the tokenizer itself.
+    tokenizer = getattr(processor, "tokenizer", None) or (processor if hasattr(processor, "pad_token") else None)
     if tokenizer is not None:
         # Batched generation of a decoder-only model pads on the left.
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), processor, resolved
+
+
+def load_vlm(ctx: WorkerContext):
+    """(model, processor, resolved) for an image-text-to-text model, its tokenizer padding on the left."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    prompt_format(ctx.spec)  # an unknown format fails before any weights are read
+    return load_pretrained(ctx, AutoModelForImageTextToText, AutoProcessor, "an image-text-to-text")
 
 
 def chat_prompt(processor, instruction: str) -> str:

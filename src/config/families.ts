@@ -7,7 +7,7 @@ import type { WorkerKindName } from "./schema.js";
 export const MODEL_TYPES: Record<WorkerKindName, readonly string[]> = {
   "image-generator": ["diffusion-pipeline"],
   "image-scorer": ["clip", "image-reward"],
-  responder: ["image-text-to-text"],
+  responder: ["image-text-to-text", "text-generation"],
   "response-scorer": ["sequence-classification", "vlm-judge"],
   "dpo-trainer": ["image-text-to-text"],
   evaluator: ["image-text-to-text"],
@@ -31,6 +31,7 @@ export const TINY_MODELS: Record<string, readonly WorkerKindName[]> = {
   "llava-next": VLM_KINDS,
   reward: ["response-scorer"],
   armorm: ["response-scorer"],
+  llama: ["responder"],
 };
 
 /** Why a worker's model entry names a family its kind cannot load, if it does. */

@@ -4,7 +4,9 @@ The model family is the model option "type"; "image-text-to-text" (the default) 
 model with its processor and chat template that transformers loads as
 AutoModelForImageTextToText + AutoProcessor (LLaVA-1.5, LLaVA-1.6/NeXT, ...), in 4/8-bit when
 ModelSpec.quantization says so; the model option "prompt_format" ("chat" or "raw", see vlm.py)
-says how an instruction becomes the prompt. Images of different sizes share a batch (an anyres
+says how an instruction becomes the prompt. "text-generation" is a text-only chat LLM
+(AutoModelForCausalLM + AutoTokenizer: a text judge, as MMHal-Bench's GPT-4 is one): it reads
+the instruction alone, and its items need no image. Images of different sizes share a batch (an anyres
 processor gives each its own number of image tokens; the prompts are padded). Greedy items
 are generated in batches with left padding. Sampled items are generated one at a time with
 their own seed, so an answer never depends on which items shared its batch.
@@ -16,10 +18,11 @@ import hashlib
 import threading
 from itertools import groupby
 
+from pds_dpo_workers.errors import ModelLoadError
 from pds_dpo_workers.kinds.base import Kind, batches, item_error, load_image
 from pds_dpo_workers.proto import common_pb2, responder_pb2 as pb
 from pds_dpo_workers.streaming import Cancelled
-from pds_dpo_workers.vlm import Vlm
+from pds_dpo_workers.vlm import _LEADING_PLACEHOLDER, Vlm
 
 # The config's default (stages.responses.decoding.max_new_tokens), for a request that sets none.
 MAX_NEW_TOKENS = 256
@@ -36,8 +39,43 @@ def _decoding_key(d: pb.Decoding):
     return (d.max_new_tokens, d.do_sample, round(d.temperature, 6), round(d.top_p, 6), d.top_k, round(d.repetition_penalty, 6))
 
 
+def generate_texts(model, tokenizer, inputs, decoding: pb.Decoding, seed: int | None) -> list[tuple[str, int, str]]:
+    """(text, tokens, finish reason) per row of `inputs`; `seed` seeds torch's RNG first when given."""
+    import torch
+
+    kwargs = {"max_new_tokens": decoding.max_new_tokens or MAX_NEW_TOKENS, "do_sample": decoding.do_sample}
+    if decoding.do_sample:
+        kwargs.update(
+            temperature=decoding.temperature or 1.0,
+            top_p=decoding.top_p or 1.0,
+            top_k=decoding.top_k or 0,
+        )
+    if decoding.repetition_penalty:
+        kwargs["repetition_penalty"] = decoding.repetition_penalty
+    if seed is not None:
+        torch.manual_seed(seed)
+    with torch.no_grad():
+        out = model.generate(**inputs, **kwargs)
+    new = out[:, inputs["input_ids"].shape[1] :]
+    eos = model.generation_config.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [eos])
+    results = []
+    for row in new.tolist():
+        pad = tokenizer.pad_token_id
+        tokens = [t for t in row if t != pad or t in eos_ids]
+        stopped = any(t in eos_ids for t in tokens)
+        if stopped:
+            tokens = tokens[: next(i for i, t in enumerate(tokens) if t in eos_ids)]
+        text = tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        finish = "stop" if stopped or len(tokens) < kwargs["max_new_tokens"] else "length"
+        results.append((text, len(tokens), finish))
+    return results
+
+
 class ImageTextToTextResponder(Vlm):
     """Any image-text-to-text model with its processor and chat template."""
+
+    NEEDS_IMAGE = True
 
     @property
     def context_length(self) -> int | None:
@@ -49,43 +87,50 @@ class ImageTextToTextResponder(Vlm):
 
     def generate(self, images: list, instructions: list[str], decoding: pb.Decoding, seed: int | None) -> list[tuple[str, int, str]]:
         """(text, tokens, finish reason) per image; `seed` seeds torch's RNG first when given."""
-        import torch
+        return generate_texts(self.model, self.processor.tokenizer, self.inputs(images, instructions), decoding, seed)
 
-        inputs = self.inputs(images, instructions)
-        kwargs = {"max_new_tokens": decoding.max_new_tokens or MAX_NEW_TOKENS, "do_sample": decoding.do_sample}
-        if decoding.do_sample:
-            kwargs.update(
-                temperature=decoding.temperature or 1.0,
-                top_p=decoding.top_p or 1.0,
-                top_k=decoding.top_k or 0,
-            )
-        if decoding.repetition_penalty:
-            kwargs["repetition_penalty"] = decoding.repetition_penalty
-        if seed is not None:
-            torch.manual_seed(seed)
-        with torch.no_grad():
-            out = self.model.generate(**inputs, **kwargs)
-        new = out[:, inputs["input_ids"].shape[1] :]
-        eos = self.model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos])
-        results = []
-        for row in new.tolist():
-            pad = self.processor.tokenizer.pad_token_id
-            tokens = [t for t in row if t != pad or t in eos_ids]
-            stopped = any(t in eos_ids for t in tokens)
-            if stopped:
-                tokens = tokens[: next(i for i, t in enumerate(tokens) if t in eos_ids)]
-            text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-            finish = "stop" if stopped or len(tokens) < kwargs["max_new_tokens"] else "length"
-            results.append((text, len(tokens), finish))
-        return results
+
+class TextGenerationResponder:
+    """A text-only chat LLM (AutoModelForCausalLM, AutoTokenizer): the instruction is the whole
+    input (a leading "<image>" placeholder dropped), images are not read. prompt_format "chat"
+    (the default) wraps it in the tokenizer's chat template, "raw" sends it as written."""
+
+    NEEDS_IMAGE = False
+
+    def __init__(self, ctx) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from pds_dpo_workers.vlm import load_pretrained, prompt_format
+
+        self.prompt_format = prompt_format(ctx.spec)
+        self.model, self.tokenizer, resolved = load_pretrained(ctx, AutoModelForCausalLM, AutoTokenizer, "a text-generation")
+        if self.prompt_format == "chat" and not self.tokenizer.chat_template:
+            raise ModelLoadError(f"{resolved.directory}: the tokenizer has no chat template; set the model option prompt_format: raw")
+        self.loaded = resolved.loaded_model(type(self.model).__name__)
+
+    @property
+    def context_length(self) -> int | None:
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+    def prompt(self, instruction: str) -> str:
+        text = _LEADING_PLACEHOLDER.sub("", instruction)
+        if self.prompt_format == "raw":
+            return text
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+
+    def prompt_tokens(self, image, instruction: str) -> int:
+        return len(self.tokenizer(self.prompt(instruction))["input_ids"])
+
+    def generate(self, images: list, instructions: list[str], decoding: pb.Decoding, seed: int | None) -> list[tuple[str, int, str]]:
+        inputs = self.tokenizer([self.prompt(t) for t in instructions], return_tensors="pt", padding=True).to(self.model.device)
+        return generate_texts(self.model, self.tokenizer, inputs, decoding, seed)
 
 
 class Responder(Kind):
     # Another serving backend (vLLM, say) is another entry with the members of this one.
-    BACKENDS = {"image-text-to-text": ImageTextToTextResponder}
+    BACKENDS = {"image-text-to-text": ImageTextToTextResponder, "text-generation": TextGenerationResponder}
     TITLE = "responder"
-    backend: ImageTextToTextResponder
+    backend: ImageTextToTextResponder | TextGenerationResponder
 
     def _too_long(self, item: pb.RespondItem, image) -> str | None:
         """Why the prompt plus the answer would not fit the model's context, if it would not."""
@@ -105,7 +150,8 @@ class Responder(Kind):
         for item in request.items:
             n = max(1, item.decoding.num_samples)
             try:
-                image = load_image(self.ctx.store, item.image)
+                # A text model reads no image: its items (a judge's prompts) may carry none.
+                image = load_image(self.ctx.store, item.image) if self.backend.NEEDS_IMAGE else None
                 problem = self._too_long(item, image)
             except Exception as e:  # noqa: BLE001 - a bad image fails its item only
                 code, problem = "invalid_image", f"{type(e).__name__}: {e}"

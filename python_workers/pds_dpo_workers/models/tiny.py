@@ -336,9 +336,9 @@ BUILDERS: dict[str, Builder] = {
 }
 
 # The twins of the paper's model families, one module each; they build on the helpers above.
-from pds_dpo_workers.models import twin_armorm, twin_diffusion, twin_image_reward, twin_llava_next  # noqa: E402
+from pds_dpo_workers.models import twin_armorm, twin_diffusion, twin_image_reward, twin_llama, twin_llava_next  # noqa: E402
 
-for _family in (twin_diffusion, twin_image_reward, twin_llava_next, twin_armorm):
+for _family in (twin_diffusion, twin_image_reward, twin_llava_next, twin_armorm, twin_llama):
     BUILDERS.update(_family.BUILDERS)
 
 
