@@ -20,13 +20,14 @@ export class LocalRuntime implements WorkerRuntime {
   /** `host: false` spawns every worker (default: PDS_DPO_WORKER_HOST=0 in the environment says so too). */
   constructor(private readonly opts: { parentPid?: number; pollMs?: number; host?: boolean } = {}) {}
 
-  private hostFor(python: string, logDir: string): WorkerHost {
-    let host = this.hosts.get(python);
+  private hostFor(python: string, storeRoot: string, logDir: string): WorkerHost {
+    const key = `${python}\0${storeRoot}`;
+    let host = this.hosts.get(key);
     if (!host?.alive) {
-      const h: WorkerHost = new WorkerHost(python, PYTHON_ENV, join(logDir, "worker-host.log"), () => {
-        if (this.hosts.get(python) === h) this.hosts.delete(python);
+      const h: WorkerHost = new WorkerHost(python, storeRoot, PYTHON_ENV, join(logDir, "worker-host.log"), () => {
+        if (this.hosts.get(key) === h) this.hosts.delete(key);
       });
-      this.hosts.set(python, (host = h));
+      this.hosts.set(key, (host = h));
     }
     return host;
   }
@@ -52,7 +53,7 @@ export class LocalRuntime implements WorkerRuntime {
         startTimeoutS: rt.start_timeout_s,
         pollMs: this.opts.pollMs,
         ownSession: false,
-        host: (this.opts.host ?? process.env.PDS_DPO_WORKER_HOST !== "0") && forkable(rt, process.env) ? this.hostFor(python, dirname(req.logPath)) : undefined,
+        host: (this.opts.host ?? process.env.PDS_DPO_WORKER_HOST !== "0") && forkable(rt, process.env) ? this.hostFor(python, req.storeRoot, dirname(req.logPath)) : undefined,
       },
       signal,
     );

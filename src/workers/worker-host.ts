@@ -106,15 +106,16 @@ export class WorkerHost {
   private buf = "";
   private closed = false;
 
-  /** `logPath` takes the host's own lines (what it imported, and how long that took). */
+  /** `logPath` takes the host's own lines (what it imported, and how long that took); `storeRoot` names it in ps. */
   constructor(
     readonly python: string,
+    storeRoot: string,
     env: Record<string, string>,
     logPath: string,
     private readonly onIdle: () => void,
   ) {
     appendFileSync(logPath, `--- ${new Date().toISOString()} starting the worker host: ${python} -m pds_dpo_workers host\n`);
-    this.proc = execa(python, ["-m", "pds_dpo_workers", "host"], {
+    this.proc = execa(python, ["-m", "pds_dpo_workers", "host", "--store", storeRoot], {
       stdin: "pipe",
       stdout: "pipe",
       stderr: { file: logPath, append: true },

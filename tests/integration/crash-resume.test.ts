@@ -39,14 +39,14 @@ ${tinyWorkers(["sd", "pick", "a", "b", "rm", "dpo"], { sd: "batch_size: 2", pick
 }
 
 
-/** Pids of the worker processes serving this store (from /proc: they name it in their argv). */
+/** Pids of the worker processes serving this store (from /proc: they name it in their argv; forked ones have their host's, which is no worker). */
 function workersOf(store: string): number[] {
   return readdirSync("/proc")
     .filter((d) => /^\d+$/.test(d))
     .filter((d) => {
       try {
         const argv = readFileSync(`/proc/${d}/cmdline`, "utf8").split("\0");
-        return argv.includes("pds_dpo_workers") && argv.includes(store);
+        return argv.includes("pds_dpo_workers") && argv.includes(store) && readFileSync(`/proc/${d}/comm`, "utf8").trim() !== "pds-dpo-host";
       } catch {
         return false;
       }

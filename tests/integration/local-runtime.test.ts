@@ -9,7 +9,9 @@ import type { LoadStep } from "../../src/workers/runtime.js";
 import { runRuntimeConformance } from "../conformance/runtime.case.js";
 import { tempDir } from "../helpers.js";
 
+// CPU workers are forked from the warm worker host; the spawned path (CUDA workers, a differing runtime.env) conforms as well.
 runRuntimeConformance("local", () => new LocalRuntime(), { type: "local", device: "cpu", cpu_threads: 1 });
+runRuntimeConformance("local (spawned)", () => new LocalRuntime({ host: false }), { type: "local", device: "cpu", cpu_threads: 1 });
 
 describe("local runtime", () => {
   it("requires its own per-run token; PDS_DPO_WORKER_TOKEN (the remote workers' variable) in the orchestrator's environment changes nothing", async () => {
