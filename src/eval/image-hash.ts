@@ -15,7 +15,14 @@ export interface ImageFingerprint {
 
 /** Pure: pixels of a PNG or JPEG by its magic bytes. */
 export function decodeImage(bytes: Uint8Array): Pixels {
-  if (bytes[0] === 0x89 && bytes[1] === 0x50) return decodePng(bytes);
+  if (bytes[0] === 0x89 && bytes[1] === 0x50) {
+    try {
+      return decodePng(bytes);
+    } catch (e) {
+      // A cut or damaged zlib stream throws zlib's own error.
+      throw e instanceof IntegrityError ? e : new IntegrityError(`not a readable PNG (${(e as Error).message})`);
+    }
+  }
   if (bytes[0] === 0xff && bytes[1] === 0xd8) {
     try {
       // A hostile JPEG cannot claim more than 100 megapixels or 1 GB of decoder memory.
