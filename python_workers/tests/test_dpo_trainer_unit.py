@@ -490,6 +490,12 @@ def test_all_linear_with_gradient_checkpointing_trains_a_truncated_pair(store_di
     adapter_config = json.loads(open(store.path_of(result.adapter_config.sha256)).read())
     expected = all_linear_names(_meta_model(store_dir, "llava"))
     assert sorted(adapter_config["target_modules"]) == expected
+    # Before the first step, the call's own load is progress: what it does, and its weights N of M.
+    first = next(i for i, r in enumerate(sent) if r.WhichOneof("event") == "step")
+    loads = [r.progress for r in sent[:first] if r.WhichOneof("event") == "progress" and r.progress.unit != "steps"]
+    assert [p.unit for p in loads[:2]] == ["reading the dataset", "loading the model"]
+    weights = [p for p in loads if p.unit == "loading weights"]
+    assert weights and weights[-1].done == weights[-1].total > 0
     # report_to tensorboard: the event file under log_dir/tensorboard/ holds the step's loss.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -67,4 +67,20 @@ describe("event reporters", () => {
       expect(out).toContain("worker dpo ready at a in 3.0s\n");
     }
   });
+
+  it("shows the trainer's own load steps as stage progress, each giving way to the next", () => {
+    for (const isTTY of [false, true]) {
+      let out = "";
+      const bus = new EventBus();
+      bus.subscribe(ttyReporter({ write: (t) => (out += t), isTTY }));
+      bus.emit({ type: "stage.progress", stage: "train", step: "loading the model", done: 0, total: 0 });
+      bus.emit({ type: "stage.progress", stage: "train", step: "loading weights", done: 2, total: 4 });
+      bus.emit({ type: "stage.progress", stage: "train", step: "loading weights", done: 4, total: 4 });
+      bus.emit({ type: "stage.progress", stage: "train", step: "steps", done: 1, total: 3 });
+      if (isTTY) {
+        expect(out).toContain("\r\x1b[2Ktrain/loading the model …");
+        expect(out.slice(out.lastIndexOf("\r"))).toBe("\r\x1b[2Ktrain/steps █████░░░░░░░░░░░ 1/3");
+      } else expect(out).toBe("train/loading the model\ntrain/loading weights 4/4\n");
+    }
+  });
 });

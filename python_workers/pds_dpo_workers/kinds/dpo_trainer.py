@@ -50,6 +50,7 @@ from typing import Callable, Iterator, Mapping
 from pds_dpo_workers import errors
 from pds_dpo_workers.errors import FailedPrecondition, InvalidRequest, ModelLoadError, WorkerError
 from pds_dpo_workers.kinds.base import Kind, WorkerContext
+from pds_dpo_workers.load_progress import reporting, step
 from pds_dpo_workers.models.spec import resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, dpo_trainer_pb2 as pb
 from pds_dpo_workers.store import read_blob
@@ -308,12 +309,20 @@ def run_training(req: pb.TrainRequest, model_dir: str, ctx: WorkerContext, send,
     from trl import DPOConfig, DPOTrainer
 
     os.makedirs(req.checkpoint_dir, exist_ok=True)
-    dataset = load_pairs(read_blob(ctx.store, req.dataset), req.image_root)
-    processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
-    processor.tokenizer.padding_side = "left"
-    model = AutoModelForImageTextToText.from_pretrained(
-        model_dir, local_files_only=True, dtype=torch_dtype(ctx.spec, ctx.device)
-    )
+
+    def told(text: str, done: int, total: int) -> None:
+        send(pb.TrainResponse(progress=common_pb2.Progress(done=done, total=total, unit=text)))
+
+    # The call loads its own model (LoRA changes it): its steps are progress too, before the first step.
+    with reporting(told):
+        step("reading the dataset")
+        dataset = load_pairs(read_blob(ctx.store, req.dataset), req.image_root)
+        step("loading the model")
+        processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
+        processor.tokenizer.padding_side = "left"
+        model = AutoModelForImageTextToText.from_pretrained(
+            model_dir, local_files_only=True, dtype=torch_dtype(ctx.spec, ctx.device)
+        )
     projector_lr = req.optim.projector_learning_rate
     lora = LoraConfig(
         r=req.lora.r,

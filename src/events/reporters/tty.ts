@@ -40,7 +40,7 @@ export function ttyReporter(opts: TtyOptions): Listener {
   };
   const redraw = () => {
     if (!opts.isTTY || progress.size + loading.size === 0) return;
-    const parts = [...progress].map(([step, p]) => `${step} ${bar(p.done, p.total, 16)} ${p.done}/${p.total}`);
+    const parts = [...progress].map(([step, p]) => (p.total > 0 ? `${step} ${bar(p.done, p.total, 16)} ${p.done}/${p.total}` : `${step} …`));
     parts.push(...[...loading.values()].map((e) => loadingText(e, true)));
     opts.write(`\r\x1b[2K${parts.join("  ")}`.slice(0, (opts.width ?? 160) + 8));
     drawn = true;
@@ -73,9 +73,11 @@ export function ttyReporter(opts: TtyOptions): Listener {
         return line(`stage ${e.stage}: ${e.total} items`);
       case "stage.progress": {
         const key = `${e.stage}/${e.step}`;
+        // A finished or uncounted step of the stage (the trainer's "loading the model") gives way to the next.
+        for (const [k, p] of progress) if (k !== key && k.startsWith(`${e.stage}/`) && p.done >= p.total) progress.delete(k);
         progress.set(key, { done: e.done, total: e.total });
         if (opts.isTTY) redraw();
-        else if (e.done === e.total) line(`${key} ${e.done}/${e.total}`);
+        else if (e.done === e.total) line(e.total > 0 ? `${key} ${e.done}/${e.total}` : key);
         return;
       }
       case "stage.finished": {
