@@ -3,7 +3,7 @@
 // and limits as configured, and its port published on loopback only. The engine is docker or
 // podman (PDS_DPO_ENGINE): the same command lines. `run` forwards SIGTERM to the container.
 import { randomBytes } from "node:crypto";
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { hostname } from "node:os";
 import { execa } from "execa";
 import type { DockerRuntimeConfig, WorkerConfig } from "../config/schema.js";
@@ -75,8 +75,9 @@ export class DockerRuntime implements WorkerRuntime {
         startTimeoutS: rt.start_timeout_s,
         // The worker announces its in-container address; dial the loopback port the engine published.
         resolveAddress: async () => parsePort((await execa(this.docker, ["port", containerName, `${CONTAINER_PORT}/tcp`])).stdout),
-        // A killed `run` client leaves its container running: remove it too.
-        onKill: () => void spawnSync(this.docker, ["rm", "--force", containerName], { stdio: "ignore", timeout: 20_000 }),
+        // A killed `run` client leaves its container running: remove it too, beside the kill (not
+        // before it, so the client dies of the SIGKILL), and even when this process is exiting.
+        onKill: () => spawn(this.docker, ["rm", "--force", containerName], { detached: true, stdio: "ignore" }).on("error", () => undefined).unref(),
       },
       signal,
     );
