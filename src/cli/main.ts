@@ -3,6 +3,7 @@ import { statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { ConfigError, EXIT, OrchestratorError, UsageError } from "../errors.js";
 import { orchestratorVersion } from "../util/project.js";
+import { callCommand } from "./commands/call.js";
 import { datasetConvertCommand, promptsImportCommand } from "./commands/dataset.js";
 import { datasetExportCommand } from "./commands/dataset-export.js";
 import { k8sRenderCommand } from "./commands/k8s-render.js";
@@ -74,6 +75,8 @@ export async function main(argv: string[], out: Output = processOutput, signal =
         return showCommand(cmd, out);
       case "diff":
         return diffCommand(cmd, out);
+      case "call":
+        return await callCommand(cmd, out, signal);
       case "plan":
         return planCommand(cmd, out);
       case "workers-check":

@@ -21,6 +21,7 @@ export type Command =
   | { command: "runs"; store: string; json: boolean; verbose: boolean }
   | { command: "show"; runId: string; store: string; json: boolean; verbose: boolean }
   | { command: "diff"; runA: string; runB: string; store: string; json: boolean; verbose: boolean }
+  | { command: "call"; config: string; worker: string; method: string; request: string; store: string; verbose: boolean }
   | { command: "help" }
   | { command: "version" };
 
@@ -54,6 +55,9 @@ commands:
                                       a run's manifest as a summary
   diff <run-a> <run-b> [--store DIR] [--json]
                                       what differs between two runs: config, workers, stages, hashes, metrics
+  call <experiment.yaml> <worker> <Service.Method> [--json '{...}'] [--store DIR]
+                                      start (or reach) one worker and call any RPC with a JSON
+                                      request (default {}); each response as a JSON line
   schema                              the experiment.yaml JSON Schema (for editors)
 
 options:
@@ -90,13 +94,41 @@ const OPTIONS = {
   version: { type: "boolean", default: false },
 } as const;
 
+const CALL_USAGE = "call <experiment.yaml> <worker> <Service.Method> [--json '{...}'] [--store DIR]";
+
 const CONVERT_USAGE = `dataset convert <input> --from ${DATASET_FORMATS.join("|")} --to FORMAT --out FILE [--images-from DIR]`;
 const EXPORT_USAGE = "dataset export --format hf <run-id> [--store DIR] [--out DIR] [--license ID]";
 const IMPORT_USAGE = "prompts import --t2i FILE --instructions FILE [--ids FILE] --out prompts.jsonl";
 
 const K8S_USAGE = "k8s render <experiment.yaml> [--out DIR] [--namespace NS] [--node-selector K=V] [--registry REG] [--tag TAG] [--storage-class SC] [--store-size SIZE] [--queue Q]";
 
-export function parseCLI(argv: string[]): Command {
+/**
+ * `call`'s `--json` takes the request (`--json '{...}'` or `--json={...}`), where every other
+ * command's is a flag: taken out of argv before the common parse.
+ */
+function takeCallRequest(argv: string[]): { argv: string[]; request?: string } {
+  const takesValue = (a: string) => (OPTIONS as Record<string, { type: string }>)[a.slice(2)]?.type === "string";
+  let first: string | undefined;
+  for (let i = 0; i < argv.length && first === undefined; i++) {
+    if (!argv[i]!.startsWith("-")) first = argv[i];
+    else if (takesValue(argv[i]!)) i++;
+  }
+  if (first !== "call") return { argv };
+  const rest: string[] = [];
+  let request: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a.startsWith("--json=")) request = a.slice("--json=".length);
+    else if (a === "--json") {
+      if (i + 1 >= argv.length) throw new UsageError("--json needs the request, a JSON object: --json '{...}'");
+      request = argv[++i]!;
+    } else rest.push(a);
+  }
+  return { argv: rest, request };
+}
+
+export function parseCLI(argvIn: string[]): Command {
+  const { argv, request } = takeCallRequest(argvIn);
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
@@ -215,6 +247,10 @@ export function parseCLI(argv: string[]): Command {
       noRunFlags("diff");
       if (rest.length !== 2) throw new UsageError("usage: orchestrate diff <run-a> <run-b> [--store DIR] [--json]");
       return { command: "diff", runA: rest[0]!, runB: rest[1]!, store, json: values.json, verbose };
+    case "call":
+      noRunFlags("call");
+      if (rest.length !== 3) throw new UsageError(`usage: orchestrate ${CALL_USAGE}`);
+      return { command: "call", config: rest[0]!, worker: rest[1]!, method: rest[2]!, request: request ?? "{}", store, verbose };
     default:
       throw new UsageError(`unknown command '${cmd}'\n${USAGE}`);
   }

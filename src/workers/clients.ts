@@ -32,7 +32,8 @@ export class WorkerClient {
     this.health = this.sibling(HealthClient);
   }
 
-  private sibling<T extends Client>(ctor: ServiceClient<T>): T {
+  /** A client of another service on this worker's channel (its credentials, token and keepalive). */
+  sibling<T extends Client>(ctor: ServiceClient<T>): T {
     return new ctor(this.address, this.creds, { ...this.options, channelOverride: this.worker.getChannel() });
   }
 

@@ -51,4 +51,18 @@ describe("parseCLI", () => {
     expect(parseCLI([])).toEqual({ command: "help" });
     expect(parseCLI(["--version"])).toEqual({ command: "version" });
   });
+
+  it("parses runs, show, diff and schema; call's --json is its request, wherever it stands", () => {
+    expect(parseCLI(["runs", "--store", "/s", "--json"])).toEqual({ command: "runs", store: "/s", json: true, verbose: false });
+    expect(parseCLI(["show", "r1"])).toEqual({ command: "show", runId: "r1", store: ".pds-dpo", json: false, verbose: false });
+    expect(parseCLI(["diff", "a", "b", "--json"])).toMatchObject({ command: "diff", runA: "a", runB: "b", json: true });
+    expect(parseCLI(["schema"])).toEqual({ command: "schema" });
+    const call = { command: "call", config: "e.yaml", worker: "sd", method: "WorkerService.Describe", store: "/s", verbose: false };
+    expect(parseCLI(["call", "e.yaml", "sd", "WorkerService.Describe", "--store", "/s"])).toEqual({ ...call, request: "{}" });
+    expect(parseCLI(["--store", "/s", "call", "--json", '{"a": 1}', "e.yaml", "sd", "WorkerService.Describe"])).toEqual({ ...call, request: '{"a": 1}' });
+    expect(parseCLI(["call", "e.yaml", "sd", "WorkerService.Describe", "--json={}", "--store", "/s"])).toEqual({ ...call, request: "{}" });
+    expect(() => parseCLI(["call", "e.yaml", "sd", "WorkerService.Describe", "--json"])).toThrow("--json needs the request");
+    expect(() => parseCLI(["diff", "a"])).toThrow(UsageError);
+    expect(() => parseCLI(["show"])).toThrow("usage: orchestrate show <run-id>");
+  });
 });
