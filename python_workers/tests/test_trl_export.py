@@ -36,7 +36,7 @@ workers:
 stages:
   images: {{prompts: prompts.jsonl, generator: sd, scorer: pick, guidance_scales: [5], steps: 2, size: 64}}
   responses: {{responders: [a, b], decoding: {{max_new_tokens: 12}}, scorer: rm, pairs: {{drop_truncated: false}}}}
-  train: {{trainer: dpo, lora: {{r: 4, alpha: 8, dropout: 0.0}}, dpo: {{beta: 0.1}}, optim: {{lr: 0.05, max_steps: 2, batch_size: 2}}}}
+  train: {{trainer: dpo, lora: {{r: 4, alpha: 8, dropout: 0.0}}, dpo: {{beta: 0.1}}, optim: {{lr: 0.05, max_steps: 2, batch_size: 2}}, report_to: [tensorboard]}}
 """
     )
     store = d / "store"
@@ -45,6 +45,7 @@ stages:
         capture_output=True, text=True, timeout=240, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert r.returncode == 0, r.stderr
+    (d / "run.stderr").write_text(r.stderr)
     return store / "runs" / "t1"
 
 
@@ -141,3 +142,21 @@ def test_the_hf_export_is_the_pairs_and_trl_trains_on_it_unchanged(run_dir, tmp_
     assert trainer.state.global_step == 1
     (logged,) = [h for h in trainer.state.log_history if "loss" in h]
     assert logged["loss"] > 0 and logged["logps/chosen"] < 0
+
+
+def test_the_run_logged_to_tensorboard_and_showed_its_workers_loading(run_dir):
+    """train.report_to: [tensorboard] through the orchestrator: the trainer's event file under
+    the run's train/tensorboard/ has the loss of each step in train/metrics.jsonl; the run's
+    output showed each worker's load steps as they happened."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "train" / "tensorboard"))
+    events.Reload()
+    metrics = [json.loads(line) for line in (run_dir / "train" / "metrics.jsonl").read_text().splitlines()]
+    logged = {s.step: s.value for s in events.Scalars("train/loss")}
+    assert logged.keys() == {m["step"] for m in metrics}
+    assert all(abs(logged[m["step"]] - m["loss"]) <= 1e-5 * max(1.0, abs(m["loss"])) for m in metrics)
+    stderr = (run_dir.parents[2] / "run.stderr").read_text().splitlines()
+    assert any(line.startswith("worker a: loading weights ") for line in stderr), stderr
+    assert any(line.startswith("train/loading the model") for line in stderr), stderr
+
