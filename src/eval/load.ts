@@ -72,8 +72,13 @@ export function loadBenchmarks(stage: EvaluateStageConfig, baseDir: string): { s
       if (!questions || missing) return;
       const imageRoot = b.image_root ? abs(baseDir, b.image_root) : dirname(file);
       const checked = checkBenchmark(type, questions, refs);
-      // Reference problems once per benchmark, not once per split.
-      for (const message of checked.issues) if (i === 0 || message.startsWith(file)) issues.push({ index, key, message });
+      // A problem is filed under the key of the file it names; reference problems once per benchmark, not once per split.
+      for (const message of checked.issues) {
+        const role = Object.keys(references).find((r) => message.startsWith(references[r]!));
+        if (role) {
+          if (i === 0) issues.push({ index, key: ["references", role], message });
+        } else issues.push({ index, key, message });
+      }
       if (checked.issues.length) return;
       const rootOk = existsSync(imageRoot) && statSync(imageRoot).isDirectory();
       const lost = rootOk ? checked.images.filter((im) => "path" in im && !existsSync(abs(imageRoot, im.path))) : [];

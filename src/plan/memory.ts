@@ -17,7 +17,7 @@
 //   without gradient checkpointing) + 2 GB. LoRA's trainable share is 2r / hidden of the
 //   matrices it adapts: all of them under `all-linear`, about a third (the attention
 //   projections) otherwise.
-import { batchSizeOf, type ExperimentConfig, type StageName, type WorkerConfig } from "../config/schema.js";
+import { batchSizeOf, benchmarkMaxNewTokens, type ExperimentConfig, type StageName, type WorkerConfig } from "../config/schema.js";
 import { workerSchedule, type WorkerSpan } from "../pipeline/schedule.js";
 import { devicesOf } from "../workers/requirements.js";
 import type { ModelSize } from "./model-sizes.js";
@@ -78,7 +78,9 @@ export function workerMemoryGb(config: ExperimentConfig, worker: string, size: M
     return weights + states + activations + 2;
   }
   let gb = weights * 1.1 + 1;
-  const newTokens = w.kind === "responder" ? config.stages.responses?.decoding.max_new_tokens : w.kind === "evaluator" ? config.stages.evaluate?.max_new_tokens : undefined;
+  const ev = config.stages.evaluate;
+  // An evaluator answers with the most tokens any of its benchmarks allows.
+  const newTokens = w.kind === "responder" ? config.stages.responses?.decoding.max_new_tokens : w.kind === "evaluator" && ev ? Math.max(...ev.benchmarks.map((b) => benchmarkMaxNewTokens(b, ev.max_new_tokens))) : undefined;
   if (size.lm && newTokens !== undefined) {
     const tokens = (size.imageTokens ?? 0) + 64 + newTokens;
     gb += (batchSizeOf(w) * tokens * size.lm.layers * 2 * size.lm.kvHeads * size.lm.headDim * 2) / GB;

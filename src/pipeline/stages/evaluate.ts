@@ -255,7 +255,8 @@ async function judgeMmhal(ctx: StageContext, s: BenchmarkSplit, variant: string,
     return { id, image: blobRef(image), instruction: judgePrompt(row, texts[i]!), seed: derivedSeed(loaded.config.seed, id), decoding: { maxNewTokens: s.judgeMaxNewTokens, ...DECODING } };
   });
   const replies = new Map<string, string>();
-  await runCachedBatches<typeof items, { id: string; text: string }>(
+  const failed = new Map<string, string>();
+  await runCachedBatches<typeof items, { id: string; text: string; error?: string }>(
     ctx,
     {
       stage: "evaluate",
@@ -269,22 +270,25 @@ async function judgeMmhal(ctx: StageContext, s: BenchmarkSplit, variant: string,
         for await (const msg of replica.client.stream(ResponderServiceClient, "Respond", (c, deadline) => c.respond({ items: chunk, maxBatchSize: chunk.length }, { deadline }), options)) {
           if (msg.event?.$case !== "response") continue;
           const r = msg.event.value;
-          if (r.error) throw new StageFailedError(`judge ${judge.name} on ${r.id}: ${r.error.code}: ${r.error.message}`);
-          yield { id: r.id, result: { id: r.id, text: r.text } };
+          yield { id: r.id, result: { id: r.id, text: r.text, ...(r.error ? { error: `${r.error.code}: ${r.error.message}` } : {}) } };
         }
       },
       onResult: (r) => {
-        replies.set(r.id, r.text);
+        if (r.error) failed.set(r.id, r.error);
+        else replies.set(r.id, r.text);
       },
     },
     signal,
   );
+  // A reply the judge could not give has no rating: 0, as MMHal's script rates a reply without one; counted apart.
   const ratings = items.map((it) => parseRating(replies.get(it.id) ?? ""));
   runDir.writeAtomic(
     join(runDir.path, "eval", `${s.benchmark}-${variant}.judge.jsonl`),
-    items.map((it, i) => `${JSON.stringify({ question_id: String(i), judge: judge.name, reply: replies.get(it.id) ?? "", rating: ratings[i] })}\n`).join(""),
+    items.map((it, i) => `${JSON.stringify({ question_id: String(i), judge: judge.name, reply: replies.get(it.id) ?? "", rating: ratings[i], ...(failed.has(it.id) ? { error: failed.get(it.id) } : {}) })}\n`).join(""),
   );
-  return mmhalMetrics(rows, ratings);
+  const first = [...failed][0];
+  if (first) ctx.bus.emit({ type: "warning", message: `judge ${judge.name} failed on ${failed.size} of ${items.length} ${s.benchmark} answers of ${variant} (rated 0, counted as judge_errors); first, ${first[0]}: ${first[1]}` });
+  return { ...mmhalMetrics(rows, ratings), judge_errors: failed.size };
 }
 
 function section() {
