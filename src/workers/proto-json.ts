@@ -37,8 +37,15 @@ interface EnumDesc {
   value: { name: string; number: number }[];
 }
 
-/** A problem with a request, naming the field path: a usage error to the CLI. */
-export class RequestError extends Error {}
+/** A problem with the method named or with the request (naming the field path): a usage error to the CLI. */
+export class RequestError extends Error {
+  constructor(
+    message: string,
+    readonly part: "method" | "request" = "request",
+  ) {
+    super(message);
+  }
+}
 
 export interface RpcMethod {
   /** Fully qualified: pdsdpo.v1.WorkerService. */
@@ -60,12 +67,12 @@ function services(pd: PackageDefinition): string[] {
 export function findMethod(pd: PackageDefinition, name: string): RpcMethod {
   const m = /^(.+)[./]([A-Za-z_][A-Za-z0-9_]*)$/.exec(name.replace(/^\//, ""));
   const all = services(pd);
-  if (!m) throw new RequestError(`'${name}' is no Service.Method (services: ${all.map((s) => s.split(".").pop()).join(", ")})`);
+  if (!m) throw new RequestError(`'${name}' is no Service.Method (services: ${all.map((s) => s.split(".").pop()).join(", ")})`, "method");
   const [, svc, method] = m;
   const service = all.find((s) => s === svc || s.endsWith(`.${svc}`));
-  if (!service) throw new RequestError(`unknown service '${svc}' (services: ${all.map((s) => s.split(".").pop()).join(", ")})`);
+  if (!service) throw new RequestError(`unknown service '${svc}' (services: ${all.map((s) => s.split(".").pop()).join(", ")})`, "method");
   const def = (pd[service] as Record<string, MethodDefinition<object, object>>)[method!];
-  if (!def) throw new RequestError(`unknown method '${method}' of ${service} (methods: ${Object.keys(pd[service]!).join(", ")})`);
+  if (!def) throw new RequestError(`unknown method '${method}' of ${service} (methods: ${Object.keys(pd[service]!).join(", ")})`, "method");
   const pkg = service.slice(0, service.lastIndexOf("."));
   const typeName = (t: MessageTypeDefinition<object, object>) => `${pkg}.${(t.type as unknown as MessageDesc).name}`;
   return { service, method: method!, path: def.path, responseStream: def.responseStream, requestStream: def.requestStream, requestType: typeName(def.requestType), responseType: typeName(def.responseType) };

@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
+import { diffRuns, diffText, fmtNumber } from "../../src/manifest/summary.js";
 import { tempDir } from "../helpers.js";
 import type { Manifest } from "../../src/manifest/types.js";
 import { Fleet, runIn, STAGE, workers, writeExperiment } from "../support/fleet.js";
@@ -94,6 +95,23 @@ describe("runs, show and diff", { timeout: 30_000 }, () => {
 
     const same = await cli(["diff", "ra", "ra", "--store", store]);
     expect(same.stdout).toBe("ra and ra: no differences in config, workers, stages, hashes or metrics\n");
+  });
+
+  it("diff: a worker whose model or environment changed is named by its fingerprint's field; kept images are counted", () => {
+    const a = manifests.ra!;
+    const b = structuredClone(a);
+    const fp = b.workers.sd!.fingerprint as unknown as { model: { weightsSha256: string }; environment: string };
+    fp.model.weightsSha256 = "f".repeat(64);
+    fp.environment = `image:sha256:${"e".repeat(64)}`;
+    b.outputs.kept_images![0]!.sha256 = "0".repeat(64);
+    const diffs = diffRuns(a, b);
+    expect(diffs.map((d) => `${d.section} ${d.key}`)).toEqual(["workers sd.model.weightsSha256", "workers sd.environment", "hashes kept images"]);
+    const text = diffText("ra", "ra-edited", diffs);
+    expect(text).toContain(`  sd.model.weightsSha256: ${(a.workers.sd!.fingerprint as unknown as { model: { weightsSha256: string } }).model.weightsSha256.slice(0, 12)} -> ffffffffffff\n`);
+    expect(text).toContain(`  sd.environment: python:`);
+    expect(text).toContain(`-> image:sha256:eeeeeeeeeeee\n`);
+    expect(text).toContain(`  kept images: 1 of ${a.outputs.kept_images!.length} differ (${a.outputs.kept_images![0]!.path})\n`);
+    expect([fmtNumber(0.65384), fmtNumber(2158), fmtNumber(-3.7842e-4), fmtNumber(1e7 + 0.5)]).toEqual(["0.6538", "2158", "-3.784e-4", "1.000e+7"]);
   });
 
   it("bad input: an unknown run, a store that is not one, a corrupt or foreign manifest: one line, exit 2", async () => {

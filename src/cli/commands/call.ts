@@ -29,12 +29,12 @@ function prepare(method: string, request: string): { rpc: RpcMethod; bytes: Buff
   }
   try {
     const rpc = findMethod(pd, method);
-    if (rpc.requestStream) throw new RequestError(`${rpc.service}.${rpc.method} takes a stream of requests; call sends one request`);
+    if (rpc.requestStream) throw new RequestError(`${rpc.service}.${rpc.method} takes a stream of requests; call sends one request`, "method");
     const bytes = encodeJson(pd, rpc.requestType, json);
     const items = Array.isArray((json as { items?: unknown }).items) ? (json as { items: unknown[] }).items.length : 1;
     return { rpc, bytes, items: Math.max(1, items), pd };
   } catch (e) {
-    if (e instanceof RequestError) throw new UsageError(e.message.startsWith("unknown ") || e.message.includes("Service.Method") ? e.message : `--json: ${e.message}`);
+    if (e instanceof RequestError) throw new UsageError(e.part === "method" ? e.message : `--json: ${e.message}`);
     throw e;
   }
 }
