@@ -58,7 +58,8 @@ export function detailTable(results: EvalEntry[], benchmark: string): Table {
   const rows: string[][] = [];
   for (const split of [...new Set(mine.map((r) => r.split))]) {
     const of = (v: string | undefined) => mine.find((r) => r.split === split && r.model === v)?.metrics;
-    const metrics = [...new Set(mine.filter((r) => r.split === split).flatMap((r) => Object.keys(r.metrics)))];
+    // By name: a worker's metrics come as a map, in no fixed order.
+    const metrics = [...new Set(mine.filter((r) => r.split === split).flatMap((r) => Object.keys(r.metrics)))].sort();
     for (const m of metrics) {
       const base = of(first)?.[m];
       const deltas = others.map((v) => {

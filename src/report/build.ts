@@ -10,6 +10,7 @@ import {
 } from "./diagnostics.js";
 import type { RunRecords } from "./records.js";
 import { sweepTable } from "./sweep.js";
+import { benchmarksOf, detailTable, paperTable } from "../eval/summary.js";
 
 export function buildDiagnostics(r: RunRecords) {
   const stages = Object.fromEntries(Object.entries(r.manifest.stages).map(([k, v]) => [k, { status: v.status, counts: v.counts ?? {}, seconds: v.seconds }]));
@@ -47,7 +48,7 @@ export function buildDiagnostics(r: RunRecords) {
         }
       : null,
     train: r.trainSteps ? { curves: trainingCurves(r.trainSteps) } : null,
-    evaluate: r.eval ? { results: r.eval } : null,
+    evaluate: r.eval ? { results: r.eval, paper: paperTable(r.eval), benchmarks: benchmarksOf(r.eval).map((b) => ({ ...b, detail: detailTable(r.eval!, b.name) })), overlap: r.manifest.stages.evaluate?.overlap ?? null } : null,
     sweep: r.manifest.sweep ? sweepTable(r.manifest.sweep) : null,
   };
 }

@@ -3,6 +3,7 @@ import { HARD_NEGATIVE_CLASSES } from "./diagnostics.js";
 import type { Diagnostics } from "./build.js";
 import { barChart, esc, heatmapChart, histogramChart, lineChart } from "./svg.js";
 import { sweepHtml } from "./sweep.js";
+import { SMOKE_NOTE } from "../eval/summary.js";
 
 export interface GalleryItem {
   id: string;
@@ -66,10 +67,24 @@ export function renderReport(d: Diagnostics, gallery: GalleryItem[]): string {
   parts.push("<h2>Evaluation</h2>");
   if (!d.evaluate) parts.push(notRun("evaluate stage"));
   else {
-    const rows = d.evaluate.results
-      .map((e) => `<tr><td>${esc(e.benchmark)}</td><td>${esc(e.split)}</td><td>${esc(e.model)}</td>${["accuracy", "precision", "recall", "f1", "yes_ratio", "unparseable"].map((k) => `<td>${e.metrics[k] === undefined ? "" : e.metrics[k]!.toFixed(4)}</td>`).join("")}</tr>`)
-      .join("");
-    parts.push(`<table class="eval"><tr><th>benchmark</th><th>split</th><th>model</th><th>accuracy</th><th>precision</th><th>recall</th><th>F1</th><th>yes ratio</th><th>unparseable</th></tr>${rows}</table>`);
+    const e = d.evaluate;
+    const table = (cls: string, t: { head: string[]; rows: string[][] }) =>
+      `<table class="${cls}"><tr>${t.head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr>${t.rows.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join("")}</tr>`).join("")}</table>`;
+    parts.push(`<p>Model variants side by side in the paper's layout (empty: the benchmark was not run).</p>${table("eval-paper", e.paper)}`);
+    const o = e.overlap;
+    if (o) {
+      parts.push(
+        o.overlaps.length === 0
+          ? `<p class="overlap">Overlap check: none of ${o.benchmark_images} benchmark images matches any of ${o.training_images} training images (sha256, or dHash within ${o.dhash_max_distance} bits).</p>`
+          : `<p class="overlap flagged"><b>Overlap: ${o.overlaps.length} benchmark image(s) match training images; evaluated anyway (allow_overlap: true): these results partly measure memorisation.</b></p>` +
+              table("overlaps", { head: ["benchmark", "image", "training image", "match", "bits"], rows: o.overlaps.map((x) => [x.benchmark, x.image, x.training_image, x.match, String(x.distance)]) }),
+      );
+    }
+    for (const b of e.benchmarks) {
+      parts.push(`<h3>${esc(b.name)} <span class="type">(${esc(b.type)})</span></h3>`);
+      if (b.smoke) parts.push(`<p class="smoke">Smoke check: ${esc(SMOKE_NOTE)}.</p>`);
+      parts.push(table(`eval-detail${b.smoke ? " smoke" : ""}`, b.detail).replace("<table ", `<table data-benchmark="${esc(b.name)}" `));
+    }
   }
 
   if (d.sweep) parts.push(sweepHtml(d.sweep));
@@ -98,6 +113,7 @@ figure{display:inline-block;margin:8px 16px 8px 0;vertical-align:top}figcaption{
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:12px}
 .sample{border:1px solid #ddd;padding:8px;font-size:12px}.sample img{width:128px;height:128px;image-rendering:pixelated}
 .chosen{color:#1a5e2a}.rejected{color:#8a2a1a}
+.smoke,.flagged{color:#8a5a00}.type{font-weight:normal;color:#666}
 </style></head><body>
 ${parts.join("\n")}
 </body></html>

@@ -33,7 +33,7 @@ describe("run report in a browser", () => {
     const html = join(runDir, "report", "index.html");
     expect(readFileSync(html, "utf8")).not.toMatch(/<script|src="https?:|href="https?:/);
     const diagnostics = JSON.parse(readFileSync(join(runDir, "report", "diagnostics.json"), "utf8")) as Record<string, unknown>;
-    expect(Object.keys(diagnostics)).toEqual(["schema", "run_id", "status", "stages", "workers", "images", "responses", "train", "evaluate"]);
+    expect(Object.keys(diagnostics)).toEqual(["schema", "run_id", "status", "stages", "workers", "images", "responses", "train", "evaluate", "sweep"]);
 
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -52,6 +52,13 @@ describe("run report in a browser", () => {
       for (const [name, points] of charts) expect(points, `chart ${name}`).toBeGreaterThan(0);
       expect(await page.$$eval(".sample img", (imgs) => imgs.filter((i) => (i as HTMLImageElement).naturalWidth > 0).length)).toBeGreaterThan(0);
       expect(await page.locator(".not-run").count()).toBe(0);
+      // The evaluation in the paper's layout: a row per variant; the smoke-pope's detail labelled a smoke check; the overlap check's outcome.
+      const paper = await page.$$eval("table.eval-paper tr", (trs) => trs.map((tr) => Array.from(tr.querySelectorAll("th,td")).map((c) => c.textContent ?? "")));
+      expect(paper[0]).toEqual(["variant", "MMHal score", "MMHal hall.", "AMBER CHAIR", "AMBER Cover", "POPE acc", "POPE prec", "CHAIR_s", "CHAIR_i"]);
+      expect(paper.slice(1).map((r) => r[0])).toEqual(["base", "trained"]);
+      expect(await page.locator("table.eval-detail.smoke[data-benchmark=smoke-pope] td", { hasText: "accuracy" }).count()).toBe(1);
+      expect(await page.locator("p.smoke").textContent()).toContain("Smoke check");
+      expect(await page.locator("p.overlap").textContent()).toMatch(/^Overlap check: none of \d+ benchmark images matches any of \d+ training images/);
       // Each worker's lifetime: a row with its start, ready and stop times (seconds from the run's start).
       const rows = await page.$$eval("table.workers tr", (trs) => trs.slice(1).map((tr) => Array.from(tr.querySelectorAll("td")).map((td) => td.textContent ?? "")));
       expect(rows.map((r) => r[0])).toEqual(expect.arrayContaining(["sd", "pick", "a", "b", "rm", "dpo", "pope"]));
