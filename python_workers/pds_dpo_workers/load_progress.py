@@ -1,10 +1,12 @@
 """What a worker is doing while it loads, told as it happens.
 
 The load (server._load_and_describe) runs under `reporting(sink)`; its steps call `step(...)`:
-building a tiny model, hashing the weight files, loading the model, and transformers' own
-progress bars ("Loading weights" N of M, through its public tqdm hook). The server's sink
-writes each as one "loading" line of its stdout protocol, which the orchestrator shows with
-the time since the start. Outside a load (tests, the training ranks) a step goes nowhere.
+building a tiny model, hashing the model files, loading the model, and the libraries' own
+progress bars (transformers' "Loading weights" N of M, through its public tqdm hook; diffusers'
+"Loading pipeline components" where a loader asks for them with diffusers_bars). The server's
+sink writes each as one "loading" line of its stdout protocol, which the orchestrator shows
+with the time since the start; the trainer's sink, Progress messages of its Train call.
+Outside `reporting` a step goes nowhere.
 """
 
 from __future__ import annotations
@@ -82,6 +84,29 @@ def _bar_hook(factory, args, kwargs):
     if not desc or not total:
         return bar
     return _RelayedBar(bar, desc[0].lower() + desc[1:], int(total))
+
+
+@contextmanager
+def diffusers_bars() -> Iterator[None]:
+    """diffusers' own progress bars (pipeline components, checkpoint shards) as load steps in
+    the block. diffusers has no hook like transformers': its logging module's tqdm, which its
+    loaders look up at each call, is wrapped for the block."""
+    from diffusers.utils import logging as diffusers_logging
+
+    original = diffusers_logging.tqdm
+
+    class Relayed:
+        def __call__(self, *args, **kwargs):
+            return _bar_hook(original, args, kwargs)
+
+        def __getattr__(self, name):
+            return getattr(original, name)
+
+    diffusers_logging.tqdm = Relayed()
+    try:
+        yield
+    finally:
+        diffusers_logging.tqdm = original
 
 
 @contextmanager

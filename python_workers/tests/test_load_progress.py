@@ -42,3 +42,17 @@ def test_transformers_progress_bars_are_load_steps():
     assert ("loading weights", 3, 3) in told
     # The hook is transformers' again once the load is over.
     assert hf_logging._tqdm_hook is None
+
+
+def test_diffusers_progress_bars_are_load_steps_where_a_loader_asks():
+    from diffusers.utils import logging as diffusers_logging
+
+    original = diffusers_logging.tqdm
+    told = []
+    with reporting(lambda *s: told.append(s)):
+        list(diffusers_logging.tqdm({"unet": 1, "vae": 2}.items(), desc="Loading pipeline components..."))
+        with load_progress.diffusers_bars():
+            list(diffusers_logging.tqdm({"unet": 1, "vae": 2}.items(), desc="Loading pipeline components..."))
+    assert told == [("loading pipeline components", 0, 2), ("loading pipeline components", 2, 2)]
+    assert diffusers_logging.tqdm is original
+

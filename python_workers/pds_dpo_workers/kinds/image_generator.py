@@ -38,6 +38,7 @@ from itertools import groupby
 
 from pds_dpo_workers.errors import ModelLoadError
 from pds_dpo_workers.kinds.base import Kind, WorkerContext, batches, item_error
+from pds_dpo_workers.load_progress import diffusers_bars
 from pds_dpo_workers.models.spec import resolve, torch_dtype
 from pds_dpo_workers.proto import common_pb2, image_generator_pb2 as pb
 from pds_dpo_workers.store import write_blob
@@ -132,7 +133,8 @@ class DiffusionPipelineGenerator:
 
         resolved = resolve(ctx.spec, ctx.cache_root)
         try:
-            pipe = DiffusionPipeline.from_pretrained(resolved.directory, local_files_only=True, torch_dtype=torch_dtype(ctx.spec, ctx.device))
+            with diffusers_bars():
+                pipe = DiffusionPipeline.from_pretrained(resolved.directory, local_files_only=True, torch_dtype=torch_dtype(ctx.spec, ctx.device))
         except Exception as e:  # noqa: BLE001
             raise ModelLoadError(f"cannot load a DiffusionPipeline from {resolved.directory}: {e}") from None
         pipe.set_progress_bar_config(disable=True)
