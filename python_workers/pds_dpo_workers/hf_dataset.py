@@ -129,7 +129,10 @@ def image_bytes(run_dir: Path, rel: str, where: str) -> dict:
     """The Image feature's value for one image of the run: its bytes (checked to decode) and its name."""
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(rel) if os.path.isabs(rel) else run_dir / rel
+    from pds_dpo_workers.kinds.dpo_trainer import image_path
+
+    # As the trainer reads it: relative to the run directory, where pairs.jsonl's paths are.
+    path = Path(image_path(rel, str(run_dir)))
     try:
         data = path.read_bytes()
         with Image.open(io.BytesIO(data)) as im:
