@@ -95,10 +95,11 @@ export function headlineMetrics(metrics: Record<string, number>): [string, numbe
   return Object.entries(metrics).filter(([k]) => /^train\.(.+\.)?(loss|rewards\/accuracies)$/.test(k) || (!k.startsWith("train.") && !/\.base\./.test(k) && /\.(accuracy|f1)$/.test(k)));
 }
 
-/** One line of `orchestrate runs`. */
-export function runLine(s: RunSummary): string {
-  const metrics = headlineMetrics(s.metrics).map(([k, v]) => `${k}=${fmtNumber(v)}`).join(" ");
-  return [s.id, s.status, s.started ?? "-", fmtDuration(s.duration_s), s.stages_done.join(",") || "-", `pairs=${s.pairs ?? "-"}`, metrics].filter(Boolean).join("  ");
+/** The lines of `orchestrate runs`: one per run, its columns aligned, the metrics last. */
+export function runLines(runs: RunSummary[]): string[] {
+  const rows = runs.map((s) => [s.id, s.status, s.started ?? "-", fmtDuration(s.duration_s), s.stages_done.join(",") || "-", `pairs=${s.pairs ?? "-"}`, headlineMetrics(s.metrics).map(([k, v]) => `${k}=${fmtNumber(v)}`).join(" ")]);
+  const widths = rows.reduce((w, r) => r.map((c, i) => Math.max(w[i] ?? 0, c.length)), [] as number[]);
+  return rows.map((r) => r.map((c, i) => (i < r.length - 1 ? c.padEnd(widths[i]!) : c)).join("  ").trimEnd());
 }
 
 // ---- diff ------------------------------------------------------------------------------

@@ -41,10 +41,12 @@ describe("runs, show and diff", { timeout: 30_000 }, () => {
     const text = await cli(["runs", "--store", store]);
     expect(text.code, text.stderr).toBe(0);
     const lines = text.stdout.trim().split("\n");
-    expect(lines.map((l) => l.split("  ")[0])).toEqual(["ra", "rb", "rc"]);
+    expect(lines.map((l) => l.split(" ")[0])).toEqual(["ra", "rb", "rc"]);
+    // Aligned columns: each run's start at the same place.
+    expect(new Set(lines.map((l, i) => l.indexOf(Object.values(manifests)[i]!.started_at))).size).toBe(1);
     const loss = manifests.ra!.stages.train!.final_metrics!.loss!;
-    expect(lines[0]).toMatch(new RegExp(`^ra  succeeded  ${manifests.ra!.started_at}  [\\d.]+s  images,responses,train  pairs=${manifests.ra!.outputs.dataset!.pairs}  .*train\\.loss=`));
-    expect(lines[2]).toMatch(/^rc  succeeded  \S+  [\d.]+s  images  pairs=-$/);
+    expect(lines[0]).toMatch(new RegExp(`^ra  succeeded  ${manifests.ra!.started_at}  [\\d.]+s +images,responses,train  pairs=${manifests.ra!.outputs.dataset!.pairs}  .*train\\.loss=`));
+    expect(lines[2]).toMatch(/^rc  succeeded  \S+  [\d.]+s +images +pairs=-$/);
 
     const json = await cli(["runs", "--store", store, "--json"]);
     const rows = json.stdout.trim().split("\n").map((l) => JSON.parse(l) as { id: string; stages_done: string[]; pairs: number | null; metrics: Record<string, number>; duration_s: number });

@@ -2,7 +2,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { UsageError } from "../../errors.js";
-import { diffRuns, diffText, runDetail, runLine, showText, summarize, type RunSummary } from "../../manifest/summary.js";
+import { diffRuns, diffText, runDetail, runLines, showText, summarize, type RunSummary } from "../../manifest/summary.js";
 import type { Manifest } from "../../manifest/types.js";
 import { RunDir } from "../../store/run-dir.js";
 import type { Output } from "../output.js";
@@ -59,7 +59,7 @@ export function runsCommand(o: { store: string; json: boolean }, out: Output): n
     }
   }
   summaries.sort((a, b) => (a.started ?? "").localeCompare(b.started ?? "") || a.id.localeCompare(b.id));
-  for (const s of summaries) out.stdout(o.json ? `${JSON.stringify(s)}\n` : `${runLine(s)}\n`);
+  for (const line of o.json ? summaries.map((s) => JSON.stringify(s)) : runLines(summaries)) out.stdout(`${line}\n`);
   if (!o.json && summaries.length === 0 && bad === 0) out.stderr(`no runs in ${resolve(o.store)}\n`);
   return bad > 0 ? 2 : 0;
 }
