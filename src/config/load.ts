@@ -196,7 +196,8 @@ export function completeExperiment(
     const file = resolvePath(baseDir, train.dataset);
     const read = readDataset(file, datasetFormatOf(train), train.image_root ? resolvePath(baseDir, train.image_root) : undefined);
     for (const problem of read.issues) fileIssues.push({ path: formatPath(datasetKey), message: `${read.file}: ${problem}`, line: at(datasetKey) });
-    if (read.issues.length === 0) available = { pairs: read.pairs.length, what: `pairs in ${read.file}` };
+    // A parquet file's rows are read at the run (deferred): its size is checked then.
+    if (read.issues.length === 0 && !read.deferred) available = { pairs: read.pairs.length, what: `pairs in ${read.file}` };
   }
   const sizesKey = ["sweep", "train.data_size"];
   const tooLarge = config.sweep && available ? sizeProblem(config.sweep, available.pairs, available.what) : null;

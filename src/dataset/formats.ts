@@ -168,6 +168,10 @@ type RowReader = (row: RowCheck, value: Record<string, unknown>) => PreferencePa
 
 function readWith(text: string, readRow: RowReader): ReadResult {
   const { rows, issues } = rowsOf(text);
+  return readRowsWith(rows, issues, readRow);
+}
+
+function readRowsWith(rows: Row[], issues: string[], readRow: RowReader): ReadResult {
   const out: ReadResult = { pairs: [], where: [], issues };
   const seen = new Map<string, string>();
   for (const { where, value } of rows) {
@@ -418,6 +422,11 @@ export function isDatasetFormat(s: string): s is DatasetFormat {
 /** Parse a dataset's text: the pairs of its good rows, and one issue a problem. */
 export function readPairs(format: DatasetFormat, text: string): ReadResult {
   return readWith(text, READERS[format]);
+}
+
+/** Rows already parsed (a parquet file's, named "row N"): the pairs of the good ones, and one issue a problem. */
+export function readPairRows(format: DatasetFormat, rows: { where: string; value: unknown }[]): ReadResult {
+  return readRowsWith(rows, [], READERS[format]);
 }
 
 /** Why some pairs cannot be written in a format (the llava format holds one image a pair). */

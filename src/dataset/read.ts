@@ -1,9 +1,11 @@
 // A preference dataset on disk (a train-only experiment's): its rows in their format, and
-// every image it names checked to be there. `validate` and the train stage read it alike.
+// every image it names checked to be there. `validate` and the train stage read it alike,
+// except a parquet file, which is read (asynchronously) by the train stage and convert.
 import { existsSync, readFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import type { TrainStageConfig } from "../config/schema.js";
-import { isDatasetFormat, readPairs, type DatasetFormat, type PreferencePair } from "./formats.js";
+import { isDatasetFormat, readPairRows, readPairs, type DatasetFormat, type PreferencePair, type ReadResult } from "./formats.js";
+import { isParquetFile, parquetRows } from "./parquet.js";
 
 /** The dataset's format: as configured, else by its file name (.jsonl: TRL pairs, .json: the PDS-DPO release format). */
 export function datasetFormatOf(stage: TrainStageConfig): DatasetFormat {
@@ -18,12 +20,28 @@ export interface ReadDataset {
   /** Each pair's images as absolute paths. */
   images: string[][];
   issues: string[];
+  /** A parquet file, whose rows only readDatasetAsync reads. */
+  deferred?: boolean;
 }
 
-/** Reads and checks a dataset: its rows, and that every image it names is a file (relative to the dataset's directory). */
+/** Reads and checks a dataset: its rows, and that every image it names is a file (relative to the dataset's directory). A parquet file is read by readDatasetAsync; here it is `deferred`. */
 export function readDataset(file: string, format: DatasetFormat, imageRoot = defaultImageRoot(file)): ReadDataset {
   if (!isDatasetFormat(format)) return { file, format, pairs: [], images: [], issues: [`unknown format ${format}`] };
-  const read = readPairs(format, readFileSync(file, "utf8"));
+  if (isParquetFile(file)) return { file, format, pairs: [], images: [], issues: format === "trl" ? [] : [`a parquet file: only dataset_format trl reads parquet`], deferred: true };
+  return checked(file, format, readPairs(format, readFileSync(file, "utf8")), imageRoot);
+}
+
+/** readDataset, and a parquet file's rows too (TRL preference data: prompt, chosen, rejected, images). */
+export async function readDatasetAsync(file: string, format: DatasetFormat, imageRoot = defaultImageRoot(file)): Promise<ReadDataset> {
+  const sync = readDataset(file, format, imageRoot);
+  if (!sync.deferred || sync.issues.length > 0) return sync;
+  const { rows, issues } = await parquetRows(file);
+  // A file that cannot be read is its one problem (not also "no pairs").
+  const read = rows.length === 0 && issues.length > 0 ? { pairs: [], where: [], issues: [] } : readPairRows(format, rows);
+  return checked(file, format, { ...read, issues: [...issues, ...read.issues] }, imageRoot);
+}
+
+function checked(file: string, format: DatasetFormat, read: ReadResult, imageRoot: string): ReadDataset {
   const issues = [...read.issues];
   const images = read.pairs.map((p, i) =>
     p.images.map((img) => {

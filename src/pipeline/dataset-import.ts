@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { extname, join } from "node:path";
 import { resolvePath, type LoadedConfig } from "../config/load.js";
 import { writePairs, type DatasetFormat } from "../dataset/formats.js";
-import { datasetFormatOf, readDataset } from "../dataset/read.js";
+import { datasetFormatOf, readDatasetAsync } from "../dataset/read.js";
 import type { ContentStore } from "../store/cas.js";
 import { sha256 } from "../store/cas.js";
 import type { RunDir } from "../store/run-dir.js";
@@ -22,9 +22,9 @@ export interface ImportedDataset {
 }
 
 /** Makes the dataset the run's own (see the module comment); throws on a problem `validate` would have named. */
-export function importDataset(loaded: LoadedConfig, runDir: RunDir, store: ContentStore): ImportedDataset {
+export async function importDataset(loaded: LoadedConfig, runDir: RunDir, store: ContentStore): Promise<ImportedDataset> {
   const stage = loaded.config.stages.train!;
-  const read = readDataset(resolvePath(loaded.baseDir, stage.dataset!), datasetFormatOf(stage), stage.image_root ? resolvePath(loaded.baseDir, stage.image_root) : undefined);
+  const read = await readDatasetAsync(resolvePath(loaded.baseDir, stage.dataset!), datasetFormatOf(stage), stage.image_root ? resolvePath(loaded.baseDir, stage.image_root) : undefined);
   if (read.issues.length > 0) throw new Error(`stages.train.dataset: ${read.file}: ${read.issues[0]}`);
   const placed = new Map<string, { path: string; sha256: string }>();
   const pairs = read.pairs.map((p, i) => ({

@@ -108,7 +108,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
     // A dataset of the user's own: made the run's, as the responses stage would have.
     let imported: ImportedDataset;
     try {
-      imported = importDataset(loaded, runDir, store);
+      imported = await importDataset(loaded, runDir, store);
     } catch (e) {
       throw new StageFailedError((e as Error).message);
     }

@@ -1,0 +1,67 @@
+// TRL preference data as a parquet file (as `datasets` and pyarrow write it): read row by row
+// into the same pairs as its JSON lines, bad rows named by their row number, images checked;
+// validate defers a parquet file's rows to the run (readDataset marks it deferred).
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { execa } from "execa";
+import { beforeAll, describe, expect, it } from "vitest";
+import { readDataset, readDatasetAsync } from "../../src/dataset/read.js";
+import { ROOT, tempDir } from "../helpers.js";
+import { encodePng } from "../support/png.js";
+
+/** Parquet files of these rows, written by pyarrow (the project's venv) as a trainer's pipeline would: one Python start for all. */
+async function writeParquet(files: Record<string, unknown[]>): Promise<void> {
+  const script = "import json, sys, pyarrow as pa, pyarrow.parquet as pq\nfor f, rows in json.load(sys.stdin).items(): pq.write_table(pa.Table.from_pylist(rows), f)";
+  await execa(join(ROOT, ".venv/bin/python"), ["-c", script], { input: JSON.stringify(files) });
+}
+
+const turn = (role: string, content: string) => [{ role, content }];
+const row = (id: string, extra: Record<string, unknown> = {}) => ({ id, images: [`images/${id}.png`], prompt: turn("user", `What is in ${id}?`), chosen: turn("assistant", `a cat in ${id}`), rejected: turn("assistant", "a dog"), ...extra });
+
+function datasetDir(ids: string[]): string {
+  const dir = tempDir("pdsdpo-parquet-");
+  mkdirSync(join(dir, "images"));
+  for (const id of ids) writeFileSync(join(dir, "images", `${id}.png`), encodePng(2, 2, new Uint8Array(12)));
+  return dir;
+}
+
+const dir = datasetDir(["p1", "p2"]);
+const rows = [row("p1"), row("p2")];
+
+describe("TRL preference data in a parquet file", { timeout: 60_000 }, () => {
+  beforeAll(async () => {
+    // TRL's conversational format, its standard one (plain strings), bad rows, another format's use.
+    await writeParquet({
+      [join(dir, "pairs.parquet")]: rows,
+      [join(dir, "standard.parquet")]: [row("p1", { prompt: "Plain?", chosen: "yes", rejected: "no" })],
+      [join(dir, "bad.parquet")]: [row("p1"), row("p3"), row("p4", { chosen: null }), row("p1")],
+    });
+  });
+
+  it("reads the same pairs as its JSON lines, images checked under the dataset's directory", async () => {
+    writeFileSync(join(dir, "pairs.jsonl"), rows.map((r) => `${JSON.stringify(r)}\n`).join(""));
+    const fromParquet = await readDatasetAsync(join(dir, "pairs.parquet"), "trl");
+    expect(fromParquet.issues).toEqual([]);
+    expect(fromParquet.pairs).toEqual(readDataset(join(dir, "pairs.jsonl"), "trl").pairs);
+    expect(fromParquet.pairs.map((p) => [p.id, p.question, p.chosen])).toEqual([["p1", "What is in p1?", "a cat in p1"], ["p2", "What is in p2?", "a cat in p2"]]);
+    expect(fromParquet.images).toEqual([[join(dir, "images/p1.png")], [join(dir, "images/p2.png")]]);
+    expect((await readDatasetAsync(join(dir, "standard.parquet"), "trl")).pairs).toEqual([{ id: "p1", images: ["images/p1.png"], question: "Plain?", chosen: "yes", rejected: "no" }]);
+    // validate cannot read parquet synchronously: it defers the rows to the run, with no problem yet.
+    expect(readDataset(join(dir, "pairs.parquet"), "trl")).toMatchObject({ deferred: true, issues: [], pairs: [] });
+  });
+
+  it("names each bad row by its number (from 1) and field, and a missing image", async () => {
+    const read = await readDatasetAsync(join(dir, "bad.parquet"), "trl");
+    expect(read.issues).toEqual([
+      expect.stringMatching(/^row 3: chosen: /),
+      'row 4: id: "p1" repeats row 1',
+      `row 2: image not found: ${join(dir, "images/p3.png")}`,
+    ]);
+  });
+
+  it("a file that says parquet but is not, and parquet for another format, are one problem each", async () => {
+    writeFileSync(join(dir, "broken.parquet"), "PAR1 but not really a parquet file");
+    expect((await readDatasetAsync(join(dir, "broken.parquet"), "trl")).issues).toEqual([expect.stringMatching(/^not a readable parquet file: /)]);
+    expect(readDataset(join(dir, "pairs.parquet"), "llava").issues).toEqual(["a parquet file: only dataset_format trl reads parquet"]);
+  });
+});
