@@ -7,7 +7,7 @@ import { meanSpread } from "../plan/sweep.js";
 import { bandChart, esc } from "./svg.js";
 
 /** Raw counts, not rates: left out of the table and the plots. */
-const COUNTS = new Set(["questions", "unparseable"]);
+const COUNTS = new Set(["questions", "unparseable", "empty_answers"]);
 
 export interface SweepColumn {
   benchmark: string;
@@ -35,18 +35,26 @@ export interface SweepTable {
   rows: SweepRow[];
 }
 
-/** The table: the base first, then each size ascending; a column per benchmark split and metric, in first-seen order. */
+/** POPE's metrics lead, in the paper's order; others follow by name (a metrics map has no order of its own). */
+const LEADING = ["accuracy", "precision", "recall", "f1", "yes_ratio"];
+const metricOrder = (a: string, b: string) => {
+  const [i, j] = [LEADING.indexOf(a), LEADING.indexOf(b)].map((k) => (k < 0 ? LEADING.length : k)) as [number, number];
+  return i !== j ? i - j : a < b ? -1 : a > b ? 1 : 0;
+};
+
+/** The table: the base first, then each size ascending; a column per benchmark split (first-seen order) and metric. */
 export function sweepTable(sweep: SweepSection): SweepTable {
-  const columns: SweepColumn[] = [];
-  const seen = new Set<string>();
+  const metrics = new Map<string, Set<string>>();
   for (const m of [...sweep.base, ...sweep.points.flatMap((p) => p.metrics)]) {
-    for (const metric of Object.keys(m.metrics)) {
-      const key = `${m.benchmark}\0${m.split}\0${metric}`;
-      if (COUNTS.has(metric) || seen.has(key)) continue;
-      seen.add(key);
-      columns.push({ benchmark: m.benchmark, split: m.split, metric });
-    }
+    const key = `${m.benchmark}\0${m.split}`;
+    const set = metrics.get(key) ?? new Set<string>();
+    for (const metric of Object.keys(m.metrics)) if (!COUNTS.has(metric)) set.add(metric);
+    metrics.set(key, set);
   }
+  const columns: SweepColumn[] = [...metrics].flatMap(([key, set]) => {
+    const [benchmark, split] = key.split("\0") as [string, string];
+    return [...set].sort(metricOrder).map((metric) => ({ benchmark, split, metric }));
+  });
   const valueOf = (metrics: SweepSection["base"], c: SweepColumn) => metrics.find((m) => m.benchmark === c.benchmark && m.split === c.split)?.metrics[c.metric];
   const cellOf = (runs: SweepSection["base"][], c: SweepColumn): SweepCell => meanSpread(runs.map((r) => valueOf(r, c)).filter((v): v is number => typeof v === "number"));
   const rows: SweepRow[] = [{ label: "base", size: null, seeds: [], cells: columns.map((c) => cellOf([sweep.base], c)) }];

@@ -12,6 +12,7 @@ import { Journal, JOURNAL_FILE } from "../../store/journal.js";
 import { existsSync } from "node:fs";
 import { batchSizeOf, responseScorers } from "../../config/schema.js";
 import { planImages } from "../../plan/image-plan.js";
+import { sweepPoints } from "../../plan/sweep.js";
 import { stagesToRun, workersFor } from "../../pipeline/run.js";
 import { stageOf } from "../../pipeline/stages/index.js";
 import type { Output } from "../output.js";
@@ -75,6 +76,7 @@ export function planCommand(opts: { config: string; store: string; json: boolean
     workers,
     items: candidates.map((c) => ({ id: c.id, seed: c.seed, guidance_scale: c.guidanceScale })),
     memory: memoryPlanFor(loaded, stages),
+    ...(loaded.config.sweep ? { sweep: sweepPoints(loaded.config.sweep, loaded.config.seed) } : {}),
   };
   const refused = plan.memory.problems.length > 0 ? memoryError(plan.memory) : undefined;
   if (json) {
@@ -84,6 +86,8 @@ export function planCommand(opts: { config: string; store: string; json: boolean
   }
   out.stdout(`experiment ${plan.name} (config sha256 ${plan.config_sha256.slice(0, 12)}); store ${plan.store}, journal ${plan.journal}\n`);
   for (const [stage, c] of Object.entries(counts)) out.stdout(`stage ${stage}: ${Object.entries(c).map(([k, v]) => `${k}=${v}`).join(" ")}\n`);
+  // A sweep: upstream stages once, then one training and one evaluated variant a point.
+  if (plan.sweep) out.stdout(`sweep: ${plan.sweep.length} points, each trained and evaluated as its own variant (the base once): ${plan.sweep.map((p) => `${p.name} (${p.size} pairs, seed ${p.seed})`).join(", ")}\n`);
   for (const w of workers) out.stdout(`worker ${w.name}: ${w.kind}, model ${JSON.stringify(w.model)}\n`);
   for (const c of plan.items.slice(0, 8)) out.stdout(`  ${c.id} seed=${c.seed}\n`);
   if (plan.items.length > 8) out.stdout(`  ... ${plan.items.length - 8} more\n`);
