@@ -1,18 +1,20 @@
 // `npm run bench`: every benchmark in turn, each writing bench/results/<name>.json and
 // printing its table. Benchmarks, not tests: they time, they do not assert; the JSON
 // records each target and whether it was met.
-//   npm run bench [-- --quick] [-- --only overhead,throughput,transfer,memory,gpu,gpu-twin] [-- --repeat N]
+//   npm run bench [-- --quick] [-- --only overhead,throughput,transfer,memory,startup,decode,gpu,gpu-twin] [-- --repeat N]
 import { execa } from "execa";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { log, RESULTS, ROOT } from "./lib.mjs";
+import { decodeBench } from "./decode.mjs";
 import { memoryBench } from "./memory.mjs";
 import { overheadBench } from "./overhead.mjs";
+import { startupBench } from "./startup.mjs";
 import { throughputBench } from "./throughput.mjs";
 import { transferBench } from "./transfer.mjs";
 
-const ALL = ["throughput", "transfer", "memory", "overhead", "gpu", "gpu-twin"];
+const ALL = ["throughput", "transfer", "memory", "overhead", "startup", "decode", "gpu", "gpu-twin"];
 const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, only: { type: "string" }, repeat: { type: "string" } } });
 const only = values.only ? values.only.split(",") : ALL;
 const unknown = only.filter((n) => !ALL.includes(n));
@@ -37,6 +39,8 @@ const runners = {
   transfer: () => transferBench({ quick }),
   memory: () => memoryBench({ quick }),
   overhead: () => overheadBench({ quick, repeat }),
+  startup: () => startupBench({ quick }),
+  decode: () => decodeBench({ quick }),
   // The GPU script's reduced CPU mode, so it is known to work where there is no GPU.
   "gpu-twin": async () => {
     const r = await execa("node", [join(ROOT, "bench/gpu/paper-twin.mjs"), "--cpu", RESULTS], { reject: false, stdout: "inherit", stderr: "inherit" });

@@ -1,0 +1,125 @@
+// Decode speed in a worker against in-process: the same greedy requests (same images,
+// instructions, batch and token budget) answered by a responder worker over gRPC (started by
+// the real local runtime, called by the orchestrator's client) and by the Responder kind's
+// own compute in one Python process (bench/decode.py direct). The model is a LLaVA-1.5 of
+// the tiny one's architecture scaled so that a token costs milliseconds on a CPU.
+// Target: worker_tokens_per_s >= 0.97 x direct_tokens_per_s.
+//   node bench/decode.mjs [--quick]
+import { execa } from "execa";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ContentStore, PYTHON, ROOT, WorkerSchema, log, refBlob, table, tempDir, writeResult } from "./lib.mjs";
+
+const { LocalRuntime } = await import(join(ROOT, "dist", "workers", "local-runtime.js"));
+const { WorkerClient } = await import(join(ROOT, "dist", "workers", "clients.js"));
+const { RespondRequest, ResponderServiceClient } = await import(join(ROOT, "dist", "gen", "pdsdpo", "v1", "responder.js"));
+
+const SCRIPT = join(ROOT, "bench", "decode.py");
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function python(args) {
+  const r = await execa(PYTHON, [SCRIPT, ...args], { env: { HF_HUB_OFFLINE: "1", PYTHONPATH: join(ROOT, "python_workers") }, reject: false });
+  if (r.exitCode !== 0) throw new Error(`bench/decode.py ${args[0]} exited ${r.exitCode}: ${r.stderr.split("\n").slice(-3).join(" | ")}`);
+  return r.stdout;
+}
+
+/** One PNG of random pixels (an unfiltered RGB PNG, as tests/support/png.ts writes). */
+async function pngs(n) {
+  const out = await execa(PYTHON, ["-c", `import io,sys,numpy as np; from PIL import Image
+for i in range(${n}):
+    b=io.BytesIO(); Image.fromarray(np.random.default_rng(i).integers(0,256,(48,48,3),dtype=np.uint8)).save(b,format="PNG"); sys.stdout.write(b.getvalue().hex()+"\\n")`]);
+  return out.stdout.trim().split("\n").map((h) => Buffer.from(h, "hex"));
+}
+
+export async function decodeBench({ quick = false } = {}) {
+  const batch = 4;
+  const maxNewTokens = quick ? 16 : 48;
+  const rounds = quick ? 1 : 3;
+  const n = quick ? 4 : 8;
+  const root = tempDir("pdsdpo-decode-");
+  const modelDir = join(root, "model");
+  log(`decode: building the scaled LLaVA in ${modelDir}`);
+  await python(["build", modelDir, "--hidden", "512", "--layers", "4"]);
+  const store = new ContentStore(root);
+  const images = (await pngs(n)).map((b) => store.put(b, "image/png"));
+  const decoding = { maxNewTokens, doSample: false, numSamples: 1 };
+  const items = images.map((ref, i) => ({ id: `q${i}`, image: refBlob(ref), instruction: `Describe picture ${i} in detail.`, seed: i, decoding }));
+  const request = RespondRequest.fromPartial({ items, maxBatchSize: batch });
+  // One torch thread (what the tiny configs give each worker) and torch's default (every core).
+  const cases = [];
+  for (const cpuThreads of [1, undefined]) {
+    // The same request for the in-process run, as proto JSON.
+    const work = join(root, `work-${cpuThreads ?? "default"}.json`);
+    writeFileSync(work, JSON.stringify({ model: { source: "MODEL_SOURCE_PATH", id: "decode-bench", path: modelDir }, store: root, cpu_threads: cpuThreads, requests: [RespondRequest.toJSON(request)] }));
+    const runtime = { type: "local", device: "cpu", ...(cpuThreads ? { cpu_threads: cpuThreads } : {}) };
+    const config = WorkerSchema.parse({ kind: "responder", model: { source: "path", path: modelDir }, runtime });
+    const handle = await new LocalRuntime().start({ name: "decode", replica: 0, config, baseDir: root, storeRoot: root, logPath: join(root, "decode.log") });
+    const client = new WorkerClient("decode", handle.address, handle.connection);
+    const worker = [];
+    const direct = [];
+    try {
+      const viaWorker = async () => {
+        let tokens = 0;
+        const t0 = performance.now();
+        const cpu0 = cpuOf(handle.pid);
+        for await (const msg of client.stream(ResponderServiceClient, "respond", (c, deadline) => c.respond(request, undefined, { deadline }), { deadlineMs: 600_000 })) {
+          if (msg.event?.$case === "response") {
+            const r = msg.event.value;
+            if (r.error) throw new Error(`decode: ${r.id}: ${r.error.message}`);
+            tokens += r.numTokens;
+          }
+        }
+        return { tokens, seconds: (performance.now() - t0) / 1000, cpu_seconds: cpuOf(handle.pid) - cpu0 };
+      };
+      // One untimed call first (allocator and caches warm; decode.py does the same), then alternating rounds.
+      await viaWorker();
+      for (let r = 0; r < rounds; r++) {
+        log(`decode: ${cpuThreads ?? "default"} thread(s), round ${r + 1}/${rounds}`);
+        worker.push(await viaWorker());
+        direct.push(JSON.parse(await python(["direct", work])));
+      }
+    } finally {
+      client.close();
+      await handle.stop();
+    }
+    const rate = (r) => r.tokens / r.seconds;
+    const perToken = (runs) => median(runs.map((r) => (1000 * r.cpu_seconds) / r.tokens));
+    const c = {
+      cpu_threads: cpuThreads ?? "default",
+      worker_tokens_per_s: median(worker.map(rate)),
+      direct_tokens_per_s: median(direct.map(rate)),
+      worker_cpu_ms_per_token: perToken(worker),
+      direct_cpu_ms_per_token: perToken(direct),
+      worker_runs: worker,
+      direct_runs: direct,
+    };
+    c.ratio = c.worker_tokens_per_s / c.direct_tokens_per_s;
+    cases.push(c);
+  }
+  const [one] = cases;
+  const worst = Math.min(...cases.map((c) => c.ratio));
+  const path = writeResult("decode", {
+    quick,
+    model: { hidden_size: 512, layers: 4, weights: "random, end-of-sequence suppressed" },
+    requests: { items: n, batch, max_new_tokens: maxNewTokens, greedy: true },
+    rounds,
+    // The headline: one torch thread; every case is in `cases`.
+    worker_tokens_per_s: one.worker_tokens_per_s,
+    direct_tokens_per_s: one.direct_tokens_per_s,
+    ratio: one.ratio,
+    cases,
+    load_average: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number),
+    targets: { ratio: { target: ">= 0.97 (every case)", value: worst, met: worst >= 0.97 } },
+  });
+  const rows = cases.map((c) => ({ threads: c.cpu_threads, "worker tok/s": c.worker_tokens_per_s, "in-process tok/s": c.direct_tokens_per_s, ratio: c.ratio, "worker cpu ms/tok": c.worker_cpu_ms_per_token, "in-process cpu ms/tok": c.direct_cpu_ms_per_token }));
+  console.log(`\nDecode in a worker against in-process (${path})\n${table(rows)}`);
+  return { cases };
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 1/100 s). */
+function cpuOf(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await decodeBench({ quick: process.argv.includes("--quick") });
