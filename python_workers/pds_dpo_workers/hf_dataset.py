@@ -264,9 +264,6 @@ licence before you publish or use this dataset.
 def export(run_dir: str | Path, out_dir: str | Path | None = None, license: str | None = None) -> dict:
     """Writes dataset/hf/ (or out_dir) for the run; returns what was written. Replaces an
     earlier export whole, and only once the new one is complete."""
-    import datasets
-
-    datasets.disable_progress_bars()
     run = Path(run_dir).resolve()
     out = Path(out_dir).resolve() if out_dir else run / "dataset" / "hf"
     rows = read_pairs(run)
@@ -284,6 +281,10 @@ def export(run_dir: str | Path, out_dir: str | Path | None = None, license: str 
     models = source_models(manifest, store_root)
     imported = ((manifest.get("stages") or {}).get("train") or {}).get("dataset") or {}
     name = (manifest.get("config", {}).get("resolved", {}) or {}).get("name") or run.name
+    # Imported once the run's files are known good: a bad one is named within a second.
+    import datasets
+
+    datasets.disable_progress_bars()
     ds = datasets.Dataset.from_list(rows, features=features())
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".hf-", dir=out.parent))
