@@ -53,7 +53,8 @@ describe("train and evaluate stages", { timeout: 30_000 }, () => {
       // The evaluate stage: base and trained on the smoke-pope built from the candidates the scorer did not keep.
       const evals = r.manifest.outputs.eval as { benchmark: string; benchmark_type: string; split: string; model: string; metrics: Record<string, number> }[];
       expect(evals.map((e) => `${e.benchmark}/${e.benchmark_type}/${e.split}/${e.model}`)).toEqual(["smoke-pope/smoke-pope/run/base", "smoke-pope/smoke-pope/run/trained"]);
-      const unkept = r.manifest.stages.images!.prompts.flatMap((p) => p.candidates.filter((c) => c.sha256 && c.sha256 !== p.kept?.sha256));
+      const prompts = (r.manifest.stages.images as unknown as { prompts: { kept: { sha256: string } | null; candidates: { sha256?: string }[] }[] }).prompts;
+      const unkept = prompts.flatMap((p) => p.candidates.filter((c) => c.sha256 && c.sha256 !== p.kept?.sha256));
       const smoke = readFileSync(join(r.runDir, "eval/smoke-pope.questions.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { image: string });
       expect(smoke).toHaveLength(2 * unkept.length);
       const trainedOn = new Set(r.manifest.outputs.kept_images.map((k) => k.sha256));

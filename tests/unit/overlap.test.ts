@@ -66,7 +66,7 @@ describe("overlap check", () => {
 
   it("a slightly altered copy (a few pixels changed, brightness shifted, re-encoded as JPEG) is caught by the perceptual hash", () => {
     const altered = picture(2);
-    for (let i = 0; i < 30; i++) altered[(i * 97) % altered.length] ^= 0x40;
+    for (let i = 0; i < 30; i++) altered[(i * 97) % altered.length] = altered[(i * 97) % altered.length]! ^ 0x40;
     for (let i = 0; i < altered.length; i++) altered[i] = Math.min(255, altered[i]! + 6);
     const r = findOverlaps([{ name: "amber", images: [{ path: "AMBER_7.jpg", fp: fingerprint(jpeg(altered)) }] }], training);
     expect(r.overlaps).toHaveLength(1);
