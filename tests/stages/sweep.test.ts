@@ -3,11 +3,13 @@
 // evaluated as its own variant beside the base (evaluated once); the manifest's sweep section
 // pins each point; a sweep whose trainer dies resumes at the unfinished point; a size the
 // pairs cannot give is refused.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { execa } from "execa";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { sha256 } from "../../src/store/cas.js";
 import { ROOT, tempDir } from "../helpers.js";
+import { encodePng } from "../support/png.js";
 import { Fleet, ofType, resumeIn, runIn, STAGE, TestRuntime, workers, writeExperiment } from "../support/fleet.js";
 
 const ALL = ["sd", "pick", "a", "b", "rm", "dpo", "pope"];
@@ -125,6 +127,33 @@ describe("data-size sweeps", { timeout: 30_000 }, () => {
     expect(resumed.manifest.stages.train!.cache).toMatchObject({ hits: 2, model_calls: 1 });
     const points = (resumed.manifest.stages.train as unknown as { points: Point[] }).points;
     expect(points.map((p) => [p.name, p.steps])).toEqual([["n1-s5", 2], ["n2-s5", 2], ["n3-s5", 2]]);
+  });
+
+  it("a sweep of a train-only experiment on TRL pairs in a parquet file: imported row by row, sizes checked at the train stage", async () => {
+    const dir = tempDir("pdsdpo-sweep-");
+    const store = join(dir, "store");
+    mkdirSync(join(dir, "images"));
+    const rows = ["q1", "q2", "q3"].map((id, i) => {
+      writeFileSync(join(dir, "images", `${id}.png`), encodePng(2, 2, new Uint8Array(12).fill(i * 40)));
+      return { id, images: [`images/${id}.png`], prompt: [{ role: "user", content: `What is ${id}?` }], chosen: [{ role: "assistant", content: "a cat" }], rejected: [{ role: "assistant", content: "a dog" }] };
+    });
+    const script = "import json, sys, pyarrow as pa, pyarrow.parquet as pq\npq.write_table(pa.Table.from_pylist(json.load(sys.stdin)), sys.argv[1])";
+    await execa(join(ROOT, ".venv/bin/python"), ["-c", script, join(dir, "mine.parquet")], { input: JSON.stringify(rows) });
+    const fleet = await Fleet.start(store, workers(["dpo"]));
+    try {
+      const config = (sizes: string, file: string) => writeExperiment(dir, { file, workers: `sweep: {train.data_size: ${sizes}}\n${fleet.yaml()}`, stages: STAGE.train({ dataset: "mine.parquet", optim: "{lr: 0.001, max_steps: 1, batch_size: 1}" }) });
+      const r = await runIn(config("[1, 3]", "ok.yaml"), store, { runId: "pq" });
+      expect(r.status, String(r.error)).toBe("succeeded");
+      const t = r.manifest.stages.train as unknown as { dataset: { pairs: number; source: { format: string } }; points: Point[] };
+      expect(t.dataset).toMatchObject({ pairs: 3, source: { format: "trl" } });
+      expect(t.points.map((p) => [p.name, p.subset.pairs])).toEqual([["n1-s11", 1], ["n3-s11", 3]]);
+      // validate cannot count a parquet file's rows: the train stage refuses the size, before any training.
+      const big = await runIn(config("[4]", "big.yaml"), store, { runId: "big" });
+      expect(String(big.error)).toBe("StageFailedError: sweep.train.data_size: size 4 exceeds the 3 pairs in dataset/pairs.jsonl available");
+      expect(fleet.worker("dpo").calls).toHaveLength(2);
+    } finally {
+      await fleet.stop();
+    }
   });
 
   it("refuses a size larger than the pairs: at validate when the prompts bound it, else at the train stage", async () => {
