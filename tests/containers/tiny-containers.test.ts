@@ -3,7 +3,7 @@
 // configs/tiny.yaml gives with local workers, item for item as replay compares runs; each
 // worker's image digest is in the manifest, and a replay whose image is another exits 2.
 import { createHash } from "node:crypto";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { firstDifference } from "../../src/manifest/compare.js";
@@ -16,17 +16,33 @@ const WORKERS: Record<string, string> = { sd: "image-generator", pick: "image-sc
 beforeAll(ensureImages, 40 * 60_000);
 
 const sha = (f: string) => createHash("sha256").update(readFileSync(f)).digest("hex");
-/** Every file of a run's dataset/ and train/adapter/, by its path in the run, with its hash. */
-function outputs(runDir: string): Record<string, string> {
-  const files = [...filesUnder(join(runDir, "dataset")), ...filesUnder(join(runDir, "train/adapter"))];
-  return Object.fromEntries(files.map((f) => [relative(runDir, f), sha(f)]));
+/**
+ * The dataset and the adapter's weights, by hash. (dataset/README.md names the experiment and run,
+ * and adapter_config.json the store's path of the base model: those differ by design.)
+ */
+const OUTPUTS = ["dataset/pairs.jsonl", "dataset/llava.json", "train/adapter/adapter_model.safetensors"];
+const outputs = (runDir: string) => Object.fromEntries(OUTPUTS.map((f) => [f, sha(join(runDir, f))]));
+
+/**
+ * A config of configs/ with its first PROMPTS prompts (stages.images.limit), beside a copy of its
+ * prompts: the whole pipeline, every worker, at a cost a test suite can pay (the full tiny run in
+ * containers takes over two minutes here).
+ */
+const PROMPTS = 4;
+function limited(config: string): string {
+  const dir = tempDir();
+  copyFileSync(join(ROOT, "configs/prompts/tiny.jsonl"), join(dir, "tiny.jsonl"));
+  const text = readFileSync(join(ROOT, "configs", config), "utf8").replace("    prompts: prompts/tiny.jsonl\n", `    prompts: tiny.jsonl\n    limit: ${PROMPTS}\n`);
+  expect(text).toContain(`limit: ${PROMPTS}`);
+  writeFileSync(join(dir, config), text);
+  return join(dir, config);
 }
 
 describe(`orchestrate run configs/tiny-containers.yaml (${ENGINE})`, () => {
   // Measured: about N s for the container run, N s for the local one, on 2 cores.
   it("the same dataset and adapter as the local runtime; each image's digest in the manifest; files the host owns; no container left; replay of another image exits 2", { timeout: 900_000 }, async () => {
     const store = tempDir("pdsdpo-ctr-");
-    const r = await cli(["run", join(ROOT, "configs/tiny-containers.yaml"), "--store", store, "--run-id", "c1"], { timeoutMs: 600_000, env: ENGINE_ENV });
+    const r = await cli(["run", limited("tiny-containers.yaml"), "--store", store, "--run-id", "c1"], { timeoutMs: 600_000, env: ENGINE_ENV });
     expect(r.exitCode, r.stderr.slice(-3000)).toBe(0);
     const runDir = join(store, "runs", "c1");
     const m = readJson<Manifest>(join(runDir, "manifest.json"));
@@ -42,12 +58,12 @@ describe(`orchestrate run configs/tiny-containers.yaml (${ENGINE})`, () => {
     expect(m.workers["llava-a"]!.runtime!.image_digest).not.toBe(m.workers["llava-b"]!.runtime!.image_digest);
 
     // What the containers wrote into the store belongs to the orchestrator's user.
-    for (const f of [...filesUnder(join(store, "blobs")).slice(0, 50), join(runDir, "train/adapter/adapter_model.safetensors")]) expect(statSync(f).uid, f).toBe(process.getuid!());
+    for (const f of [...filesUnder(join(store, "cas")).slice(0, 50), join(runDir, "train/adapter/adapter_model.safetensors")]) expect(statSync(f).uid, f).toBe(process.getuid!());
     expect(workerContainers().filter((n) => Object.keys(WORKERS).some((w) => n.startsWith(`pdsdpo-${w}-`)))).toEqual([]);
 
     // The same experiment on local workers: every stage item for item (replay's comparison), the dataset and adapter byte for byte.
     const localStore = tempDir("pdsdpo-loc-");
-    const l = await cli(["run", join(ROOT, "configs/tiny.yaml"), "--store", localStore, "--run-id", "l1"], { timeoutMs: 600_000 });
+    const l = await cli(["run", limited("tiny.yaml"), "--store", localStore, "--run-id", "l1"], { timeoutMs: 600_000 });
     expect(l.exitCode, l.stderr.slice(-3000)).toBe(0);
     const localDir = join(localStore, "runs", "l1");
     const lm = readJson<Manifest>(join(localDir, "manifest.json"));
