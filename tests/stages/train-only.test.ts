@@ -34,7 +34,8 @@ describe("train-only experiments", { timeout: 30_000 }, () => {
           writeExperiment(dir, {
             file: `${runId}.yaml`,
             workers: fleet.yaml(),
-            stages: [STAGE.train({ dataset: file }), STAGE.evaluate({ benchmarks: `[{name: pope, path: ${pope}}]` })].join("\n"),
+            // The benchmark asks about the training images themselves: evaluated only because allowed, and flagged.
+            stages: [STAGE.train({ dataset: file }), STAGE.evaluate({ benchmarks: `[{type: pope, name: pope, path: ${pope}}]`, allow_overlap: "true" })].join("\n"),
           }),
           store,
           { runId },
@@ -54,7 +55,21 @@ describe("train-only experiments", { timeout: 30_000 }, () => {
           expect(new Set(t.dataset.images.map((i) => i.sha256))).toEqual(new Set(madePairs.map((p) => sha256(readFileSync(join(made, p.images[0]!))))));
         expect(ofType(r.events, "train.step").length).toBeGreaterThan(0);
         expect((r.manifest.outputs.eval as { model: string }[] | undefined)?.map((e) => e.model)).toEqual(["base", "trained"]);
+        // Every benchmark image is a training image: each overlap recorded (same bytes), flagged in the summary.
+        const overlap = (r.manifest.stages.evaluate as unknown as { overlap: { allowed: boolean; overlaps: { benchmark: string; training_image: string; match: string }[] } }).overlap;
+        expect(overlap.allowed).toBe(true);
+        expect(overlap.overlaps).toHaveLength(madePairs.length);
+        for (const o of overlap.overlaps) expect(o).toMatchObject({ benchmark: "pope", match: "sha256", training_image: expect.stringMatching(/^dataset\/images\//) });
+        expect(readFileSync(join(r.runDir, "eval/summary.md"), "utf8")).toContain(`**Overlap: ${madePairs.length} benchmark images match training images; evaluated anyway (allow_overlap: true)`);
       }
+      // Without allow_overlap the evaluation is refused, naming the benchmark, the image and the training image.
+      const refused = await runIn(
+        writeExperiment(dir, { file: "refused.yaml", workers: fleet.yaml(), stages: [STAGE.train({ dataset: join(made, "dataset/pairs.jsonl") }), STAGE.evaluate({ benchmarks: `[{type: pope, name: pope, path: ${pope}}]` })].join("\n") }),
+        store,
+        { runId: "refused" },
+      );
+      expect(refused.status).toBe("failed");
+      expect(refused.manifest.error).toMatchObject({ code: "benchmark_overlap", message: expect.stringMatching(new RegExp(`^benchmark pope: image ${join(made, madePairs[0]!.images[0]!)} is training image dataset/images/[0-9a-f]{16}\\.png \\(same bytes\\) \\(and ${madePairs.length - 1} more overlaps, listed in eval/overlap\\.json\\); .*allow_overlap: true$`)) });
       // The two formats carry the same pairs: the same dataset for the trainer, so one training.
       const pairsOf = (r: typeof viaTrl) => readFileSync(join(r.runDir, "dataset/pairs.jsonl"), "utf8");
       expect(pairsOf(viaLlava)).toBe(pairsOf(viaTrl));
