@@ -63,5 +63,21 @@ describe("orchestrate run configs/paper-twin.yaml", () => {
     const targets = ([] as string[]).concat(adapter.target_modules).join(" ");
     for (const proj of ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]) expect(targets).toContain(proj);
     expect(targets).not.toMatch(/vision_tower|multi_modal_projector|lm_head/);
+
+    // All four fixture benchmarks on base and trained, with their papers' metrics, after the overlap check.
+    const evals = readJson<{ benchmark: string; benchmark_type: string; split: string; model: string; metrics: Record<string, number> }[]>(join(runDir, "eval/metrics.json"));
+    const of = (type: string) => evals.filter((e) => e.benchmark_type === type);
+    expect(of("pope").map((e) => `${e.split}/${e.model}`)).toEqual(["random/base", "random/trained", "popular/base", "popular/trained", "adversarial/base", "adversarial/trained"]);
+    for (const [type, keys] of Object.entries({ pope: ["accuracy", "precision", "recall", "f1", "yes_ratio"], "object-halbench": ["chair_s", "chair_i"], amber: ["chair", "cover", "hal", "cog", "accuracy"], mmhal: ["score", "hallucination_rate", "unparseable", "judge_errors"] })) {
+      expect(of(type).map((e) => e.model), type).toEqual(type === "pope" ? ["base", "trained", "base", "trained", "base", "trained"] : ["base", "trained"]);
+      for (const e of of(type)) for (const k of keys) expect(e.metrics[k], `${type} ${k}`).toEqual(expect.any(Number));
+    }
+    const overlap = readJson<{ benchmark_images: number; training_images: number; overlaps: unknown[]; allowed: boolean }>(join(runDir, "eval/overlap.json"));
+    expect(overlap).toMatchObject({ training_images: 3, overlaps: [], allowed: false });
+    expect(overlap.benchmark_images).toBeGreaterThan(0);
+    expect(readJson<{ stages: { evaluate: { overlap: unknown } } }>(join(runDir, "manifest.json")).stages.evaluate.overlap).toEqual(overlap);
+    // MMHal's answers exported in the file its GPT-4 scoring script reads.
+    const responses = readJson<{ question: string; model_answer: string }[]>(join(runDir, "eval/mmhal-trained.responses.json"));
+    expect(responses.length).toBe(of("mmhal")[0]!.metrics.questions);
   });
 });
