@@ -221,15 +221,18 @@ export interface WorkerSummary {
 }
 
 function workersOf(m: Manifest): WorkerSummary[] {
+  const configured = obj(obj(obj(m.config).resolved).workers);
   return Object.entries(obj(m.workers)).map(([name, w]) => {
     const fp = obj(obj(w).fingerprint);
     const info = obj(obj(w).info);
     const spec = obj(obj(info.model).spec);
     const model = obj(fp.model);
+    // A worker that never served has no Describe: its model as configured.
+    const asConfigured = obj(obj(configured[name]).model);
     return {
       name,
       kind: String(obj(w).kind ?? fp.kind ?? ""),
-      model: String(spec.id || spec.path || ""),
+      model: String(spec.id || spec.path || asConfigured.id || asConfigured.path || asConfigured.name || "-"),
       ...(str(model.resolvedRevision) || str(obj(info.model).resolvedRevision) ? { revision: str(model.resolvedRevision) ?? str(obj(info.model).resolvedRevision) } : {}),
       ...(str(model.weightsSha256) ? { weights: model.weightsSha256 as string } : {}),
       ...(str(fp.device) ? { device: fp.device as string } : {}),
