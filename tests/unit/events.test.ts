@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { EventBus } from "../../src/events/bus.js";
 import { jsonLinesReporter } from "../../src/events/reporters/json-lines.js";
 import { bar, loadingText, ttyReporter } from "../../src/events/reporters/tty.js";
@@ -81,6 +81,29 @@ describe("event reporters", () => {
         expect(out).toContain("\r\x1b[2Ktrain/loading the model …");
         expect(out.slice(out.lastIndexOf("\r"))).toBe("\r\x1b[2Ktrain/steps █████░░░░░░░░░░░ 1/3");
       } else expect(out).toBe("train/loading the model\ntrain/loading weights 4/4\n");
+    }
+  });
+
+  it("on a TTY, ticks a starting worker's elapsed time every second until it is ready, also before its first step", () => {
+    vi.useFakeTimers();
+    try {
+      let t = 0;
+      let out = "";
+      const bus = new EventBus();
+      bus.subscribe(ttyReporter({ write: (s) => (out += s), isTTY: true, now: () => t }));
+      bus.emit({ type: "worker.starting", worker: "sd", replica: 0, kind: "image-generator", logPath: "sd.log" });
+      t = 3000;
+      vi.advanceTimersByTime(3000);
+      expect(out.slice(out.lastIndexOf("\r"))).toBe("\r\x1b[2Kworker sd: starting (3.0s)");
+      bus.emit({ type: "worker.loading", worker: "sd", replica: 0, step: "loading weights", done: 1, total: 2, seconds: 3.5 });
+      t = 5000;
+      vi.advanceTimersByTime(1000);
+      expect(out.slice(out.lastIndexOf("\r"))).toBe("\r\x1b[2Kworker sd: loading weights ████████░░░░░░░░ 1/2 (5.5s)");
+      bus.emit({ type: "worker.ready", worker: "sd", replica: 0, kind: "image-generator", address: "a", pid: 1, info: {}, runtime: {}, fingerprint: null, seconds: 6 });
+      // Nothing left to tick: the timer is gone.
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
     }
   });
 });

@@ -8,7 +8,12 @@ export interface TtyOptions {
   width?: number;
   /** The line for a stage's own event (each stage says how it reads); null prints none. */
   stageLine?: (e: RunEvent) => string | null;
+  /** Milliseconds now (tests); a TTY redraws starting workers' elapsed time every second. */
+  now?: () => number;
 }
+
+/** How often a TTY redraws the elapsed time of starting workers. */
+export const TICK_MS = 1000;
 
 export function bar(done: number, total: number, width = 24): string {
   const frac = total > 0 ? Math.min(1, done / total) : 0;
@@ -26,8 +31,33 @@ export function loadingText(e: EventOf<"worker.loading">, withBar = false): stri
 
 export function ttyReporter(opts: TtyOptions): Listener {
   const progress = new Map<string, { done: number; total: number }>();
-  // Each starting worker's latest load step: redrawn on a TTY; otherwise a line per new step and at a counted step's end.
-  const loading = new Map<string, EventOf<"worker.loading">>();
+  // Each starting worker: since when, and its latest load step. On a TTY redrawn with the time
+  // ticking (also before its first step, while its process starts); otherwise a line per new
+  // step and at a counted step's end.
+  const loading = new Map<string, { since: number; step?: EventOf<"worker.loading"> }>();
+  const now = opts.now ?? Date.now;
+  let ticker: ReturnType<typeof setInterval> | undefined;
+  const tick = () => {
+    if (opts.isTTY && loading.size > 0 && !ticker) {
+      ticker = setInterval(() => {
+        clear();
+        redraw();
+      }, TICK_MS);
+      // Never what keeps the process alive.
+      ticker.unref?.();
+    } else if (loading.size === 0 && ticker) {
+      clearInterval(ticker);
+      ticker = undefined;
+    }
+  };
+  const done = (key: string) => {
+    loading.delete(key);
+    tick();
+  };
+  const loadingPart = (key: string, l: { since: number; step?: EventOf<"worker.loading"> }) => {
+    const seconds = (now() - l.since) / 1000;
+    return l.step ? loadingText({ ...l.step, seconds }, true) : `worker ${key}: starting (${seconds.toFixed(1)}s)`;
+  };
   let drawn = false;
   const clear = () => {
     if (opts.isTTY && drawn) opts.write("\r\x1b[2K");
@@ -41,7 +71,7 @@ export function ttyReporter(opts: TtyOptions): Listener {
   const redraw = () => {
     if (!opts.isTTY || progress.size + loading.size === 0) return;
     const parts = [...progress].map(([step, p]) => (p.total > 0 ? `${step} ${bar(p.done, p.total, 16)} ${p.done}/${p.total}` : `${step} …`));
-    parts.push(...[...loading.values()].map((e) => loadingText(e, true)));
+    parts.push(...[...loading].map(([key, l]) => loadingPart(key, l)));
     opts.write(`\r\x1b[2K${parts.join("  ")}`.slice(0, (opts.width ?? 160) + 8));
     drawn = true;
   };
@@ -50,11 +80,15 @@ export function ttyReporter(opts: TtyOptions): Listener {
       case "run.started":
         return line(`run ${e.runId} → ${e.runDir}`);
       case "worker.starting":
+        loading.set(workerLabel(e), { since: now() });
+        tick();
         return line(`worker ${e.worker}${e.replica ? `#${e.replica}` : ""} (${e.kind}) starting; log: ${e.logPath}`);
       case "worker.loading": {
         const key = workerLabel(e);
-        const before = loading.get(key);
-        loading.set(key, e);
+        const before = loading.get(key)?.step;
+        // The pool's clock is the worker's: the ticking time goes on from the event's.
+        loading.set(key, { since: now() - e.seconds * 1000, step: e });
+        tick();
         if (opts.isTTY) {
           clear();
           redraw();
@@ -62,10 +96,10 @@ export function ttyReporter(opts: TtyOptions): Listener {
         return;
       }
       case "worker.stopped":
-        loading.delete(workerLabel(e));
+        done(workerLabel(e));
         return;
       case "worker.ready":
-        loading.delete(workerLabel(e));
+        done(workerLabel(e));
         return line(`worker ${e.worker}${e.replica ? `#${e.replica}` : ""} ready at ${e.address} in ${e.seconds.toFixed(1)}s`);
       case "worker.requeued":
         return line(`warning: worker ${e.worker}#${e.replica} died; its batch of ${e.items} items is requeued and the replica restarted`);
@@ -90,6 +124,7 @@ export function ttyReporter(opts: TtyOptions): Listener {
       case "run.finished":
         progress.clear();
         loading.clear();
+        tick();
         return line(e.status === "succeeded" ? `run ${e.runId} succeeded in ${e.seconds.toFixed(1)}s` : `run ${e.runId} failed: ${e.error?.message ?? "unknown error"}`);
       default: {
         const text = opts.stageLine?.(e);
