@@ -8,6 +8,8 @@ import { BaseSequencer, type TestSpecification } from "vitest/node";
 // files fill the second slot meanwhile (the order from a fresh clone, before vitest has
 // timings of its own).
 const FIRST = [
+  // Two tiny runs, one in containers, one local (tests/containers): the longest.
+  "tests/containers/tiny-containers.test.ts",
   "tests/integration/crash-resume.test.ts",
   "tests/integration/failures.test.ts",
   "tests/integration/local-runtime.test.ts",

@@ -9,5 +9,14 @@ status=0
 .venv/bin/python -m pytest python_workers/tests --durations=12 || status=1
 # Sources and tests type-checked together (vitest itself only strips types).
 npx tsc -p tsconfig.test.json && echo "typecheck: sources and tests ok" || status=1
+# The worker images of the container tests (tests/containers), built or found up to date here,
+# once, before vitest: a first build takes minutes and would hold a test slot idle meanwhile.
+t0=$SECONDS
+mkdir -p test-results
+if CONTAINERS_CONF=tests/containers/containers.conf node scripts/build-images.mjs --engine podman --base debian --tag dev >/dev/null 2>test-results/images.log; then
+  echo "images: worker images ready ($((SECONDS - t0)) s; log: test-results/images.log)"
+else
+  tail -n 20 test-results/images.log; echo "images: building the worker images failed (log: test-results/images.log)"; status=1
+fi
 npx vitest run || status=1
 exit $status
