@@ -330,6 +330,8 @@ export const BENCHMARK_ROLES: Record<BenchmarkType, { required: string[]; option
 };
 /** Answers that are captions or free text need room; a yes/no answer takes the stage's max_new_tokens. */
 export const GENERATIVE_MAX_NEW_TOKENS = 512;
+/** An MMHal judge's reply: a short explanation, then "Rating: N". */
+export const JUDGE_MAX_NEW_TOKENS = 512;
 
 export const BenchmarkSchema = z
   .strictObject({
@@ -349,8 +351,8 @@ export const BenchmarkSchema = z
     max_new_tokens: positiveInt.optional(),
     /** mmhal: the responder worker that rates each answer with MMHal-Bench's rubric. */
     judge: z.string().min(1).optional(),
-    /** mmhal: tokens of each judge reply (its explanation, then "Rating: N"). */
-    judge_max_new_tokens: positiveInt.default(512),
+    /** mmhal: tokens of each judge reply (its explanation, then "Rating: N"; default JUDGE_MAX_NEW_TOKENS). */
+    judge_max_new_tokens: positiveInt.optional(),
   })
   .superRefine((b, ctx) => {
     const type = benchmarkType(b);
@@ -378,7 +380,7 @@ export const BenchmarkSchema = z
     }
     for (const role of roles.required) if (!b.references?.[role]) ctx.addIssue({ code: "custom", path: ["references", role], message: `required for ${type}` });
     if (type === "mmhal" && !b.judge) ctx.addIssue({ code: "custom", path: ["judge"], message: "required for mmhal: a responder worker that rates the answers" });
-    if (type !== "mmhal" && (b.judge || b.judge_max_new_tokens !== 512)) ctx.addIssue({ code: "custom", path: ["judge"], message: `only mmhal is judged; ${type} computes its metrics itself` });
+    if (type !== "mmhal" && (b.judge || b.judge_max_new_tokens)) ctx.addIssue({ code: "custom", path: [b.judge ? "judge" : "judge_max_new_tokens"], message: `only mmhal is judged; ${type} computes its metrics itself` });
   });
 export type BenchmarkConfig = z.infer<typeof BenchmarkSchema>;
 

@@ -3,9 +3,11 @@
 // resized or slightly altered). Decoding: the project's PNG decoder, jpeg-js for JPEG.
 import { decode as decodeJpeg } from "jpeg-js";
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { IntegrityError } from "../errors.js";
 import { decodePng, type Pixels } from "../store/png.js";
+import { writeFileAtomic } from "../store/run-dir.js";
 
 export interface ImageFingerprint {
   sha256: string;
@@ -79,17 +81,33 @@ export function fingerprint(bytes: Uint8Array): ImageFingerprint {
   return { sha256: createHash("sha256").update(bytes).digest("hex"), dhash: dHash(decodeImage(bytes)) };
 }
 
-/** An image file's fingerprint; a missing or corrupt file is one line naming it (IntegrityError). */
-export function fingerprintFile(path: string, what: string): ImageFingerprint {
+/**
+ * An image file's fingerprint; a missing or corrupt file is one line naming it
+ * (IntegrityError). With a cache directory, a dHash is kept by the bytes' sha256
+ * (<cache>/<sha256>), so the images of a sweep, a resume or the next run decode once.
+ */
+export function fingerprintFile(path: string, what: string, cacheDir?: string): ImageFingerprint {
   let bytes: Buffer;
   try {
     bytes = readFileSync(path);
   } catch (e) {
     throw new IntegrityError(`${what} ${path}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "not found" : `cannot read (${(e as NodeJS.ErrnoException).code})`}`);
   }
+  const sha = createHash("sha256").update(bytes).digest("hex");
+  const cached = cacheDir ? join(cacheDir, sha) : undefined;
+  if (cached && existsSync(cached)) {
+    const dhash = readFileSync(cached, "utf8").trim();
+    if (/^[0-9a-f]{16}$/.test(dhash)) return { sha256: sha, dhash };
+  }
+  let fp: ImageFingerprint;
   try {
-    return fingerprint(bytes);
+    fp = { sha256: sha, dhash: dHash(decodeImage(bytes)) };
   } catch (e) {
     throw new IntegrityError(`${what} ${path}: ${(e as Error).message}`);
   }
+  if (cached) {
+    mkdirSync(cacheDir!, { recursive: true });
+    writeFileAtomic(cached, `${fp.dhash}\n`);
+  }
+  return fp;
 }

@@ -3,7 +3,7 @@
 // evaluation of each model variant.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join } from "node:path";
-import { benchmarkMaxNewTokens, benchmarkType, type BenchmarkConfig, type BenchmarkType, type EvaluateStageConfig } from "../config/schema.js";
+import { benchmarkMaxNewTokens, benchmarkType, JUDGE_MAX_NEW_TOKENS, type BenchmarkConfig, type BenchmarkType, type EvaluateStageConfig } from "../config/schema.js";
 import { checkBenchmark, type BenchImage, type FileData } from "./formats.js";
 
 const abs = (baseDir: string, p: string) => (isAbsolute(p) ? p : join(baseDir, p));
@@ -87,7 +87,7 @@ export function loadBenchmarks(stage: EvaluateStageConfig, baseDir: string): { s
         issues.push({ index, key: b.image_root ? ["image_root"] : key, message: `${b.name}: image ${abs(imageRoot, first.path)} not found${lost.length > 1 ? ` (and ${lost.length - 1} more of the questions' images)` : ""}` });
         return;
       }
-      splits.push({ benchmark: b.name, type, split, file, imageRoot, references, maxNewTokens: benchmarkMaxNewTokens(b, stage.max_new_tokens), ...(b.judge ? { judge: b.judge } : {}), judgeMaxNewTokens: b.judge_max_new_tokens, images: checked.images });
+      splits.push({ benchmark: b.name, type, split, file, imageRoot, references, maxNewTokens: benchmarkMaxNewTokens(b, stage.max_new_tokens), ...(b.judge ? { judge: b.judge } : {}), judgeMaxNewTokens: b.judge_max_new_tokens ?? JUDGE_MAX_NEW_TOKENS, images: checked.images });
     });
   });
   return { splits, issues };

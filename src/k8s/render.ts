@@ -194,7 +194,7 @@ export function renderK8s(loaded: LoadedConfig, o: RenderOptions = DEFAULT_RENDE
   }
   if (stages.train?.deepspeed) stages.train.deepspeed = carry(stages.train.deepspeed, "deepspeed.json");
   for (const [i, b] of (stages.evaluate?.benchmarks ?? []).entries()) {
-    for (const p of [b.path, b.image_root, ...Object.values(b.splits ?? {})]) {
+    for (const p of [b.path, b.image_root, ...Object.values(b.splits ?? {}), ...Object.values(b.references ?? {})]) {
       if (p !== undefined && !p.startsWith(`${o.storePath}/`)) {
         throw new UsageError(`stages.evaluate.benchmarks[${i}]: ${p}: benchmark files must be on the store volume in the cluster; copy them under ${o.storePath}/ and name them by that absolute path`);
       }

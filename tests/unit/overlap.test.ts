@@ -4,9 +4,12 @@
 import { encode as encodeJpeg } from "jpeg-js";
 import { describe, expect, it } from "vitest";
 import { IntegrityError } from "../../src/errors.js";
-import { decodeImage, dHash, fingerprint, hamming } from "../../src/eval/image-hash.js";
+import { decodeImage, dHash, fingerprint, fingerprintFile, hamming } from "../../src/eval/image-hash.js";
 import { DHASH_MAX_DISTANCE, findOverlaps } from "../../src/eval/overlap.js";
 import { encodePng } from "../support/png.js";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { tempDir } from "../helpers.js";
 
 /** A smooth picture (gradients and a disc) that `seed` varies. */
 function picture(seed: number, w = 64, h = 48): Uint8Array {
@@ -52,6 +55,23 @@ describe("image fingerprints", () => {
     const cut = jpeg(picture(1)).subarray(0, 40);
     expect(() => fingerprint(cut)).toThrow(IntegrityError);
     expect(() => fingerprint(png(picture(1)).subarray(0, 30))).toThrow(IntegrityError);
+  });
+});
+
+describe("image files", () => {
+  it("a missing or corrupt file is one line naming it; a cache keeps each dHash by the bytes' sha256", () => {
+    const dir = tempDir();
+    expect(() => fingerprintFile(join(dir, "none.png"), "benchmark pope image")).toThrow(new IntegrityError(`benchmark pope image ${join(dir, "none.png")}: not found`));
+    writeFileSync(join(dir, "bad.png"), png(picture(1)).subarray(0, 60));
+    expect(() => fingerprintFile(join(dir, "bad.png"), "training image")).toThrow(/^training image .*bad\.png: not a readable PNG/);
+    writeFileSync(join(dir, "a.png"), png(picture(2)));
+    const cache = join(dir, "cache");
+    const fp = fingerprintFile(join(dir, "a.png"), "x", cache);
+    expect(fp).toEqual(fingerprint(png(picture(2))));
+    expect(readFileSync(join(cache, fp.sha256), "utf8")).toBe(`${fp.dhash}\n`);
+    // The cached hash is what a second look returns (here a planted one, to show it is read).
+    writeFileSync(join(cache, fp.sha256), "00000000000000ff\n");
+    expect(fingerprintFile(join(dir, "a.png"), "x", cache)).toEqual({ sha256: fp.sha256, dhash: "00000000000000ff" });
   });
 });
 

@@ -117,7 +117,7 @@ function trainingImages(ctx: StageContext): HashedImage[] {
     .forEach((l) => {
       for (const p of (JSON.parse(l) as { images?: string[] }).images ?? []) paths.add(p);
     });
-  return [...paths].map((p) => ({ path: p, fp: fingerprintFile(isAbsolute(p) ? p : join(runDir.path, p), "training image") }));
+  return [...paths].map((p) => ({ path: p, fp: fingerprintFile(isAbsolute(p) ? p : join(runDir.path, p), "training image", dhashCache(ctx)) }));
 }
 
 /** Every benchmark image against every training image; refuses an overlap unless allow_overlap. */
@@ -128,7 +128,7 @@ function overlapCheck(ctx: StageContext, splits: BenchmarkSplit[], training: Has
     for (const im of s.images) {
       if (seen.has(im.ref)) continue;
       const what = `benchmark ${s.benchmark} image`;
-      seen.set(im.ref, "bytes" in im ? fingerprintBytes(im.bytes, `${what} ${im.ref}`) : fingerprintFile(isAbsolute(im.path) ? im.path : join(s.imageRoot, im.path), what));
+      seen.set(im.ref, "bytes" in im ? fingerprintBytes(im.bytes, `${what} ${im.ref}`) : fingerprintFile(isAbsolute(im.path) ? im.path : join(s.imageRoot, im.path), what, dhashCache(ctx)));
     }
   }
   const record = findOverlaps([...byBenchmark].map(([name, m]) => ({ name, images: [...m].map(([path, fp]) => ({ path, fp })) })), training, DHASH_MAX_DISTANCE);
@@ -146,6 +146,9 @@ function overlapCheck(ctx: StageContext, splits: BenchmarkSplit[], training: Has
   if (first) ctx.bus.emit({ type: "warning", message: `evaluating on ${record.overlaps.length} benchmark image(s) the trainer saw (allow_overlap): see eval/overlap.json` });
   return section;
 }
+
+/** The store's cache of image dHashes by sha256. */
+const dhashCache = (ctx: StageContext) => join(ctx.store.root, "cache", "dhash-v1");
 
 function fingerprintBytes(bytes: Buffer, what: string): ImageFingerprint {
   try {
