@@ -117,12 +117,15 @@ export interface TrainResult {
 }
 
 export interface TrainResponse {
-  event:
-    | { $case: "step"; value: StepMetrics }
-    | { $case: "checkpoint"; value: CheckpointSaved }
-    | { $case: "result"; value: TrainResult }
-    | { $case: "progress"; value: Progress }
-    | undefined;
+  event: { $case: "step"; value: StepMetrics } | { $case: "checkpoint"; value: CheckpointSaved } | {
+    $case: "result";
+    value: TrainResult;
+  } | //
+  /**
+   * Optimizer steps (unit "steps"); before the first step, the call's own load, one unit a
+   * step of it ("reading the dataset", "loading the model", "loading weights" N of M).
+   */
+  { $case: "progress"; value: Progress } | undefined;
 }
 
 function createBaseLoraConfig(): LoraConfig {
