@@ -1,3 +1,4 @@
+import { execFileSync, spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 // @ts-expect-error: a plain .mjs script without types
 import { buildPlan, contentHashes, packageFiles, variants, workerKinds } from "../../scripts/build-images.mjs";
@@ -51,5 +52,16 @@ describe("npm run images", () => {
     expect(files).toContain("python_workers/pyproject.toml");
     expect(files).toContain("python_workers/pds_dpo_workers/server.py");
     expect(files.filter((f) => /__pycache__|\.pyc$|egg-info|python_workers\/tests\//.test(f))).toEqual([]);
+  });
+
+  it("bad options: one line naming the option, exit 2", () => {
+    const run = (...args: string[]) => spawnSync("node", ["scripts/build-images.mjs", ...args], { encoding: "utf8" });
+    const engine = run("--engine", "rkt", "--dry-run");
+    expect([engine.status, engine.stderr.trim()]).toEqual([2, "images: --engine must be docker or podman, not rkt"]);
+    const wheels = run("--engine", "docker", "--wheels", "/tmp", "--dry-run");
+    expect(wheels.status).toBe(2);
+    expect(wheels.stderr.trim()).toBe("images: --wheels and --ca-bundle mount files into the build, which needs --engine podman (docker build mounts no volumes)");
+    // A dry run prints the commands and builds nothing.
+    expect(execFileSync("node", ["scripts/build-images.mjs", "--dry-run"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })).toBe("");
   });
 });

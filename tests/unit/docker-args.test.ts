@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { WorkerSchema } from "../../src/config/schema.js";
 import { dockerRunArgs, parseInspect, parsePort } from "../../src/workers/docker-args.js";
+import { engineFromEnv } from "../../src/workers/docker-runtime.js";
 
 const worker = (runtime: Record<string, unknown>, model: Record<string, unknown> = { source: "hf", id: "stabilityai/sd3", revision: "abc123", dtype: "float16" }) =>
   WorkerSchema.parse({ kind: "image-generator", model, runtime: { type: "docker", image: "reg.example/pds-dpo-image-generator:1.0", ...runtime } }) as never;
@@ -45,6 +46,15 @@ describe("docker runtime argv", () => {
     expect(args.slice(args.indexOf("--volume"), args.indexOf("--volume") + 4)).toEqual(["--volume", "/s:/s", "--volume", "/cfg/models/sd:/cfg/models/sd:ro"]);
     expect(args[args.indexOf("--gpus") + 1]).toBe("all");
     expect(args.join(" ")).not.toMatch(/HF_TOKEN=/);
+  });
+
+  it("passes cpu_threads to the worker, as a local worker's; a bad PDS_DPO_ENGINE is named", () => {
+    const args = dockerRunArgs({ containerName: "c", imageRef: "sha256:1", digest: "sha256:1", config: worker({ cpu_threads: 2 }), baseDir: "/cfg", storeRoot: "/s" });
+    expect(args.slice(args.indexOf("--cpu-threads"), args.indexOf("--cpu-threads") + 2)).toEqual(["--cpu-threads", "2"]);
+    expect(args.indexOf("--cpu-threads")).toBeGreaterThan(args.indexOf("sha256:1"));
+    expect(engineFromEnv({ PDS_DPO_ENGINE: "podman" })).toBe("podman");
+    expect(engineFromEnv({})).toBe("docker");
+    expect(() => engineFromEnv({ PDS_DPO_ENGINE: "rkt" })).toThrow("PDS_DPO_ENGINE must be docker or podman, not 'rkt'");
   });
 
   it("runs as the given uid:gid and labels the container with its owner, before the port", () => {
