@@ -1,18 +1,17 @@
 // `orchestrate call`: one worker of an experiment started (or reached, when remote) as a run
 // starts it, any RPC called by name with a JSON request, each response printed as a JSON line.
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Client, Metadata } from "@grpc/grpc-js";
 import { loadExperiment } from "../../config/load.js";
 import { UsageError } from "../../errors.js";
 import { EventBus } from "../../events/bus.js";
 import { callDeadlineMs, WorkerPool } from "../../pipeline/worker-pool.js";
-import { newRunId } from "../../store/run-dir.js";
 import type { ServiceClient, WorkerClient } from "../../workers/clients.js";
 import { defaultRuntime } from "../../workers/default-runtime.js";
 import { toRpcError } from "../../workers/grpc-util.js";
 import { decodeJson, encodeJson, findMethod, loadProtos, RequestError, type RpcMethod } from "../../workers/proto-json.js";
 import type { Output } from "../output.js";
+import { checkLogsDir } from "./workers-check.js";
 
 // The request and responses travel as bytes: proto-json converts them, so any method works.
 const raw = (b: Buffer) => b;
@@ -54,9 +53,7 @@ export async function callCommand(o: { config: string; worker: string; method: s
   const loaded = loadExperiment(o.config);
   const config = loaded.config.workers[o.worker];
   if (!config) throw new UsageError(`no worker '${o.worker}' in ${o.config} (workers: ${Object.keys(loaded.config.workers).join(", ")})`);
-  // The worker's log goes beside the `workers check` logs; the store is shared (tiny model cache).
-  const logs = join(o.store, "checks", newRunId(`${loaded.config.name}-call`, new Date()), "logs");
-  mkdirSync(logs, { recursive: true });
+  const logs = checkLogsDir(o.store, `${loaded.config.name}-call`);
   const pool = new WorkerPool(defaultRuntime(), loaded, { storeRoot: o.store, logPath: (w) => join(logs, `${w}.log`) }, new EventBus());
   try {
     await pool.startAll([o.worker], signal);

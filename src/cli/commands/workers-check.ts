@@ -8,12 +8,17 @@ import { newRunId } from "../../store/run-dir.js";
 import { defaultRuntime } from "../../workers/default-runtime.js";
 import type { Output } from "../output.js";
 
+/** Where workers started outside a run log: <store>/checks/<id>/logs; the store itself is shared (tiny model cache). */
+export function checkLogsDir(storeRoot: string, label: string): string {
+  const logs = join(storeRoot, "checks", newRunId(label, new Date()), "logs");
+  mkdirSync(logs, { recursive: true });
+  return logs;
+}
+
 /** Starts each worker of the config, prints its Describe, stops it. */
 export async function workersCheckCommand(config: string, storeRoot: string, json: boolean, out: Output): Promise<number> {
   const loaded = loadExperiment(config);
-  // Logs go to <store>/checks/<id>/logs; the store itself is shared (tiny model cache).
-  const logs = join(storeRoot, "checks", newRunId(`${loaded.config.name}-workers`, new Date()), "logs");
-  mkdirSync(logs, { recursive: true });
+  const logs = checkLogsDir(storeRoot, `${loaded.config.name}-workers`);
   const bus = new EventBus();
   for (const name of Object.keys(loaded.config.workers)) {
     const pool = new WorkerPool(defaultRuntime(), loaded, { storeRoot, logPath: (w) => join(logs, `${w}.log`) }, bus);
