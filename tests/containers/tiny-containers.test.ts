@@ -39,11 +39,13 @@ function limited(config: string): string {
 }
 
 describe(`orchestrate run configs/tiny-containers.yaml (${ENGINE})`, () => {
-  // Measured: about N s for the container run, N s for the local one, on 2 cores.
+  // Each run's time is printed: the container run takes longer (seven container starts).
   it("the same dataset and adapter as the local runtime; each image's digest in the manifest; files the host owns; no container left; replay of another image exits 2", { timeout: 900_000 }, async () => {
     const store = tempDir("pdsdpo-ctr-");
+    let t0 = Date.now();
     const r = await cli(["run", limited("tiny-containers.yaml"), "--store", store, "--run-id", "c1"], { timeoutMs: 600_000, env: ENGINE_ENV });
     expect(r.exitCode, r.stderr.slice(-3000)).toBe(0);
+    console.log(`containers: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     const runDir = join(store, "runs", "c1");
     const m = readJson<Manifest>(join(runDir, "manifest.json"));
     expect(m.status).toBe("succeeded");
@@ -63,8 +65,10 @@ describe(`orchestrate run configs/tiny-containers.yaml (${ENGINE})`, () => {
 
     // The same experiment on local workers: every stage item for item (replay's comparison), the dataset and adapter byte for byte.
     const localStore = tempDir("pdsdpo-loc-");
+    t0 = Date.now();
     const l = await cli(["run", limited("tiny.yaml"), "--store", localStore, "--run-id", "l1"], { timeoutMs: 600_000 });
     expect(l.exitCode, l.stderr.slice(-3000)).toBe(0);
+    console.log(`local: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     const localDir = join(localStore, "runs", "l1");
     const lm = readJson<Manifest>(join(localDir, "manifest.json"));
     expect(firstDifference(lm, m)).toBeNull();
