@@ -3,6 +3,7 @@
 import { join } from "node:path";
 import { Client, Metadata } from "@grpc/grpc-js";
 import { loadExperiment } from "../../config/load.js";
+import { callTimeoutSOf } from "../../config/schema.js";
 import { UsageError } from "../../errors.js";
 import { EventBus } from "../../events/bus.js";
 import { callDeadlineMs, WorkerPool } from "../../pipeline/worker-pool.js";
@@ -18,7 +19,7 @@ const raw = (b: Buffer) => b;
 const AnyService = Client as unknown as ServiceClient<Client>;
 
 /** The request checked before any worker starts: the method exists and the JSON is one of its requests. */
-function prepare(method: string, request: string): { rpc: RpcMethod; bytes: Buffer; items: number; pd: ReturnType<typeof loadProtos> } {
+function prepare(method: string, request: string): { rpc: RpcMethod; bytes: Buffer; items?: number; pd: ReturnType<typeof loadProtos> } {
   const pd = loadProtos();
   let json: unknown;
   try {
@@ -30,8 +31,8 @@ function prepare(method: string, request: string): { rpc: RpcMethod; bytes: Buff
     const rpc = findMethod(pd, method);
     if (rpc.requestStream) throw new RequestError(`${rpc.service}.${rpc.method} takes a stream of requests; call sends one request`, "method");
     const bytes = encodeJson(pd, rpc.requestType, json);
-    const items = Array.isArray((json as { items?: unknown }).items) ? (json as { items: unknown[] }).items.length : 1;
-    return { rpc, bytes, items: Math.max(1, items), pd };
+    const items = (json as { items?: unknown }).items;
+    return { rpc, bytes, items: Array.isArray(items) ? Math.max(1, items.length) : undefined, pd };
   } catch (e) {
     if (e instanceof RequestError) throw new UsageError(e.part === "method" ? e.message : `--json: ${e.message}`);
     throw e;
@@ -58,8 +59,8 @@ export async function callCommand(o: { config: string; worker: string; method: s
   try {
     await pool.startAll([o.worker], signal);
     const { client } = pool.get(o.worker);
-    // The deadline a run would give a call of this many items.
-    const deadlineMs = callDeadlineMs(config, items);
+    // A batch of items: the deadline a run gives it; else (a training, an evaluation) the worker's cap on any call.
+    const deadlineMs = items !== undefined ? callDeadlineMs(config, items) : callTimeoutSOf(config) * 1000;
     const print = (b: Buffer) => out.stdout(`${JSON.stringify(decodeJson(pd, rpc.responseType, b))}\n`);
     if (!rpc.responseStream) print(await unary(client, rpc, bytes, deadlineMs, signal));
     else {
