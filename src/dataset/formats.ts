@@ -16,7 +16,8 @@
 //
 // LLaMA-Factory and ms-swift put an "<image>" token in the user turn for each image; the
 // neutral question has none (as `questionOf` strips the release's placeholder). Both trainers
-// drop columns they do not know, so an `id` column travels along.
+// drop columns they do not know, so an `id` column travels along, and so does `metadata` (a
+// run's scores, models and candidates) in every format.
 
 export interface PreferencePair {
   id: string;
@@ -26,6 +27,8 @@ export interface PreferencePair {
   question: string;
   chosen: string;
   rejected: string;
+  /** A row's `metadata` object (a run's scores, models and candidates), carried through every format as an extra column. */
+  metadata?: Record<string, unknown>;
 }
 
 export const DATASET_FORMATS = ["trl", "llava", "llama-factory", "ms-swift"] as const;
@@ -177,7 +180,9 @@ function readRowsWith(rows: Row[], issues: string[], readRow: RowReader): ReadRe
   for (const { where, value } of rows) {
     const row = new RowCheck(where);
     const obj = value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
-    const pair = obj ? readRow(row, obj) : row.fail("(row)", `expected an object, got ${kind(value)}`);
+    const read = obj ? readRow(row, obj) : row.fail("(row)", `expected an object, got ${kind(value)}`);
+    const metadata = obj?.metadata === undefined ? undefined : row.object(obj.metadata, "metadata");
+    const pair = read && metadata ? { ...read, metadata } : read;
     if (pair && row.issues.length === 0) {
       const before = seen.get(pair.id);
       if (before !== undefined) {
@@ -193,6 +198,9 @@ function readRowsWith(rows: Row[], issues: string[], readRow: RowReader): ReadRe
   if (rows.length === 0 && out.issues.length === 0) out.issues.push("empty: no pairs");
   return out;
 }
+
+/** A pair's metadata as the extra column every format carries (trainers drop columns they do not know). */
+const metadataOf = (p: PreferencePair) => (p.metadata ? { metadata: p.metadata } : {});
 
 // ---- trl ---------------------------------------------------------------------------------
 
@@ -246,6 +254,7 @@ function writeTrl(pairs: readonly PreferencePair[]): string {
         prompt: [{ role: "user", content: p.question }],
         chosen: [{ role: "assistant", content: p.chosen }],
         rejected: [{ role: "assistant", content: p.rejected }],
+        ...metadataOf(p),
       }),
     )
     .map((l) => `${l}\n`)
@@ -291,6 +300,7 @@ function writeLlava(pairs: readonly PreferencePair[]): string {
       image: p.images[0],
       conversations: [human, { from: "gpt", value: p.chosen }],
       rejected_conversations: [human, { from: "gpt", value: p.rejected }],
+      ...metadataOf(p),
     };
   });
   return `${JSON.stringify(items, null, 2)}\n`;
@@ -330,6 +340,7 @@ function writeLlamaFactory(pairs: readonly PreferencePair[]): string {
     chosen: { from: "gpt", value: p.chosen },
     rejected: { from: "gpt", value: p.rejected },
     images: p.images,
+    ...metadataOf(p),
   }));
   return `${JSON.stringify(items, null, 2)}\n`;
 }
@@ -393,6 +404,7 @@ function writeMsSwift(pairs: readonly PreferencePair[]): string {
         ],
         rejected_response: p.rejected,
         images: p.images,
+        ...metadataOf(p),
       }),
     )
     .map((l) => `${l}\n`)

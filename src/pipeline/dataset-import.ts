@@ -27,7 +27,8 @@ export async function importDataset(loaded: LoadedConfig, runDir: RunDir, store:
   const read = await readDatasetAsync(resolvePath(loaded.baseDir, stage.dataset!), datasetFormatOf(stage), stage.image_root ? resolvePath(loaded.baseDir, stage.image_root) : undefined);
   if (read.issues.length > 0) throw new Error(`stages.train.dataset: ${read.file}: ${read.issues[0]}`);
   const placed = new Map<string, { path: string; sha256: string }>();
-  const pairs = read.pairs.map((p, i) => ({
+  // The trainer's dataset without metadata: the same pairs give the same dataset (and training) whatever the source format.
+  const pairs = read.pairs.map(({ metadata: _, ...p }, i) => ({
     ...p,
     images: read.images[i]!.map((abs) => {
       let got = placed.get(abs);

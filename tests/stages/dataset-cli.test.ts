@@ -1,5 +1,6 @@
 // `dataset convert` and `prompts import` through the real CLI on a small handmade dataset:
-// trl -> llama-factory -> ms-swift -> llava -> trl gives back the same pairs; a bad row or a
+// trl -> llama-factory -> ms-swift -> llava -> trl gives back the same pairs, each row's
+// metadata carried through; a bad row or a
 // missing image exits 2 naming it. No workers.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -13,6 +14,10 @@ const PAIRS: PreferencePair[] = [
   { id: "transport-919", images: ["images/transport-919.png"], question: "What does the sign say?", chosen: 'It says "STOP".', rejected: "I see no sign." },
 ];
 
+const metadataOf = (p: PreferencePair) => ({ category: p.id.split("-")[0], margin: 1.5, candidates: [{ id: `${p.id}.a`, score: 0.25 }] });
+/** The pairs as read back: each with its row's metadata, which every format carries. */
+const WITH_METADATA = PAIRS.map((p) => ({ ...p, metadata: metadataOf(p) }));
+
 /** A run-like directory: pairs.jsonl in the project's format (metadata and all) and its images. */
 function handmade(): string {
   const dir = tempDir("pdsdpo-dataset-");
@@ -24,7 +29,7 @@ function handmade(): string {
     prompt: [{ role: "user", content: p.question }],
     chosen: [{ role: "assistant", content: p.chosen }],
     rejected: [{ role: "assistant", content: p.rejected }],
-    metadata: { category: p.id.split("-")[0], margin: 1.5 },
+    metadata: metadataOf(p),
   }));
   writeFileSync(join(dir, "pairs.jsonl"), rows.map((r) => `${JSON.stringify(r)}\n`).join(""));
   return dir;
@@ -45,9 +50,10 @@ describe("orchestrate dataset convert", { timeout: 30_000 }, () => {
       expect(r.stdout).toContain(`${join(dir, out)}: 2 pairs (${to}, from ${from}`);
       const read = readPairs(to as never, readFileSync(join(dir, out), "utf8"));
       expect(read.issues).toEqual([]);
-      expect(read.pairs).toEqual(PAIRS);
+      // The metadata (a run's scores, models and candidates) travels through every format.
+      expect(read.pairs).toEqual(WITH_METADATA);
     }
-    expect(readFileSync(join(dir, "back.jsonl"), "utf8")).toBe(writePairs("trl", PAIRS));
+    expect(readFileSync(join(dir, "back.jsonl"), "utf8")).toBe(writePairs("trl", WITH_METADATA));
     expect(readJson(join(dir, "dataset_info.json"))).toEqual({
       lf: { file_name: "lf.json", formatting: "sharegpt", ranking: true, columns: { messages: "conversations", chosen: "chosen", rejected: "rejected", images: "images" } },
     });

@@ -76,9 +76,10 @@ describe("preference dataset formats", () => {
     expect(() => writePairs("llava", [two])).toThrow(/holds one/);
   });
 
-  it("reads a run's pairs.jsonl (metadata and all) and the release's llava.json", () => {
+  it("reads a run's pairs.jsonl (metadata and all: carried as it is) and the release's llava.json", () => {
     const run = JSON.stringify({ id: "art-001", images: ["images/art-001.png"], prompt: [{ role: "user", content: "What is this?" }], chosen: [{ role: "assistant", content: "A lighthouse." }], rejected: [{ role: "assistant", content: "A cat." }], metadata: { category: "art", margin: 1 } });
-    expect(readPairs("trl", `${run}\n`).pairs).toEqual([{ id: "art-001", images: ["images/art-001.png"], question: "What is this?", chosen: "A lighthouse.", rejected: "A cat." }]);
+    expect(readPairs("trl", `${run}\n`).pairs).toEqual([{ id: "art-001", images: ["images/art-001.png"], question: "What is this?", chosen: "A lighthouse.", rejected: "A cat.", metadata: { category: "art", margin: 1 } }]);
+    expect(readPairs("trl", `${run.replace('"metadata":{"category":"art","margin":1}', '"metadata":"art"')}\n`).issues).toEqual(["line 1: metadata: expected an object, got a string"]);
     const release = [{ id: "art-001", image: "images/art-001.jpg", conversations: [{ from: "human", value: "<image> What is this?" }, { from: "gpt", value: "A lighthouse." }], rejected_conversations: [{ from: "human", value: "<image> What is this?" }, { from: "gpt", value: "A cat." }] }];
     expect(readPairs("llava", JSON.stringify(release)).pairs).toEqual([{ id: "art-001", images: ["images/art-001.jpg"], question: "What is this?", chosen: "A lighthouse.", rejected: "A cat." }]);
   });
