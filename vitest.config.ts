@@ -18,6 +18,8 @@ const FIRST = [
   "tests/integration/generated-code.test.ts",
   // The paper's configuration on its twins: eight workers, about 30 s alone.
   "tests/integration/paper-twin.test.ts",
+  // configs/tiny-sweep.yaml (seven workers), then two train-only runs.
+  "tests/integration/tiny-sweep.test.ts",
 ];
 const LAST = ["tests/integration/tiny-run.test.ts"];
 
