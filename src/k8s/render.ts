@@ -15,6 +15,7 @@
 // built-in gRPC probe does not speak TLS). Every pod runs non-root, without privilege
 // escalation or capabilities, on a read-only root with writable scratch volumes.
 import { readFileSync } from "node:fs";
+import { isAbsolute, normalize } from "node:path";
 import { stringify } from "yaml";
 import { UsageError } from "../errors.js";
 import { resolvePath, type LoadedConfig } from "../config/load.js";
@@ -193,12 +194,18 @@ export function renderK8s(loaded: LoadedConfig, o: RenderOptions = DEFAULT_RENDE
     throw new UsageError(`stages.train.dataset: ${stages.train.dataset}: a dataset of your own must be on the store volume in the cluster, with its images; copy them under ${o.storePath}/ and name the file by that absolute path`);
   }
   if (stages.train?.deepspeed) stages.train.deepspeed = carry(stages.train.deepspeed, "deepspeed.json");
+  // Benchmark files stay where they are on the store volume: an absolute path must be there; a
+  // path relative to the config is looked up under the store (benchmarks/pope/... -> /store/benchmarks/pope/...).
+  const onStore = (p: string, i: number) => {
+    if (!isAbsolute(p) && !normalize(p).startsWith("..")) return `${o.storePath}/${normalize(p)}`;
+    if (!p.startsWith(`${o.storePath}/`)) throw new UsageError(`stages.evaluate.benchmarks[${i}]: ${p}: benchmark files must be on the store volume in the cluster; copy them under ${o.storePath}/ and name them by that absolute path (or relative to it)`);
+    return p;
+  };
   for (const [i, b] of (stages.evaluate?.benchmarks ?? []).entries()) {
-    for (const p of [b.path, b.image_root, ...Object.values(b.splits ?? {}), ...Object.values(b.references ?? {})]) {
-      if (p !== undefined && !p.startsWith(`${o.storePath}/`)) {
-        throw new UsageError(`stages.evaluate.benchmarks[${i}]: ${p}: benchmark files must be on the store volume in the cluster; copy them under ${o.storePath}/ and name them by that absolute path`);
-      }
-    }
+    if (b.path) b.path = onStore(b.path, i);
+    if (b.image_root) b.image_root = onStore(b.image_root, i);
+    if (b.splits) b.splits = Object.fromEntries(Object.entries(b.splits).map(([k, v]) => [k, onStore(v!, i)]));
+    if (b.references) b.references = Object.fromEntries(Object.entries(b.references).map(([k, v]) => [k, onStore(v, i)]));
   }
   for (const [name, w] of Object.entries(config.workers)) {
     if (w.model.source === "path" && !resolvePath(loaded.baseDir, w.model.path!).startsWith(`${o.storePath}/`)) {
