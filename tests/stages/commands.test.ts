@@ -1,6 +1,6 @@
 // `plan` (nothing runs) and `workers check` (each worker started, described and stopped)
 // through the real CLI; `workers check` against test workers behind the remote runtime.
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { cli, ROOT, tempDir, writeTinyExperiment } from "../helpers.js";
@@ -42,6 +42,7 @@ describe("orchestrate plan: memory", { timeout: 30_000 }, () => {
     copyFileSync(join(ROOT, "configs/deepspeed-zero2.json"), join(dir, "deepspeed-zero2.json"));
     mkdirSync(join(dir, "prompts"));
     copyFileSync(join(ROOT, "configs/prompts/tiny.jsonl"), join(dir, "prompts/tiny.jsonl"));
+    cpSync(join(ROOT, "configs/benchmarks"), join(dir, "benchmarks"), { recursive: true });
     writeFileSync(join(dir, "paper.yaml"), edit(readFileSync(join(ROOT, "configs/pds-dpo-paper.yaml"), "utf8")));
     return join(dir, "paper.yaml");
   };
