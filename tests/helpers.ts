@@ -153,3 +153,9 @@ export function expectBestKept(p: { id: string; candidates: { guidance_scale: nu
   expect(p.kept?.score).toBe(Math.max(...p.candidates.map((c) => c.score!)));
   expect(p.kept!.path).toBe(`images/${p.id}.png`);
 }
+
+/** Parquet files of these rows, written by pyarrow (the project's venv) as a trainer's pipeline would: one Python start for all. */
+export async function writeParquet(files: Record<string, unknown[]>): Promise<void> {
+  const script = "import json, sys, pyarrow as pa, pyarrow.parquet as pq\nfor f, rows in json.load(sys.stdin).items(): pq.write_table(pa.Table.from_pylist(rows), f)";
+  await execa(join(ROOT, ".venv/bin/python"), ["-c", script], { input: JSON.stringify(files) });
+}

@@ -1,14 +1,13 @@
 // Data-size sweeps through the real orchestrator with test workers: the images and responses
 // stages run once; each (size, seed) point trains on its nested subset in train/<point>/ and is
 // evaluated as its own variant beside the base (evaluated once); the manifest's sweep section
-// pins each point; a sweep whose trainer dies resumes at the unfinished point; a size the
-// pairs cannot give is refused.
+// pins each point and replay compares every one; a sweep whose trainer dies resumes at the
+// unfinished point; a size the pairs cannot give is refused.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { execa } from "execa";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { sha256 } from "../../src/store/cas.js";
-import { ROOT, tempDir } from "../helpers.js";
+import { cli, ROOT, tempDir, writeParquet } from "../helpers.js";
 import { encodePng } from "../support/png.js";
 import { Fleet, ofType, resumeIn, runIn, STAGE, TestRuntime, workers, writeExperiment } from "../support/fleet.js";
 
@@ -36,7 +35,7 @@ function writeSweep(dir: string, workersYaml: string, sizes: string, seeds: stri
   return writeExperiment(dir, { workers: `sweep: {train.data_size: ${sizes}, seeds: ${seeds}}\n${workersYaml}`, prompts: 4, stages });
 }
 
-describe("data-size sweeps", { timeout: 30_000 }, () => {
+describe("data-size sweeps", { timeout: 60_000 }, () => {
   it("upstream once, one nested subset, adapter and evaluated variant a point, a sweep section in the manifest", async () => {
     const dir = tempDir("pdsdpo-sweep-");
     const store = join(dir, "store");
@@ -99,6 +98,18 @@ describe("data-size sweeps", { timeout: 30_000 }, () => {
       expect(fleet.worker("dpo").calls).toHaveLength(6);
       expect(again.manifest.stages.train!.cache).toMatchObject({ hits: 6, model_calls: 0 });
       expect((again.manifest as unknown as { sweep: Sweep }).sweep.points.map((p) => p.adapter_sha256)).toEqual(points.map((p) => p.adapter.sha256));
+
+      // replay reruns every point (cache off) and compares each: the same; a point whose pinned subset differs is named.
+      const manifestPath = join(r.runDir, "manifest.json");
+      const same = await cli(["replay", manifestPath, "--store", store]);
+      expect(same.exitCode, same.stderr).toBe(0);
+      expect(fleet.worker("dpo").calls).toHaveLength(12);
+      const changed = JSON.parse(readFileSync(manifestPath, "utf8")) as { stages: { train: { points: Point[] } } };
+      changed.stages.train.points[3]!.subset.sha256 = "0".repeat(64);
+      writeFileSync(join(dir, "changed.json"), JSON.stringify(changed));
+      const diff = await cli(["replay", join(dir, "changed.json"), "--store", store]);
+      expect(diff.exitCode).toBe(3);
+      expect(diff.stderr.trim().split("\n").at(-1)).toMatch(/^error: replay s1-replay-\S+ differs from s1: first in stage train, item n2-s2 subset: sha256 000000000000 vs [0-9a-f]{12}/);
     } finally {
       await fleet.stop();
     }
@@ -137,8 +148,7 @@ describe("data-size sweeps", { timeout: 30_000 }, () => {
       writeFileSync(join(dir, "images", `${id}.png`), encodePng(2, 2, new Uint8Array(12).fill(i * 40)));
       return { id, images: [`images/${id}.png`], prompt: [{ role: "user", content: `What is ${id}?` }], chosen: [{ role: "assistant", content: "a cat" }], rejected: [{ role: "assistant", content: "a dog" }] };
     });
-    const script = "import json, sys, pyarrow as pa, pyarrow.parquet as pq\npq.write_table(pa.Table.from_pylist(json.load(sys.stdin)), sys.argv[1])";
-    await execa(join(ROOT, ".venv/bin/python"), ["-c", script, join(dir, "mine.parquet")], { input: JSON.stringify(rows) });
+    await writeParquet({ [join(dir, "mine.parquet")]: rows });
     const fleet = await Fleet.start(store, workers(["dpo"]));
     try {
       const config = (sizes: string, file: string) => writeExperiment(dir, { file, workers: `sweep: {train.data_size: ${sizes}}\n${fleet.yaml()}`, stages: STAGE.train({ dataset: "mine.parquet", optim: "{lr: 0.001, max_steps: 1, batch_size: 1}" }) });

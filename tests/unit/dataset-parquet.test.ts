@@ -3,17 +3,10 @@
 // validate defers a parquet file's rows to the run (readDataset marks it deferred).
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { execa } from "execa";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readDataset, readDatasetAsync } from "../../src/dataset/read.js";
-import { ROOT, tempDir } from "../helpers.js";
+import { tempDir, writeParquet } from "../helpers.js";
 import { encodePng } from "../support/png.js";
-
-/** Parquet files of these rows, written by pyarrow (the project's venv) as a trainer's pipeline would: one Python start for all. */
-async function writeParquet(files: Record<string, unknown[]>): Promise<void> {
-  const script = "import json, sys, pyarrow as pa, pyarrow.parquet as pq\nfor f, rows in json.load(sys.stdin).items(): pq.write_table(pa.Table.from_pylist(rows), f)";
-  await execa(join(ROOT, ".venv/bin/python"), ["-c", script], { input: JSON.stringify(files) });
-}
 
 const turn = (role: string, content: string) => [{ role, content }];
 const row = (id: string, extra: Record<string, unknown> = {}) => ({ id, images: [`images/${id}.png`], prompt: turn("user", `What is in ${id}?`), chosen: turn("assistant", `a cat in ${id}`), rejected: turn("assistant", "a dog"), ...extra });
