@@ -8,7 +8,7 @@
 // running then. --cpu runs the same on the CPU (how it is known to work where no GPU is).
 //   node bench/gpu/paper-twin.mjs [--cpu] [OUT_DIR]     writes OUT_DIR/gpu-paper-twin-<mode>.json
 import { execFileSync, spawn } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parse, stringify } from "yaml";
@@ -57,6 +57,8 @@ async function main() {
   const dir = mkdtempSync(join(tmpdir(), "pdsdpo-gpu-twin-"));
   mkdirSync(join(dir, "prompts"));
   copyFileSync(join(ROOT, "configs/prompts/tiny.jsonl"), join(dir, "prompts/tiny.jsonl"));
+  // The benchmark fixtures the twin names relative to itself.
+  cpSync(join(ROOT, "configs/benchmarks"), join(dir, "benchmarks"), { recursive: true });
   const config = forDevice(parse(readFileSync(join(ROOT, "configs/paper-twin.yaml"), "utf8")), mode);
   writeFileSync(join(dir, "experiment.yaml"), stringify(config));
   const t0 = Date.now();
