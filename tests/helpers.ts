@@ -154,6 +154,12 @@ export function expectBestKept(p: { id: string; candidates: { guidance_scale: nu
   expect(p.kept!.path).toBe(`images/${p.id}.png`);
 }
 
+/** Polls a condition every 200 ms until it holds or ms pass; whether it held. */
+export async function until(what: () => boolean, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 200))) if (what()) return true;
+  return what();
+}
+
 /** Parquet files of these rows, written by pyarrow (the project's venv) as a trainer's pipeline would: one Python start for all. */
 export async function writeParquet(files: Record<string, unknown[]>): Promise<void> {
   const script = "import json, sys, pyarrow as pa, pyarrow.parquet as pq\nfor f, rows in json.load(sys.stdin).items(): pq.write_table(pa.Table.from_pylist(rows), f)";

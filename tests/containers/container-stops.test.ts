@@ -3,7 +3,7 @@
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { cli, ROOT, tempDir } from "../helpers.js";
+import { cli, ROOT, tempDir, until } from "../helpers.js";
 import { ENGINE, ENGINE_ENV, ensureImages, image, workerContainers } from "./engine.js";
 
 beforeAll(ensureImages, 40 * 60_000);
@@ -36,24 +36,16 @@ stages:
 
 const mine = (tag: string) => workerContainers().filter((n) => n.startsWith(`pdsdpo-gen-${tag}-`) || n.startsWith(`pdsdpo-pick-${tag}-`));
 
-async function until(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 describe(`worker containers stop with the run (${ENGINE})`, () => {
   for (const [tag, signal] of [["kill", "SIGKILL"], ["int", "SIGINT"]] as const) {
     it(`${signal} of the orchestrator once its containers run: none is left`, { timeout: 180_000 }, async () => {
       const run = cli(["run", experiment(tag), "--store", tempDir()], { timeoutMs: 170_000, env: ENGINE_ENV });
-      await until("both containers run", () => mine(tag).length === 2, 150_000);
+      expect(await until(() => mine(tag).length === 2, 150_000), "both containers exist").toBe(true);
       run.kill(signal);
       const r = await run;
       if (signal === "SIGINT") expect(r.exitCode, r.stderr).toBe(130);
       else expect(r.signal).toBe("SIGKILL");
-      await until("no container is left", () => mine(tag).length === 0, 30_000);
+      expect(await until(() => mine(tag).length === 0, 30_000), `left: ${mine(tag).join(", ")}`).toBe(true);
     });
   }
 
@@ -63,6 +55,6 @@ describe(`worker containers stop with the run (${ENGINE})`, () => {
     expect(r.exitCode, r.stderr).toBe(1);
     expect(r.stderr).toContain("worker 'pick-fail' (image-scorer) could not load its model");
     // The generator's container, started beside it, is removed as the run ends (within seconds).
-    await until("no container is left", () => mine("fail").length === 0, 30_000);
+    expect(await until(() => mine("fail").length === 0, 30_000), `left: ${mine("fail").join(", ")}`).toBe(true);
   });
 });

@@ -3,6 +3,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { CONTAINER_OWNER, DockerRuntime } from "../../src/workers/docker-runtime.js";
 import { runRuntimeConformance } from "../conformance/runtime.case.js";
+import { until } from "../helpers.js";
 import { ENGINE, ensureImages, image, workerContainers } from "./engine.js";
 
 // A fresh machine builds every image first (minutes: see README, Worker images); cached, seconds.
@@ -13,7 +14,7 @@ runRuntimeConformance(`docker (${ENGINE})`, () => new DockerRuntime(ENGINE), { t
 describe(`docker runtime on ${ENGINE}`, () => {
   it("leaves no container of this process behind, stopped, killed or failed", async () => {
     // A killed worker's container is removed beside the kill: give the engine a few seconds.
-    for (let i = 0; i < 40 && workerContainers(CONTAINER_OWNER).length; i++) await new Promise((r) => setTimeout(r, 250));
+    await until(() => workerContainers(CONTAINER_OWNER).length === 0, 10_000);
     expect(workerContainers(CONTAINER_OWNER)).toEqual([]);
   });
 });
