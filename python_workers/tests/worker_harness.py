@@ -180,7 +180,8 @@ def start_worker(
 def expect_load_failure(kind: str, model: dict, store: Path, log_dir: Path, *, extra_args: tuple[str, ...] = ()) -> tuple[dict, int, Worker]:
     """Start a worker whose load must fail: (its load_failed event, its exit code, the worker).
 
-    The worker must announce "listening", then "load_failed" (never "serving"), and exit.
+    The worker must announce "listening", then "load_failed" (never "serving"), and exit; it may
+    tell its load's steps ("loading") between them.
     """
     worker = start_worker(kind, model, store, log_dir, wait_serving=False, extra_args=extra_args)
     try:
@@ -188,8 +189,9 @@ def expect_load_failure(kind: str, model: dict, store: Path, log_dir: Path, *, e
         rc = worker.process.wait(timeout=STOP_TIMEOUT_S)
     finally:
         worker.terminate(timeout=5)
-    # The reader thread has seen EOF by now, so `events` is the whole stdout.
-    assert [e.get("event") for e in worker.events] == ["listening", "load_failed"], worker.events
+    # The reader thread has seen EOF by now, so `events` is the whole stdout ("loading" lines
+    # tell the load's steps).
+    assert [e.get("event") for e in worker.events if e.get("event") != "loading"] == ["listening", "load_failed"], worker.events
     return event, rc, worker
 
 
