@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import tempfile
+import threading
 import time
 
 import grpc
@@ -124,15 +125,27 @@ def test_a_sigkilled_rank_fails_the_call_naming_it_and_leaves_no_process(trainer
     since = LogSince(trainer)
     marker = str(tmp_path / "ckpt")
     killed = {}
+
+    def kill_rank_1_once_both_run() -> None:
+        # As soon as both trainers run (they are still loading the model: the call is seconds
+        # in, not a whole step), so the test does not pay for a step it does not need.
+        deadline = time.monotonic() + 120
+        while sorted(pids := since.rank_pids()) != [0, 1]:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        running = processes_with(marker)
+        killed.update(pid=pids[1], all=list(pids.values()) + running, both_ran=all(p in running for p in pids.values()))
+        os.kill(pids[1], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_rank_1_once_both_run, daemon=True)
+    killer.start()
     with pytest.raises(grpc.RpcError) as failed:
         for r in pb_grpc.DpoTrainerServiceStub(trainer.channel).Train(request(store, tmp_path, max_steps=500), timeout=150):
-            if r.WhichOneof("event") == "step" and not killed:
-                pids = since.rank_pids()
-                assert sorted(pids) == [0, 1] and all(p in processes_with(marker) for p in pids.values())
-                killed = {"pid": pids[1], "all": list(pids.values()) + processes_with(marker)}
-                os.kill(pids[1], signal.SIGKILL)
+            pass
+    killer.join(timeout=10)
     error = failed.value
-    assert killed, error
+    assert killed and killed["both_ran"], (killed, error)
     assert error.code() == grpc.StatusCode.INTERNAL, error.details()
     assert f"rank 1 (pid {killed['pid']}) was killed by signal 9 (SIGKILL)" in error.details(), error.details()
     # Rank 0, both rank supervisors and accelerate: none left.
