@@ -13,7 +13,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
@@ -139,15 +139,15 @@ export function aptMirror() {
 }
 
 /** Makes the Debian bookworm base image with debootstrap (root only), unless it exists. */
-export function ensureDebianBase(engine, log = console.log) {
-  if (spawnSync(engine, ["image", "inspect", DEBIAN_BASE], { stdio: "ignore" }).status === 0) return;
-  if (process.getuid?.() !== 0) throw new Error(`${DEBIAN_BASE} is missing and only root can make it (debootstrap): run this as root once`);
+export function ensureDebianBase(engine, log = console.log, name = DEBIAN_BASE) {
+  if (spawnSync(engine, ["image", "inspect", name], { stdio: "ignore" }).status === 0) return;
+  if (process.getuid?.() !== 0) throw new Error(`${name} is missing and only root can make it (debootstrap): run this as root once`);
   const dir = mkdtempSync(join(tmpdir(), "pdsdpo-rootfs-"));
   try {
-    log(`making ${DEBIAN_BASE} with debootstrap (about a minute or two)`);
+    log(`making ${name} with debootstrap (about a minute or two)`);
     execFileSync("debootstrap", ["--variant=minbase", "--include=python3,python3-venv,ca-certificates", "bookworm", dir, aptMirror()], { stdio: ["ignore", "ignore", "inherit"] });
     for (const d of ["var/cache/apt/archives", "var/lib/apt/lists"]) for (const f of readdirSync(join(dir, d))) if (f !== "partial" && f !== "lock") rmSync(join(dir, d, f), { recursive: true, force: true });
-    execFileSync("sh", ["-c", `tar -C "$1" -c . | "$2" import --change 'CMD ["/bin/bash"]' - "$3"`, "sh", dir, engine, DEBIAN_BASE], { stdio: ["ignore", "ignore", "inherit"] });
+    execFileSync("sh", ["-c", `tar -C "$1" -c . | "$2" import --change 'CMD ["/bin/bash"]' - "$3"`, "sh", dir, engine, name], { stdio: ["ignore", "ignore", "inherit"] });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
