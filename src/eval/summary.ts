@@ -91,6 +91,11 @@ function markdown(t: Table): string {
 /** eval/summary.md. */
 export function summaryMarkdown(results: EvalEntry[], overlap?: OverlapRecord & { allowed?: boolean }): string {
   const out = ["# Evaluation", "", "Model variants side by side in the paper's layout (empty: the benchmark was not run).", "", markdown(paperTable(results)), ""];
+  // A judge that could not rate counts 0 for those answers: say so beside the scores.
+  for (const r of results) {
+    const n = r.metrics.judge_errors ?? 0;
+    if (n > 0) out.push(`**${r.benchmark} (${r.model}): the judge could not rate ${n} of ${r.metrics.questions ?? "?"} answers (rated 0; see eval/${r.benchmark}-${r.model}.judge.jsonl).**`, "");
+  }
   if (overlap) {
     const n = overlap.overlaps.length;
     out.push(

@@ -65,5 +65,7 @@ describe("eval summary", () => {
     const flagged = summaryMarkdown(results, { benchmark_images: 7, training_images: 3, dhash_max_distance: 6, allowed: true, overlaps: [{ benchmark: "pope", image: "a.png", training_image: "images/x.png", match: "dhash", distance: 2 }] });
     expect(flagged).toContain("**Overlap: 1 benchmark image matches training images; evaluated anyway (allow_overlap: true)");
     expect(flagged).toContain("- pope: a.png = training image images/x.png (dhash, 2 bits)");
+    const judged = summaryMarkdown([R("mmhal", "mmhal", "all", "base", { score: 1, questions: 3, judge_errors: 2 })]);
+    expect(judged).toContain("**mmhal (base): the judge could not rate 2 of 3 answers (rated 0; see eval/mmhal-base.judge.jsonl).**");
   });
 });
