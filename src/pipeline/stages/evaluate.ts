@@ -9,7 +9,7 @@ import { ResponderServiceClient } from "../../gen/pdsdpo/v1/responder.js";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { benchmarkType, type BenchmarkType } from "../../config/schema.js";
-import { BenchmarkOverlapError, StageFailedError } from "../../errors.js";
+import { BenchmarkOverlapError, IntegrityError, StageFailedError } from "../../errors.js";
 import type { RunEvent } from "../../events/types.js";
 import { loadBenchmarks, type BenchmarkSplit } from "../../eval/load.js";
 import { mmhalImageName } from "../../eval/formats.js";
@@ -88,8 +88,8 @@ function splitsOf(ctx: StageContext, training: HashedImage[]): BenchmarkSplit[] 
 function smokePope(ctx: StageContext, name: string, maxNewTokens: number, training: HashedImage[]): BenchmarkSplit {
   const { runDir, store } = ctx;
   const candidates = (ctx.results.unkept ?? []).map((u) => ({ ...u, fp: fingerprint(readFileSync(store.pathOf(u.artifact.sha256))) }));
-  const unseen = new Set(findOverlaps([{ name, images: candidates.map((c) => ({ path: c.id, fp: c.fp })) }], training).overlaps.map((o) => o.image));
-  const images = candidates.filter((c) => !unseen.has(c.id));
+  const nearTraining = new Set(findOverlaps([{ name, images: candidates.map((c) => ({ path: c.id, fp: c.fp })) }], training).overlaps.map((o) => o.image));
+  const images = candidates.filter((c) => !nearTraining.has(c.id));
   if (images.length === 0) throw new StageFailedError(`benchmark ${name}: no generated image that the trainer never saw to build a smoke check from (the images stage keeps one image a prompt: generate more, e.g. more guidance_scales)`);
   const dir = join(runDir.path, "eval", `${name}-images`);
   mkdirSync(dir, { recursive: true });
@@ -150,11 +150,12 @@ function overlapCheck(ctx: StageContext, splits: BenchmarkSplit[], training: Has
 /** The store's cache of image dHashes by sha256. */
 const dhashCache = (ctx: StageContext) => join(ctx.store.root, "cache", "dhash-v1");
 
+/** An image inside a question file (base64); a corrupt one is one line naming it. */
 function fingerprintBytes(bytes: Buffer, what: string): ImageFingerprint {
   try {
     return fingerprint(bytes);
   } catch (e) {
-    throw new BenchmarkOverlapError(`${what}: ${(e as Error).message}`);
+    throw new IntegrityError(`${what}: ${(e as Error).message}`);
   }
 }
 
