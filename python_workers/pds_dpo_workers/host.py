@@ -33,6 +33,7 @@ import os
 import selectors
 import signal
 import sys
+import threading
 import time
 import traceback
 
@@ -64,6 +65,14 @@ def _prctl(option: int, arg) -> None:
         pass
 
 
+def _nice_of(argv: list) -> int:
+    """The worker's --nice (0 when it has none)."""
+    try:
+        return int(argv[argv.index("--nice") + 1])
+    except (ValueError, IndexError):
+        return 0
+
+
 class Host:
     def __init__(self, out=None) -> None:
         self.out = out or sys.stdout
@@ -90,6 +99,25 @@ class Host:
             else:
                 print(f"host: imported {name} in {time.perf_counter() - t0:.2f}s ({time.process_time() - c0:.2f}s of CPU)", file=sys.stderr, flush=True)
 
+    def preload_at(self, kind: str, nice: int) -> None:
+        """preload, at the worker's --nice: a later stage's imports yield to the running
+        stage's loads, as its worker's own load would. In a thread, since only a thread's
+        priority can be lowered and raised back (Linux nice is per thread); it has ended
+        before the fork, so the host still forks with no thread but its own."""
+        if not nice:
+            self.preload(kind)
+            return
+
+        def lowered() -> None:
+            from pds_dpo_workers.server import lower_this_thread
+
+            lower_this_thread(nice)
+            self.preload(kind)
+
+        t = threading.Thread(target=lowered, name="preload")
+        t.start()
+        t.join()
+
     def start(self, req: dict) -> None:
         wid = str(req["id"])
         try:
@@ -97,7 +125,7 @@ class Host:
         except OSError as e:
             self.emit(id=wid, event="exit", code=1, signal=None, error=f"cannot open log {req['log']}: {e.strerror}")
             return
-        self.preload(req.get("kind", ""))
+        self.preload_at(req.get("kind", ""), _nice_of(req["argv"]))
         read_fd, write_fd = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
