@@ -9,7 +9,7 @@ import {
   trainingCurves,
 } from "./diagnostics.js";
 import type { RunRecords } from "./records.js";
-import { sweepTable } from "./sweep.js";
+import { sweepLossCurves, sweepTable } from "./sweep.js";
 import { benchmarksOf, detailTable, paperTable } from "../eval/summary.js";
 
 export function buildDiagnostics(r: RunRecords) {
@@ -47,7 +47,7 @@ export function buildDiagnostics(r: RunRecords) {
           dropped_images: responses?.dropped_images ?? {},
         }
       : null,
-    train: r.trainSteps ? { curves: trainingCurves(r.trainSteps) } : null,
+    train: r.trainSteps ? { curves: trainingCurves(r.trainSteps) } : r.pointSteps ? { curves: sweepLossCurves(r.pointSteps) } : null,
     evaluate: r.eval ? { results: r.eval, paper: paperTable(r.eval), benchmarks: benchmarksOf(r.eval).map((b) => ({ ...b, detail: detailTable(r.eval!, b.name) })), overlap: r.manifest.stages.evaluate?.overlap ?? null } : null,
     sweep: r.manifest.sweep ? sweepTable(r.manifest.sweep) : null,
   };

@@ -11,6 +11,8 @@ export interface RunRecords {
   manifest: Manifest;
   pairs?: (PairDiag & { id: string; image: string; instruction: string; chosenModel: string; rejectedModel: string })[];
   trainSteps?: Record<string, number>[];
+  /** A sweep's steps, a point at a time. */
+  pointSteps?: { name: string; steps: Record<string, number>[] }[];
   eval?: Omit<EvalResult, "answers">[];
 }
 
@@ -56,6 +58,9 @@ export function readRunRecords(runDir: string): RunRecords {
   }
   const metricsPath = join(runDir, "train", "metrics.jsonl");
   if (manifest.stages.train && existsSync(metricsPath)) records.trainSteps = jsonl<Record<string, number>>(metricsPath);
+  // A sweep: each point's steps, from its own train/<point>/metrics.jsonl.
+  const points = (manifest.stages.train?.points ?? []).filter((p) => p.metrics && existsSync(join(runDir, p.metrics)));
+  if (points.length > 0) records.pointSteps = points.map((p) => ({ name: p.name, steps: jsonl<Record<string, number>>(join(runDir, p.metrics!)) }));
   const evalPath = join(runDir, "eval", "metrics.json");
   if (done("evaluate") && existsSync(evalPath)) records.eval = JSON.parse(readFileSync(evalPath, "utf8")) as RunRecords["eval"];
   return records;

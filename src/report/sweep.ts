@@ -3,6 +3,7 @@
 // and the report, and one line plot per metric (x: size, y: the mean, a band of ± spread,
 // the base as a dashed line).
 import type { SweepSection } from "../manifest/sweep.js";
+import { trainingCurves } from "./diagnostics.js";
 import { meanSpread } from "../plan/sweep.js";
 import { bandChart, esc } from "./svg.js";
 
@@ -100,4 +101,9 @@ export function sweepHtml(t: SweepTable): string {
     return `<figure><figcaption>${esc(`${colName(c)} by data size`)}</figcaption>${chart}</figure>`;
   });
   return `<h2>Data-size sweep</h2><table class="sweep">${head}${rows}</table><p class="note">Mean ± sample standard deviation over the seeds; the base model is evaluated once.</p>${plots.join("")}`;
+}
+
+/** A sweep's training curves: each point's loss by step, one series a point. */
+export function sweepLossCurves(points: { name: string; steps: Record<string, number>[] }[]): { name: string; points: [number, number][] }[] {
+  return points.flatMap((p) => trainingCurves(p.steps, ["loss"]).map((c) => ({ ...c, name: `${p.name} loss` })));
 }

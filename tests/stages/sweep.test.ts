@@ -91,6 +91,8 @@ describe("data-size sweeps", { timeout: 60_000 }, () => {
       expect(table.split("\n").filter((l) => l.startsWith("| base") || /^\| [123] \|/.test(l))).toHaveLength(4);
       const html = readFileSync(join(r.runDir, "report/index.html"), "utf8");
       expect(html).toContain(`data-chart="sweep-${evals[0]!.benchmark}-${evals[0]!.split}-accuracy"`);
+      // Training curves: each point's loss at each of its 2 steps.
+      expect(html).toContain('data-chart="training-curves" data-points="12"');
 
       // A rerun on the same store: every point a cache hit, no training call.
       const again = await runIn(writeSweep(dir, fleet.yaml(), "[3, 1, 2]", "[1, 2]"), store, { runId: "s2" });

@@ -5,7 +5,7 @@ import { ExperimentSchema } from "../../src/config/schema.js";
 import { sweepSection } from "../../src/manifest/sweep.js";
 import type { ManifestStages } from "../../src/manifest/types.js";
 import { meanSpread, seededOrder, sizeProblem, subsetOf, sweepPoints } from "../../src/plan/sweep.js";
-import { sweepHtml, sweepMarkdown, sweepTable } from "../../src/report/sweep.js";
+import { sweepHtml, sweepLossCurves, sweepMarkdown, sweepTable } from "../../src/report/sweep.js";
 
 const ids = Array.from({ length: 50 }, (_, i) => `p${i}`);
 
@@ -91,6 +91,11 @@ describe("the manifest's sweep section and the report's Table 3", () => {
     expect(md[2]).toBe("| base | - | 0.5000 | 0.4000 |");
     expect(md[3]).toBe("| 2 | 1, 2 | 0.7000 ± 0.1414 | 0.6000 ± 0.1414 |");
     expect(md[4]).toBe("| 4 | 1, 2 | 0.9000 ± 0.0000 | 0.9000 ± 0.0000 |");
+  });
+
+  it("training curves: each point's loss by step", () => {
+    const curves = sweepLossCurves([{ name: "n2-s1", steps: [{ step: 1, loss: 0.7 }, { step: 2, loss: 0.6 }] }, { name: "n4-s1", steps: [{ step: 1, loss: 0.69 }] }]);
+    expect(curves).toEqual([{ name: "n2-s1 loss", points: [[1, 0.7], [2, 0.6]] }, { name: "n4-s1 loss", points: [[1, 0.69]] }]);
   });
 
   it("one plot per metric: a point per size, a band, error bars and the base as a reference line", () => {
