@@ -50,6 +50,9 @@ export function dockerRunArgs(i: DockerRunInput): string[] {
   if (i.owner) args.push("--label", `${OWNER_LABEL}=${i.owner}`);
   if (i.user) args.push("--user", i.user);
   args.push("--publish", `127.0.0.1::${CONTAINER_PORT}`);
+  // The orchestrator polls the worker's health itself; the image's HEALTHCHECK is for a bare
+  // `docker run` (podman without systemd logs an error for every container that has one).
+  args.push("--no-healthcheck");
   // Hardened: a read-only root (scratch in /tmp, caches on the store), no capabilities, no
   // privilege gain, a bounded number of processes.
   args.push("--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--pids-limit", String(PIDS_LIMIT));

@@ -18,7 +18,7 @@ describe("docker runtime argv", () => {
     });
     expect(args).toEqual([
       "run", "--rm", "--init", "--name", "pdsdpo-sd-1a2b", "--label", "pdsdpo.worker=true",
-      "--publish", "127.0.0.1::50051",
+      "--publish", "127.0.0.1::50051", "--no-healthcheck",
       "--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--pids-limit", "4096",
       "--volume", "/data/store:/data/store",
       "--gpus", '"device=0,1"',
