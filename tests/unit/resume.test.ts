@@ -36,6 +36,8 @@ describe("resume", () => {
   it("rebuilds the finished stages' results for the stages still to run", () => {
     expect(resultsFromEvents(events)).toEqual({
       images: [{ promptId: "a-1", promptIndex: 0, category: "art", t2iPrompt: "a lighthouse", instruction: "<image> What?", candidateId: "a-1.gs5.n0", guidanceScale: 5, score: 0.5, sha256: "ab", artifact, path: "images/a-1.png" }],
+      // Its one candidate was kept: none left for the smoke-pope.
+      unkept: [],
       dataset: { path: "dataset/pairs.jsonl", sha256: "cd", pairs: 1 },
     });
     expect(resultsFromEvents([])).toEqual({});
