@@ -33,11 +33,11 @@ export function largestSize(sweep: SweepConfig): number {
   return Math.max(...sweep["train.data_size"]);
 }
 
-/** Why a sweep cannot run on `available` pairs (null if it can): a size above it. */
-export function sizeProblem(sweep: SweepConfig, available: number, what = "pairs"): string | null {
+/** Why a sweep cannot run on `available` pairs (null if it can): a size above it; `what` says what the number counts. */
+export function sizeProblem(sweep: SweepConfig, available: number, what = "pairs available"): string | null {
   const over = [...new Set(sweep["train.data_size"])].filter((n) => n > available).sort((a, b) => a - b);
   if (over.length === 0) return null;
-  return `size${over.length > 1 ? "s" : ""} ${over.join(", ")} exceed${over.length > 1 ? "" : "s"} the ${available} ${what} available`;
+  return `size${over.length > 1 ? "s" : ""} ${over.join(", ")} exceed${over.length > 1 ? "" : "s"} the ${available} ${what}`;
 }
 
 function rank(seed: number, id: string): string {

@@ -161,7 +161,7 @@ describe("data-size sweeps", { timeout: 60_000 }, () => {
       expect(t.points.map((p) => [p.name, p.subset.pairs])).toEqual([["n1-s11", 1], ["n3-s11", 3]]);
       // validate cannot count a parquet file's rows: the train stage refuses the size, before any training.
       const big = await runIn(config("[4]", "big.yaml"), store, { runId: "big" });
-      expect(String(big.error)).toBe("StageFailedError: sweep.train.data_size: size 4 exceeds the 3 pairs in dataset/pairs.jsonl available");
+      expect(String(big.error)).toBe("StageFailedError: sweep.train.data_size: size 4 exceeds the 3 pairs in dataset/pairs.jsonl");
       expect(fleet.worker("dpo").calls).toHaveLength(2);
     } finally {
       await fleet.stop();
@@ -174,13 +174,17 @@ describe("data-size sweeps", { timeout: 60_000 }, () => {
     const fleet = await Fleet.start(store, workers(["sd", "pick", "a", "b", "rm", "dpo"]));
     try {
       // 4 prompts give at most 4 pairs.
-      const err = await runIn(writeSweep(dir, fleet.yaml(), "[2, 5]", "[1]", false), store, { runId: "v" }).catch((e: unknown) => e);
+      const tooLarge = writeSweep(dir, fleet.yaml(), "[2, 5]", "[1]", false);
+      const err = await runIn(tooLarge, store, { runId: "v" }).catch((e: unknown) => e);
       expect(String(err)).toMatch(/sweep\.train\.data_size: size 5 exceeds the 4 pairs at most \(4 prompts, pairs_per_image 1\)/);
+      const validate = await cli(["validate", tooLarge]);
+      expect(validate.exitCode).toBe(2);
+      expect(validate.stderr).toContain("sweep.train.data_size: size 5 exceeds the 4 pairs at most (4 prompts, pairs_per_image 1) (line 3)");
       // 4 is possible, but the first prompt's image gets no pair when both its answers are empty.
       for (const w of ["a", "b"]) fleet.worker(w).faults = { empty: (id) => id.startsWith(FIRST_PROMPT) };
       const r = await runIn(writeSweep(dir, fleet.yaml(), "[4]", "[1]", false), store, { runId: "t" });
       expect(r.status).toBe("failed");
-      expect(String(r.error)).toMatch(/sweep\.train\.data_size: size 4 exceeds the \d pairs in dataset\/pairs\.jsonl available/);
+      expect(String(r.error)).toMatch(/sweep\.train\.data_size: size 4 exceeds the \d pairs in dataset\/pairs\.jsonl$/);
       expect(fleet.worker("dpo").calls).toHaveLength(0);
     } finally {
       await fleet.stop();
