@@ -41,7 +41,13 @@ describe("data-size sweeps", { timeout: 60_000 }, () => {
     const store = join(dir, "store");
     const fleet = await Fleet.start(store, workers(ALL));
     try {
-      const r = await runIn(writeSweep(dir, fleet.yaml(), "[3, 1, 2]", "[1, 2]"), store, { runId: "s1" });
+      const config = writeSweep(dir, fleet.yaml(), "[3, 1, 2]", "[1, 2]");
+      // plan lists the points before anything runs.
+      const plan = await cli(["plan", config, "--store", store]);
+      expect(plan.exitCode, plan.stderr).toBe(0);
+      expect(plan.stdout).toContain("stage train: max_steps=2 epochs=0 gpus=1 adapters=6");
+      expect(plan.stdout).toContain("sweep: 6 points, each trained and evaluated as its own variant (the base once): n1-s1 (1 pairs, seed 1), n1-s2 (1 pairs, seed 2), n2-s1");
+      const r = await runIn(config, store, { runId: "s1" });
       expect(r.status, String(r.error)).toBe("succeeded");
       const pairs = r.manifest.outputs.dataset!.pairs;
       expect(pairs).toBeGreaterThanOrEqual(3);
