@@ -47,6 +47,7 @@ export class DockerRuntime implements WorkerRuntime {
   /** The image reference pinned to its digest (what the manifest records). */
   async pin(image: string): Promise<{ imageRef: string; digest: string }> {
     const r = await execa(this.docker, ["image", "inspect", "--format", "{{json .RepoDigests}}|{{.Id}}", image], { reject: false });
+    if ((r as { code?: string }).code === "ENOENT") throw new WorkerStartError(`the container engine '${this.docker}' is not installed here (PDS_DPO_ENGINE: docker or podman)`);
     if (r.exitCode !== 0) throw new WorkerStartError(`docker image ${image} is not available here (${this.docker} image inspect: ${(r.stderr || r.stdout || String(r.exitCode)).split("\n")[0]}); pull or build it first (npm run images)`);
     try {
       return parseInspect(image, r.stdout);

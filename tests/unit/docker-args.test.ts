@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { WorkerSchema } from "../../src/config/schema.js";
 import { dockerRunArgs, parseInspect, parsePort } from "../../src/workers/docker-args.js";
-import { engineFromEnv } from "../../src/workers/docker-runtime.js";
+import { DockerRuntime, engineFromEnv } from "../../src/workers/docker-runtime.js";
 
 const worker = (runtime: Record<string, unknown>, model: Record<string, unknown> = { source: "hf", id: "stabilityai/sd3", revision: "abc123", dtype: "float16" }) =>
   WorkerSchema.parse({ kind: "image-generator", model, runtime: { type: "docker", image: "reg.example/pds-dpo-image-generator:1.0", ...runtime } }) as never;
@@ -55,6 +55,10 @@ describe("docker runtime argv", () => {
     expect(engineFromEnv({ PDS_DPO_ENGINE: "podman" })).toBe("podman");
     expect(engineFromEnv({})).toBe("docker");
     expect(() => engineFromEnv({ PDS_DPO_ENGINE: "rkt" })).toThrow("PDS_DPO_ENGINE must be docker or podman, not 'rkt'");
+  });
+
+  it("an engine that is not installed is named", async () => {
+    await expect(new DockerRuntime("/nonexistent/podman").pin("pds-dpo-responder:dev")).rejects.toThrow("the container engine '/nonexistent/podman' is not installed here (PDS_DPO_ENGINE: docker or podman)");
   });
 
   it("runs as the given uid:gid and labels the container with its owner, before the port", () => {
