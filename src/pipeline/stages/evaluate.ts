@@ -11,7 +11,7 @@ import { isAbsolute, join } from "node:path";
 import { benchmarkType, type BenchmarkType } from "../../config/schema.js";
 import { BenchmarkOverlapError, IntegrityError, StageFailedError } from "../../errors.js";
 import type { RunEvent } from "../../events/types.js";
-import { loadBenchmarks, type BenchmarkSplit } from "../../eval/load.js";
+import { loadBenchmarks, splitFiles, type BenchmarkSplit } from "../../eval/load.js";
 import { mmhalImageName } from "../../eval/formats.js";
 import { fingerprint, fingerprintFile, type ImageFingerprint } from "../../eval/image-hash.js";
 import { judgePrompt, mmhalMetrics, parseRating, responsesFile, type MmhalRow } from "../../eval/mmhal.js";
@@ -319,7 +319,11 @@ export const evaluateStage: Stage<"evaluate"> = {
   workers: (config) => referencedWorkers(config, "evaluate"),
   plan({ loaded }) {
     const s = loaded.config.stages.evaluate!;
-    return { benchmarks: s.benchmarks.length, models: loaded.config.stages.train ? 2 : 1 };
+    const sweep = loaded.config.sweep;
+    // The base, and one adapter a training (each sweep point's).
+    const trained = !loaded.config.stages.train ? 0 : sweep ? sweep["train.data_size"].length * (sweep.seeds?.length ?? 1) : 1;
+    const splits = s.benchmarks.reduce((n, b) => n + Math.max(1, splitFiles(b).length), 0);
+    return { benchmarks: s.benchmarks.length, splits, models: 1 + trained };
   },
   run,
   // Nothing later reads evaluation results.
