@@ -84,7 +84,7 @@ export async function main(argv: string[], out: Output = processOutput, signal =
       case "k8s-render":
         return k8sRenderCommand(cmd, out);
       case "dataset-convert":
-        return datasetConvertCommand(cmd, out);
+        return await datasetConvertCommand(cmd, out);
       case "dataset-export":
         return await datasetExportCommand(cmd, out);
       case "prompts-import":

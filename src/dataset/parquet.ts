@@ -4,6 +4,7 @@
 // image bytes are refused by name, as the pairs name image files.
 import { readFileSync } from "node:fs";
 import { parquetReadObjects } from "hyparquet";
+import { readPairRows, type DatasetFormat, type ReadResult } from "./formats.js";
 
 /** Whether a file is parquet: "PAR1" at its start. */
 export function isParquet(bytes: Uint8Array): boolean {
@@ -56,4 +57,12 @@ export async function parquetRows(file: string): Promise<{ rows: { where: string
     return { where, value };
   });
   return { rows, issues };
+}
+
+/** A parquet file's pairs, each row read as `format` reads a row; a file that cannot be read is its one problem. */
+export async function readParquetPairs(file: string, format: DatasetFormat): Promise<ReadResult> {
+  const { rows, issues } = await parquetRows(file);
+  if (rows.length === 0 && issues.length > 0) return { pairs: [], where: [], issues };
+  const read = readPairRows(format, rows);
+  return { ...read, issues: [...issues, ...read.issues] };
 }

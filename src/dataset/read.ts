@@ -4,8 +4,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import type { TrainStageConfig } from "../config/schema.js";
-import { isDatasetFormat, readPairRows, readPairs, type DatasetFormat, type PreferencePair, type ReadResult } from "./formats.js";
-import { isParquetFile, parquetRows } from "./parquet.js";
+import { isDatasetFormat, readPairs, type DatasetFormat, type PreferencePair, type ReadResult } from "./formats.js";
+import { isParquetFile, readParquetPairs } from "./parquet.js";
 
 /** The dataset's format: as configured, else by its file name (.jsonl: TRL pairs, .json: the PDS-DPO release format). */
 export function datasetFormatOf(stage: TrainStageConfig): DatasetFormat {
@@ -35,10 +35,7 @@ export function readDataset(file: string, format: DatasetFormat, imageRoot = def
 export async function readDatasetAsync(file: string, format: DatasetFormat, imageRoot = defaultImageRoot(file)): Promise<ReadDataset> {
   const sync = readDataset(file, format, imageRoot);
   if (!sync.deferred || sync.issues.length > 0) return sync;
-  const { rows, issues } = await parquetRows(file);
-  // A file that cannot be read is its one problem (not also "no pairs").
-  const read = rows.length === 0 && issues.length > 0 ? { pairs: [], where: [], issues: [] } : readPairRows(format, rows);
-  return checked(file, format, { ...read, issues: [...issues, ...read.issues] }, imageRoot);
+  return checked(file, format, await readParquetPairs(file, format), imageRoot);
 }
 
 function checked(file: string, format: DatasetFormat, read: ReadResult, imageRoot: string): ReadDataset {

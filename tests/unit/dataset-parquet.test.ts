@@ -1,9 +1,11 @@
 // TRL preference data as a parquet file (as `datasets` and pyarrow write it): read row by row
 // into the same pairs as its JSON lines, bad rows named by their row number, images checked;
-// validate defers a parquet file's rows to the run (readDataset marks it deferred).
+// validate defers a parquet file's rows to the run (readDataset marks it deferred); dataset
+// convert reads it as TRL pairs.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { main } from "../../src/cli/main.js";
 import { readDataset, readDatasetAsync } from "../../src/dataset/read.js";
 import { tempDir, writeParquet } from "../helpers.js";
 import { encodePng } from "../support/png.js";
@@ -50,6 +52,19 @@ describe("TRL preference data in a parquet file", { timeout: 60_000 }, () => {
       'row 4: id: "p1" repeats row 1',
       `row 2: image not found: ${join(dir, "images/p3.png")}`,
     ]);
+  });
+
+  it("dataset convert reads it with --from trl: the same pairs in another format; --from another format is refused", async () => {
+    let stderr = "";
+    const run = (args: string[]) => main(["dataset", "convert", ...args], { stdout: () => {}, stderr: (t) => (stderr += t), isTTY: false });
+    expect(await run([join(dir, "pairs.parquet"), "--from", "trl", "--to", "ms-swift", "--out", join(dir, "swift.jsonl")]), stderr).toBe(0);
+    const back = await readDatasetAsync(join(dir, "swift.jsonl"), "ms-swift");
+    expect(back.issues).toEqual([]);
+    expect(back.pairs.map(({ id, question, chosen, rejected }) => ({ id, question, chosen, rejected }))).toEqual(rows.map((r) => ({ id: r.id, question: `What is in ${r.id}?`, chosen: `a cat in ${r.id}`, rejected: "a dog" })));
+    expect(await run([join(dir, "pairs.parquet"), "--from", "llava", "--to", "trl", "--out", join(dir, "x.jsonl")])).toBe(2);
+    expect(stderr).toContain(`${join(dir, "pairs.parquet")}: a parquet file: only --from trl reads parquet`);
+    expect(await run([join(dir, "bad.parquet"), "--from", "trl", "--to", "trl", "--out", join(dir, "y.jsonl")])).toBe(2);
+    expect(stderr).toMatch(/row 3: chosen: /);
   });
 
   it("a file that says parquet but is not, and parquet for another format, are one problem each", async () => {

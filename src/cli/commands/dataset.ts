@@ -3,7 +3,8 @@
 // count, exit 2); output files are written whole or not at all (temp file, then rename).
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from "node:path";
-import { llamaFactoryDatasetInfo, readPairs, unwritable, writePairs, type DatasetFormat, type PreferencePair } from "../../dataset/formats.js";
+import { llamaFactoryDatasetInfo, readPairs, unwritable, writePairs, type DatasetFormat, type PreferencePair, type ReadResult } from "../../dataset/formats.js";
+import { isParquetFile, readParquetPairs } from "../../dataset/parquet.js";
 import { promptsFromReleaseFiles, promptsJsonl } from "../../dataset/prompts-import.js";
 import { writeFileAtomic } from "../../store/run-dir.js";
 import { ConfigError, UsageError } from "../../errors.js";
@@ -51,10 +52,16 @@ export interface ConvertCommand {
   imagesFrom?: string;
 }
 
-export function datasetConvertCommand(cmd: ConvertCommand, out: Output): number {
-  const text = readText(cmd.input, "");
+/** The input's pairs: its text in its format, or TRL pairs in a parquet file. */
+async function readInput(cmd: ConvertCommand): Promise<ReadResult> {
+  if (!isParquetFile(cmd.input)) return readPairs(cmd.from, readText(cmd.input, ""));
+  if (cmd.from !== "trl") throw new UsageError(`${cmd.input}: a parquet file: only --from trl reads parquet`);
+  return readParquetPairs(cmd.input, "trl");
+}
+
+export async function datasetConvertCommand(cmd: ConvertCommand, out: Output): Promise<number> {
+  const read = await readInput(cmd);
   if (cmd.imagesFrom !== undefined && !(existsSync(cmd.imagesFrom) && statSync(cmd.imagesFrom).isDirectory())) throw new UsageError(`--images-from ${cmd.imagesFrom}: not a directory`);
-  const read = readPairs(cmd.from, text);
   const base = resolve(cmd.imagesFrom ?? dirname(cmd.input));
   const outDir = dirname(resolve(cmd.out));
   const placed = placeImages(read.pairs, read.where, base, outDir, cmd.imagesFrom ?? `${dirname(cmd.input)}/`);
