@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from typing import Callable
 
-BUILDER_VERSION = 3
+BUILDER_VERSION = 4
 
 # A fixed corpus for the toy tokenizer: deterministic, and covering the words of prompts.
 _CORPUS = """

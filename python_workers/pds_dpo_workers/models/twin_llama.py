@@ -28,7 +28,8 @@ def _build_llama(out_dir: str, seed: int) -> None:
     tokenizer = _word_bpe_tokenizer()
     tokenizer.chat_template = TEXT_CHAT_TEMPLATE
     _seed_all(seed)
-    model = LlamaForCausalLM(_tiny_llama_config(tokenizer, max_position_embeddings=4096))
+    # 8192 positions: MMHal-Bench's rubric prompt (about 4,850 tokens here) fits a judge.
+    model = LlamaForCausalLM(_tiny_llama_config(tokenizer, max_position_embeddings=8192))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)

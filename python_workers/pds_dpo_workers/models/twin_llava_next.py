@@ -74,7 +74,9 @@ def _build_llava_next(out_dir: str, seed: int) -> None:
     vision = CLIPVisionConfig(
         hidden_size=WIDTH, intermediate_size=2 * WIDTH, num_attention_heads=4, num_hidden_layers=2, image_size=TILE, patch_size=PATCH, projection_dim=WIDTH
     )
-    text = _tiny_llama_config(tokenizer, hidden_size=WIDTH, intermediate_size=2 * WIDTH, max_position_embeddings=1024)
+    # 8192 positions: MMHal-Bench's rubric (about 4,850 tokens in the tiny tokenizer) fits, so
+    # this twin can judge as the paper's LLaVA-1.6 does (rotary positions: no extra weights).
+    text = _tiny_llama_config(tokenizer, hidden_size=WIDTH, intermediate_size=2 * WIDTH, max_position_embeddings=8192)
     config = LlavaNextConfig(
         **llava_fields(tokenizer, vision, text),
         image_grid_pinpoints=IMAGE_GRID_PINPOINTS,
