@@ -1,5 +1,6 @@
 // Worker containers stop with the run, however it ends: Ctrl-C, SIGKILL of the orchestrator
 // (its containers' reaper removes them), or a stage that fails. Checked with `podman ps -a`.
+import { randomBytes } from "node:crypto";
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -34,10 +35,12 @@ stages:
   return join(dir, "experiment.yaml");
 }
 
+// Tags unique to this process, so that no other run's containers (another test process) count.
+const unique = (tag: string) => `${tag}-${randomBytes(3).toString("hex")}`;
 const mine = (tag: string) => workerContainers().filter((n) => n.startsWith(`pdsdpo-gen-${tag}-`) || n.startsWith(`pdsdpo-pick-${tag}-`));
 
 describe(`worker containers stop with the run (${ENGINE})`, () => {
-  for (const [tag, signal] of [["kill", "SIGKILL"], ["int", "SIGINT"]] as const) {
+  for (const [tag, signal] of [[unique("kill"), "SIGKILL"], [unique("int"), "SIGINT"]] as const) {
     it(`${signal} of the orchestrator once its containers run: none is left`, { timeout: 180_000 }, async () => {
       const run = cli(["run", experiment(tag), "--store", tempDir()], { timeoutMs: 170_000, env: ENGINE_ENV });
       expect(await until(() => mine(tag).length === 2, 150_000), "both containers exist").toBe(true);
@@ -51,10 +54,11 @@ describe(`worker containers stop with the run (${ENGINE})`, () => {
 
   it("a worker that cannot load fails the stage, and no container is left", { timeout: 180_000 }, async () => {
     // An empty model directory passes validation and fails in the container, at load.
-    const r = await cli(["run", experiment("fail", "{source: path, path: empty, type: clip}"), "--store", tempDir()], { timeoutMs: 170_000, env: ENGINE_ENV });
+    const tag = unique("fail");
+    const r = await cli(["run", experiment(tag, "{source: path, path: empty, type: clip}"), "--store", tempDir()], { timeoutMs: 170_000, env: ENGINE_ENV });
     expect(r.exitCode, r.stderr).toBe(1);
-    expect(r.stderr).toContain("worker 'pick-fail' (image-scorer) could not load its model");
+    expect(r.stderr).toContain(`worker 'pick-${tag}' (image-scorer) could not load its model`);
     // The generator's container, started beside it, is removed as the run ends (within seconds).
-    expect(await until(() => mine("fail").length === 0, 30_000), `left: ${mine("fail").join(", ")}`).toBe(true);
+    expect(await until(() => mine(tag).length === 0, 30_000), `left: ${mine(tag).join(", ")}`).toBe(true);
   });
 });
