@@ -40,6 +40,7 @@ export class LocalRuntime implements WorkerRuntime {
       throw new WorkerStartError(`worker '${req.name}': Python interpreter not found at ${python} (run the setup script, or set runtime.python)`);
     }
     const token = runToken();
+    const host = (this.opts.host ?? process.env.PDS_DPO_WORKER_HOST !== "0") && forkable(rt, process.env) ? this.hostFor(python, req.storeRoot, dirname(req.logPath)) : undefined;
     const args = localWorkerArgs(req.config, { baseDir: req.baseDir, storeRoot: req.storeRoot, parentPid: this.opts.parentPid ?? process.pid, niceness: req.niceness, requires: req.requires, expectGpus: req.expectGpus, allowRoots: req.allowRoots });
     return launchWorker(
       req,
@@ -49,11 +50,11 @@ export class LocalRuntime implements WorkerRuntime {
         // runtime.devices: the GPUs it sees (as 0..n-1 inside).
         env: { ...rt.env, ...(rt.devices ? { CUDA_VISIBLE_DEVICES: rt.devices.join(",") } : {}), [RUN_TOKEN_ENV]: token, ...PYTHON_ENV },
         token,
-        runtimeInfo: { type: "local", python, device: rt.device, ...(rt.devices ? { devices: rt.devices } : {}), ...(req.niceness ? { nice: req.niceness } : {}) },
+        runtimeInfo: { type: "local", python, device: rt.device, started: host ? "forked" : "spawned", ...(rt.devices ? { devices: rt.devices } : {}), ...(req.niceness ? { nice: req.niceness } : {}) },
         startTimeoutS: rt.start_timeout_s,
         pollMs: this.opts.pollMs,
         ownSession: false,
-        host: (this.opts.host ?? process.env.PDS_DPO_WORKER_HOST !== "0") && forkable(rt, process.env) ? this.hostFor(python, req.storeRoot, dirname(req.logPath)) : undefined,
+        host,
       },
       signal,
     );

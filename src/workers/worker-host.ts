@@ -49,6 +49,7 @@ export function spawnedProcess(proc: ResultPromise): WorkerProcess {
 
 class HostedProcess implements WorkerProcess {
   pid = -1;
+  done = false;
   readonly exited: Promise<ExitInfo>;
   settle!: (info: ExitInfo) => void;
   private listeners: ((chunk: Buffer) => void)[] = [];
@@ -56,11 +57,12 @@ class HostedProcess implements WorkerProcess {
   // A signal sent before the host reported the pid: delivered when it does.
   private pending: NodeJS.Signals | null = null;
 
-  constructor() {
+  constructor(readonly logPath: string) {
     this.exited = new Promise((resolve) => {
       this.settle = (info) => {
         if (this.exit) return;
         this.exit = info;
+        this.done = true;
         resolve(info);
       };
     });
@@ -129,9 +131,12 @@ export class WorkerHost {
     this.proc.stdout?.on("data", (chunk: Buffer) => this.read(chunk));
     void this.proc.then((r) => {
       this.closed = true;
-      // Its workers died with it (PR_SET_PDEATHSIG); the ones it did not report end here.
+      // Its workers died with it (PR_SET_PDEATHSIG); the ones it did not report end here, their logs saying why.
       const gone = { exitCode: null, signal: r.signal ?? "SIGKILL" };
-      for (const w of this.workers.values()) w.settle(gone);
+      for (const w of this.workers.values()) {
+        if (!w.done) appendFileSync(w.logPath, `the worker host exited (${r.signal ?? `code ${r.exitCode}`}); its log: ${logPath}\n`);
+        w.settle(gone);
+      }
       this.workers.clear();
       this.onIdle();
     });
@@ -143,7 +148,7 @@ export class WorkerHost {
 
   start(req: HostedStart): WorkerProcess {
     const id = String(++this.seq);
-    const worker = new HostedProcess();
+    const worker = new HostedProcess(req.logPath);
     this.workers.set(id, worker);
     void worker.exited.then(() => {
       this.workers.delete(id);

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { WorkerSchema } from "../../src/config/schema.js";
@@ -41,6 +41,29 @@ describe("local runtime", () => {
     } finally {
       delete process.env.PDS_DPO_WORKER_TOKEN;
     }
+  });
+
+  it("a worker host that dies while its worker starts fails that start, and the worker's log names the host's", async () => {
+    const dir = tempDir();
+    const config = WorkerSchema.parse({ kind: "image-scorer", model: { source: "tiny", name: "clip-scorer" }, runtime: { type: "local", device: "cpu", cpu_threads: 1 } });
+    const start = new LocalRuntime().start({ name: "w", replica: 0, config, baseDir: dir, storeRoot: dir, logPath: join(dir, "w.log") }).catch((e: unknown) => e);
+    // The host of this store (its argv names the store; its workers' comm is pds-dpo-worker).
+    const hostOf = () =>
+      readdirSync("/proc").find((p) => {
+        try {
+          return readFileSync(`/proc/${p}/comm`, "utf8").trim() === "pds-dpo-host" && readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0").includes(dir);
+        } catch {
+          return false;
+        }
+      });
+    let host: string | undefined;
+    for (const end = Date.now() + 60_000; !host && Date.now() < end; await new Promise((r) => setTimeout(r, 50))) host = hostOf();
+    expect(host).toBeDefined();
+    process.kill(Number(host), "SIGKILL");
+    const err = await start;
+    expect(err).toBeInstanceOf(WorkerStartError);
+    expect((err as Error).message).toMatch(/^worker 'w' \(image-scorer\) exited \(SIGKILL\) before it was ready/);
+    expect((err as Error).message).toContain(`the worker host exited (SIGKILL); its log: ${join(dir, "worker-host.log")}`);
   });
 
   it("names a missing Python interpreter", async () => {

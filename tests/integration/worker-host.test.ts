@@ -25,11 +25,15 @@ describe("worker host", () => {
     const proc = execa("node", [BIN, "run", config, "--store", join(dir, "store"), "--json"], { reject: false, timeout: 200_000, env: { HF_HUB_OFFLINE: "1" } });
     let buf = "";
     const ready = new Map<string, number>();
+    const started = new Map<string, unknown>();
     let seen: { sd: number; pick: number; host: number; hostParent: number; pickParent: number; pickEnv: string[] } | undefined;
     proc.stdout!.on("data", (chunk: Buffer) => {
       buf += chunk.toString();
-      for (const e of jsonLines(buf.slice(0, buf.lastIndexOf("\n") + 1)) as { type: string; worker?: string; pid?: number }[]) {
-        if (e.type === "worker.ready") ready.set(e.worker!, e.pid!);
+      for (const e of jsonLines(buf.slice(0, buf.lastIndexOf("\n") + 1)) as { type: string; worker?: string; pid?: number; runtime?: { started?: string } }[]) {
+        if (e.type === "worker.ready") {
+          ready.set(e.worker!, e.pid!);
+          started.set(e.worker!, e.runtime?.started);
+        }
       }
       if (!seen && ready.size === 2) {
         const [sd, pick] = [ready.get("sd")!, ready.get("pick")!];
@@ -51,6 +55,8 @@ describe("worker host", () => {
     expect(commOf(sd)).toBe("pds-dpo-worker");
     expect(pickParent).toBe(proc.pid);
     expect(pickEnv).toContain("PDS_DPO_TEST_MARK=spawned");
+    // What the manifest's worker records say of it.
+    expect(Object.fromEntries(started)).toEqual({ sd: "forked", pick: "spawned" });
     // Nobody stopped them: the host sees its stdin close and kills its workers; pick notices its parent is gone.
     expect(await until(() => ![sd, pick, host].some(alive), 20_000), `still alive: ${[sd, pick, host].filter(alive).join(", ")}`).toBe(true);
     const runDir = join(dir, "store", "runs", readdirSync(join(dir, "store", "runs"))[0]!);
