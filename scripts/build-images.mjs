@@ -144,7 +144,7 @@ export function ensureDebianBase(engine, log = console.log, name = DEBIAN_BASE) 
   if (process.getuid?.() !== 0) throw new Error(`${name} is missing and only root can make it (debootstrap): run this as root once`);
   const dir = mkdtempSync(join(tmpdir(), "pdsdpo-rootfs-"));
   try {
-    log(`making ${name} with debootstrap (about a minute or two)`);
+    log(`making ${name} with debootstrap (a few minutes)`);
     execFileSync("debootstrap", ["--variant=minbase", "--include=python3,python3-venv,ca-certificates", "bookworm", dir, aptMirror()], { stdio: ["ignore", "ignore", "inherit"] });
     for (const d of ["var/cache/apt/archives", "var/lib/apt/lists"]) for (const f of readdirSync(join(dir, d))) if (f !== "partial" && f !== "lock") rmSync(join(dir, d, f), { recursive: true, force: true });
     execFileSync("sh", ["-c", `tar -C "$1" -c . | "$2" import --change 'CMD ["/bin/bash"]' - "$3"`, "sh", dir, engine, name], { stdio: ["ignore", "ignore", "inherit"] });
