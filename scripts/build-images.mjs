@@ -188,6 +188,7 @@ export function buildImages(opts) {
     extra: { [plan[0].image]: sha(opts.dryRun ? baseImage : parentId(baseImage) || baseImage, wheelListing(wheels)) },
   });
   const results = [];
+  const replaced = [];
   let ctx;
   try {
     plan.forEach((step, i) => {
@@ -201,6 +202,8 @@ export function buildImages(opts) {
       argv.push(step.context === "package" ? ctx : ".");
       log(argv.join(" "));
       if (opts.dryRun) return void results.push({ image: step.image, argv, built: false });
+      const before = parentId(step.image);
+      if (before) replaced.push(before);
       const t0 = Date.now();
       // The engine's output to stderr: stdout is only "image digest" lines.
       execFileSync(argv[0], argv.slice(1), { cwd: root, stdio: ["ignore", 2, 2] });
@@ -211,6 +214,9 @@ export function buildImages(opts) {
   } finally {
     if (ctx && !opts.dryRun) rmSync(ctx, { recursive: true, force: true });
   }
+  // The images these replaced, newest first so that children go before their base: removed
+  // unless something still uses them (a container, another tag), so rebuilds do not pile up.
+  for (const id of replaced.reverse()) if (!results.some((r) => r.digest && parentId(r.image) === id)) spawnSync(engine, ["rmi", id], { stdio: "ignore" });
   return results;
 }
 
