@@ -16,7 +16,7 @@ from pds_dpo_workers.models.spec import auto_map_refs, check_remote_code, parse_
 from pds_dpo_workers.proto import common_pb2, response_scorer_pb2 as pb, worker_pb2, worker_pb2_grpc
 from pds_dpo_workers.store import sha256_file
 from test_response_scorer import ANSWERS, assert_apart, item, ok, score
-from worker_harness import expect_load_failure, start_worker
+from worker_harness import WorkerSpec, expect_load_failure, prestart
 
 ARMORM = {"source": "MODEL_SOURCE_TINY", "id": "armorm", "options": {"type": "sequence-classification"}}
 TRUSTED_ARMORM = ARMORM | {"options": {"type": "sequence-classification", "trust_remote_code": "true"}}
@@ -26,9 +26,13 @@ def refusal(directory: str) -> str:
     return f"{directory}/modeling_custom.py is the model's own code (auto_map in config.json); set model.trust_remote_code: true to run it"
 
 
+ARMORM_WORKER = WorkerSpec.of("response-scorer", TRUSTED_ARMORM)
+
+
 @pytest.fixture(scope="module")
-def armorm_worker(store_dir, log_dir):
-    worker = start_worker("response-scorer", TRUSTED_ARMORM, store_dir, log_dir)
+@prestart(lambda param, basetemp: [ARMORM_WORKER])
+def armorm_worker(prestarter):
+    worker = prestarter.take(ARMORM_WORKER)
     yield worker
     assert worker.terminate() == 0, worker.log_tail()
 
@@ -64,6 +68,7 @@ def test_empty_answers_score_only_when_asked(armorm_worker):
     assert math.isfinite(on["empty"]) and on["ok"] == pytest.approx(ok({"ok": off["ok"]})["ok"], rel=1e-4, abs=1e-6)
 
 
+# Not started ahead: the time it takes to refuse is part of the test, so it starts here.
 def test_without_trust_remote_code_the_worker_fails_to_load_in_one_line(store_dir, tmp_path):
     started = time.monotonic()
     event, rc, worker = expect_load_failure("response-scorer", ARMORM, store_dir, tmp_path)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from pds_dpo_workers.proto import common_pb2, image_generator_pb2 as pb, image_generator_pb2_grpc as pb_grpc, worker_pb2, worker_pb2_grpc
-from worker_harness import start_worker
+from worker_harness import WorkerSpec, prestart
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,16 @@ TWINS = [
 ]
 
 
+def twin_worker(twin: Twin) -> WorkerSpec:
+    return WorkerSpec.of("image-generator", {"source": "MODEL_SOURCE_TINY", "id": twin.name})
+
+
 @pytest.fixture(scope="module", params=TWINS, ids=lambda t: t.name)
-def twin(request, store_dir, log_dir):
+@prestart(lambda twin, basetemp: [twin_worker(twin)])
+def twin(request, prestarter):
     """One worker per twin, shared by this module's tests of that twin."""
     spec: Twin = request.param
-    worker = start_worker("image-generator", {"source": "MODEL_SOURCE_TINY", "id": spec.name}, store_dir, log_dir)
+    worker = prestarter.take(twin_worker(spec))
     yield spec, worker
     rc = worker.terminate()
     assert rc == 0, f"{spec.name} worker exited with {rc} after SIGTERM\n{worker.log_tail()}"

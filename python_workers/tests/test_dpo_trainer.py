@@ -11,7 +11,7 @@ import pytest
 
 from pds_dpo_workers.proto import common_pb2, dpo_trainer_pb2 as pb, dpo_trainer_pb2_grpc as pb_grpc
 from pds_dpo_workers.store import Store
-from worker_harness import RESPONDER_MODEL, allow_tmp, pairs_dataset as dataset, start_worker
+from worker_harness import RESPONDER_MODEL, WorkerSpec, allow_tmp, pairs_dataset as dataset, prestart
 
 
 def request(store: Store, root, checkpoints, max_steps: int, resume: bool = False) -> pb.TrainRequest:
@@ -29,15 +29,21 @@ def request(store: Store, root, checkpoints, max_steps: int, resume: bool = Fals
     )
 
 
-@pytest.fixture
-def trainer(store_dir, log_dir, tmp_path_factory):
+def trainer_worker(basetemp) -> WorkerSpec:
     # Image roots and checkpoints lie in the tests' temporary directories, outside the store.
-    w = start_worker("dpo-trainer", RESPONDER_MODEL, store_dir, log_dir, extra_args=allow_tmp(tmp_path_factory))
+    return WorkerSpec.of("dpo-trainer", RESPONDER_MODEL, allow_tmp(basetemp))
+
+
+# The trainer, and the second one that resumes its training.
+@pytest.fixture
+@prestart(lambda param, basetemp: [trainer_worker(basetemp)] * 2)
+def trainer(prestarter, tmp_path_factory):
+    w = prestarter.take(trainer_worker(tmp_path_factory.getbasetemp()))
     yield w
     w.terminate()
 
 
-def test_sigterm_stops_at_a_step_boundary_saves_and_a_resume_goes_on(trainer, store_dir, log_dir, tmp_path, tmp_path_factory):
+def test_sigterm_stops_at_a_step_boundary_saves_and_a_resume_goes_on(trainer, prestarter, store_dir, tmp_path, tmp_path_factory):
     store = Store(str(store_dir))
     checkpoints = tmp_path / "ckpt"
     steps: list[int] = []
@@ -62,7 +68,7 @@ def test_sigterm_stops_at_a_step_boundary_saves_and_a_resume_goes_on(trainer, st
     saved = sorted(int(p.split("-")[1]) for p in os.listdir(checkpoints) if p.startswith("checkpoint-"))
     assert len(saved) == 1 and 1 <= saved[0] < 200
 
-    again = start_worker("dpo-trainer", RESPONDER_MODEL, store_dir, log_dir, extra_args=allow_tmp(tmp_path_factory))
+    again = prestarter.take(trainer_worker(tmp_path_factory.getbasetemp()))
     try:
         resumed = []
         result = None

@@ -22,7 +22,7 @@ import pytest
 from pds_dpo_workers.models import tiny
 from pds_dpo_workers.proto import common_pb2, dpo_trainer_pb2 as pb, dpo_trainer_pb2_grpc as pb_grpc, worker_pb2, worker_pb2_grpc
 from pds_dpo_workers.store import Store
-from worker_harness import REPO_ROOT, RESPONDER_MODEL, allow_tmp, pairs_dataset, processes_with, start_worker
+from worker_harness import REPO_ROOT, RESPONDER_MODEL, WorkerSpec, allow_tmp, pairs_dataset, prestart, processes_with
 
 
 PAIRS = 4
@@ -71,10 +71,15 @@ class LogSince:
         return {int(r): int(p) for r, p in re.findall(r"distributed training: rank (\d+) is pid (\d+)", self.text())}
 
 
-@pytest.fixture(scope="module")
-def trainer(store_dir, log_dir, tmp_path_factory):
+def trainer_worker(basetemp) -> WorkerSpec:
     # Image roots and checkpoints lie in the tests' temporary directories, outside the store.
-    w = start_worker("dpo-trainer", RESPONDER_MODEL, store_dir, log_dir, extra_args=allow_tmp(tmp_path_factory))
+    return WorkerSpec.of("dpo-trainer", RESPONDER_MODEL, allow_tmp(basetemp))
+
+
+@pytest.fixture(scope="module")
+@prestart(lambda param, basetemp: [trainer_worker(basetemp)])
+def trainer(prestarter, tmp_path_factory):
+    w = prestarter.take(trainer_worker(tmp_path_factory.getbasetemp()))
     yield w
     assert w.terminate() == 0, w.log_tail()
 

@@ -16,16 +16,20 @@ import pytest
 from pds_dpo_workers.errors import ModelLoadError
 from pds_dpo_workers.models import tiny
 from pds_dpo_workers.proto import common_pb2, image_scorer_pb2 as pb, image_scorer_pb2_grpc as pb_grpc, worker_pb2, worker_pb2_grpc
-from worker_harness import expect_load_failure, png_bytes, start_worker
+from worker_harness import WorkerSpec, expect_load_failure, png_bytes, prestart
 
 MODEL = {"source": "MODEL_SOURCE_TINY", "id": "image-reward", "options": {"type": "image-reward"}}
 PROMPT = "a close up of a sunflower with a bee"
 MEAN, STD = 0.16717362830052426, 1.0333394966054072
 
 
+WORKER = WorkerSpec.of("image-scorer", MODEL)
+
+
 @pytest.fixture(scope="module")
-def worker(store_dir, log_dir):
-    w = start_worker("image-scorer", MODEL, store_dir, log_dir)
+@prestart(lambda param, basetemp: [WORKER])
+def worker(prestarter):
+    w = prestarter.take(WORKER)
     yield w
     assert w.terminate() == 0, w.log_tail()
 

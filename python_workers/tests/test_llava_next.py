@@ -15,11 +15,12 @@ from pds_dpo_workers.errors import InvalidModelSpec, ModelLoadError
 from pds_dpo_workers.kinds.base import WorkerContext
 from pds_dpo_workers.models import tiny, twin_llava_next
 from pds_dpo_workers.proto import common_pb2, responder_pb2 as pb, responder_pb2_grpc as pb_grpc, worker_pb2, worker_pb2_grpc
-from worker_harness import SERVING_TIMEOUT_S, start_worker
+from worker_harness import WorkerSpec, prestart
 
 NEXT_MODEL = {"source": "MODEL_SOURCE_TINY", "id": "llava-next"}
 # One worker for both options (each worker is seconds of start-up on 2 cores): 4-bit, raw prompt.
 RAW_4BIT_NEXT_MODEL = NEXT_MODEL | {"quantization": "4bit", "options": {"prompt_format": "raw"}}
+WORKERS = {name: WorkerSpec.of("responder", model, ("--device", "cpu")) for name, model in (("chat", NEXT_MODEL), ("raw-4bit", RAW_4BIT_NEXT_MODEL))}
 
 # (height, width) of the test images, and the image tokens the anyres processor gives each:
 # base tile 16 + the best grid resolution's tiles unpadded to the aspect ratio, + a newline per row.
@@ -87,15 +88,14 @@ def next_dir(store_dir):
 
 
 @pytest.fixture(scope="module")
-def workers(next_dir, store_dir, log_dir):
+@prestart(lambda param, basetemp: list(WORKERS.values()))
+def workers(prestarter):
     """Two responders of the llava-next twin: "chat" (float32, the chat template) and "raw-4bit"
-    (4-bit, the raw prompt); started together (their imports overlap), stopped cleanly at the end."""
+    (4-bit, the raw prompt); started ahead (concurrent tiny builds are safe), stopped cleanly at the end."""
     started = {}
     try:
-        for name, model in (("chat", NEXT_MODEL), ("raw-4bit", RAW_4BIT_NEXT_MODEL)):
-            started[name] = start_worker("responder", model, store_dir, log_dir, wait_serving=False, extra_args=("--device", "cpu"))
-        for w in started.values():
-            w.wait_event("serving", SERVING_TIMEOUT_S)
+        for name, spec in WORKERS.items():
+            started[name] = prestarter.take(spec)
         yield started
     finally:
         codes = {name: w.terminate() for name, w in started.items()}

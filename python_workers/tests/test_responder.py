@@ -8,7 +8,7 @@ from pds_dpo_workers import vlm
 from pds_dpo_workers.kinds import responder
 from pds_dpo_workers.models import tiny
 from pds_dpo_workers.proto import common_pb2, responder_pb2 as pb, responder_pb2_grpc as pb_grpc
-from worker_harness import RESPONDER_MODEL, expect_load_failure, png_bytes
+from worker_harness import RESPONDER_MODEL, WorkerSpec, png_bytes
 
 MAX_NEW = 16
 INSTRUCTIONS = [
@@ -222,9 +222,12 @@ def test_chat_prompt_expands_to_one_image_worth_of_tokens(llava_processor):
 # (4-bit and 8-bit loads, which bitsandbytes runs on this CPU, are in test_llava_next.py.)
 
 
-def test_unknown_prompt_format_fails_to_load_and_exits_3(store_dir, tmp_path):
-    model = RESPONDER_MODEL | {"options": {"prompt_format": "vicuna"}}
-    event, rc, worker = expect_load_failure("responder", model, store_dir, tmp_path, extra_args=("--device", "cpu"))
+UNKNOWN_PROMPT_FORMAT = WorkerSpec.of("responder", RESPONDER_MODEL | {"options": {"prompt_format": "vicuna"}}, ("--device", "cpu"))
+
+
+@pytest.mark.prestart(UNKNOWN_PROMPT_FORMAT)
+def test_unknown_prompt_format_fails_to_load_and_exits_3(prestarter):
+    event, rc, worker = prestarter.load_failure(UNKNOWN_PROMPT_FORMAT)
     assert rc == 3, worker.log_tail()
     assert event["code"] == "invalid_model_spec"
     assert event["message"] == "unknown prompt_format 'vicuna'; use chat or raw", event

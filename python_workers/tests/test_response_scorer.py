@@ -7,7 +7,7 @@ import math
 import pytest
 
 from pds_dpo_workers.proto import common_pb2, response_scorer_pb2 as pb, response_scorer_pb2_grpc as pb_grpc
-from worker_harness import REWARD_SCORER_MODEL, expect_load_failure, png_bytes
+from worker_harness import REWARD_SCORER_MODEL, WorkerSpec, png_bytes
 
 QUESTION = "what is in the picture"
 ANSWERS = [
@@ -140,9 +140,12 @@ def test_judge_empty_answers_fail_unless_asked_to_score_them(judge_scorer_worker
 # -- the "type" option ------------------------------------------------------------------------
 
 
-def test_unknown_type_fails_to_load_and_lists_the_known_types(store_dir, tmp_path):
-    model = REWARD_SCORER_MODEL | {"options": {"type": "pairwise-oracle"}}
-    event, rc, worker = expect_load_failure("response-scorer", model, store_dir, tmp_path)
+UNKNOWN_TYPE = WorkerSpec.of("response-scorer", REWARD_SCORER_MODEL | {"options": {"type": "pairwise-oracle"}})
+
+
+@pytest.mark.prestart(UNKNOWN_TYPE)
+def test_unknown_type_fails_to_load_and_lists_the_known_types(prestarter):
+    event, rc, worker = prestarter.load_failure(UNKNOWN_TYPE)
     assert rc == 3, worker.log_tail()
     assert event["code"] == "invalid_model_spec"
     message = event["message"]

@@ -14,7 +14,7 @@ from pds_dpo_workers.models import tiny
 from pds_dpo_workers.models.spec import list_files, parse_spec
 from pds_dpo_workers.proto import common_pb2
 from pds_dpo_workers.store import Store, sha256_bytes
-from worker_harness import PYTHON, worker_env
+from worker_harness import PYTHON, CommandSpec, prestart, worker_env
 
 # -- tiny models ------------------------------------------------------------------------------
 
@@ -27,18 +27,24 @@ BUILD = textwrap.dedent(
 )
 
 
+def builds(basetemp) -> list[CommandSpec]:
+    # Roots of their own under the session's temporary directory (the builds start before this module's tests).
+    return [
+        CommandSpec((PYTHON, "-c", BUILD, str(basetemp / f"tiny-root-{hash_seed}")), (("PYTHONHASHSEED", hash_seed), ("OMP_NUM_THREADS", "1")))
+        for hash_seed in ("1", "2")
+    ]
+
+
 @pytest.fixture(scope="module")
-def two_builds(tmp_path_factory):
+@prestart(lambda param, basetemp: builds(basetemp))
+def two_builds(prestarter, tmp_path_factory):
     """Every tiny model built into two cache roots, by two processes with different hash seeds.
 
-    Separate processes (run side by side) so that nothing in-process (a seeded RNG, a
-    warm cache) can hide a build that depends on hash order or on the machine's state.
+    Separate processes (started ahead by the prestarter, side by side) so that nothing
+    in-process (a seeded RNG, a warm cache) can hide a build that depends on hash order or on
+    the machine's state.
     """
-    procs = []
-    for hash_seed in ("1", "2"):
-        root = tmp_path_factory.mktemp(f"tiny-root-{hash_seed}")
-        env = worker_env() | {"PYTHONHASHSEED": hash_seed, "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen([PYTHON, "-c", BUILD, str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True))
+    procs = [prestarter.process(spec) for spec in builds(tmp_path_factory.getbasetemp())]
     dirs = []
     for p in procs:
         out, err = p.communicate(timeout=300)

@@ -99,6 +99,10 @@ class Worker:
             if event.get("event") == "load_failed" and name != "load_failed":
                 raise WorkerStartError(f"{self.kind}: load_failed {event}\n{self.log_tail()}")
 
+    def loaded(self) -> bool:
+        """Past its load: serving, failed, or gone."""
+        return self.process.poll() is not None or any(e.get("event") in ("serving", "load_failed") for e in self.events)
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -183,7 +187,10 @@ def expect_load_failure(kind: str, model: dict, store: Path, log_dir: Path, *, e
     The worker must announce "listening", then "load_failed" (never "serving"), and exit; it may
     tell its load's steps ("loading") between them.
     """
-    worker = start_worker(kind, model, store, log_dir, wait_serving=False, extra_args=extra_args)
+    return _finish_load_failure(start_worker(kind, model, store, log_dir, wait_serving=False, extra_args=extra_args))
+
+
+def _finish_load_failure(worker: Worker) -> tuple[dict, int, Worker]:
     try:
         event = worker.wait_event("load_failed", SERVING_TIMEOUT_S)
         rc = worker.process.wait(timeout=STOP_TIMEOUT_S)
@@ -226,9 +233,9 @@ def pairs_dataset(root: Path, n: int = 4, seed: int = 0) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def allow_tmp(tmp_path_factory) -> tuple[str, ...]:
+def allow_tmp(basetemp: Path) -> tuple[str, ...]:
     """The worker's --allow-root for the session's temporary directory (the tests' image roots)."""
-    return ("--allow-root", str(tmp_path_factory.getbasetemp()))
+    return ("--allow-root", str(basetemp))
 
 
 def processes_with(marker: str) -> list[int]:
@@ -243,3 +250,168 @@ def processes_with(marker: str) -> list[int]:
             pass
     return found
 
+
+
+# -- workers started ahead of their tests ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What start_worker needs to start one worker (the store and log directory are the session's)."""
+
+    kind: str
+    model_json: str
+    extra_args: tuple[str, ...] = ()
+
+    @staticmethod
+    def of(kind: str, model: dict, extra_args: tuple[str, ...] = ()) -> "WorkerSpec":
+        return WorkerSpec(kind, json.dumps(model, sort_keys=True), tuple(extra_args))
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A process to start ahead (a build a test waits for): its argv and the variables added to worker_env()."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+
+    def start(self) -> subprocess.Popen:
+        env = worker_env() | dict(self.env)
+        return subprocess.Popen(list(self.argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, text=True)
+
+
+def _busy(started) -> bool:
+    """A prestarted worker still loading, or a prestarted command still running."""
+    return started.poll() is None if isinstance(started, subprocess.Popen) else not started.loaded()
+
+
+def prestart(specs):
+    """Marks a fixture whose workers Prestarter may start ahead of it: `specs(param, basetemp)`
+    names them (param: the fixture's parameter, if it has one; basetemp: the session's temporary
+    directory) in the order the fixture takes them."""
+
+    def mark(fixture_function):
+        fixture_function.prestart_specs = specs
+        return fixture_function
+
+    return mark
+
+
+class Prestarter:
+    """Starts the session's workers ahead of the tests that take them, in the order they will.
+
+    A test that waits for its worker's load (seconds of torch import and model load) leaves the
+    second core idle, and most of the suite's time is such loads: one thread starts the next
+    workers while earlier tests run, at most `loading` of them loading at once and at most
+    `ahead` waiting unclaimed (each holds a few hundred MB). take() returns the prestarted
+    worker once it serves, or starts one there and then if none was planned.
+    """
+
+    def __init__(self, store: Path, log_dir: Path, *, loading: int = 2, ahead: int = 3) -> None:
+        self.store, self.log_dir, self.loading, self.ahead = store, log_dir, loading, ahead
+        self._plan: list[WorkerSpec] = []
+        # Per spec: started workers not yet taken, in start order (a spec may be planned twice).
+        self._ready: dict[WorkerSpec, list[Worker]] = {}
+        self._taken: dict[WorkerSpec, int] = {}
+        self._errors: dict[WorkerSpec, list[BaseException]] = {}
+        self._starting: WorkerSpec | None = None
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def plan(self, specs: list[WorkerSpec]) -> None:
+        self._plan = list(specs)
+        if self._plan:
+            self._thread = threading.Thread(target=self._run, name="prestarter", daemon=True)
+            self._thread.start()
+
+    def _loading_now(self) -> int:
+        return sum(1 for ws in self._ready.values() for w in ws if _busy(w))
+
+    def _waiting_now(self) -> int:
+        return sum(len(ws) for ws in self._ready.values())
+
+    def _run(self) -> None:
+        seen: dict[WorkerSpec, int] = {}
+        for spec in self._plan:
+            n = seen[spec] = seen.get(spec, 0) + 1
+            with self._cond:
+                while not self._closed and (self._loading_now() >= self.loading or self._waiting_now() >= self.ahead):
+                    self._cond.wait(timeout=0.2)
+                # Taken already (its test could not wait and started it itself): skip it.
+                if self._closed or self._taken.get(spec, 0) >= n:
+                    continue
+                self._starting = spec
+            try:
+                worker = self._start(spec)
+            except BaseException as e:  # noqa: BLE001 - raised by take()
+                with self._cond:
+                    self._errors.setdefault(spec, []).append(e)
+                    self._starting = None
+                    self._cond.notify_all()
+                continue
+            with self._cond:
+                self._starting = None
+                if self._closed:
+                    _stop(worker)
+                    continue
+                self._ready.setdefault(spec, []).append(worker)
+                self._cond.notify_all()
+
+    def take(self, spec: WorkerSpec) -> Worker:
+        """The next worker of `spec`, serving: the prestarted one, else one started now."""
+        worker = self._claim(spec)
+        try:
+            worker.wait_event("serving", SERVING_TIMEOUT_S)
+        except BaseException:
+            worker.terminate(timeout=5)
+            raise
+        return worker
+
+    def process(self, spec: CommandSpec) -> subprocess.Popen:
+        """The process of `spec`: the prestarted one (maybe finished by now), else one started now."""
+        return self._claim(spec)
+
+    def _start(self, spec):
+        if isinstance(spec, CommandSpec):
+            return spec.start()
+        return start_worker(spec.kind, json.loads(spec.model_json), self.store, self.log_dir, wait_serving=False, extra_args=spec.extra_args)
+
+    def load_failure(self, spec: WorkerSpec) -> tuple[dict, int, Worker]:
+        """expect_load_failure of the next worker of `spec` (prestarted, else started now)."""
+        return _finish_load_failure(self._claim(spec))
+
+    def _claim(self, spec: WorkerSpec) -> Worker:
+        """The next prestarted worker of `spec`, or one started now (listening, maybe loading)."""
+        with self._cond:
+            self._taken[spec] = self._taken.get(spec, 0) + 1
+            while self._starting == spec:  # its start is under way: wait for "listening"
+                self._cond.wait(timeout=0.2)
+            worker = self._ready[spec].pop(0) if self._ready.get(spec) else None
+            error = self._errors[spec].pop(0) if worker is None and self._errors.get(spec) else None
+            self._cond.notify_all()
+        if error is not None:
+            raise error
+        if worker is None:
+            worker = self._start(spec)
+        return worker
+
+    def close(self) -> None:
+        """Stops the thread and every prestarted worker that no test took."""
+        with self._cond:
+            self._closed = True
+            left = [w for ws in self._ready.values() for w in ws]
+            self._ready.clear()
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=LISTENING_TIMEOUT_S)
+        for w in left:
+            _stop(w)
+
+
+def _stop(started) -> None:
+    if isinstance(started, subprocess.Popen):
+        started.kill()
+        started.communicate()
+    else:
+        started.terminate(timeout=5)
