@@ -40,6 +40,8 @@ export interface ReadResult {
   where: string[];
   /** One line a problem: "line 12: chosen: missing". */
   issues: string[];
+  /** Images embedded in the file (a parquet file's Image feature), by the name the pairs give them ("embedded:<sha256>"). */
+  embedded?: Map<string, Uint8Array>;
 }
 
 const LEADING_IMAGE_TOKENS = /^(\s*<image>)+\s*/;

@@ -17,8 +17,9 @@ export interface ReadDataset {
   file: string;
   format: DatasetFormat;
   pairs: PreferencePair[];
-  /** Each pair's images as absolute paths. */
+  /** Each pair's images as absolute paths, or the names of images embedded in the file (see `embedded`). */
   images: string[][];
+  embedded?: Map<string, Uint8Array>;
   issues: string[];
   /** A parquet file, whose rows only readDatasetAsync reads. */
   deferred?: boolean;
@@ -42,13 +43,14 @@ function checked(file: string, format: DatasetFormat, read: ReadResult, imageRoo
   const issues = [...read.issues];
   const images = read.pairs.map((p, i) =>
     p.images.map((img) => {
+      if (read.embedded?.has(img)) return img;
       const abs = isAbsolute(img) ? img : resolve(imageRoot, img);
       if (!existsSync(abs)) issues.push(`${read.where[i] ?? p.id}: image not found: ${abs}`);
       return abs;
     }),
   );
   if (read.pairs.length === 0 && issues.length === 0) issues.push("no preference pairs");
-  return { file, format, pairs: read.pairs, images, issues };
+  return { file, format, pairs: read.pairs, images, issues, ...(read.embedded ? { embedded: read.embedded } : {}) };
 }
 
 /** Where a dataset's image paths start: its own directory, or, for a run's dataset/ files (a manifest.json beside that folder), the run directory they are relative to. */

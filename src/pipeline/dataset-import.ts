@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { extname, join } from "node:path";
 import { resolvePath, type LoadedConfig } from "../config/load.js";
 import { writePairs, type DatasetFormat } from "../dataset/formats.js";
+import { imageExtension } from "../dataset/parquet.js";
 import { datasetFormatOf, readDatasetAsync } from "../dataset/read.js";
 import type { ContentStore } from "../store/cas.js";
 import { sha256 } from "../store/cas.js";
@@ -33,9 +34,10 @@ export async function importDataset(loaded: LoadedConfig, runDir: RunDir, store:
     images: read.images[i]!.map((abs) => {
       let got = placed.get(abs);
       if (!got) {
-        const bytes = readFileSync(abs);
+        const inFile = read.embedded?.get(abs);
+        const bytes = inFile ? Buffer.from(inFile) : readFileSync(abs);
         const info = store.put(bytes, "application/octet-stream");
-        const rel = join("dataset", "images", `${info.sha256.slice(0, 16)}${extname(abs).toLowerCase()}`);
+        const rel = join("dataset", "images", `${info.sha256.slice(0, 16)}${inFile ? imageExtension(inFile) : extname(abs).toLowerCase()}`);
         runDir.placeArtifact(store.pathOf(info.sha256), join(runDir.path, rel));
         got = { path: rel, sha256: info.sha256 };
         placed.set(abs, got);

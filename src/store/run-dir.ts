@@ -67,7 +67,7 @@ export class RunDir {
 }
 
 /** Write-then-rename, so a crash never leaves half a file. */
-export function writeFileAtomic(path: string, content: string): void {
+export function writeFileAtomic(path: string, content: string | Uint8Array): void {
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, content);
   renameSync(tmp, path);

@@ -2,12 +2,13 @@
 // into the same pairs as its JSON lines, bad rows named by their row number, images checked;
 // validate defers a parquet file's rows to the run (readDataset marks it deferred); dataset
 // convert reads it as TRL pairs.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
 import { readDataset, readDatasetAsync } from "../../src/dataset/read.js";
-import { tempDir, writeParquet } from "../helpers.js";
+import { execa } from "execa";
+import { ROOT, tempDir, writeParquet } from "../helpers.js";
 import { encodePng } from "../support/png.js";
 
 const turn = (role: string, content: string) => [{ role, content }];
@@ -71,5 +72,40 @@ describe("TRL preference data in a parquet file", { timeout: 60_000 }, () => {
     writeFileSync(join(dir, "broken.parquet"), "PAR1 but not really a parquet file");
     expect((await readDatasetAsync(join(dir, "broken.parquet"), "trl")).issues).toEqual([expect.stringMatching(/^not a readable parquet file: /)]);
     expect(readDataset(join(dir, "pairs.parquet"), "llava").issues).toEqual(["a parquet file: only dataset_format trl reads parquet"]);
+  });
+
+  it("images embedded as the Image feature (bytes, the original file name as path) are read by their bytes; convert writes them under images/", async () => {
+    const png = encodePng(3, 2, new Uint8Array(18).fill(7));
+    // As a Hub dataset holds them: a struct of bytes and a path that names no file here.
+    const script = [
+      "import base64, sys, pyarrow as pa, pyarrow.parquet as pq",
+      "png = base64.b64decode(sys.argv[2])",
+      "img = pa.struct([('bytes', pa.binary()), ('path', pa.string())])",
+      "turn = lambda r, c: [{'role': r, 'content': c}]",
+      "rows = {'id': ['e1', 'e2'], 'images': [[{'bytes': png, 'path': 'orig1.png'}], [{'bytes': b'not an image', 'path': None}]],",
+      "        'prompt': [turn('user', 'What?')] * 2, 'chosen': [turn('assistant', 'a cube')] * 2, 'rejected': [turn('assistant', 'a dog')] * 2}",
+      "schema = pa.schema([('id', pa.string()), ('images', pa.list_(img)), ('prompt', pa.list_(pa.struct([('role', pa.string()), ('content', pa.string())]))),",
+      "                    ('chosen', pa.list_(pa.struct([('role', pa.string()), ('content', pa.string())]))), ('rejected', pa.list_(pa.struct([('role', pa.string()), ('content', pa.string())])))])",
+      "pq.write_table(pa.table(rows, schema=schema), sys.argv[1])",
+    ].join("\n");
+    const file = join(dir, "embedded.parquet");
+    await execa(join(ROOT, ".venv/bin/python"), ["-c", script, file, Buffer.from(png).toString("base64")]);
+    const read = await readDatasetAsync(file, "trl");
+    expect(read.issues).toEqual(["row 2: images[0]: embedded bytes are not a PNG, JPEG, WebP or GIF image"]);
+    const name = read.pairs[0]!.images[0]!;
+    expect(name).toMatch(/^embedded:[0-9a-f]{64}$/);
+    expect(read.images[0]).toEqual([name]);
+    expect(Buffer.from(read.embedded!.get(name)!)).toEqual(Buffer.from(png));
+
+    // Only the good row: convert writes its image beside the output, content-named.
+    const script2 = script.replace("'e2'", "'e2'").replace("[{'bytes': b'not an image', 'path': None}]", "[{'bytes': png, 'path': None}]");
+    await execa(join(ROOT, ".venv/bin/python"), ["-c", script2, file, Buffer.from(png).toString("base64")]);
+    const out = join(dir, "conv", "llava.json");
+    let stderr = "";
+    expect(await main(["dataset", "convert", file, "--from", "trl", "--to", "llava", "--out", out], { stdout: () => {}, stderr: (t) => (stderr += t), isTTY: false }), stderr).toBe(0);
+    const back = await readDatasetAsync(out, "llava");
+    expect(back.issues).toEqual([]);
+    expect(back.images.map((i) => i[0])).toEqual([join(dir, "conv", `images/${name.slice(9, 25)}.png`), join(dir, "conv", `images/${name.slice(9, 25)}.png`)]);
+    expect(existsSync(back.images[0]![0]!) && readFileSync(back.images[0]![0]!)).toEqual(Buffer.from(png));
   });
 });

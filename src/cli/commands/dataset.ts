@@ -4,13 +4,13 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { llamaFactoryDatasetInfo, readPairs, unwritable, writePairs, type DatasetFormat, type PreferencePair, type ReadResult } from "../../dataset/formats.js";
-import { isParquetFile, readParquetPairs } from "../../dataset/parquet.js";
+import { EMBEDDED, imageExtension, isParquetFile, readParquetPairs } from "../../dataset/parquet.js";
 import { promptsFromReleaseFiles, promptsJsonl } from "../../dataset/prompts-import.js";
 import { writeFileAtomic } from "../../store/run-dir.js";
 import { ConfigError, UsageError } from "../../errors.js";
 import type { Output } from "../output.js";
 
-function writeAtomic(path: string, content: string): void {
+function writeAtomic(path: string, content: string | Uint8Array): void {
   mkdirSync(dirname(resolve(path)), { recursive: true });
   writeFileAtomic(path, content);
 }
@@ -29,19 +29,33 @@ const isUrl = (p: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(p);
 /** A path with "/" separators (datasets are read on any OS). */
 const posix = (p: string) => p.split(sep).join("/");
 
-/** Missing images, and the pairs' image paths made relative to the output file's directory. */
-function placeImages(pairs: PreferencePair[], where: string[], base: string, outDir: string, baseName: string): { pairs: PreferencePair[]; issues: string[] } {
+/** Missing images, and the pairs' image paths made relative to the output file's directory; images embedded in the input become files under images/ there (`files`, written once the input has no problem). */
+function placeImages(
+  pairs: PreferencePair[],
+  where: string[],
+  base: string,
+  outDir: string,
+  baseName: string,
+  embedded = new Map<string, Uint8Array>(),
+): { pairs: PreferencePair[]; issues: string[]; files: Map<string, Uint8Array> } {
   const issues: string[] = [];
+  const files = new Map<string, Uint8Array>();
   const placed = pairs.map((p, i) => {
     const images = p.images.map((img, k) => {
       if (isUrl(img)) return img;
+      const bytes = embedded.get(img);
+      if (bytes) {
+        const rel = `images/${img.slice(EMBEDDED.length, EMBEDDED.length + 16)}${imageExtension(bytes)}`;
+        files.set(join(outDir, rel), bytes);
+        return rel;
+      }
       const abs = isAbsolute(img) ? img : resolve(base, img);
       if (!existsSync(abs)) issues.push(`${where[i]}: images[${k}]: ${img}: no such file under ${baseName}`);
       return isAbsolute(img) ? img : posix(relative(outDir, abs)) || ".";
     });
     return { ...p, images };
   });
-  return { pairs: placed, issues };
+  return { pairs: placed, issues, files };
 }
 
 export interface ConvertCommand {
@@ -64,7 +78,7 @@ export async function datasetConvertCommand(cmd: ConvertCommand, out: Output): P
   if (cmd.imagesFrom !== undefined && !(existsSync(cmd.imagesFrom) && statSync(cmd.imagesFrom).isDirectory())) throw new UsageError(`--images-from ${cmd.imagesFrom}: not a directory`);
   const base = resolve(cmd.imagesFrom ?? dirname(cmd.input));
   const outDir = dirname(resolve(cmd.out));
-  const placed = placeImages(read.pairs, read.where, base, outDir, cmd.imagesFrom ?? `${dirname(cmd.input)}/`);
+  const placed = placeImages(read.pairs, read.where, base, outDir, cmd.imagesFrom ?? `${dirname(cmd.input)}/`, read.embedded);
   const issues = [...read.issues, ...placed.issues, ...unwritable(cmd.to, read.pairs, read.where)];
   // A run's dataset/ files name images relative to the run directory, one level up.
   if (cmd.imagesFrom === undefined && placed.issues.length > 0 && placed.issues.length === read.pairs.reduce((n, p) => n + p.images.filter((i) => !isUrl(i) && !isAbsolute(i)).length, 0)) {
@@ -90,6 +104,8 @@ export async function datasetConvertCommand(cmd: ConvertCommand, out: Output): P
     info = { path, name, entries: { ...entries, ...llamaFactoryDatasetInfo(name, basename(cmd.out)) } };
   }
 
+  // Content-named, so an image already written is the same image.
+  for (const [path, bytes] of placed.files) if (!existsSync(path)) writeAtomic(path, bytes);
   writeAtomic(cmd.out, writePairs(cmd.to, placed.pairs));
   out.stdout(`${cmd.out}: ${placed.pairs.length} pair${placed.pairs.length === 1 ? "" : "s"} (${cmd.to}, from ${cmd.from} ${cmd.input})\n`);
   if (info) {
