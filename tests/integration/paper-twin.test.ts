@@ -72,6 +72,8 @@ describe("orchestrate run configs/paper-twin.yaml", () => {
       expect(of(type).map((e) => e.model), type).toEqual(type === "pope" ? ["base", "trained", "base", "trained", "base", "trained"] : ["base", "trained"]);
       for (const e of of(type)) for (const k of keys) expect(e.metrics[k], `${type} ${k}`).toEqual(expect.any(Number));
     }
+    // The twin judge holds MMHal's whole rubric prompt (8192 positions): every answer is rated.
+    for (const e of of("mmhal")) expect(e.metrics.judge_errors, `mmhal ${e.model}`).toBe(0);
     const overlap = readJson<{ benchmark_images: number; training_images: number; overlaps: unknown[]; allowed: boolean }>(join(runDir, "eval/overlap.json"));
     expect(overlap).toMatchObject({ training_images: 3, overlaps: [], allowed: false });
     expect(overlap.benchmark_images).toBeGreaterThan(0);
