@@ -1,0 +1,64 @@
+"""ModelRunner: every call's work on one long-lived thread, one call at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from pds_dpo_workers.streaming import ModelRunner
+
+
+def test_calls_share_one_thread_and_a_failure_does_not_end_it():
+    runner = ModelRunner()
+    threads: list[int] = []
+
+    def work(emit, cancel):
+        threads.append(threading.get_ident())
+        for i in range(3):
+            emit(i)
+
+    def failing(emit, cancel):
+        threads.append(threading.get_ident())
+        raise ValueError("boom")
+
+    async def main():
+        first = [x async for x in runner.stream(work)]
+        with pytest.raises(ValueError, match="boom"):
+            [x async for x in runner.stream(failing)]
+        second = [x async for x in runner.stream(work)]
+        return first, second
+
+    assert asyncio.run(main()) == ([0, 1, 2], [0, 1, 2])
+    assert len(threads) == 3 and len(set(threads)) == 1 and threads[0] != threading.get_ident()
+
+
+def test_a_call_abandoned_midway_stops_its_work_before_the_next_runs():
+    runner = ModelRunner()
+    events: list[str] = []
+    release = threading.Event()
+
+    def endless(emit, cancel):
+        events.append("start")
+        emit("first")
+        release.wait(5)
+        for _ in range(5000):
+            emit("more")  # raises Cancelled once the call is gone
+            time.sleep(0.001)
+        events.append("never")
+
+    def quick(emit, cancel):
+        events.append("next")
+        emit("done")
+
+    async def main():
+        stream = runner.stream(endless)
+        assert await stream.__anext__() == "first"
+        release.set()
+        await stream.aclose()  # the caller went away: cancel is set, the lock kept until the work stops
+        return [x async for x in runner.stream(quick)]
+
+    assert asyncio.run(main()) == ["done"]
+    assert events == ["start", "next"]
