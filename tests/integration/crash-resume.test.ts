@@ -12,7 +12,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
-import { alive, BIN, cli, journalItems, jsonLines, readJson, tempDir, tinyWorkers, writePrompts } from "../helpers.js";
+import { alive, BIN, cli, journalItems, jsonLines, readJson, tempDir, tinyWorkers, until, writePrompts } from "../helpers.js";
 
 type Event = Record<string, unknown>;
 type Manifest = {
@@ -52,11 +52,6 @@ function workersOf(store: string): number[] {
       }
     })
     .map(Number);
-}
-
-async function until(what: () => boolean, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 200))) if (what()) return true;
-  return what();
 }
 
 describe("crash, resume and replay with real workers", () => {

@@ -4,15 +4,10 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
-import { alive, BIN, jsonLines, tempDir, tinyWorkers, writePrompts } from "../helpers.js";
+import { alive, BIN, jsonLines, tempDir, tinyWorkers, until, writePrompts } from "../helpers.js";
 
 const parentOf = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[1]);
 const commOf = (pid: number): string => readFileSync(`/proc/${pid}/comm`, "utf8").trim();
-
-async function until(what: () => boolean, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 200))) if (what()) return true;
-  return what();
-}
 
 describe("worker host", () => {
   it("forks CPU workers from one host, spawns one whose runtime.env differs; a SIGKILLed orchestrator takes the host and every worker down", { timeout: 240_000 }, async () => {

@@ -38,15 +38,19 @@ type TrainEvent =
   | { type: "train.dataset"; dataset: ImportedDataset }
   | { type: "train.point"; point: SweepPoint; subset: Subset };
 
-/** One sweep point in the manifest: its subset, and its adapter and last step's metrics once trained. */
-export interface SweepPointRecord extends SweepPoint {
-  subset: Subset;
+/** What one training leaves in the manifest: steps, interrupted, adapter and metrics once it finished, and its checkpoints. */
+export interface TrainingRecord {
   steps?: number;
   interrupted?: boolean;
   adapter?: AdapterFile;
   metrics?: string;
   final_metrics?: Record<string, number>;
   checkpoints: { step: number; path: string }[];
+}
+
+/** One sweep point in the manifest: its subset, and its training. */
+export interface SweepPointRecord extends SweepPoint, TrainingRecord {
+  subset: Subset;
 }
 
 declare module "../../events/types.js" {
@@ -56,17 +60,10 @@ declare module "../../events/types.js" {
 }
 declare module "../../manifest/types.js" {
   interface StageSections {
-    /** steps, interrupted, adapter and metrics once training finished. */
-    train: {
-      steps?: number;
-      interrupted?: boolean;
-      adapter?: AdapterFile;
-      metrics?: string;
-      final_metrics?: Record<string, number>;
-      checkpoints: { step: number; path: string }[];
+    train: TrainingRecord & {
       /** A train-only experiment's dataset: its source file and every image, pinned by hash. */
       dataset?: ImportedDataset;
-      /** A sweep's points, in order: the top-level fields above are then unset. */
+      /** A sweep's points, in order: the training fields are then unset. */
       points?: SweepPointRecord[];
     };
   }
