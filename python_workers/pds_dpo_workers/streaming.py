@@ -85,8 +85,14 @@ class ModelRunner:
             finally:
                 cancel.set()
                 # Keep the lock until the batch has really stopped: the model is not
-                # safe to share between two batches.
-                await finished
+                # safe to share between two batches. A shutdown cancels this wait too
+                # (asyncio.run cancels what is left): it still waits, so that a cancelled
+                # batch ends cleanly (a trainer saves its checkpoint) before the process exits.
+                while not finished.done():
+                    try:
+                        await asyncio.shield(finished)
+                    except asyncio.CancelledError:
+                        pass
 
 
 def _serve_jobs(jobs: "_queue.SimpleQueue") -> None:

@@ -62,3 +62,30 @@ def test_a_call_abandoned_midway_stops_its_work_before_the_next_runs():
 
     assert asyncio.run(main()) == ["done"]
     assert events == ["start", "next"]
+
+
+def test_a_shutdown_still_lets_the_cancelled_work_finish():
+    # As SIGTERM goes: gRPC cancels the call, then asyncio.run cancels what is left; the work
+    # (a trainer saving its checkpoint) must still end before the loop does.
+    runner = ModelRunner()
+    finished: list[str] = []
+
+    def work(emit, cancel):
+        emit("first")
+        cancel.wait(5)
+        time.sleep(0.3)  # saving
+        finished.append("saved")
+
+    async def consume():
+        async for _ in runner.stream(work):
+            pass
+
+    async def main():
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.2)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        # Returning leaves the task waiting for the work: asyncio.run cancels it again.
+
+    asyncio.run(main())
+    assert finished == ["saved"]
