@@ -106,7 +106,8 @@ describe("failing workers", { timeout: 150_000 }, () => {
     const fleet = await Fleet.start(store, workers(["sd", "pick", "rm"], { sd: { faults: { delayMs: 1000 } } }));
     try {
       const config = writeExperiment(dir, {
-        workers: `${fleet.yaml()}  a: {kind: responder, model: {source: path, path: hung-model}, runtime: {type: local, device: cpu, cpu_threads: 1, start_timeout_s: 300}}\n`,
+        // Spawned, not forked from the worker host (a runtime.env of its own): its command line names its model, for pkill.
+        workers: `${fleet.yaml()}  a: {kind: responder, model: {source: path, path: hung-model}, runtime: {type: local, device: cpu, cpu_threads: 1, start_timeout_s: 300, env: {PDS_DPO_TEST_SPAWNED: "1"}}}\n`,
         prompts: 8,
         stages: [STAGE.images(), STAGE.responses({ responders: "[a]" })].join("\n"),
       });
