@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { WorkerSchema } from "../../src/config/schema.js";
 import { parseExperiment } from "../../src/config/load.js";
-import { localWorkerArgs } from "../../src/workers/local-args.js";
+import { forkable, localWorkerArgs } from "../../src/workers/local-args.js";
 import { allowedRoots, expectedGpus, requiredPackages } from "../../src/workers/requirements.js";
 
 describe("localWorkerArgs", () => {
@@ -77,5 +77,21 @@ stages:
       localWorkerArgs(WorkerSchema.parse({ kind: "image-scorer", model: { source: "hf", id: "THUDM/ImageReward", revision: "r", type: "image-reward", tokenizer } }), { baseDir: "/cfg", storeRoot: "/s", parentPid: 1 })[6]!;
     expect(JSON.parse(ir("google-bert/bert-base-uncased@abc")).options).toEqual({ type: "image-reward", tokenizer: "google-bert/bert-base-uncased@abc" });
     expect(JSON.parse(ir("tok/bert")).options.tokenizer).toBe("/cfg/tok/bert");
+  });
+});
+
+describe("forkable", () => {
+  const rt = (runtime: Record<string, unknown>) => WorkerSchema.parse({ kind: "responder", model: { source: "tiny", name: "llava" }, runtime: { type: "local", ...runtime } }).runtime;
+  it("forks CPU workers whose runtime.env changes nothing of the orchestrator's environment", () => {
+    expect(forkable(rt({ device: "cpu" }), {})).toBe(true);
+    expect(forkable(rt({ device: "cpu", cpu_threads: 2, env: { HF_HOME: "/h" } }), { HF_HOME: "/h" })).toBe(true);
+  });
+  it("spawns the rest: another value of a variable, a GPU or an unresolved device, GPUs placed, another runtime", () => {
+    expect(forkable(rt({ device: "cpu", env: { HF_HOME: "/other" } }), { HF_HOME: "/h" })).toBe(false);
+    expect(forkable(rt({ device: "cpu", env: { OMP_NUM_THREADS: "1" } }), {})).toBe(false);
+    expect(forkable(rt({ device: "cuda" }), {})).toBe(false);
+    expect(forkable(rt({ device: "auto" }), {})).toBe(false);
+    expect(forkable(rt({ device: "cpu", devices: [0] }), {})).toBe(false);
+    expect(forkable({ type: "remote", endpoints: ["h:1"], token_env: "T", start_timeout_s: 1 } as never, {})).toBe(false);
   });
 });
