@@ -13,7 +13,7 @@ npx tsc -p tsconfig.test.json && echo "typecheck: sources and tests ok" || statu
 # once, before vitest: a first build takes minutes and would hold a test slot idle meanwhile.
 t0=$SECONDS
 mkdir -p test-results
-if CONTAINERS_CONF=tests/containers/containers.conf node scripts/build-images.mjs --engine podman --base debian --tag dev >/dev/null 2>test-results/images.log; then
+if CONTAINERS_CONF="$PWD/tests/containers/containers.conf" node scripts/build-images.mjs --engine podman --base debian --tag dev >/dev/null 2>test-results/images.log; then
   echo "images: worker images ready ($((SECONDS - t0)) s; log: test-results/images.log)"
 else
   tail -n 20 test-results/images.log; echo "images: building the worker images failed (log: test-results/images.log)"; status=1
