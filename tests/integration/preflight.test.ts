@@ -46,7 +46,9 @@ describe("preflight", { timeout: 60_000 }, () => {
     expect(r.stderr).not.toMatch(/Traceback/);
   });
 
-  it("a hub model neither local nor in the HF cache, with the hub unreachable, fails at once naming the worker, the model and the cache", async () => {
+  // Two worker starts, each spawned (its env differs from the orchestrator's, so no warm host):
+  // about 10 s each alone, 25 s with a core busy.
+  it("a hub model neither local nor in the HF cache, with the hub unreachable, fails at once naming the worker, the model and the cache", { timeout: 120_000 }, async () => {
     const dir = tempDir("pdsdpo-preflight-");
     const sha = "0123456789abcdef0123456789abcdef01234567";
     const file = experiment(dir, `  ir: {kind: image-scorer, model: {source: hf, id: THUDM/ImageReward, revision: ${sha}, type: image-reward}, ${LOCAL_CPU}}`);
