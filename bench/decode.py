@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
 import time
 
 
@@ -54,32 +53,16 @@ def direct(path: str) -> dict:
         work = json.load(f)
     import torch
     from google.protobuf import json_format
+    from in_process import call, load, prepare
 
-    from pds_dpo_workers.environment import make_deterministic
-    from pds_dpo_workers.kinds import kind_entry
-    from pds_dpo_workers.kinds.base import WorkerContext
-    from pds_dpo_workers.models.spec import parse_spec
     from pds_dpo_workers.proto import responder_pb2
-    from pds_dpo_workers.store import Store
 
-    # What the worker does before it loads (cli.py's prepare).
-    make_deterministic()
-    if work.get("cpu_threads"):
-        torch.set_num_threads(int(work["cpu_threads"]))
-    store = Store(work["store"])
-    ctx = WorkerContext(spec=parse_spec(json.dumps(work["model"])), store=store, cache_root=work["store"], device="cpu")
-    impl = kind_entry("responder").create(ctx)
-    impl.load()
-    never = threading.Event()
+    store = prepare(work)
+    impl = load("responder", work["model"], store, work["store"], "cpu")
     requests = [json_format.ParseDict(r, responder_pb2.RespondRequest()) for r in work["requests"]]
 
     def answer() -> int:
-        tokens = 0
-        for req in requests:
-            out: list = []
-            impl._run(req, out.append, never)
-            tokens += sum(m.response.num_tokens for m in out if m.HasField("response"))
-        return tokens
+        return sum(m.response.num_tokens for req in requests for m in call(impl, req) if m.HasField("response"))
 
     answer()  # untimed, as the worker's first call is
     t0, c0 = time.perf_counter(), time.process_time()

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import sys
-import threading
 import time
 
 
@@ -35,25 +34,14 @@ def main(path: str) -> int:
     t_start = time.perf_counter()
     with open(path) as f:
         work = json.load(f)
-    import torch
+    from in_process import call, load, prepare
 
-    from pds_dpo_workers.environment import make_deterministic
-    from pds_dpo_workers.kinds import load_kind
-    from pds_dpo_workers.kinds.base import WorkerContext
-    from pds_dpo_workers.models.spec import parse_spec
     from pds_dpo_workers.proto import common_pb2, image_generator_pb2, image_scorer_pb2, responder_pb2, response_scorer_pb2
-    from pds_dpo_workers.store import Store
 
-    make_deterministic()
-    if work.get("cpu_threads"):
-        torch.set_num_threads(int(work["cpu_threads"]))
-    store = Store(work["store"])
+    store = prepare(work)
 
     def create(worker: dict):
-        ctx = WorkerContext(spec=parse_spec(worker["model"]), store=store, cache_root=work["store"], device=work["device"])
-        impl = load_kind(worker["kind"]).create(ctx)
-        impl.load()
-        return impl
+        return load(worker["kind"], worker["model"], store, work["store"], work["device"])
 
     t0 = time.perf_counter()
     generator = create(work["generator"])
@@ -61,13 +49,6 @@ def main(path: str) -> int:
     responders = [(w["name"], create(w), w["batch"]) for w in work["responders"]]
     response_scorer = create(work["response_scorer"])
     load_s = time.perf_counter() - t0
-    never = threading.Event()
-
-    def call(impl, request) -> list:
-        out: list = []
-        impl._run(request, out.append, never)
-        return out
-
     phases: dict[str, float] = {}
     # 1. Generate, in the plan's batches.
     t0 = time.perf_counter()
