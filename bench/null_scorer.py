@@ -7,7 +7,7 @@ so what is measured is the control plane: scheduling, gRPC and the journal. With
 its hash, as a real scorer must before decoding: the transfer benchmark.
 
 Never used by an experiment config: bench/ only.
-usage: python bench/null_scorer.py [--delay-ms N] [--read-images] [--store DIR] [--parent-pid PID]
+usage: python bench/null_scorer.py [--delay-ms N] [--read-images | --hashed-scores] [--store DIR] [--port P] [--parent-pid PID]
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ class NullScorer(Kind):
 
     TITLE = "null scorer"
 
-    def __init__(self, ctx: WorkerContext, delay_s: float, read_images: bool) -> None:
+    def __init__(self, ctx: WorkerContext, delay_s: float, read_images: bool, hashed_scores: bool = False) -> None:
         super().__init__(ctx)
         self.delay_s = delay_s
         self.read_images = read_images
+        self.hashed_scores = hashed_scores
 
     def load(self) -> common_pb2.LoadedModel:
         weights = hashlib.sha256(b"null-scorer").hexdigest()
@@ -48,6 +49,9 @@ class NullScorer(Kind):
             if self.read_images:
                 data = read_blob(self.ctx.store, item.image)
                 score = float(len(data) % 997)
+            elif self.hashed_scores:
+                # A score per item id (so prompts keep different candidates), still no model.
+                score = int.from_bytes(hashlib.blake2b(item.id.encode(), digest_size=4).digest(), "big") / 2**32
             else:
                 score = 1.0
             emit(pb.ImageScorerServiceScoreResponse(score=pb.ImageScore(id=item.id, score=score)))
@@ -57,14 +61,18 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--delay-ms", type=float, default=0.0)
     p.add_argument("--read-images", action="store_true")
+    p.add_argument("--hashed-scores", action="store_true")
     p.add_argument("--store")
+    p.add_argument("--port", type=int, default=0)
     p.add_argument("--parent-pid", type=int)
+    # The model path the config names (resolved against its directory), so a remote runtime accepts it.
+    p.add_argument("--model-path", default="bench:null-scorer")
     a = p.parse_args()
     store = Store(a.store) if a.store else None
-    spec = common_pb2.ModelSpec(source=common_pb2.MODEL_SOURCE_PATH, path="bench:null-scorer")
+    spec = common_pb2.ModelSpec(source=common_pb2.MODEL_SOURCE_PATH, path=a.model_path)
     ctx = WorkerContext(spec=spec, store=store, cache_root=a.store or ".", device="cpu")
-    impl = NullScorer(ctx, a.delay_ms / 1000.0, a.read_images)
-    return asyncio.run(serve(kind_entry("image-scorer"), impl, ServeOptions(port=0, parent_pid=a.parent_pid)))
+    impl = NullScorer(ctx, a.delay_ms / 1000.0, a.read_images, a.hashed_scores)
+    return asyncio.run(serve(kind_entry("image-scorer"), impl, ServeOptions(port=a.port, parent_pid=a.parent_pid)))
 
 
 if __name__ == "__main__":

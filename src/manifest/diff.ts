@@ -26,6 +26,8 @@ export type ImageDistance = (shaBefore: string, shaAfter: string) => { maxDiff: 
 
 export interface CompareInputs {
   texts?: { before: Map<string, string>; after: Map<string, string> };
+  /** The two runs' directories, where their records are (null: the original's is not here). */
+  runDirs?: { before: string | null; after: string };
   images?: ImageDistance;
 }
 

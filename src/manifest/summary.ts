@@ -129,10 +129,9 @@ function changed(section: DiffSection, a: Record<string, unknown>, b: Record<str
   return keys.filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k])).map((k) => ({ section, key: `${prefix}${k}`, a: a[k], b: b[k] }));
 }
 
-/** The file hashes a run produced, by path in the run directory: dataset files and the trainer's adapters (every train artifact); kept images apart (they are many). */
-function hashesOf(m: Manifest): { files: Record<string, unknown>; images: Record<string, unknown> } {
+/** The file hashes a run produced, by path in the run directory: dataset files, the trainer's adapters (every train artifact) and the image records. */
+function hashesOf(m: Manifest): Record<string, unknown> {
   const files: Record<string, unknown> = {};
-  const images: Record<string, unknown> = {};
   const outputs = obj(m.outputs);
   for (const f of arr(obj(outputs.dataset).files)) files[String(obj(f).path)] = obj(f).sha256;
   for (const a of arr(m.artifacts)) {
@@ -140,12 +139,14 @@ function hashesOf(m: Manifest): { files: Record<string, unknown>; images: Record
     if (r.stage === "train") files[String(r.path)] = r.sha256;
   }
   if (str(outputs.adapter_sha256) && !Object.values(files).includes(outputs.adapter_sha256)) files.adapter = outputs.adapter_sha256;
-  for (const i of arr(outputs.kept_images)) images[String(obj(i).path)] = obj(i).sha256;
-  return { files, images };
+  return files;
 }
 
+/** Each run's kept images, path -> sha256 (read from its image records by the caller). */
+export type KeptImageHashes = Record<string, string>;
+
 /** How two runs differ, in the order a person looks: outcome, config, workers, stage counts, output hashes, metrics. */
-export function diffRuns(a: Manifest, b: Manifest): RunDifference[] {
+export function diffRuns(a: Manifest, b: Manifest, kept: { a: KeptImageHashes; b: KeptImageHashes } = { a: {}, b: {} }): RunDifference[] {
   const sa = summarize(a);
   const sb = summarize(b);
   const out: RunDifference[] = [];
@@ -172,11 +173,11 @@ export function diffRuns(a: Manifest, b: Manifest): RunDifference[] {
   out.push(...changed("stages", stageView(sa), stageView(sb)));
   const ha = hashesOf(a);
   const hb = hashesOf(b);
-  out.push(...changed("hashes", ha.files, hb.files));
+  out.push(...changed("hashes", ha, hb));
   // Kept images are many: their differences are counted, the first few named.
-  const images = changed("hashes", ha.images, hb.images);
+  const images = changed("hashes", kept.a, kept.b);
   if (images.length > 0) {
-    const total = new Set([...Object.keys(ha.images), ...Object.keys(hb.images)]).size;
+    const total = new Set([...Object.keys(kept.a), ...Object.keys(kept.b)]).size;
     out.push({ section: "hashes", key: "kept images", a: `${images.length} of ${total} differ`, b: images.slice(0, 3).map((d) => d.key).join(", ") + (images.length > 3 ? ", ..." : "") });
   }
   out.push(...changed("metrics", sa.metrics, sb.metrics));
@@ -251,8 +252,8 @@ export function runDetail(m: Manifest): RunSummary & { config: { file?: string; 
     config: { file: str(cfg.file), sha256: str(cfg.sha256), name: str(resolved.name), seed: num(resolved.seed) },
     prompts: str(obj(obj(m.inputs).prompts).sha256),
     workers: workersOf(m),
-    hashes: hashesOf(m).files,
-    kept_images: Object.keys(hashesOf(m).images).length,
+    hashes: hashesOf(m),
+    kept_images: num(obj(obj(obj(m.stages).images).counts).kept) ?? 0,
   };
 }
 

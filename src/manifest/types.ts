@@ -5,7 +5,8 @@ import type { ExperimentConfig } from "../config/schema.js";
 import type { CacheCounts, CacheMode, ErrorInfo } from "../events/types.js";
 import type { WorkerFingerprint } from "../plan/cache-keys.js";
 
-export const MANIFEST_SCHEMA = "pds-dpo/manifest@1";
+// @2: per-item records moved out of the manifest into records/<stage>.jsonl (the manifest names them by hash).
+export const MANIFEST_SCHEMA = "pds-dpo/manifest@2";
 
 export interface OrchestratorInfo {
   version: string;

@@ -26,11 +26,11 @@ export function carriedEvents(events: RunEvent[], restarted: ReadonlySet<string>
 }
 
 /** The results of the finished stages, each restored by its own stage from its events. */
-export function resultsFromEvents(events: RunEvent[]): StageResults {
+export function resultsFromEvents(events: RunEvent[], runDir: string): StageResults {
   const results: StageResults = {};
   const done = new Set(finishedStages(events));
   for (const stage of STAGE_REGISTRY) {
-    if (done.has(stage.name)) stage.restore(events.filter((e) => stageOfEvent(e) === stage.name), results);
+    if (done.has(stage.name)) stage.restore(events.filter((e) => stageOfEvent(e) === stage.name), results, runDir);
   }
   return results;
 }

@@ -145,7 +145,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const pool = new WorkerPool(opts.runtime ?? defaultRuntime(), loaded, { storeRoot: opts.storeRoot, logPath: (w) => runDir.logPath(w) }, bus);
   const cache = new ItemCache(journal, store, runId, cacheMode, bus);
   for (const e of carried) if (e.type === "worker.ready" && e.replica === 0) pool.remember(e.worker, WorkerInfo.fromJSON(e.info));
-  const ctx: StageContext = { loaded, bus, store, runDir, pool, signal: stageSignal, cache, results: opts.resume ? resultsFromEvents(opts.resume.events) : {} };
+  const ctx: StageContext = { loaded, bus, store, runDir, pool, signal: stageSignal, cache, results: opts.resume ? resultsFromEvents(opts.resume.events, runDir.path) : {} };
   let error: unknown;
   try {
     // Workers start and stop by the schedule (pipeline/schedule.ts): CPU workers all at once,

@@ -63,8 +63,8 @@ export interface Stage<N extends StageName = StageName> {
   /** Item counts `plan` shows (upper bounds where earlier stages decide). */
   plan(input: PlanInput): Record<string, number>;
   run(ctx: StageContext, run: StageRun): Promise<void>;
-  /** A finished stage of an earlier attempt: its results for the stages still to run, from its events. */
-  restore(events: RunEvent[], results: StageResults): void;
+  /** A finished stage of an earlier attempt: its results for the stages still to run, from its events (and the records in runDir they name). */
+  restore(events: RunEvent[], results: StageResults, runDir: string): void;
   section(): SectionBuilder<N>;
   /** The first difference of a replay in this stage (both ran it with the same status). */
   compare(before: Manifest, after: Manifest, tol: Tolerance, inputs: CompareInputs): Difference | null;

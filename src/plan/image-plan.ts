@@ -29,31 +29,51 @@ export function candidateId(promptId: string, guidanceScale: number, n: number):
   return `${promptId}.gs${guidanceScale}.n${n}`;
 }
 
-export function planImages(stage: ImagesStageConfig, prompts: Prompt[], experimentSeed: number, policy: SeedPolicy): ImageCandidate[] {
+/** The plan without its list: any candidate from its position, so a run of a million needs none in memory. */
+export interface ImagePlan {
+  /** Candidates per prompt (guidance scales x images per scale). */
+  perPrompt: number;
+  total: number;
+  /** The k-th candidate of the i-th prompt. */
+  candidate(promptIndex: number, k: number): ImageCandidate;
+  /** Candidates in plan order from plan position `from`. */
+  from(from: number): Generator<ImageCandidate>;
+}
+
+export function imagePlan(stage: ImagesStageConfig, prompts: Prompt[], experimentSeed: number, policy: SeedPolicy): ImagePlan {
   const size = stage.size === undefined ? { width: 0, height: 0 } : typeof stage.size === "number" ? { width: stage.size, height: stage.size } : stage.size;
-  const out: ImageCandidate[] = [];
-  prompts.forEach((p, promptIndex) => {
-    let imageNumber = 0;
-    for (const scale of stage.guidance_scales) {
-      for (let n = 0; n < stage.images_per_scale; n++, imageNumber++) {
-        const id = candidateId(p.id, scale, n);
-        out.push({
-          id,
-          promptId: p.id,
-          promptIndex,
-          category: p.category,
-          prompt: p.t2i_prompt,
-          instruction: p.instruction,
-          negativePrompt: stage.negative_prompt,
-          guidanceScale: scale,
-          imageNumber,
-          steps: stage.steps,
-          ...size,
-          seed: policy === "pds-dpo" ? pdsDpoSeed(promptIndex, imageNumber) : derivedSeed(experimentSeed, id),
-          generatorDevice: stage.generator_device,
-        });
-      }
-    }
-  });
-  return out;
+  const perPrompt = stage.guidance_scales.length * stage.images_per_scale;
+  const candidate = (promptIndex: number, imageNumber: number): ImageCandidate => {
+    const p = prompts[promptIndex]!;
+    const scale = stage.guidance_scales[Math.floor(imageNumber / stage.images_per_scale)]!;
+    const id = candidateId(p.id, scale, imageNumber % stage.images_per_scale);
+    return {
+      id,
+      promptId: p.id,
+      promptIndex,
+      category: p.category,
+      prompt: p.t2i_prompt,
+      instruction: p.instruction,
+      negativePrompt: stage.negative_prompt,
+      guidanceScale: scale,
+      imageNumber,
+      steps: stage.steps,
+      ...size,
+      seed: policy === "pds-dpo" ? pdsDpoSeed(promptIndex, imageNumber) : derivedSeed(experimentSeed, id),
+      generatorDevice: stage.generator_device,
+    };
+  };
+  const total = prompts.length * perPrompt;
+  return {
+    perPrompt,
+    total,
+    candidate,
+    *from(from) {
+      for (let i = from; i < total; i++) yield candidate(Math.floor(i / perPrompt), i % perPrompt);
+    },
+  };
+}
+
+export function planImages(stage: ImagesStageConfig, prompts: Prompt[], experimentSeed: number, policy: SeedPolicy): ImageCandidate[] {
+  return [...imagePlan(stage, prompts, experimentSeed, policy).from(0)];
 }

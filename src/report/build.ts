@@ -15,7 +15,8 @@ import { benchmarksOf, detailTable, paperTable } from "../eval/summary.js";
 export function buildDiagnostics(r: RunRecords) {
   const stages = Object.fromEntries(Object.entries(r.manifest.stages).map(([k, v]) => [k, { status: v.status, counts: v.counts ?? {}, seconds: v.seconds }]));
   const images = r.manifest.stages.images;
-  const prompts = images?.prompts ?? [];
+  // The image records are read a line at a time, once per chart (a run may have millions).
+  const prompts = r.imagePrompts;
   const responses = r.manifest.stages.responses;
   // Seconds from the run's start: when each worker was started, served and stopped.
   const t0 = Date.parse(r.manifest.started_at);
@@ -29,13 +30,14 @@ export function buildDiagnostics(r: RunRecords) {
     status: r.manifest.status,
     stages,
     workers,
-    images: images
-      ? {
-          prompt_class_by_category: promptClassByCategory(prompts.filter((p) => p.instruction).map((p) => ({ category: p.category, instruction: p.instruction! }))),
-          score_by_guidance: imageScoreByGuidance(prompts.map((p) => p.candidates.map((c) => ({ guidanceScale: c.guidance_scale, score: c.score, kept: p.kept?.id === c.id })))),
-          dropped: countBy(prompts.filter((p) => !p.kept).map((p) => p.dropped_reason ?? "unknown")),
-        }
-      : null,
+    images:
+      images && prompts
+        ? {
+            prompt_class_by_category: promptClassByCategory(each(prompts(), (p) => (p.instruction ? [{ category: p.category, instruction: p.instruction }] : []))),
+            score_by_guidance: imageScoreByGuidance(each(prompts(), (p) => [p.candidates.map((c) => ({ guidanceScale: c.guidance_scale, score: c.score, kept: p.kept?.id === c.id }))])),
+            dropped: countBy(each(prompts(), (p) => (p.kept ? [] : [p.dropped_reason ?? "unknown"]))),
+          }
+        : null,
     responses: r.pairs
       ? {
           pairs: r.pairs.length,
@@ -55,7 +57,12 @@ export function buildDiagnostics(r: RunRecords) {
 
 export type Diagnostics = ReturnType<typeof buildDiagnostics>;
 
-function countBy(xs: string[]): Record<string, number> {
+/** Lazily, what f makes of each x (none, one or several). */
+function* each<T, U>(xs: Iterable<T>, f: (x: T) => U[]): Generator<U> {
+  for (const x of xs) yield* f(x);
+}
+
+function countBy(xs: Iterable<string>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const x of xs) out[x] = (out[x] ?? 0) + 1;
   return out;

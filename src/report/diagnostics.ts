@@ -26,12 +26,17 @@ export interface Heatmap {
   values: number[][];
 }
 
-export function promptClassByCategory(prompts: { category: string; instruction: string }[]): Heatmap {
-  const rows = [...new Set(prompts.map((p) => p.category))].sort();
+/** One pass over the prompts (they may be read from records a line at a time). */
+export function promptClassByCategory(prompts: Iterable<{ category: string; instruction: string }>): Heatmap {
   const cols = [...PROMPT_CLASSES];
-  const values = rows.map(() => cols.map(() => 0));
-  for (const p of prompts) values[rows.indexOf(p.category)]![cols.indexOf(classifyPrompt(p.instruction))]!++;
-  return { rows, cols, values };
+  const byCategory = new Map<string, number[]>();
+  for (const p of prompts) {
+    let row = byCategory.get(p.category);
+    if (!row) byCategory.set(p.category, (row = cols.map(() => 0)));
+    row[cols.indexOf(classifyPrompt(p.instruction))]!++;
+  }
+  const rows = [...byCategory.keys()].sort();
+  return { rows, cols, values: rows.map((r) => byCategory.get(r)!) };
 }
 
 // ---------- histograms ----------
@@ -161,7 +166,7 @@ export interface ImageDiagCandidate {
   kept: boolean;
 }
 
-export function imageScoreByGuidance(prompts: ImageDiagCandidate[][]): { scale: number; meanScore: number; scored: number; wins: number }[] {
+export function imageScoreByGuidance(prompts: Iterable<ImageDiagCandidate[]>): { scale: number; meanScore: number; scored: number; wins: number }[] {
   const by = new Map<number, { sum: number; n: number; wins: number }>();
   for (const candidates of prompts) {
     for (const c of candidates) {

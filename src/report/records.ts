@@ -4,11 +4,15 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Manifest } from "../manifest/types.js";
 import type { EvalResult } from "../pipeline/stages/evaluate.js";
+import type { PromptRecord } from "../pipeline/stages/images.js";
+import { hasRecords, readRecords } from "../store/records.js";
 import type { PairDiag } from "./diagnostics.js";
 
 export interface RunRecords {
   runDir: string;
   manifest: Manifest;
+  /** The image stage's prompt records, read again from records/images.jsonl each call. */
+  imagePrompts?: () => Iterable<PromptRecord>;
   pairs?: (PairDiag & { id: string; image: string; instruction: string; chosenModel: string; rejectedModel: string })[];
   trainSteps?: Record<string, number>[];
   /** A sweep's steps, a point at a time. */
@@ -38,6 +42,8 @@ export function readRunRecords(runDir: string): RunRecords {
   const manifest = JSON.parse(readFileSync(join(runDir, "manifest.json"), "utf8")) as Manifest;
   const records: RunRecords = { runDir, manifest };
   const done = (stage: keyof Manifest["stages"]) => manifest.stages[stage]?.status === "succeeded";
+  const imageRecords = manifest.stages.images?.records;
+  if (hasRecords(runDir, imageRecords)) records.imagePrompts = () => readRecords<PromptRecord>(runDir, imageRecords!);
   const pairsPath = join(runDir, "dataset", "pairs.jsonl");
   if (done("responses") && existsSync(pairsPath)) {
     records.pairs = jsonl<PairLine>(pairsPath).map((p) => {

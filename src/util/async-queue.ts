@@ -38,43 +38,69 @@ export function chunks<T>(items: T[], size: number): T[][] {
 }
 
 /**
- * Forms batches from a fixed order of ids, not from arrival times: batch k holds the
- * accepted items among ids[k*size .. (k+1)*size) and is released once every one of those
- * ids has been resolved. So a batch is always the same set of items, however the work
+ * Forms batches from a fixed order of items, not from arrival times: batch k holds the
+ * accepted items among positions [k*size, (k+1)*size) and is released once every one of
+ * them has been resolved. So a batch is always the same set of items, however the work
  * before it was scheduled (replicas, retries), and results that depend on batch
- * composition stay reproducible.
+ * composition stay reproducible. State exists only for slices with a position resolved and
+ * not yet released, so a plan of a million items costs what is in flight.
  */
 export class ChunkGate<T> {
-  private readonly chunkOf = new Map<string, number>();
-  private readonly pending: number[];
-  private readonly accepted: (T | undefined)[][];
+  /** Per open slice: positions still unresolved, and the accepted items by offset. */
+  private readonly open = new Map<number, { pending: number; accepted: (T | undefined)[] }>();
+  private readonly done = new Set<number>();
+  /** Every slice below this one is released. */
+  private doneBelow = 0;
+  private readonly chunkCount: number;
   private released = 0;
+  private readonly indexOf: Map<string, number> | null;
   readonly batches = new AsyncQueue<T[]>();
 
-  constructor(ids: string[], private readonly size: number) {
-    const n = Math.ceil(ids.length / size);
-    this.pending = Array.from({ length: n }, (_, k) => Math.min(size, ids.length - k * size));
-    this.accepted = Array.from({ length: n }, (_, k) => new Array<T | undefined>(this.pending[k]!));
-    ids.forEach((id, i) => this.chunkOf.set(id, i));
-    if (n === 0) this.batches.close();
+  /** `items`: the ids in order, or how many positions there are (then resolved by `resolveAt`). */
+  private readonly total: number;
+
+  constructor(
+    items: string[] | number,
+    private readonly size: number,
+  ) {
+    this.total = typeof items === "number" ? items : items.length;
+    this.indexOf = typeof items === "number" ? null : new Map(items.map((id, i) => [id, i]));
+    this.chunkCount = Math.ceil(this.total / size);
+    if (this.chunkCount === 0) this.batches.close();
   }
 
   /** Resolves one id: with an item to include, or with null to leave it out. Later calls for the id are ignored. */
   resolve(id: string, item: T | null): void {
-    const i = this.chunkOf.get(id);
+    const i = this.indexOf?.get(id);
     if (i === undefined) return;
-    this.chunkOf.delete(id);
-    const k = Math.floor(i / this.size);
-    if (item !== null) this.accepted[k]![i % this.size] = item;
-    if (--this.pending[k]! > 0) return;
-    const batch = this.accepted[k]!.filter((x): x is T => x !== undefined);
-    if (batch.length > 0) this.batches.push(batch);
-    if (++this.released === this.pending.length) this.batches.close();
+    this.indexOf!.delete(id);
+    this.resolveAt(i, item);
   }
 
-  /** The producer is done: ids it never reported are left out, and every chunk is released. */
+  /** Resolves the item at plan position i (each position once). */
+  resolveAt(i: number, item: T | null): void {
+    const k = Math.floor(i / this.size);
+    if (i < 0 || i >= this.total || k < this.doneBelow || this.done.has(k)) return;
+    let slice = this.open.get(k);
+    if (!slice) this.open.set(k, (slice = { pending: Math.min(this.size, this.total - k * this.size), accepted: [] }));
+    if (item !== null) slice.accepted[i % this.size] = item;
+    if (--slice.pending > 0) return;
+    this.release(k, slice.accepted);
+  }
+
+  private release(k: number, accepted: (T | undefined)[]): void {
+    this.open.delete(k);
+    // Released slices are remembered only until every earlier one is (then by the count).
+    this.done.add(k);
+    while (this.done.delete(this.doneBelow)) this.doneBelow++;
+    const batch = accepted.filter((x): x is T => x !== undefined);
+    if (batch.length > 0) this.batches.push(batch);
+    if (++this.released === this.chunkCount) this.batches.close();
+  }
+
+  /** The producer is done: positions it never reported are left out, and every slice is released. */
   finish(): void {
-    for (const id of [...this.chunkOf.keys()]) this.resolve(id, null);
+    for (const [k, slice] of [...this.open]) this.release(k, slice.accepted);
     this.batches.close();
   }
 

@@ -7,28 +7,17 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import type { RecordsRef } from "../../src/store/records.js";
 import { cli, expectBestKept, filesUnder, jsonLines, readJson, ROOT, tempDir } from "../helpers.js";
+import { imagePrompts } from "../support/records.js";
 
 const SECRET = "hf_do_not_leak_4f7a9c";
 
-interface Candidate {
-  id: string;
-  guidance_scale: number;
-  seed: number;
-  sha256: string;
-  score?: number;
-  defects: string[];
-}
-interface PromptRecord {
-  id: string;
-  candidates: Candidate[];
-  kept: { id: string; path: string; sha256: string; score: number } | null;
-}
 interface Manifest {
   schema: string;
   status: string;
   stages: {
-    images: { status: string; counts: Record<string, number>; prompts: PromptRecord[] };
+    images: { status: string; counts: Record<string, number>; records: RecordsRef };
     responses: { counts: Record<string, number>; dropped_images: Record<string, number> };
     train: { status: string; steps: number };
     evaluate: { status: string };
@@ -48,9 +37,9 @@ describe("orchestrate run configs/tiny.yaml", () => {
     const runDir = join(store, "runs", "r1");
     expect(r.stdout.trim()).toBe(runDir);
     const m = readJson<Manifest>(join(runDir, "manifest.json"));
-    expect(m.schema).toBe("pds-dpo/manifest@1");
+    expect(m.schema).toBe("pds-dpo/manifest@2");
     expect(m.status).toBe("succeeded");
-    const prompts = m.stages.images.prompts;
+    const prompts = imagePrompts(runDir, m);
     expect(prompts).toHaveLength(32);
     for (const p of prompts) {
       expectBestKept(p, [5, 7, 9, 11]);

@@ -92,8 +92,8 @@ describe("bad inputs: exit 2 with a short message", { timeout: 30_000 }, () => {
     const cases: [string, string][] = [
       ["{}", "not a pds-dpo manifest (no schema field)"],
       ["[1, 2]", "not a pds-dpo manifest (not a JSON object)"],
-      ['{"schema": "pds-dpo/manifest@1"}', "not a complete manifest: run_id is missing"],
-      ['{"schema": "pds-dpo/manifest@1", "run_id": "r1", "config": {"file": "/x/e.yaml"}}', "not a complete manifest: config.resolved is missing"],
+      ['{"schema": "pds-dpo/manifest@2"}', "not a complete manifest: run_id is missing"],
+      ['{"schema": "pds-dpo/manifest@2", "run_id": "r1", "config": {"file": "/x/e.yaml"}}', "not a complete manifest: config.resolved is missing"],
     ];
     for (const [i, [text, message]] of cases.entries()) {
       const path = join(dir, `m${i}.json`);

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sha256 } from "../../src/store/cas.js";
 import { cli, tempDir } from "../helpers.js";
 import { Fleet, itemsOf, ofType, runIn, STAGE, workers, writeExperiment, type Manifest, type RunOutput } from "../support/fleet.js";
+import { imagePrompts } from "../support/records.js";
 
 const ALL = ["sd", "pick", "a", "b", "rm", "dpo"];
 
@@ -82,8 +83,7 @@ describe("content-addressed cache", { timeout: 30_000 }, () => {
   });
 
   it("a flipped byte in a stored image: refused with a warning, its batch recomputed, the store repaired, the rest reused", async () => {
-    const images = first.manifest.stages.images as unknown as { prompts: { kept: { sha256: string } | null }[] };
-    const kept = images.prompts.find((p) => p.kept)!.kept!;
+    const kept = imagePrompts(first.runDir, first.manifest).find((p) => p.kept)!.kept!;
     const casPath = join(store, "cas", "sha256", kept.sha256.slice(0, 2), kept.sha256);
     const bytes = readFileSync(casPath);
     const middle = bytes.length >> 1;

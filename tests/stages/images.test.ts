@@ -6,26 +6,14 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ImageDefect } from "../../src/gen/pdsdpo/v1/image_generator.js";
+import type { Manifest } from "../../src/manifest/types.js";
+import type { PromptRecord } from "../../src/pipeline/stages/images.js";
+import { sha256 as sha256Of } from "../../src/store/cas.js";
 import { decodePng } from "../../src/store/png.js";
 import { cli, expectBestKept, jsonLines, tempDir } from "../helpers.js";
 import { Fleet, ofType, runIn, STAGE, workers, writeExperiment } from "../support/fleet.js";
+import { imagePrompts } from "../support/records.js";
 
-interface Candidate {
-  id: string;
-  guidance_scale: number;
-  seed: number;
-  sha256?: string;
-  score?: number;
-  defects: string[];
-  error?: { code: string; message: string };
-}
-interface PromptRecord {
-  id: string;
-  candidates: Candidate[];
-  kept: { id: string; path: string; sha256: string; score: number } | null;
-  dropped_reason?: string;
-}
-const promptsOf = (m: { stages: Record<string, unknown> }) => (m.stages.images as { prompts: PromptRecord[] }).prompts;
 
 describe("image stage", { timeout: 30_000 }, () => {
   const dir = tempDir("pdsdpo-images-");
@@ -42,7 +30,7 @@ describe("image stage", { timeout: 30_000 }, () => {
     const generatedBefore = fleet.worker("sd").calls.length;
     const r = await runIn(experiment(), store, { runId: "best" });
     expect(r.status).toBe("succeeded");
-    const prompts = promptsOf(r.manifest);
+    const prompts = imagePrompts(r.runDir, r.manifest);
     expect(prompts.map((p) => p.id)).toEqual(["art-001", "art-002", "industrial-001"]);
     for (const p of prompts) {
       expectBestKept(p, [5, 7, 9, 11]);
@@ -56,18 +44,21 @@ describe("image stage", { timeout: 30_000 }, () => {
     // Every image once, each announced with its artifact; then scored, then one selection per prompt.
     expect(ofType(r.events, "image.generated")).toHaveLength(12);
     expect(ofType(r.events, "image.scored")).toHaveLength(12);
-    expect(ofType(r.events, "image.selected").map((e) => e.promptId)).toEqual(["art-001", "art-002", "industrial-001"]);
+    // One selection per prompt, announced as the prompt settles; the records are in prompt order.
+    expect(ofType(r.events, "image.selected").map((e) => e.promptId).sort()).toEqual(["art-001", "art-002", "industrial-001"]);
+    expect(prompts.map((p) => p.id)).toEqual(["art-001", "art-002", "industrial-001"]);
+    expect(r.manifest.stages.images!.records).toMatchObject({ path: "records/images.jsonl", count: 3, sha256: sha256Of(readFileSync(join(r.runDir, "records", "images.jsonl"))) });
     expect(fleet.worker("sd").calls.slice(generatedBefore).flatMap((c) => c.ids).sort()).toEqual(prompts.flatMap((p) => p.candidates.map((c) => c.id)).sort());
     expect(r.manifest.workers.sd!.info).toMatchObject({ model: { weightsSha256: expect.stringMatching(/^[0-9a-f]{64}$/) } });
-    const kept = r.manifest.outputs.kept_images;
-    expect(kept.map((k) => k.prompt_id)).toEqual(["art-001", "art-002", "industrial-001"]);
+    expect(r.manifest.outputs.kept_images).toEqual({ records: "records/images.jsonl", sha256: r.manifest.stages.images!.records!.sha256 });
+    expect(prompts.filter((p) => p.kept).map((p) => p.id)).toEqual(["art-001", "art-002", "industrial-001"]);
     // The same seed in another store: the same images and scores.
     const other = join(dir, "other");
     fleet.store = other;
     try {
       const again = await runIn(experiment(), other, { runId: "again" });
       const flat = (ps: PromptRecord[]) => ps.flatMap((p) => p.candidates.map((c) => [c.id, c.seed, c.sha256, c.score]));
-      expect(flat(promptsOf(again.manifest))).toEqual(flat(prompts));
+      expect(flat(imagePrompts(again.runDir, again.manifest))).toEqual(flat(prompts));
     } finally {
       fleet.store = store;
     }
@@ -83,7 +74,7 @@ describe("image stage", { timeout: 30_000 }, () => {
     const r = await runIn(experiment(STAGE.images({ min_score: 2 })), store, { runId: "failures", cache: "off" });
     fleet.heal();
     expect(r.status).toBe("succeeded");
-    const [art1, art2, ind] = promptsOf(r.manifest);
+    const [art1, art2, ind] = imagePrompts(r.runDir, r.manifest);
     expect(art1!.kept).toBeNull();
     expect(art1!.dropped_reason).toBe("no_valid_image");
     for (const c of art1!.candidates) expect(c.error).toEqual({ code: "generation_failed", message: "RuntimeError: boom" });
@@ -112,8 +103,8 @@ describe("image stage", { timeout: 30_000 }, () => {
         expect(r.stderr).toContain(`warning: art-001.gs${scale}.n0: defective image (nan_pixels), not kept`);
         expect(r.stderr).toContain(`warning: art-002.gs${scale}.n0: defective image (all_black), not kept`);
       }
-      const m = JSON.parse(readFileSync(join(own, "runs", "defects", "manifest.json"), "utf8")) as { stages: Record<string, { counts: Record<string, number> }> };
-      const [art1, art2, ind] = promptsOf(m);
+      const m = JSON.parse(readFileSync(join(own, "runs", "defects", "manifest.json"), "utf8")) as Manifest;
+      const [art1, art2, ind] = imagePrompts(join(own, "runs", "defects"), m);
       for (const [p, defect] of [
         [art1!, "nan_pixels"],
         [art2!, "all_black"],
@@ -151,7 +142,7 @@ describe("image stage", { timeout: 30_000 }, () => {
     const r = await runIn(experiment(STAGE.images(), 1), store, { runId: "layout" });
     for (const f of ["manifest.json", "events.jsonl", "images/art-001.png", "report/index.html", "report/diagnostics.json"]) expect(existsSync(join(r.runDir, f)), f).toBe(true);
     expect(statSync(join(r.runDir, "logs")).isDirectory()).toBe(true);
-    expect(r.manifest).toMatchObject({ schema: "pds-dpo/manifest@1", status: "succeeded", run_id: "layout", cache: "use" });
+    expect(r.manifest).toMatchObject({ schema: "pds-dpo/manifest@2", status: "succeeded", run_id: "layout", cache: "use" });
     expect(r.events.at(-1)).toMatchObject({ type: "run.finished", status: "succeeded" });
   });
 });

@@ -8,6 +8,7 @@ import { diffRuns, diffText, fmtNumber } from "../../src/manifest/summary.js";
 import { tempDir } from "../helpers.js";
 import type { Manifest } from "../../src/manifest/types.js";
 import { Fleet, runIn, STAGE, workers, writeExperiment } from "../support/fleet.js";
+import { imagePrompts } from "../support/records.js";
 
 async function cli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = "";
@@ -71,7 +72,8 @@ describe("runs, show and diff", { timeout: 30_000 }, () => {
     expect(j.workers.map((w) => w.name)).toEqual(Object.keys(m.workers));
     expect(j.hashes["dataset/pairs.jsonl"]).toBe(m.outputs.dataset!.sha256);
     expect(j.hashes["train/adapter/adapter_model.safetensors"]).toBe(m.outputs.adapter_sha256);
-    expect(j.kept_images).toBe(m.outputs.kept_images!.length);
+    expect(j.kept_images).toBe(m.stages.images!.counts!.kept);
+    expect(j.kept_images).toBeGreaterThan(0);
   });
 
   it("diff: config first, then stages, hashes and metrics; a run against itself has none", async () => {
@@ -105,14 +107,16 @@ describe("runs, show and diff", { timeout: 30_000 }, () => {
     const fp = b.workers.sd!.fingerprint as unknown as { model: { weightsSha256: string }; environment: string };
     fp.model.weightsSha256 = "f".repeat(64);
     fp.environment = `image:sha256:${"e".repeat(64)}`;
-    b.outputs.kept_images![0]!.sha256 = "0".repeat(64);
-    const diffs = diffRuns(a, b);
+    // The kept images come from each run's image records (read by the diff command).
+    const keptA = Object.fromEntries(imagePrompts(join(store, "runs", "ra"), a).flatMap((p) => (p.kept ? [[p.kept.path, p.kept.sha256]] : [])));
+    const keptB = { ...keptA, [Object.keys(keptA)[0]!]: "0".repeat(64) };
+    const diffs = diffRuns(a, b, { a: keptA, b: keptB });
     expect(diffs.map((d) => `${d.section} ${d.key}`)).toEqual(["workers sd.model.weightsSha256", "workers sd.environment", "hashes kept images"]);
     const text = diffText("ra", "ra-edited", diffs);
     expect(text).toContain(`  sd.model.weightsSha256: ${(a.workers.sd!.fingerprint as unknown as { model: { weightsSha256: string } }).model.weightsSha256.slice(0, 12)} -> ffffffffffff\n`);
     expect(text).toContain(`  sd.environment: python:`);
     expect(text).toContain(`-> image:sha256:eeeeeeeeeeee\n`);
-    expect(text).toContain(`  kept images: 1 of ${a.outputs.kept_images!.length} differ (${a.outputs.kept_images![0]!.path})\n`);
+    expect(text).toContain(`  kept images: 1 of ${Object.keys(keptA).length} differ (${Object.keys(keptA)[0]})\n`);
     expect([fmtNumber(0.65384), fmtNumber(2158), fmtNumber(-3.7842e-4), fmtNumber(1e7 + 0.5)]).toEqual(["0.6538", "2158", "-3.784e-4", "1.000e+7"]);
   });
 
@@ -132,12 +136,12 @@ describe("runs, show and diff", { timeout: 30_000 }, () => {
     await oneLine(["runs", "--store", join(dir, "a.yaml")], /^error: --store .*a\.yaml: not a directory$/);
 
     const bad = join(dir, "bad-store");
-    for (const [id, text] of [["broken", "{\"schema\": \"pds-dpo/manifest@1\", "], ["foreign", JSON.stringify({ schema: "other/thing@2" })], ["partial", JSON.stringify({ schema: "pds-dpo/manifest@1", run_id: "partial" })]]) {
+    for (const [id, text] of [["broken", "{\"schema\": \"pds-dpo/manifest@1\", "], ["foreign", JSON.stringify({ schema: "other/thing@2" })], ["partial", JSON.stringify({ schema: "pds-dpo/manifest@2", run_id: "partial" })]]) {
       mkdirSync(join(bad, "runs", id!), { recursive: true });
       writeFileSync(join(bad, "runs", id!, "manifest.json"), text!);
     }
     await oneLine(["show", "broken", "--store", bad], /^error: .*runs\/broken\/manifest\.json: corrupt manifest \(not JSON: .*\)$/);
-    await oneLine(["show", "foreign", "--store", bad], /^error: .*runs\/foreign\/manifest\.json: not a pds-dpo manifest \(schema "other\/thing@2", not pds-dpo\/manifest@1\)$/);
+    await oneLine(["show", "foreign", "--store", bad], /^error: .*runs\/foreign\/manifest\.json: not a pds-dpo manifest \(schema "other\/thing@2", not pds-dpo\/manifest@2\)$/);
     await oneLine(["diff", "partial", "broken", "--store", bad], /^error: .*runs\/partial\/manifest\.json: not a complete manifest: config is missing$/);
     // runs: the readable ones listed, each unreadable one named on stderr, exit 2.
     mkdirSync(join(bad, "runs", "ra"));

@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest";
 import { sha256 } from "../../src/store/cas.js";
 import { tempDir } from "../helpers.js";
 import { Fleet, ofType, runIn, STAGE, workers, writeExperiment } from "../support/fleet.js";
+import { imagePrompts } from "../support/records.js";
 
 const ALL = ["sd", "pick", "a", "b", "rm", "dpo", "pope"];
 
@@ -53,11 +54,11 @@ describe("train and evaluate stages", { timeout: 30_000 }, () => {
       // The evaluate stage: base and trained on the smoke-pope built from the candidates the scorer did not keep.
       const evals = r.manifest.outputs.eval as { benchmark: string; benchmark_type: string; split: string; model: string; metrics: Record<string, number> }[];
       expect(evals.map((e) => `${e.benchmark}/${e.benchmark_type}/${e.split}/${e.model}`)).toEqual(["smoke-pope/smoke-pope/run/base", "smoke-pope/smoke-pope/run/trained"]);
-      const prompts = (r.manifest.stages.images as unknown as { prompts: { kept: { sha256: string } | null; candidates: { sha256?: string }[] }[] }).prompts;
+      const prompts = imagePrompts(r.runDir, r.manifest);
       const unkept = prompts.flatMap((p) => p.candidates.filter((c) => c.sha256 && c.sha256 !== p.kept?.sha256));
       const smoke = readFileSync(join(r.runDir, "eval/smoke-pope.questions.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { image: string });
       expect(smoke).toHaveLength(2 * unkept.length);
-      const trainedOn = new Set(r.manifest.outputs.kept_images.map((k) => k.sha256));
+      const trainedOn = new Set(prompts.flatMap((p) => (p.kept ? [p.kept.sha256] : [])));
       for (const q of smoke) expect(trainedOn.has(sha256(readFileSync(join(r.runDir, q.image))))).toBe(false);
       for (const e of evals) {
         expect(e.metrics.questions).toBe(smoke.length);

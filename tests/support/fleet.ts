@@ -280,6 +280,8 @@ export interface StageRecord {
   status: string;
   counts: Record<string, number>;
   cache?: CacheCounts;
+  /** The stage's per-item records file (records/<stage>.jsonl). */
+  records?: { path: string; count: number; bytes: number; sha256: string };
   [k: string]: unknown;
 }
 
@@ -291,7 +293,7 @@ export interface Manifest {
   config: { file: string; sha256: string; resolved: Record<string, unknown> };
   workers: Record<string, { kind: string; replicas: number; requeues: { replica: number; items: number; reason: string }[]; info: Record<string, unknown>; fingerprint: unknown; runtime: Record<string, unknown> }>;
   stages: Record<string, StageRecord>;
-  outputs: { dataset?: { sha256: string; pairs: number }; adapter_sha256?: string; kept_images: { prompt_id: string; path: string; sha256: string }[]; eval?: unknown[] };
+  outputs: { dataset?: { sha256: string; pairs: number }; adapter_sha256?: string; kept_images: { records: string; sha256: string }; eval?: unknown[] };
   [k: string]: unknown;
 }
 

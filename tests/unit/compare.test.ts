@@ -1,11 +1,33 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { EXACT, fingerprintMismatch, firstDifference, parseTolerance } from "../../src/manifest/compare.js";
+import { EXACT, fingerprintMismatch, firstDifference as compare, parseTolerance, type CompareInputs, type Tolerance } from "../../src/manifest/compare.js";
 import type { Manifest } from "../../src/manifest/types.js";
+import { sha256 } from "../../src/store/cas.js";
+import { tempDir } from "../helpers.js";
 
-// Only the parts replay compares; the rest of a manifest does not take part.
-const manifest = (o: { sha?: string; score?: number; text?: string; rm?: number; adapter?: string; acc?: number } = {}): Manifest => ({
+type Options = { sha?: string; score?: number; text?: string; rm?: number; adapter?: string; acc?: number };
+/** Each manifest's run directory, where its image records are. */
+const dirs = new Map<Manifest, string>();
+
+// Only the parts replay compares; the rest of a manifest does not take part. The image
+// records are written to a run directory of the manifest's own, as a run writes them.
+const manifest = (o: Options = {}): Manifest => {
+  const dir = tempDir();
+  mkdirSync(join(dir, "records"));
+  const line = `${JSON.stringify({ id: "p", index: 0, candidates: [{ id: "p.gs5.n0", sha256: o.sha ?? "aa", score: o.score ?? 1 }], kept: { id: "p.gs5.n0" } })}\n`;
+  writeFileSync(join(dir, "records", "images.jsonl"), line);
+  const m = manifestOf(o, { path: "records/images.jsonl", count: 1, bytes: line.length, sha256: sha256(line) });
+  dirs.set(m, dir);
+  return m;
+};
+
+const firstDifference = (before: Manifest, after: Manifest, tol: Tolerance = EXACT, inputs: CompareInputs = {}) =>
+  compare(before, after, tol, { runDirs: { before: dirs.get(before) ?? null, after: dirs.get(after)! }, ...inputs });
+
+const manifestOf = (o: Options, records: unknown): Manifest => ({
   stages: {
-    images: { status: "succeeded", prompts: [{ id: "p", candidates: [{ id: "p.gs5.n0", sha256: o.sha ?? "aa", score: o.score ?? 1 }], kept: { id: "p.gs5.n0" } }] },
+    images: { status: "succeeded", records },
     responses: { status: "succeeded", answers: [{ id: "p.a.s0", text_sha256: o.text ?? "t1", scores: { rm: o.rm ?? 0.5 } }, { id: "p.b.s0", text_sha256: "t2", scores: { rm: 0.1 } }] },
     train: { status: "succeeded", steps: 4, final_metrics: { loss: 0.69 }, adapter: { sha256: o.adapter ?? "ad" } },
     evaluate: { status: "succeeded", results: [{ benchmark: "pope", split: "run", model: "base", metrics: { accuracy: o.acc ?? 0.5 } }] },
@@ -13,6 +35,18 @@ const manifest = (o: { sha?: string; score?: number; text?: string; rm?: number;
   outputs: { dataset: { sha256: "ds" }, adapter_sha256: o.adapter ?? "ad" },
   workers: { sd: { info: { model: { resolvedRevision: "r1" } }, runtime: { image_digest: "sha256:x" } } },
 }) as unknown as Manifest;
+
+describe("replay comparison of records", () => {
+  it("byte-equal records match without being read; the original's records missing: their hashes are named", () => {
+    const a = manifest();
+    const b = manifest({ sha: "bb" });
+    dirs.delete(a);
+    const d = firstDifference(a, b);
+    expect(d).toMatchObject({ stage: "images", item: "records/images.jsonl" });
+    expect(d!.what).toMatch(/^sha256 [0-9a-f]{12} vs [0-9a-f]{12} \(the original run's records are not beside its manifest to say which item\)$/);
+    expect(firstDifference(a, manifest())).toBeNull();
+  });
+});
 
 describe("replay comparison", () => {
   it("equal manifests match", () => {

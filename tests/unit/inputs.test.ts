@@ -172,15 +172,15 @@ describe("runtime env", () => {
 });
 
 describe("replay manifests", () => {
-  const full = { schema: "pds-dpo/manifest@1", run_id: "r1", config: { file: "/x/e.yaml", resolved: {} }, inputs: { prompts: { sha256: "ab" } }, workers: {}, stages: {}, artifacts: [], outputs: {} };
+  const full = { schema: "pds-dpo/manifest@2", run_id: "r1", config: { file: "/x/e.yaml", resolved: {} }, inputs: { prompts: { sha256: "ab" } }, workers: {}, stages: {}, artifacts: [], outputs: {} };
 
   it("names what is missing or wrong before anything runs", () => {
     expect(manifestProblem(full)).toBeUndefined();
     expect(manifestProblem({})).toBe("not a pds-dpo manifest (no schema field)");
     expect(manifestProblem(null)).toBe("not a pds-dpo manifest (not a JSON object)");
     expect(manifestProblem([full])).toBe("not a pds-dpo manifest (not a JSON object)");
-    expect(manifestProblem({ schema: "other@2" })).toBe('not a pds-dpo manifest (schema "other@2", not pds-dpo/manifest@1)');
-    expect(manifestProblem({ schema: "pds-dpo/manifest@1" })).toBe("not a complete manifest: run_id is missing");
+    expect(manifestProblem({ schema: "other@2" })).toBe('not a pds-dpo manifest (schema "other@2", not pds-dpo/manifest@2)');
+    expect(manifestProblem({ schema: "pds-dpo/manifest@2" })).toBe("not a complete manifest: run_id is missing");
     expect(manifestProblem({ ...full, config: { file: "/x/e.yaml" } })).toBe("not a complete manifest: config.resolved is missing");
     expect(manifestProblem({ ...full, workers: { a: null } })).toMatch(/^not a complete manifest: workers\.a: expected record/);
     expect(manifestProblem({ ...full, run_id: 7 })).toBe("not a complete manifest: run_id: expected string, received number");

@@ -10,6 +10,7 @@ import { MANIFEST_SCHEMA, type Manifest } from "../../manifest/types.js";
 import { runExperiment } from "../../pipeline/run.js";
 import { DockerRuntime } from "../../workers/docker-runtime.js";
 import { ContentStore } from "../../store/cas.js";
+import { RECORDS_DIR } from "../../store/records.js";
 import { decodePng, pixelDistance } from "../../store/png.js";
 import { reporterFor, type Output } from "../output.js";
 
@@ -30,6 +31,7 @@ export function manifestProblem(value: unknown): string | undefined {
   if (value === null || typeof value !== "object" || Array.isArray(value)) return "not a pds-dpo manifest (not a JSON object)";
   const schema = (value as { schema?: unknown }).schema;
   if (schema === undefined) return "not a pds-dpo manifest (no schema field)";
+  if (schema === "pds-dpo/manifest@1") return "written by an older orchestrator (schema pds-dpo/manifest@1, its image records inside the manifest); replay it with that version";
   if (schema !== MANIFEST_SCHEMA) return `not a pds-dpo manifest (schema ${JSON.stringify(schema).slice(0, 80)}, not ${MANIFEST_SCHEMA})`;
   const parsed = ReplayableManifest.safeParse(value);
   if (parsed.success) return undefined;
@@ -100,7 +102,7 @@ export async function replayCommand(o: { manifest: string; store: string; tolera
   const fp = fingerprintMismatch(before, result.manifest);
   if (fp) throw new UsageError(`replay cannot pin the original workers: ${fp}`);
   // The original run's own directory (the manifest may have been copied elsewhere).
-  const origDir = [join(resolve(o.store), "runs", String(before.run_id)), dirname(resolve(o.manifest))].find((d) => existsSync(join(d, "dataset")));
+  const origDir = [join(resolve(o.store), "runs", String(before.run_id)), dirname(resolve(o.manifest))].find((d) => existsSync(join(d, "dataset")) || existsSync(join(d, RECORDS_DIR)));
   const store = new ContentStore(resolve(o.store));
   const pixels = (sha: string) => {
     try {
@@ -115,7 +117,7 @@ export async function replayCommand(o: { manifest: string; store: string; tolera
   };
   let diff;
   try {
-    diff = firstDifference(before, result.manifest, tol, { texts: { before: origDir ? answerTexts(origDir) : new Map(), after: answerTexts(result.runDir) }, images });
+    diff = firstDifference(before, result.manifest, tol, { texts: { before: origDir ? answerTexts(origDir) : new Map(), after: answerTexts(result.runDir) }, images, runDirs: { before: origDir ?? null, after: result.runDir } });
   } catch (e) {
     // A hand-edited manifest whose sections have other shapes than the run wrote.
     throw new UsageError(`${o.manifest}: its stage records cannot be compared (${(e as Error).message})`);

@@ -2,7 +2,9 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { UsageError } from "../../errors.js";
-import { diffRuns, diffText, runDetail, runLines, showText, summarize, type RunSummary } from "../../manifest/summary.js";
+import { diffRuns, diffText, runDetail, runLines, showText, summarize, type KeptImageHashes, type RunSummary } from "../../manifest/summary.js";
+import type { PromptRecord } from "../../pipeline/stages/images.js";
+import { hasRecords, readRecords } from "../../store/records.js";
 import type { Manifest } from "../../manifest/types.js";
 import { RunDir } from "../../store/run-dir.js";
 import type { Output } from "../output.js";
@@ -73,7 +75,17 @@ export function showCommand(o: { runId: string; store: string; json: boolean }, 
 export function diffCommand(o: { runA: string; runB: string; store: string; json: boolean }, out: Output): number {
   const a = runManifest(o.store, o.runA);
   const b = runManifest(o.store, o.runB);
-  const diffs = diffRuns(a, b);
+  const diffs = diffRuns(a, b, { a: keptImageHashes(o.store, a), b: keptImageHashes(o.store, b) });
   out.stdout(o.json ? `${JSON.stringify({ a: a.run_id, b: b.run_id, differences: diffs }, null, 2)}\n` : diffText(a.run_id, b.run_id, diffs));
   return 0;
+}
+
+/** A run's kept images from its image records (none when it has no records). */
+function keptImageHashes(store: string, m: Manifest): KeptImageHashes {
+  const dir = new RunDir(resolve(store), m.run_id).path;
+  const ref = m.stages.images?.records;
+  const out: KeptImageHashes = {};
+  if (!hasRecords(dir, ref)) return out;
+  for (const p of readRecords<PromptRecord>(dir, ref!)) if (p.kept) out[p.kept.path] = p.kept.sha256;
+  return out;
 }

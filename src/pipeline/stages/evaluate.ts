@@ -88,7 +88,7 @@ function splitsOf(ctx: StageContext, training: HashedImage[]): BenchmarkSplit[] 
 function smokePope(ctx: StageContext, name: string, maxNewTokens: number, training: HashedImage[]): BenchmarkSplit {
   const { runDir, store } = ctx;
   // Through the dHash cache: the overlap check fingerprints the placed copies again (a cache hit then).
-  const candidates = (ctx.results.unkept ?? []).map((u) => ({ ...u, fp: fingerprintFile(store.pathOf(u.artifact.sha256), "generated candidate", dhashCache(ctx)) }));
+  const candidates = (ctx.results.unkept?.() ?? []).map((u) => ({ ...u, fp: fingerprintFile(store.pathOf(u.artifact.sha256), "generated candidate", dhashCache(ctx)) }));
   const nearTraining = new Set(findOverlaps([{ name, images: candidates.map((c) => ({ path: c.id, fp: c.fp })) }], training).overlaps.map((o) => o.image));
   const images = candidates.filter((c) => !nearTraining.has(c.id));
   if (images.length === 0) throw new StageFailedError(`benchmark ${name}: no generated image that the trainer never saw to build a smoke check from (the images stage keeps one image a prompt: generate more, e.g. more guidance_scales)`);

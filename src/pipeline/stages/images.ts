@@ -6,19 +6,19 @@ import { StageFailedError } from "../../errors.js";
 import type { ErrorInfo, RunEvent } from "../../events/types.js";
 import { OutputMode, type Blob } from "../../gen/pdsdpo/v1/common.js";
 import { ImageDefect, imageDefectToJSON, ImageGeneratorServiceClient, type GeneratedImage } from "../../gen/pdsdpo/v1/image_generator.js";
-import { imageDiff, scoreDiff } from "../../manifest/diff.js";
-import type { ArtifactRecord } from "../../manifest/types.js";
-import { planImages, type ImageCandidate } from "../../plan/image-plan.js";
+import { imageDiff, scoreDiff, short } from "../../manifest/diff.js";
+import { imagePlan, type ImageCandidate } from "../../plan/image-plan.js";
 import { generateKeys, generateParams, imageScoreKeys, OPS } from "../../plan/item-keys.js";
 import { selectBest, type CandidateOutcome } from "../../plan/select.js";
 import type { ArtifactInfo, ContentStore } from "../../store/cas.js";
 import type { ImageRecord } from "../../store/dataset-format.js";
-import { ChunkGate, chunks } from "../../util/async-queue.js";
+import { hasRecords, readRecords, recordsPath, RecordsWriter, zipRecords, type RecordsRef } from "../../store/records.js";
+import { ChunkGate } from "../../util/async-queue.js";
 import { runCachedBatches } from "../batch-runner.js";
 import { errorInfo, isTransient, scoreOutcome, type ScoreOutcome } from "../item-cache.js";
-import { referencedWorkers, type Stage, type StageContext, type StageRun } from "../stage.js";
+import { referencedWorkers, type Stage, type StageContext, type StageResults, type StageRun } from "../stage.js";
 import { allOrAbort, blobRef } from "../stage-util.js";
-import { listSource } from "../worker-pool.js";
+import { PIPELINE_DEPTH, type BatchSource } from "../worker-pool.js";
 
 /** A kept image as later stages, the dataset and a resumed run see it. */
 export type KeptImage = ImageRecord & { promptIndex: number; artifact: ArtifactInfo };
@@ -26,7 +26,9 @@ export type KeptImage = ImageRecord & { promptIndex: number; artifact: ArtifactI
 type ImageEvent =
   | { type: "image.generated"; candidate: ImageCandidate; worker: string; artifact?: ArtifactInfo; defects: string[]; error?: ErrorInfo; seconds?: number; cached?: boolean }
   | { type: "image.scored"; id: string; worker: string; score?: number; components?: Record<string, number>; error?: ErrorInfo; cached?: boolean }
-  | { type: "image.selected"; promptId: string; kept: string | null; score?: number; reason?: string; path?: string; sha256?: string };
+  | { type: "image.selected"; promptId: string; kept: string | null; score?: number; reason?: string; path?: string; sha256?: string }
+  /** The stage's per-prompt records are written (records/images.jsonl, prompt order). */
+  | { type: "image.records"; records: RecordsRef };
 
 export interface CandidateRecord {
   id: string;
@@ -62,17 +64,20 @@ declare module "../../events/types.js" {
 }
 declare module "../../manifest/types.js" {
   interface StageSections {
-    images: { prompts: PromptRecord[] };
+    /** Every prompt with its candidates, scores and kept image: in records/images.jsonl, a prompt a line. */
+    images: { records: RecordsRef };
   }
   interface ManifestOutputs {
-    kept_images: { prompt_id: string; path: string; sha256: string }[];
+    /** The kept images are named in the image records (each prompt's `kept`). */
+    kept_images: { records: string; sha256: string };
   }
 }
 declare module "../stage.js" {
   interface StageResults {
-    images?: KeptImage[];
+    /** Read from the stage's records when called (a later stage's input, never held by the run). */
+    images?: () => KeptImage[];
     /** Generated candidates the scorer did not keep (no later stage trains on them): the evaluate stage's smoke-pope. */
-    unkept?: UnkeptImage[];
+    unkept?: () => UnkeptImage[];
   }
 }
 
@@ -83,26 +88,46 @@ export interface UnkeptImage {
   artifact: ArtifactInfo;
 }
 
-/** The generated candidates that were not kept, in candidate order. */
-function unkeptImages(generated: Iterable<{ candidate: ImageCandidate; artifact?: ArtifactInfo }>, kept: KeptImage[]): UnkeptImage[] {
-  const keptSha = new Set(kept.map((k) => k.artifact.sha256));
-  return [...generated].flatMap(({ candidate: c, artifact }) => (artifact && !keptSha.has(artifact.sha256) ? [{ id: c.id, promptId: c.promptId, category: c.category, artifact }] : []));
+/** A prompt's kept image, rebuilt from its record (the run, a resumed run and later stages read records). */
+function keptOfRecord(p: PromptRecord): KeptImage | null {
+  if (!p.kept) return null;
+  const c = p.candidates.find((x) => x.id === p.kept!.id);
+  if (!c?.sha256) return null;
+  const artifact: ArtifactInfo = { uri: c.uri ?? "", sha256: c.sha256, bytes: c.bytes ?? 0, mediaType: "image/png" };
+  return {
+    promptId: p.id,
+    promptIndex: p.index,
+    category: p.category,
+    t2iPrompt: p.t2i_prompt,
+    instruction: p.instruction,
+    candidateId: c.id,
+    guidanceScale: c.guidance_scale,
+    score: p.kept.score,
+    sha256: c.sha256,
+    artifact,
+    path: p.kept.path,
+  };
 }
 
-/** The one constructor of a kept-image record: from the run, and from a resumed run's events. */
-function keptImage(candidate: ImageCandidate, score: number, artifact: ArtifactInfo, path: string): KeptImage {
-  return {
-    promptId: candidate.promptId,
-    promptIndex: candidate.promptIndex,
-    category: candidate.category,
-    t2iPrompt: candidate.prompt,
-    instruction: candidate.instruction,
-    candidateId: candidate.id,
-    guidanceScale: candidate.guidanceScale,
-    score,
-    sha256: artifact.sha256,
-    artifact,
-    path,
+/** The generated candidates of a prompt that were not kept, in candidate order. */
+function unkeptOfRecord(p: PromptRecord): UnkeptImage[] {
+  return p.candidates.flatMap((c) =>
+    c.sha256 && c.id !== p.kept?.id && c.sha256 !== p.kept?.sha256 ? [{ id: c.id, promptId: p.id, category: p.category, artifact: { uri: c.uri ?? "", sha256: c.sha256, bytes: c.bytes ?? 0, mediaType: "image/png" } }] : [],
+  );
+}
+
+/** What later stages read of the image stage: read from its records when asked, never held by the run. */
+function resultsOfRecords(runDir: string, ref: RecordsRef, results: StageResults): void {
+  results.images = () => [...readRecords<PromptRecord>(runDir, ref)].flatMap((p) => keptOfRecord(p) ?? []);
+  results.unkept = () => {
+    // Of every prompt, so a kept image's byte-equal twin under another prompt is left out too.
+    const kept = new Set<string>();
+    const out: UnkeptImage[] = [];
+    for (const p of readRecords<PromptRecord>(runDir, ref)) {
+      if (p.kept) kept.add(p.kept.sha256);
+      out.push(...unkeptOfRecord(p));
+    }
+    return out.filter((u) => !kept.has(u.artifact.sha256));
   };
 }
 
@@ -135,61 +160,185 @@ function artifactOf(store: ContentStore, blob: Blob | undefined): ArtifactInfo {
   throw new StageFailedError("the generator returned an image result without an image");
 }
 
+/** One prompt whose candidates are not all settled yet: its record, filled as results come. */
+interface OpenPrompt {
+  record: PromptRecord;
+  outcomes: (CandidateOutcome | undefined)[];
+  artifacts: (ArtifactInfo | undefined)[];
+  /** Candidates not yet settled (generated with a defect or error, or scored). */
+  pending: number;
+}
+
+/** Candidates dispatched ahead of the last written prompt: bounds what the stage holds. */
+export function inFlightWindow(perPrompt: number, generateBatch: number, generators: number, scoreBatch: number, scorers: number): number {
+  // Enough that every replica keeps its pipeline full and a scoring slice can always fill.
+  return Math.max(4096, 4 * PIPELINE_DEPTH * (generateBatch * generators + scoreBatch * scorers) + perPrompt);
+}
+
 async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
   const { loaded, bus, store, runDir, pool, signal } = ctx;
   const stage = loaded.config.stages.images!;
-  const candidates = planImages(stage, loaded.prompts, loaded.config.seed, loaded.config.seed_policy);
-  const byId = new Map(candidates.map((c) => [c.id, c]));
-  const outcomes = new Map<string, CandidateOutcome>();
-  const artifacts = new Map<string, ArtifactInfo>();
-  const counts = (stageRun.counts = { candidates: candidates.length, generated: 0, scored: 0 });
-  stageRun.begin(candidates.length);
+  // Candidates are made from the plan as they are dispatched and forgotten once their
+  // prompt's record is written: memory follows what is in flight, not the item count.
+  const plan = imagePlan(stage, loaded.prompts, loaded.config.seed, loaded.config.seed_policy);
+  const { perPrompt } = plan;
+  const counts = { generated: 0, withImage: 0, defective: 0, failed: 0, settledScores: 0, scored: 0, kept: 0, dropped: 0 };
+  const report = () => ({
+    prompts: loaded.prompts.length,
+    candidates: plan.total,
+    generated: counts.withImage,
+    defective: counts.defective,
+    failed: counts.failed,
+    scored: counts.scored,
+    kept: counts.kept,
+    dropped: counts.dropped,
+  });
+  stageRun.counts = report();
+  stageRun.begin(plan.total);
 
   const generator = pool.get(stage.generator);
   const scorer = pool.get(stage.scorer);
   // Scoring batches are fixed slices of the plan, released once generated: their make-up
   // never depends on timing, so neither do the scores.
-  const toScore = new ChunkGate<{ candidate: ImageCandidate; artifact: ArtifactInfo }>(candidates.map((c) => c.id), scorer.batchSize);
+  const toScore = new ChunkGate<{ candidate: ImageCandidate; artifact: ArtifactInfo }>(plan.total, scorer.batchSize);
+  const records = new RecordsWriter(runDir.path, recordsPath("images"));
+  const open = new Map<number, OpenPrompt>();
+  const inFlight = new Map<string, ImageCandidate>();
+  const position = (c: ImageCandidate) => c.promptIndex * perPrompt + c.imageNumber;
+  const window = inFlightWindow(perPrompt, generator.batchSize, pool.replicas(stage.generator).length, scorer.batchSize, pool.replicas(stage.scorer).length);
+  let dispatched = 0;
+  // Replica loops waiting for the window to move (a prompt written, or the stage aborted).
+  let waiting: (() => void)[] = [];
+  const wake = () => {
+    const ws = waiting;
+    waiting = [];
+    for (const w of ws) w();
+  };
   // The first failing task aborts the other; so does the run's own signal.
   const abort = new AbortController();
   const calls = AbortSignal.any([signal, abort.signal]);
 
-  /** A generated image: computed now or reused from the journal. */
-  const onGenerated = (img: GenerateOutcome, worker: string, cached: boolean) => {
-    const candidate = byId.get(img.id);
-    if (!candidate || outcomes.has(img.id)) return;
-    const outcome: CandidateOutcome = { id: img.id, promptId: candidate.promptId, imageNumber: candidate.imageNumber, defects: img.defects };
-    outcomes.set(img.id, outcome);
-    counts.generated = outcomes.size;
-    const c = cached ? { cached: true } : {};
-    if (img.error) {
-      outcome.error = img.error.message;
-      bus.emit({ type: "image.generated", candidate, worker, defects: img.defects, error: img.error, ...c });
-      toScore.resolve(img.id, null);
+  /** The best of a settled prompt placed in images/ and announced, and its record written. */
+  const finish = (p: OpenPrompt) => {
+    const { record } = p;
+    open.delete(record.index);
+    const [sel] = selectBest(p.outcomes.filter((o): o is CandidateOutcome => o !== undefined), stage.min_score);
+    record.candidates = record.candidates.filter((c) => c !== undefined);
+    if (sel?.kept) {
+      const artifact = p.artifacts[p.outcomes.findIndex((o) => o?.id === sel.kept)]!;
+      const dest = runDir.imagePath(record.id);
+      runDir.placeArtifact(store.pathOf(artifact.sha256), dest);
+      record.kept = { id: sel.kept, score: sel.score, path: runDir.rel(dest), sha256: artifact.sha256 };
+      counts.kept++;
+      bus.emit({ type: "image.selected", promptId: record.id, kept: sel.kept, score: sel.score, path: record.kept.path, sha256: artifact.sha256 });
     } else {
-      const artifact = img.artifact!;
-      artifacts.set(img.id, artifact);
-      bus.emit({ type: "image.generated", candidate, worker, artifact, defects: img.defects, seconds: img.seconds, ...c });
-      toScore.resolve(img.id, img.defects.length === 0 ? { candidate, artifact } : null);
+      // A prompt none of whose candidates came back has no selection: it kept no valid image.
+      const reason = sel?.kept === null ? sel.reason : "no_valid_image";
+      record.dropped_reason = reason;
+      counts.dropped++;
+      bus.emit({ type: "image.selected", promptId: record.id, kept: null, reason, score: sel?.kept === null ? sel.bestScore : undefined });
     }
-    stageRun.progress("generate", outcomes.size, candidates.length);
+    records.put(record.index, record);
+    stageRun.counts = report();
+    wake();
   };
-  const onScored = (s: ScoreOutcome, worker: string, cached: boolean) => {
-    const outcome = outcomes.get(s.id);
-    if (!outcome || outcome.score !== undefined || outcome.error !== undefined) return;
-    counts.scored++;
-    const c = cached ? { cached: true } : {};
-    if (s.error) {
-      outcome.error = s.error.message;
-      bus.emit({ type: "image.scored", id: s.id, worker, error: s.error, ...c });
-    } else {
-      outcome.score = s.score;
-      bus.emit({ type: "image.scored", id: s.id, worker, score: s.score, components: s.components, ...c });
-    }
-    stageRun.progress("score", counts.scored, candidates.length);
+  const settle = (c: ImageCandidate) => {
+    inFlight.delete(c.id);
+    const p = open.get(c.promptIndex)!;
+    if (--p.pending === 0) finish(p);
   };
 
   // Batches are formed from the plan order only, so which replica runs one never changes it.
+  const source: BatchSource<ImageCandidate[]> = {
+    async next() {
+      while (dispatched < plan.total && dispatched - records.written * perPrompt >= window) {
+        if (calls.aborted) return null;
+        await new Promise<void>((resolve) => waiting.push(resolve));
+      }
+      if (dispatched >= plan.total) return null;
+      const chunk: ImageCandidate[] = [];
+      for (const c of plan.from(dispatched)) {
+        if (chunk.length === generator.batchSize) break;
+        if (c.imageNumber === 0) {
+          const record: PromptRecord = { id: c.promptId, index: c.promptIndex, category: c.category, t2i_prompt: c.prompt, instruction: c.instruction, candidates: [], kept: null };
+          open.set(c.promptIndex, { record, outcomes: [], artifacts: [], pending: perPrompt });
+        }
+        inFlight.set(c.id, c);
+        chunk.push(c);
+      }
+      dispatched += chunk.length;
+      return chunk;
+    },
+  };
+  calls.addEventListener("abort", wake);
+
+  /** A generated image: computed now or reused from the journal. */
+  const onGenerated = (img: GenerateOutcome, worker: string, cached: boolean) => {
+    const candidate = inFlight.get(img.id);
+    const p = candidate && open.get(candidate.promptIndex);
+    if (!candidate || !p || p.outcomes[candidate.imageNumber]) return;
+    const outcome: CandidateOutcome = { id: img.id, promptId: candidate.promptId, imageNumber: candidate.imageNumber, defects: img.defects };
+    p.outcomes[candidate.imageNumber] = outcome;
+    p.record.candidates[candidate.imageNumber] = {
+      id: candidate.id,
+      guidance_scale: candidate.guidanceScale,
+      image_number: candidate.imageNumber,
+      seed: candidate.seed,
+      sha256: img.artifact?.sha256,
+      bytes: img.artifact?.bytes,
+      uri: img.artifact?.uri,
+      defects: img.defects,
+      error: img.error,
+      generated_by: worker,
+    };
+    counts.generated++;
+    const c = cached ? { cached: true } : {};
+    if (img.error) {
+      outcome.error = img.error.message;
+      counts.failed++;
+      bus.emit({ type: "image.generated", candidate, worker, defects: img.defects, error: img.error, ...c });
+      toScore.resolveAt(position(candidate), null);
+      settle(candidate);
+    } else {
+      const artifact = img.artifact!;
+      p.artifacts[candidate.imageNumber] = artifact;
+      counts.withImage++;
+      bus.emit({ type: "image.generated", candidate, worker, artifact, defects: img.defects, seconds: img.seconds, ...c });
+      if (img.defects.length > 0) {
+        counts.defective++;
+        toScore.resolveAt(position(candidate), null);
+        settle(candidate);
+      } else {
+        toScore.resolveAt(position(candidate), { candidate, artifact });
+      }
+    }
+    stageRun.progress("generate", counts.generated, plan.total);
+  };
+  const onScored = (s: ScoreOutcome, worker: string, cached: boolean) => {
+    const candidate = inFlight.get(s.id);
+    const p = candidate && open.get(candidate.promptIndex);
+    const outcome = p?.outcomes[candidate!.imageNumber];
+    if (!candidate || !p || !outcome || outcome.score !== undefined || outcome.error !== undefined) return;
+    counts.settledScores++;
+    const rec = p.record.candidates[candidate.imageNumber]!;
+    rec.scored_by = worker;
+    const c = cached ? { cached: true } : {};
+    if (s.error) {
+      outcome.error = s.error.message;
+      rec.error = s.error;
+      counts.failed++;
+      bus.emit({ type: "image.scored", id: s.id, worker, error: s.error, ...c });
+    } else {
+      outcome.score = s.score;
+      rec.score = s.score;
+      rec.score_components = s.components;
+      counts.scored++;
+      bus.emit({ type: "image.scored", id: s.id, worker, score: s.score, components: s.components, ...c });
+    }
+    stageRun.progress("score", counts.settledScores, plan.total);
+    settle(candidate);
+  };
+
   const generate = () =>
     runCachedBatches<ImageCandidate[], GenerateOutcome>(
       ctx,
@@ -197,7 +346,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
         stage: "images",
         op: OPS.generate,
         worker: stage.generator,
-        source: listSource(chunks(candidates, generator.batchSize)),
+        source,
         items: (chunk, replica) => generateKeys(replica.fingerprint, chunk),
         rpc: "Generate",
         async *call(replica, chunk, options) {
@@ -236,94 +385,33 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
       calls,
     );
 
-  await allOrAbort([generate(), score()], abort);
-
-  const { kept, prompts } = keepBest(ctx, byId, outcomes, artifacts);
-  const count = (pred: (o: CandidateOutcome) => boolean) => [...outcomes.values()].filter(pred).length;
-  stageRun.counts = {
-    prompts: loaded.prompts.length,
-    candidates: candidates.length,
-    generated: artifacts.size,
-    defective: count((o) => o.defects.length > 0),
-    failed: count((o) => o.error !== undefined),
-    scored: count((o) => o.score !== undefined),
-    kept: kept.length,
-    dropped: prompts - kept.length,
-  };
-  ctx.results.images = kept;
-  ctx.results.unkept = unkeptImages(candidates.map((candidate) => ({ candidate, artifact: artifacts.get(candidate.id) })), kept);
-  if (kept.length === 0) bus.emit({ type: "warning", message: "no prompt kept an image (see the manifest's dropped reasons)" });
-}
-
-/** The best image of each prompt, placed in the run's images/ and announced; a prompt without one is announced with its reason. */
-function keepBest(ctx: StageContext, byId: Map<string, ImageCandidate>, outcomes: Map<string, CandidateOutcome>, artifacts: Map<string, ArtifactInfo>) {
-  const { bus, runDir, store } = ctx;
-  const kept: KeptImage[] = [];
-  const selections = selectBest([...outcomes.values()], ctx.loaded.config.stages.images!.min_score);
-  for (const sel of selections) {
-    if (sel.kept !== null) {
-      const artifact = artifacts.get(sel.kept)!;
-      const dest = runDir.imagePath(sel.promptId);
-      runDir.placeArtifact(store.pathOf(artifact.sha256), dest);
-      kept.push(keptImage(byId.get(sel.kept)!, sel.score, artifact, runDir.rel(dest)));
-      bus.emit({ type: "image.selected", promptId: sel.promptId, kept: sel.kept, score: sel.score, path: runDir.rel(dest), sha256: artifact.sha256 });
-    } else {
-      bus.emit({ type: "image.selected", promptId: sel.promptId, kept: null, reason: sel.reason, score: sel.bestScore });
-    }
+  let ref: RecordsRef;
+  try {
+    await allOrAbort([generate(), score()], abort);
+    // Candidates a model never answered for (it returned fewer than asked) settle unscored.
+    for (const p of [...open.values()].sort((a, b) => a.record.index - b.record.index)) finish(p);
+  } finally {
+    // A failed stage still names what it finished (prompts written in order before it failed).
+    ref = records.close();
+    bus.emit({ type: "image.records", records: ref });
   }
-  return { kept: kept.sort((a, b) => a.promptIndex - b.promptIndex), prompts: selections.length };
+  stageRun.counts = report();
+  resultsOfRecords(runDir.path, ref, ctx.results);
+  if (counts.kept === 0) bus.emit({ type: "warning", message: "no prompt kept an image (see the manifest's dropped reasons)" });
 }
 
 function section() {
-  const prompts = new Map<string, PromptRecord>();
-  const candidates = new Map<string, CandidateRecord>();
-  const artifacts: ArtifactRecord[] = [];
+  let records: RecordsRef | undefined;
   return {
     listen(e: RunEvent) {
-      if (e.type === "image.generated") {
-        const c = e.candidate;
-        let prompt = prompts.get(c.promptId);
-        if (!prompt) prompts.set(c.promptId, (prompt = { id: c.promptId, index: c.promptIndex, category: c.category, t2i_prompt: c.prompt, instruction: c.instruction, candidates: [], kept: null }));
-        const rec: CandidateRecord = {
-          id: c.id,
-          guidance_scale: c.guidanceScale,
-          image_number: c.imageNumber,
-          seed: c.seed,
-          sha256: e.artifact?.sha256,
-          bytes: e.artifact?.bytes,
-          uri: e.artifact?.uri,
-          defects: e.defects,
-          error: e.error,
-          generated_by: e.worker,
-        };
-        prompt.candidates.push(rec);
-        prompt.candidates.sort((a, b) => a.image_number - b.image_number);
-        candidates.set(c.id, rec);
-        if (e.artifact) artifacts.push({ path: `cas/sha256/${e.artifact.sha256.slice(0, 2)}/${e.artifact.sha256}`, sha256: e.artifact.sha256, bytes: e.artifact.bytes, stage: "images", item: c.id, worker: e.worker });
-      } else if (e.type === "image.scored") {
-        const rec = candidates.get(e.id);
-        if (!rec) return;
-        rec.score = e.score;
-        rec.score_components = e.components;
-        rec.scored_by = e.worker;
-        if (e.error) rec.error = e.error;
-      } else if (e.type === "image.selected") {
-        const prompt = prompts.get(e.promptId);
-        if (!prompt) return;
-        if (e.kept && e.path && e.sha256 !== undefined && e.score !== undefined) {
-          prompt.kept = { id: e.kept, score: e.score, path: e.path, sha256: e.sha256 };
-          artifacts.push({ path: e.path, sha256: e.sha256, bytes: candidates.get(e.kept)?.bytes ?? 0, stage: "images", item: e.promptId });
-        } else {
-          prompt.dropped_reason = e.reason;
-        }
-      }
+      if (e.type === "image.records") records = e.records;
     },
     build() {
-      const list = [...prompts.values()].sort((a, b) => a.index - b.index);
+      if (!records) return { section: {} as { records: RecordsRef } };
       return {
-        section: { prompts: list },
-        outputs: { kept_images: list.filter((p) => p.kept).map((p) => ({ prompt_id: p.id, path: p.kept!.path, sha256: p.kept!.sha256 })) },
-        artifacts,
+        section: { records },
+        outputs: { kept_images: { records: records.path, sha256: records.sha256 } },
+        artifacts: [{ path: records.path, sha256: records.sha256, bytes: records.bytes, stage: "images", item: "records" }],
       };
     },
   };
@@ -331,54 +419,53 @@ function section() {
 
 export const imagesStage: Stage<"images"> = {
   name: "images",
-  events: ["image.generated", "image.scored", "image.selected"],
+  events: ["image.generated", "image.scored", "image.selected", "image.records"],
   cached: true,
   workers: (config) => referencedWorkers(config, "images"),
   plan({ loaded, forecast }) {
     const s = loaded.config.stages.images!;
-    const candidates = planImages(s, loaded.prompts, loaded.config.seed, loaded.config.seed_policy);
+    const candidates = imagePlan(s, loaded.prompts, loaded.config.seed, loaded.config.seed_policy).total;
     const f = forecast.images;
-    return { prompts: loaded.prompts.length, candidates: candidates.length, model_items: f?.items ?? 0, cache_hits: f?.hits ?? 0, to_compute: f?.toCompute ?? 0 };
+    return { prompts: loaded.prompts.length, candidates, model_items: f?.items ?? 0, cache_hits: f?.hits ?? 0, to_compute: f?.toCompute ?? 0 };
   },
   run,
-  restore(events, results) {
-    const generated = new Map<string, Extract<RunEvent, { type: "image.generated" }>>();
-    const kept: KeptImage[] = [];
-    for (const e of events) {
-      if (e.type === "image.generated") generated.set(e.candidate.id, e);
-      if (e.type === "image.selected" && e.kept && e.path && e.score !== undefined) {
-        const g = generated.get(e.kept);
-        if (g?.artifact) kept.push(keptImage(g.candidate, e.score, g.artifact, e.path));
-      }
-    }
-    results.images = kept.sort((a, b) => a.promptIndex - b.promptIndex);
-    results.unkept = unkeptImages(generated.values(), kept);
+  restore(events, results, runDir) {
+    const written = events.findLast((e) => e.type === "image.records");
+    if (written?.type === "image.records") resultsOfRecords(runDir, written.records, results);
   },
   section,
   // Outputs first (image bytes), then the scores of them: a changed output is the cause,
   // changed scores of its batch-mates only follow from it.
   compare(before, after, tol, inputs) {
     const stage = "images";
-    const promptsB = before.stages.images?.prompts ?? [];
-    const promptsA = after.stages.images?.prompts ?? [];
-    const afterById = new Map(promptsA.flatMap((p) => p.candidates.map((c) => [c.id, c] as const)));
-    const candidates = promptsB.flatMap((p) => p.candidates);
-    for (const c of candidates) {
-      const r = afterById.get(c.id);
-      if (!r) return { stage, item: c.id, what: "missing from the replay" };
-      if (c.sha256 !== r.sha256) {
-        const d = imageDiff(c.sha256, r.sha256, tol, inputs.images);
-        if (d) return { stage, item: c.id, what: d };
+    const rb = before.stages.images?.records;
+    const ra = after.stages.images?.records;
+    if (!rb || !ra) return rb === ra ? null : { stage, item: "records", what: `the image records are missing from the ${rb ? "replay" : "original run"}` };
+    // Byte-equal records hold equal candidates; only a difference needs reading them.
+    if (rb.sha256 === ra.sha256) return null;
+    const dirs = inputs.runDirs;
+    if (!hasRecords(dirs?.before, rb) || !hasRecords(dirs?.after, ra)) return { stage, item: rb.path, what: `sha256 ${short(rb.sha256)} vs ${short(ra.sha256)} (the original run's records are not beside its manifest to say which item)` };
+    const pairs = () => zipRecords(readRecords<PromptRecord>(dirs!.before!, rb), readRecords<PromptRecord>(dirs!.after!, ra));
+    for (const [p, q] of pairs()) {
+      if (!q) return { stage, item: p.id, what: "missing from the replay" };
+      const byId = new Map(q.candidates.map((c) => [c.id, c]));
+      for (const c of p.candidates) {
+        const r = byId.get(c.id);
+        if (!r) return { stage, item: c.id, what: "missing from the replay" };
+        if (c.sha256 !== r.sha256) {
+          const d = imageDiff(c.sha256, r.sha256, tol, inputs.images);
+          if (d) return { stage, item: c.id, what: d };
+        }
       }
     }
-    for (const c of candidates) {
-      const s = scoreDiff(c.score, afterById.get(c.id)!.score, tol.score);
-      if (s) return { stage, item: c.id, what: s };
+    for (const [p, q] of pairs()) {
+      const byId = new Map(q!.candidates.map((c) => [c.id, c]));
+      for (const c of p.candidates) {
+        const s = scoreDiff(c.score, byId.get(c.id)!.score, tol.score);
+        if (s) return { stage, item: c.id, what: s };
+      }
     }
-    for (const p of promptsB) {
-      const kept = promptsA.find((q) => q.id === p.id);
-      if (p.kept?.id !== kept?.kept?.id) return { stage, item: p.id, what: `kept ${String(p.kept?.id)} vs ${String(kept?.kept?.id)}` };
-    }
+    for (const [p, q] of pairs()) if (p.kept?.id !== q!.kept?.id) return { stage, item: p.id, what: `kept ${String(p.kept?.id)} vs ${String(q!.kept?.id)}` };
     return null;
   },
   line(e) {

@@ -79,7 +79,7 @@ const modelOf = (info: WorkerInfo) => ({ id: info.model?.spec?.id || info.model?
 
 async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
   const { bus } = ctx;
-  const kept = ctx.results.images ?? [];
+  const kept = ctx.results.images?.() ?? [];
   const { answers, answered, total } = await answerAndScore(ctx, stageRun, kept);
   const { records, policy, droppedCandidates, droppedImages } = selectPairs(ctx, kept, answers);
   const files = writeDataset(ctx, records, policy, { droppedCandidates, droppedImages, answered, total, kept: kept.length });

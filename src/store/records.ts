@@ -1,0 +1,158 @@
+// A stage's per-item records in the run directory: records/<name>.jsonl, one JSON object a
+// line in plan order. They are written as items finish, so the orchestrator's memory does not
+// grow with the item count; the manifest keeps only their path, count and sha256, and every
+// reader (report, replay, resume, show) reads them back a line at a time.
+import { createHash, type Hash } from "node:crypto";
+import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, writeSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { IntegrityError } from "../errors.js";
+
+export const RECORDS_DIR = "records";
+
+/** Where a stage's records are, as the manifest names them (path relative to the run directory). */
+export interface RecordsRef {
+  path: string;
+  count: number;
+  bytes: number;
+  sha256: string;
+}
+
+export const recordsPath = (name: string) => `${RECORDS_DIR}/${name}.jsonl`;
+
+/** Bytes buffered before a write: one syscall per ~64 KiB, not per line. */
+const FLUSH_BYTES = 64 * 1024;
+
+/**
+ * Appends records in sequence order: `put(seq, record)` may come in any order (items finish
+ * out of order across replicas); a record is written once every earlier one has been, so the
+ * file's bytes never depend on timing. Written to a temporary name and renamed by `close`: a
+ * records file that exists is complete.
+ */
+export class RecordsWriter {
+  private readonly fd: number;
+  private readonly tmp: string;
+  private readonly hash: Hash = createHash("sha256");
+  private readonly waiting = new Map<number, string>();
+  private next = 0;
+  private count = 0;
+  private bytes = 0;
+  private buffer: string[] = [];
+  private buffered = 0;
+  private closed = false;
+
+  constructor(
+    private readonly runDir: string,
+    readonly rel: string,
+  ) {
+    const path = join(runDir, rel);
+    mkdirSync(dirname(path), { recursive: true });
+    this.tmp = `${path}.partial`;
+    this.fd = openSync(this.tmp, "w");
+  }
+
+  /** The records put but not yet written (waiting for an earlier sequence number). */
+  get pending(): number {
+    return this.waiting.size;
+  }
+
+  /** The next sequence number the file waits for. */
+  get written(): number {
+    return this.next;
+  }
+
+  put(seq: number, record: unknown): void {
+    if (this.closed) throw new Error(`${this.rel}: put after close`);
+    if (seq < this.next || this.waiting.has(seq)) throw new Error(`${this.rel}: record ${seq} put twice`);
+    this.waiting.set(seq, `${JSON.stringify(record)}\n`);
+    for (let line = this.waiting.get(this.next); line !== undefined; line = this.waiting.get(this.next)) {
+      this.waiting.delete(this.next++);
+      this.append(line);
+    }
+  }
+
+  private append(line: string): void {
+    this.hash.update(line);
+    this.count++;
+    this.bytes += Buffer.byteLength(line);
+    this.buffer.push(line);
+    this.buffered += line.length;
+    if (this.buffered >= FLUSH_BYTES) this.flush();
+  }
+
+  private flush(): void {
+    if (this.buffer.length === 0) return;
+    writeSync(this.fd, this.buffer.join(""));
+    this.buffer = [];
+    this.buffered = 0;
+  }
+
+  /**
+   * Writes what is left and names the file. A stage that failed may leave gaps (items that
+   * never finished): what waits behind one is written in order after it.
+   */
+  close(): RecordsRef {
+    for (const seq of [...this.waiting.keys()].sort((a, b) => a - b)) this.append(this.waiting.get(seq)!);
+    this.waiting.clear();
+    this.flush();
+    closeSync(this.fd);
+    this.closed = true;
+    renameSync(this.tmp, join(this.runDir, this.rel));
+    return { path: this.rel, count: this.count, bytes: this.bytes, sha256: this.hash.digest("hex") };
+  }
+}
+
+const CHUNK = 1 << 20;
+
+/** Every line of a file, read a chunk at a time (never the whole file in memory). */
+export function* readLines(path: string): Generator<string> {
+  const fd = openSync(path, "r");
+  try {
+    const buf = Buffer.alloc(CHUNK);
+    let rest = "";
+    for (let n = readSync(fd, buf, 0, CHUNK, null); n > 0; n = readSync(fd, buf, 0, CHUNK, null)) {
+      // Split on the last newline of the chunk's bytes, so a multi-byte character is never cut.
+      const end = buf.lastIndexOf(10, n - 1);
+      if (end < 0) {
+        rest += buf.toString("utf8", 0, n);
+        continue;
+      }
+      const text = rest + buf.toString("utf8", 0, end);
+      rest = buf.toString("utf8", end + 1, n);
+      for (const line of text.split("\n")) if (line) yield line;
+    }
+    if (rest) yield rest;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A stage's records as the manifest names them, one parsed record at a time. */
+export function* readRecords<T>(runDir: string, ref: RecordsRef): Generator<T> {
+  const path = join(runDir, ref.path);
+  if (!existsSync(path)) throw new IntegrityError(`${path} is missing (the manifest names ${ref.count} records there)`);
+  let i = 0;
+  for (const line of readLines(path)) {
+    i++;
+    try {
+      yield JSON.parse(line) as T;
+    } catch {
+      throw new IntegrityError(`${path}:${i}: not a JSON record`);
+    }
+  }
+}
+
+/** Whether a records file is there to read (a manifest copied without its run directory has none). */
+export const hasRecords = (runDir: string | null | undefined, ref: RecordsRef | undefined): runDir is string => !!runDir && !!ref && existsSync(join(runDir, ref.path));
+
+/** Two record streams side by side, a record of `a` with the one at the same position of `b` (undefined once b ends). */
+export function* zipRecords<T>(a: Iterable<T>, b: Iterable<T>): Generator<[T, T | undefined]> {
+  const ib = b[Symbol.iterator]();
+  try {
+    for (const x of a) {
+      const y = ib.next();
+      yield [x, y.done ? undefined : y.value];
+    }
+  } finally {
+    ib.return?.();
+  }
+}
