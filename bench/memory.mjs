@@ -17,7 +17,8 @@ export function writePrompts(path, n) {
   writeFileSync(path, `${lines.join("\n")}\n`);
 }
 
-const PEAK = `process.on("exit", () => { require("node:fs").writeFileSync(process.env.PDS_DPO_PEAK_RSS_FILE, String(process.resourceUsage().maxRSS * 1024)); });`;
+const PEAK = `process.on("exit", () => { require("node:fs").writeFileSync(process.env.PDS_DPO_PEAK_RSS_FILE, String(process.resourceUsage().maxRSS * 1024)); });
+if (process.env.PDS_DPO_RSS_TRACE) setInterval(() => { const m = process.memoryUsage(); require("node:fs").appendFileSync(process.env.PDS_DPO_RSS_TRACE, JSON.stringify({ t: process.uptime(), rss: m.rss / 1e6, heap: m.heapUsed / 1e6, total: m.heapTotal / 1e6, external: m.external / 1e6, buffers: m.arrayBuffers / 1e6 }) + "\\n"); }, 2000).unref();`;
 const SCALES = [5, 7, 9, 11];
 
 /** A no-op worker on a free port; resolves with its endpoint once it listens. */
@@ -63,11 +64,13 @@ async function oneCase(items) {
     const peakFile = join(dir, "peak-rss");
     log(`memory: ${items} candidates (${prompts} prompts) through the real CLI`);
     const t0 = performance.now();
-    const r = await execa("node", ["--require", join(dir, "peak.cjs"), join(ROOT, "bin", "orchestrate.js"), "run", join(dir, "e.yaml"), "--store", join(dir, "store"), "--run-id", "mem"], {
+    const r = await execa("node", [...(process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean), "--require", join(dir, "peak.cjs"), join(ROOT, "bin", "orchestrate.js"), "run", join(dir, "e.yaml"), "--store", join(dir, "store"), "--run-id", "mem"], {
       reject: false,
-      env: { PDS_DPO_PEAK_RSS_FILE: peakFile, HF_HUB_OFFLINE: "1" },
+      env: { PDS_DPO_PEAK_RSS_FILE: peakFile, HF_HUB_OFFLINE: "1", ...(process.env.BENCH_NODE_ARGS ? { PDS_DPO_RSS_TRACE: join(dir, "rss.jsonl") } : {}) },
     });
     const seconds = (performance.now() - t0) / 1000;
+    // With BENCH_NODE_ARGS (a profile, --trace-gc), the orchestrator's own output is kept.
+    if (process.env.BENCH_NODE_ARGS) writeFileSync(join(dir, "node.log"), `${r.stdout}\n${r.stderr}`), log(`orchestrator output: ${join(dir, "node.log")}`);
     if (r.exitCode !== 0) throw new Error(`memory: the run failed (${r.exitCode}): ${r.stderr.split("\n").slice(-3).join(" ")}`);
     const runDir = join(dir, "store", "runs", "mem");
     const manifestPath = join(runDir, "manifest.json");
@@ -89,8 +92,8 @@ async function oneCase(items) {
   }
 }
 
-export async function memoryBench({ quick = false } = {}) {
-  const sizes = quick ? [10_000] : [10_000, 100_000, 1_000_000];
+export async function memoryBench({ quick = false, items } = {}) {
+  const sizes = items ? [items] : quick ? [10_000] : [10_000, 100_000, 1_000_000];
   const cases = [];
   for (const n of sizes) cases.push(await oneCase(n));
   const largest = cases.at(-1);
@@ -105,4 +108,9 @@ export async function memoryBench({ quick = false } = {}) {
   return cases;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await memoryBench({ quick: process.argv.includes("--quick") });
+if (import.meta.url === `file://${process.argv[1]}`) {
+  // --items N: one case of N (a quick look; recorded as a quick result).
+  const i = process.argv.indexOf("--items");
+  const items = i > 0 ? Number(process.argv[i + 1]) : undefined;
+  await memoryBench({ quick: process.argv.includes("--quick") || items !== undefined, items });
+}

@@ -9,7 +9,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { LineCounter, parseDocument, type Document } from "yaml";
 import type { z } from "zod";
 import { ConfigError, type ConfigIssue } from "../errors.js";
-import { readPrompts, type Prompt } from "./prompts.js";
+import { NO_PROMPTS, readPrompts, type PromptList } from "./prompts.js";
 import { datasetFormatOf, readDataset } from "../dataset/read.js";
 import { sizeProblem } from "../plan/sweep.js";
 import { benchmarkFiles, loadBenchmarks } from "../eval/load.js";
@@ -26,7 +26,8 @@ export interface LoadedConfig {
   text: string;
   sha256: string;
   config: ExperimentConfig;
-  prompts: Prompt[];
+  /** In file order; parsed when asked for (a PromptFile) or an array. */
+  prompts: PromptList;
   /** sha256 of the prompts file as read. */
   promptsSha256: string;
   /** What is valid but unwise (an unpinned hub revision), located like issues. */
@@ -162,7 +163,7 @@ export function completeExperiment(
   const promptsKey = ["stages", "images", "prompts"];
   const images = config.stages.images;
   // A train-only experiment has no prompts.
-  const read = images ? readPrompts(resolvePath(baseDir, images.prompts), formatPath(promptsKey)) : { prompts: [], issues: [], sha256: "" };
+  const read = images ? readPrompts(resolvePath(baseDir, images.prompts), formatPath(promptsKey)) : { prompts: NO_PROMPTS, issues: [], sha256: "" };
   // A loop, not push(...spread): a prompts file can have a hundred thousand bad lines.
   for (const i of read.issues) fileIssues.push({ ...i, line: at(promptsKey) });
   for (const [name, worker] of Object.entries(config.workers)) {
@@ -215,7 +216,7 @@ export function completeExperiment(
     message: `'${revision}' is not a commit sha: the hub may serve other weights tomorrow; pin the 40-hex commit for reproducible runs`,
     line: at(key),
   }));
-  const prompts = images?.limit ? read.prompts.slice(0, images.limit) : read.prompts;
+  const prompts = images?.limit ? read.prompts.limit(images.limit) : read.prompts;
   return { file: src.file, baseDir, text: src.text, sha256: createHash("sha256").update(src.text).digest("hex"), config, prompts, promptsSha256: read.sha256, warnings };
 }
 

@@ -1,9 +1,9 @@
 // The prompts file: JSONL, one {id, category, t2i_prompt, instruction} a line.
 // Strict UTF-8; its sha256 is taken over the bytes as read.
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { z } from "zod";
-import type { ConfigIssue } from "../errors.js";
+import { IntegrityError, type ConfigIssue } from "../errors.js";
 
 /** Longest prompt id: it names files (images/<id>.png) and journal rows. */
 export const MAX_PROMPT_ID = 128;
@@ -55,45 +55,110 @@ function isJson(line: string): boolean {
   }
 }
 
+/** The prompts of a run, in file order: an array, or a PromptFile that parses each when asked. */
+export interface PromptList extends Iterable<Prompt> {
+  readonly length: number;
+  at(index: number): Prompt | undefined;
+}
+
+/** FNV-1a over a byte range: tells a line read again from the one checked at load. */
+function lineHash(bytes: Uint8Array, start: number, end: number): number {
+  let h = 0x811c9dc5;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
+  return h >>> 0;
+}
+
+/**
+ * The valid prompts of a prompts file, kept as each line's byte range and hash, not as
+ * objects: a prompt is read from the file and parsed (through the schema, as at load) when
+ * asked for, so a run of a million prompts holds a few bytes per prompt. A line that no
+ * longer hashes as it did at load (the file was changed during the run) is refused.
+ */
+export class PromptFile implements PromptList {
+  private last: { index: number; prompt: Prompt } | null = null;
+
+  constructor(
+    readonly path: string,
+    /** start, end byte offsets of each prompt's line. */
+    private readonly ranges: Float64Array,
+    private readonly hashes: Uint32Array,
+    readonly length = hashes.length,
+  ) {}
+
+  at(index: number): Prompt | undefined {
+    if (!Number.isInteger(index) || index < 0 || index >= this.length) return undefined;
+    // A plan asks for each prompt once per candidate, one after another.
+    if (this.last?.index === index) return this.last.prompt;
+    const start = this.ranges[2 * index]!;
+    const buf = Buffer.alloc(this.ranges[2 * index + 1]! - start);
+    const fd = openSync(this.path, "r");
+    try {
+      readSync(fd, buf, 0, buf.length, start);
+    } finally {
+      closeSync(fd);
+    }
+    if (lineHash(buf, 0, buf.length) !== this.hashes[index]) throw new IntegrityError(`${this.path} changed since it was read (prompt ${index + 1}); start a new run with the file as it is now`);
+    const prompt = PromptSchema.parse(JSON.parse(buf.toString("utf8")));
+    this.last = { index, prompt };
+    return prompt;
+  }
+
+  /** The first n prompts (a config's `limit`). */
+  limit(n: number): PromptFile {
+    return new PromptFile(this.path, this.ranges, this.hashes, Math.min(n, this.length));
+  }
+
+  *[Symbol.iterator](): Iterator<Prompt> {
+    for (let i = 0; i < this.length; i++) yield this.at(i)!;
+  }
+}
+
 /** Pure: parse JSONL text into prompts, or issues naming the file line. */
 export function parsePrompts(text: string, keyPath: string, file: string): { prompts: Prompt[]; issues: ConfigIssue[] } {
   const prompts: Prompt[] = [];
+  return { prompts, issues: parsePromptLines(text.split("\n"), keyPath, file, (p) => prompts.push(p)) };
+}
+
+/** Pure: prompts from JSONL lines, in one pass, each valid one handed to `keep` (while it is the current line). */
+function parsePromptLines(lines: Iterable<string>, keyPath: string, file: string, keep: (p: Prompt) => void): ConfigIssue[] {
+  let kept = 0;
   const issues: ConfigIssue[] = [];
   const seen = new Map<string, number>();
-  const lines = text.split("\n");
-  // A file that is not JSON lines at all (YAML, a binary, the wrong path) is one problem, not one a line.
-  const first = lines.findIndex((l) => l.trim() !== "");
-  if (first >= 0 && !isJson(lines[first]!.trim())) {
-    return { prompts, issues: [{ path: keyPath, message: `${file}: not a JSON lines file: line ${first + 1} is not JSON` }] };
-  }
-  lines.forEach((raw, i) => {
+  let i = -1;
+  let sawLine = false;
+  for (const raw of lines) {
+    i++;
     const line = raw.trim();
-    if (!line) return;
+    if (!line) continue;
+    // A file that is not JSON lines at all (YAML, a binary, the wrong path) is one problem, not one a line.
+    if (!sawLine && !isJson(line)) return [{ path: keyPath, message: `${file}: not a JSON lines file: line ${i + 1} is not JSON` }];
+    sawLine = true;
     const where = `${file}:${i + 1}`;
     let value: unknown;
     try {
       value = JSON.parse(line);
     } catch {
       issues.push({ path: keyPath, message: `${where}: not valid JSON` });
-      return;
+      continue;
     }
     const parsed = PromptSchema.safeParse(value);
     if (!parsed.success) {
       const first = parsed.error.issues[0]!;
       const field = first.path.length ? `${first.path.join(".")}: ` : "";
       issues.push({ path: keyPath, message: `${where}: ${field}${first.message.replace(/^Invalid input: /, "")}` });
-      return;
+      continue;
     }
     const dup = seen.get(parsed.data.id);
     if (dup !== undefined) {
       issues.push({ path: keyPath, message: `${where}: duplicate id ${parsed.data.id} (first on line ${dup})` });
-      return;
+      continue;
     }
     seen.set(parsed.data.id, i + 1);
-    prompts.push(parsed.data);
-  });
-  if (prompts.length === 0 && issues.length === 0) issues.push({ path: keyPath, message: `${file}: has no prompts` });
-  return { prompts, issues };
+    kept++;
+    keep(parsed.data);
+  }
+  if (kept === 0 && issues.length === 0) issues.push({ path: keyPath, message: `${file}: has no prompts` });
+  return issues;
 }
 
 /** Offset of the first byte of `bytes` that is not part of well-formed UTF-8, or -1. */
@@ -133,16 +198,35 @@ export function decodePrompts(bytes: Uint8Array, keyPath: string, file: string):
   }
 }
 
-export function readPrompts(path: string, keyPath: string): { prompts: Prompt[]; issues: ConfigIssue[]; sha256: string } {
+export function readPrompts(path: string, keyPath: string): { prompts: PromptFile; issues: ConfigIssue[]; sha256: string } {
   let bytes: Buffer;
   try {
     bytes = readFileSync(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    return { prompts: [], sha256: "", issues: [{ path: keyPath, message: code === "ENOENT" ? `file not found: ${path}` : `cannot read ${path}: ${code}` }] };
+    return { prompts: NO_PROMPTS, sha256: "", issues: [{ path: keyPath, message: code === "ENOENT" ? `file not found: ${path}` : `cannot read ${path}: ${code}` }] };
   }
   const sha256 = createHash("sha256").update(bytes).digest("hex");
-  const { text, issue } = decodePrompts(bytes, keyPath, path);
-  if (text === undefined) return { prompts: [], issues: [issue!], sha256 };
-  return { ...parsePrompts(text, keyPath, path), sha256 };
+  // Checked whole, decoded a line at a time: only a bad file is decoded whole (for its message).
+  if (invalidUtf8Offset(bytes) >= 0) return { prompts: NO_PROMPTS, issues: [decodePrompts(bytes, keyPath, path).issue!], sha256 };
+  const ranges: number[] = [];
+  const hashes: number[] = [];
+  let line = [0, 0];
+  function* lines(): Generator<string> {
+    for (let start = 0; start <= bytes.length; ) {
+      const nl = bytes.indexOf(10, start);
+      const end = nl < 0 ? bytes.length : nl;
+      line = [start, end];
+      yield bytes.toString("utf8", start, end);
+      start = end + 1;
+    }
+  }
+  const issues = parsePromptLines(lines(), keyPath, path, () => {
+    ranges.push(line[0]!, line[1]!);
+    hashes.push(lineHash(bytes, line[0]!, line[1]!));
+  });
+  return { prompts: new PromptFile(path, Float64Array.from(ranges), Uint32Array.from(hashes)), issues, sha256 };
 }
+
+/** No prompts (a train-only experiment, or a file that could not be read). */
+export const NO_PROMPTS = new PromptFile("", new Float64Array(0), new Uint32Array(0));

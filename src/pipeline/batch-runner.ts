@@ -65,9 +65,14 @@ export async function runCachedBatches<B, R>(ctx: StageContext, spec: CachedBatc
       if (!itemOf) return;
       const indexOf = new Map(ids.map((id, i) => [id, i]));
       const options = { deadlineMs: pool.deadlineMs(replica, (spec.deadlineItems ?? size)(batch)), signal };
-      for await (const c of guarded(pool, replica, spec.rpc, spec.call(replica, batch, options))) {
-        spec.onResult(c.result, { batch, index: indexOf.get(c.id) ?? -1, replica, cached: false });
-        cache.computed(spec.stage, spec.op, itemOf(c.id), c.result, c.artifacts ?? [], !c.transient);
+      try {
+        for await (const c of guarded(pool, replica, spec.rpc, spec.call(replica, batch, options))) {
+          spec.onResult(c.result, { batch, index: indexOf.get(c.id) ?? -1, replica, cached: false });
+          cache.computed(spec.stage, spec.op, itemOf(c.id), c.result, c.artifacts ?? [], !c.transient);
+        }
+      } finally {
+        // What the call finished is journaled even when it then failed (a crashed worker's results stand).
+        cache.flush();
       }
     },
     signal,

@@ -5,7 +5,7 @@ import type { StageName } from "../config/schema.js";
 import type { EventBus } from "../events/bus.js";
 import type { CacheCounts, CacheMode, ErrorInfo } from "../events/types.js";
 import type { ContentStore } from "../store/cas.js";
-import type { Journal } from "../store/journal.js";
+import type { Journal, JournalEntry, RunItem } from "../store/journal.js";
 
 export type { CacheCounts, CacheMode };
 
@@ -38,8 +38,12 @@ export interface CachedItem {
   key: string | null;
 }
 
+/** Computed items committed together: one transaction per call's results or this many, not one per item. */
+const GROUP_COMMIT = 256;
+
 export class ItemCache {
   private readonly counts = new Map<StageName, CacheCounts>();
+  private pending: [JournalEntry, RunItem][] = [];
 
   constructor(
     private readonly journal: Journal,
@@ -78,7 +82,7 @@ export class ItemCache {
       }
       results.push(entry.result as R);
     }
-    for (const item of items) this.journal.commit({ key: item.key!, op, result: null, artifacts: [], runId: this.runId }, { stage, op, itemId: item.id, key: item.key!, cached: true });
+    this.journal.commitAll(items.map((item) => [{ key: item.key!, op, result: null, artifacts: [], runId: this.runId }, { stage, op, itemId: item.id, key: item.key!, cached: true }]));
     this.stats(stage).hits += items.length;
     return results;
   }
@@ -106,9 +110,22 @@ export class ItemCache {
     this.stats(stage).model_calls++;
   }
 
-  /** A computed item, committed after its artifacts are in the store (unless `journal` is false: a failure that may not repeat). */
+  /**
+   * A computed item, committed after its artifacts are in the store (unless `journal` is
+   * false: a failure that may not repeat). Commits are grouped: `flush` (after each call)
+   * commits what came since, so a crash loses at most the items of the calls in flight.
+   */
   computed(stage: StageName, op: string, item: CachedItem, result: unknown, artifacts: string[], journal = true): void {
     this.stats(stage).computed++;
-    if (item.key && journal) this.journal.commit({ key: item.key, op, result, artifacts, runId: this.runId }, { stage, op, itemId: item.id, key: item.key, cached: false });
+    if (!item.key || !journal) return;
+    this.pending.push([{ key: item.key, op, result, artifacts, runId: this.runId }, { stage, op, itemId: item.id, key: item.key, cached: false }]);
+    if (this.pending.length >= GROUP_COMMIT) this.flush();
+  }
+
+  /** Commits the computed items not yet committed, in one transaction. */
+  flush(): void {
+    const items = this.pending;
+    this.pending = [];
+    this.journal.commitAll(items);
   }
 }

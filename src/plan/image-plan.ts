@@ -1,5 +1,5 @@
 // Pure: config + prompts -> the image candidates to generate, each with its id and seed.
-import type { Prompt } from "../config/prompts.js";
+import type { PromptList } from "../config/prompts.js";
 import type { ImagesStageConfig } from "../config/schema.js";
 import { derivedSeed, pdsDpoSeed, type SeedPolicy } from "./seeds.js";
 
@@ -40,11 +40,11 @@ export interface ImagePlan {
   from(from: number): Generator<ImageCandidate>;
 }
 
-export function imagePlan(stage: ImagesStageConfig, prompts: Prompt[], experimentSeed: number, policy: SeedPolicy): ImagePlan {
+export function imagePlan(stage: ImagesStageConfig, prompts: PromptList, experimentSeed: number, policy: SeedPolicy): ImagePlan {
   const size = stage.size === undefined ? { width: 0, height: 0 } : typeof stage.size === "number" ? { width: stage.size, height: stage.size } : stage.size;
   const perPrompt = stage.guidance_scales.length * stage.images_per_scale;
   const candidate = (promptIndex: number, imageNumber: number): ImageCandidate => {
-    const p = prompts[promptIndex]!;
+    const p = prompts.at(promptIndex)!;
     const scale = stage.guidance_scales[Math.floor(imageNumber / stage.images_per_scale)]!;
     const id = candidateId(p.id, scale, imageNumber % stage.images_per_scale);
     return {
@@ -74,6 +74,6 @@ export function imagePlan(stage: ImagesStageConfig, prompts: Prompt[], experimen
   };
 }
 
-export function planImages(stage: ImagesStageConfig, prompts: Prompt[], experimentSeed: number, policy: SeedPolicy): ImageCandidate[] {
+export function planImages(stage: ImagesStageConfig, prompts: PromptList, experimentSeed: number, policy: SeedPolicy): ImageCandidate[] {
   return [...imagePlan(stage, prompts, experimentSeed, policy).from(0)];
 }

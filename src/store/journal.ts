@@ -56,7 +56,7 @@ export class Journal {
   private readonly getItem: Database.Statement<[string], { key: string; op: string; result: string; artifacts: string; run_id: string }>;
   private readonly putItem: Database.Statement<[string, string, string, string, string, string]>;
   private readonly putRunItem: Database.Statement<[string, string, string, string, string, number]>;
-  private readonly commitTx: (e: JournalEntry, item: RunItem) => void;
+  private readonly commitTx: (items: [JournalEntry, RunItem][]) => void;
 
   constructor(readonly path: string, opts: { readonly?: boolean } = {}) {
     try {
@@ -75,9 +75,12 @@ export class Journal {
     this.getItem = this.db.prepare("SELECT key, op, result, artifacts, run_id FROM items WHERE key = ?");
     this.putItem = this.db.prepare("INSERT OR REPLACE INTO items (key, op, result, artifacts, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)");
     this.putRunItem = this.db.prepare("INSERT OR REPLACE INTO run_items (run_id, stage, op, item_id, key, cached) VALUES (?, ?, ?, ?, ?, ?)");
-    this.commitTx = this.db.transaction((e: JournalEntry, item: RunItem) => {
-      if (!item.cached) this.putItem.run(e.key, e.op, JSON.stringify(e.result), JSON.stringify(e.artifacts), e.runId, new Date().toISOString());
-      this.putRunItem.run(e.runId, item.stage, item.op, item.itemId, item.key, item.cached ? 1 : 0);
+    this.commitTx = this.db.transaction((items: [JournalEntry, RunItem][]) => {
+      const now = new Date().toISOString();
+      for (const [e, item] of items) {
+        if (!item.cached) this.putItem.run(e.key, e.op, JSON.stringify(e.result), JSON.stringify(e.artifacts), e.runId, now);
+        this.putRunItem.run(e.runId, item.stage, item.op, item.itemId, item.key, item.cached ? 1 : 0);
+      }
     });
   }
 
@@ -100,7 +103,12 @@ export class Journal {
 
   /** Records a finished item of a run: a computed one with its result, a reused one by its key only. */
   commit(entry: JournalEntry, item: RunItem): void {
-    this.commitTx(entry, item);
+    this.commitTx([[entry, item]]);
+  }
+
+  /** Several finished items in one transaction (all or none). */
+  commitAll(items: [JournalEntry, RunItem][]): void {
+    if (items.length > 0) this.commitTx(items);
   }
 
   runItems(runId: string): RunItem[] {

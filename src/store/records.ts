@@ -145,7 +145,7 @@ export function* readRecords<T>(runDir: string, ref: RecordsRef): Generator<T> {
 export const hasRecords = (runDir: string | null | undefined, ref: RecordsRef | undefined): runDir is string => !!runDir && !!ref && existsSync(join(runDir, ref.path));
 
 /** Two record streams side by side, a record of `a` with the one at the same position of `b` (undefined once b ends). */
-export function* zipRecords<T>(a: Iterable<T>, b: Iterable<T>): Generator<[T, T | undefined]> {
+export function* zipRecords<A, B>(a: Iterable<A>, b: Iterable<B>): Generator<[A, B | undefined]> {
   const ib = b[Symbol.iterator]();
   try {
     for (const x of a) {

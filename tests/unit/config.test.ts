@@ -106,7 +106,14 @@ describe("loadExperiment", () => {
   it("loads prompts relative to the config file", () => {
     write("prompts.jsonl", `${prompt("a-1")}\n${prompt("a-2")}\n`);
     const loaded = loadExperiment(write("ok.yaml", BASE));
-    expect(loaded.prompts.map((p) => p.id)).toEqual(["a-1", "a-2"]);
+    expect([...loaded.prompts].map((p) => p.id)).toEqual(["a-1", "a-2"]);
+    // Kept as the file's bytes, each prompt parsed when asked for, as it was checked at load.
+    expect(loaded.prompts.at(1)).toEqual({ id: "a-2", category: expect.any(String), t2i_prompt: expect.any(String), instruction: expect.any(String) });
+    expect(loaded.prompts.at(2)).toBeUndefined();
+    // Read again from the file when asked: a file changed since it was checked is refused, not misread.
+    write("prompts.jsonl", `${prompt("a-1")}\n${prompt("b-2")}\n`);
+    expect(loaded.prompts.at(0)!.id).toBe("a-1");
+    expect(() => loaded.prompts.at(1)).toThrow(/prompts\.jsonl changed since it was read \(prompt 2\); start a new run with the file as it is now/);
     expect(loaded.sha256).toMatch(/^[0-9a-f]{64}$/);
   });
 

@@ -34,6 +34,18 @@ describe("Journal", () => {
     j.close();
   });
 
+  it("commits a group of items in one transaction: all of them, or none when one fails", () => {
+    const j = Journal.open(tempDir());
+    const item = (id: string) => [{ key: `k-${id}`, op: "op", result: id, artifacts: [], runId: "r1" }, { stage: "images", op: "op", itemId: id, key: `k-${id}`, cached: false }] as const;
+    j.commitAll([item("a"), item("b")].map(([e, i]) => [e, i]));
+    expect(j.runItems("r1").map((i) => i.itemId)).toEqual(["a", "b"]);
+    // An item whose result cannot be stored (JSON of a BigInt throws) undoes its whole group.
+    const [bad, badItem] = item("c");
+    expect(() => j.commitAll([[...item("d")] as never, [{ ...bad, result: 1n }, badItem]])).toThrow();
+    expect(j.runItems("r1").map((i) => i.itemId)).toEqual(["a", "b"]);
+    j.close();
+  });
+
   it("remembers the last fingerprint of a worker configuration", () => {
     const j = Journal.open(tempDir());
     expect(j.knownWorker("spec")).toBeUndefined();
