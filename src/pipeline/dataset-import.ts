@@ -11,6 +11,7 @@ import { imageExtension } from "../dataset/parquet.js";
 import { datasetFormatOf, readDatasetAsync } from "../dataset/read.js";
 import type { ContentStore } from "../store/cas.js";
 import { sha256 } from "../store/cas.js";
+import { recordsPath, RecordsWriter, type RecordsRef } from "../store/records.js";
 import type { RunDir } from "../store/run-dir.js";
 
 export interface ImportedDataset {
@@ -19,11 +20,12 @@ export interface ImportedDataset {
   sha256: string;
   pairs: number;
   source: { path: string; sha256: string; format: DatasetFormat };
-  images: { path: string; sha256: string }[];
+  /** Every image, pinned by hash ({path, sha256} a line, by path): records/dataset-images.jsonl. */
+  images: RecordsRef;
 }
 
 /** Makes the dataset the run's own (see the module comment); throws on a problem `validate` would have named. */
-export async function importDataset(loaded: LoadedConfig, runDir: RunDir, store: ContentStore): Promise<ImportedDataset> {
+export async function importDataset(loaded: LoadedConfig, runDir: RunDir, store: ContentStore): Promise<{ dataset: ImportedDataset; imageHashes: string[] }> {
   const stage = loaded.config.stages.train!;
   const read = await readDatasetAsync(resolvePath(loaded.baseDir, stage.dataset!), datasetFormatOf(stage), stage.image_root ? resolvePath(loaded.baseDir, stage.image_root) : undefined);
   if (read.issues.length > 0) throw new Error(`stages.train.dataset: ${read.file}: ${read.issues[0]}`);
@@ -49,11 +51,11 @@ export async function importDataset(loaded: LoadedConfig, runDir: RunDir, store:
   const path = join("dataset", "pairs.jsonl");
   mkdirSync(join(runDir.path, "dataset"), { recursive: true });
   runDir.writeAtomic(join(runDir.path, path), text);
+  const images = [...placed.values()].sort((a, b) => (a.path < b.path ? -1 : 1));
+  const records = new RecordsWriter(runDir.path, recordsPath("dataset-images"));
+  images.forEach((image, i) => records.put(i, image));
   return {
-    path,
-    sha256: sha256(text),
-    pairs: pairs.length,
-    source: { path: read.file, sha256: sha256(readFileSync(read.file)), format: read.format },
-    images: [...placed.values()].sort((a, b) => (a.path < b.path ? -1 : 1)),
+    dataset: { path, sha256: sha256(text), pairs: pairs.length, source: { path: read.file, sha256: sha256(readFileSync(read.file)), format: read.format }, images: records.close() },
+    imageHashes: images.map((i) => i.sha256),
   };
 }

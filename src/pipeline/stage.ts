@@ -56,6 +56,8 @@ export interface Stage<N extends StageName = StageName> {
   readonly name: N;
   /** The event types this stage emits besides stage.*: resume carries them for a finished stage, the manifest section reads them. */
   readonly events: readonly RunEventType[];
+  /** Per-item events whose content its records hold: events.jsonl keeps them, a resumed run does not read them. */
+  readonly recordEvents?: readonly RunEventType[];
   /** Whether its items go through the journal (stage.finished then reports cache counts). */
   readonly cached: boolean;
   /** The workers it needs, in config order of the references. */

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { tempDir } from "../helpers.js";
+import { responseRecords } from "../support/records.js";
 import { Fleet, ofType, runIn, STAGE, workers, writeExperiment, type WorkerDefs } from "../support/fleet.js";
 
 interface Answer {
@@ -37,7 +38,9 @@ async function responsesRun(defs: WorkerDefs, stages: string, o: { prompts?: num
   try {
     const r = await runIn(writeExperiment(dir, { workers: fleet.yaml(), stages, prompts: o.prompts ?? 3, extraPrompts: o.extraPrompts }), store, { runId: "r1", until: "responses" });
     expect(r.status, String(r.error)).toBe("succeeded");
-    const section = r.manifest.stages.responses as unknown as ResponsesSection;
+    // The manifest's counts and reasons, with the answers and pairs of the stage's records.
+    const records = responseRecords(r.runDir, r.manifest);
+    const section = { ...(r.manifest.stages.responses as unknown as ResponsesSection), answers: records.flatMap((x) => x.answers), pairs: records.map(({ answers: _, ...p }) => p) };
     const pairsPath = join(r.runDir, "dataset/pairs.jsonl");
     const text = readFileSync(pairsPath, "utf8").trim();
     const pairs = text ? text.split("\n").map((l) => JSON.parse(l) as PairLine) : [];

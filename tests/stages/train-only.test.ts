@@ -4,13 +4,14 @@
 // images in the store and the run directory, the manifest pinning the file and every image.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { readRecords, type RecordsRef } from "../../src/store/records.js";
 import { describe, expect, it } from "vitest";
 import { sha256 } from "../../src/store/cas.js";
 import { tempDir } from "../helpers.js";
 import { Fleet, ofType, runIn, STAGE, workers, writeExperiment } from "../support/fleet.js";
 
 interface TrainSection {
-  dataset: { path: string; pairs: number; source: { path: string; sha256: string; format: string }; images: { path: string; sha256: string }[] };
+  dataset: { path: string; pairs: number; source: { path: string; sha256: string; format: string }; images: RecordsRef };
   steps: number;
 }
 
@@ -51,8 +52,10 @@ describe("train-only experiments", { timeout: 30_000 }, () => {
         expect(t.dataset.source.format).toBe(format);
         expect(t.dataset.pairs).toBe(madePairs.length);
         // Every image pinned and placed in this run's directory, the same bytes as the earlier run's.
-        for (const img of t.dataset.images) expect(sha256(readFileSync(join(r.runDir, img.path)))).toBe(img.sha256);
-          expect(new Set(t.dataset.images.map((i) => i.sha256))).toEqual(new Set(madePairs.map((p) => sha256(readFileSync(join(made, p.images[0]!))))));
+        const images = [...readRecords<{ path: string; sha256: string }>(r.runDir, t.dataset.images)];
+        expect(t.dataset.images).toMatchObject({ path: "records/dataset-images.jsonl", count: images.length });
+        for (const img of images) expect(sha256(readFileSync(join(r.runDir, img.path)))).toBe(img.sha256);
+        expect(new Set(images.map((i) => i.sha256))).toEqual(new Set(madePairs.map((p) => sha256(readFileSync(join(made, p.images[0]!))))));
         expect(ofType(r.events, "train.step").length).toBeGreaterThan(0);
         expect((r.manifest.outputs.eval as { model: string }[] | undefined)?.map((e) => e.model)).toEqual(["base", "trained"]);
         // Every benchmark image is a training image: each overlap recorded (same bytes), flagged in the summary.

@@ -4,6 +4,7 @@
 // points at them and in-process runs through runExperiment.
 import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { readResumeEvents } from "../../src/cli/commands/resume.js";
 import { runExperiment, type RunOptions } from "../../src/pipeline/run.js";
 import type { ExitInfo, WorkerHandle, WorkerRuntime, WorkerStartRequest, WorkerState } from "../../src/workers/runtime.js";
 import { writePrompts } from "../helpers.js";
@@ -350,7 +351,8 @@ export async function runIn(config: string, store: string, o: RunIn): Promise<Ru
 /** `orchestrate resume <run-id>` in this process: the earlier attempt's events and config, its stages and cache mode. */
 export async function resumeIn(store: string, runId: string, o: Pick<RunOptions, "runtime" | "signal"> = {}): Promise<RunOutput> {
   const before = readManifest(store, runId);
-  const events = readEvents(join(store, "runs", runId, "events.jsonl"));
+  // Read as the CLI reads them (the per-item events the records hold left out).
+  const events = readResumeEvents(join(store, "runs", runId, "events.jsonl"));
   const started = events.find((e) => e.type === "run.started") as { stages?: string[]; cache?: string } | undefined;
   const cache = started?.cache === "off" || started?.cache === "own-run" ? "own-run" : "use";
   const result = await runExperiment({
@@ -361,7 +363,7 @@ export async function resumeIn(store: string, runId: string, o: Pick<RunOptions,
     cache,
     runtime: o.runtime,
     signal: o.signal,
-    resume: { events: events as unknown as NonNullable<RunOptions["resume"]>["events"], configSha256: before.config.sha256 },
+    resume: { events, configSha256: before.config.sha256 },
   });
   return output(store, runId, result);
 }

@@ -15,9 +15,17 @@ const dirs = new Map<Manifest, string>();
 const manifest = (o: Options = {}): Manifest => {
   const dir = tempDir();
   mkdirSync(join(dir, "records"));
-  const line = `${JSON.stringify({ id: "p", index: 0, candidates: [{ id: "p.gs5.n0", sha256: o.sha ?? "aa", score: o.score ?? 1 }], kept: { id: "p.gs5.n0" } })}\n`;
-  writeFileSync(join(dir, "records", "images.jsonl"), line);
-  const m = manifestOf(o, { path: "records/images.jsonl", count: 1, bytes: line.length, sha256: sha256(line) });
+  const records = (name: string, record: unknown) => {
+    const line = `${JSON.stringify(record)}\n`;
+    writeFileSync(join(dir, "records", `${name}.jsonl`), line);
+    return { path: `records/${name}.jsonl`, count: 1, bytes: line.length, sha256: sha256(line) };
+  };
+  const images = records("images", { id: "p", index: 0, candidates: [{ id: "p.gs5.n0", sha256: o.sha ?? "aa", score: o.score ?? 1 }], kept: { id: "p.gs5.n0" } });
+  const answers = [
+    { id: "p.a.s0", text_sha256: o.text ?? "t1", scores: { rm: o.rm ?? 0.5 } },
+    { id: "p.b.s0", text_sha256: "t2", scores: { rm: 0.1 } },
+  ];
+  const m = manifestOf(o, images, records("responses", { prompt_id: "p", answers, pairs: [] }));
   dirs.set(m, dir);
   return m;
 };
@@ -25,10 +33,10 @@ const manifest = (o: Options = {}): Manifest => {
 const firstDifference = (before: Manifest, after: Manifest, tol: Tolerance = EXACT, inputs: CompareInputs = {}) =>
   compare(before, after, tol, { runDirs: { before: dirs.get(before) ?? null, after: dirs.get(after)! }, ...inputs });
 
-const manifestOf = (o: Options, records: unknown): Manifest => ({
+const manifestOf = (o: Options, images: unknown, answers: unknown): Manifest => ({
   stages: {
-    images: { status: "succeeded", records },
-    responses: { status: "succeeded", answers: [{ id: "p.a.s0", text_sha256: o.text ?? "t1", scores: { rm: o.rm ?? 0.5 } }, { id: "p.b.s0", text_sha256: "t2", scores: { rm: 0.1 } }] },
+    images: { status: "succeeded", records: images },
+    responses: { status: "succeeded", records: answers },
     train: { status: "succeeded", steps: 4, final_metrics: { loss: 0.69 }, adapter: { sha256: o.adapter ?? "ad" } },
     evaluate: { status: "succeeded", results: [{ benchmark: "pope", split: "run", model: "base", metrics: { accuracy: o.acc ?? 0.5 } }] },
   },

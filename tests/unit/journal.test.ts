@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { IntegrityError } from "../../src/errors.js";
-import { Journal, JOURNAL_FILE } from "../../src/store/journal.js";
+import { Journal, JOURNAL_FILE, type JournalEntry, type RunItem } from "../../src/store/journal.js";
 import { tempDir } from "../helpers.js";
 
 describe("Journal", () => {
@@ -36,12 +36,15 @@ describe("Journal", () => {
 
   it("commits a group of items in one transaction: all of them, or none when one fails", () => {
     const j = Journal.open(tempDir());
-    const item = (id: string) => [{ key: `k-${id}`, op: "op", result: id, artifacts: [], runId: "r1" }, { stage: "images", op: "op", itemId: id, key: `k-${id}`, cached: false }] as const;
-    j.commitAll([item("a"), item("b")].map(([e, i]) => [e, i]));
+    const item = (id: string): [JournalEntry, RunItem] => [
+      { key: `k-${id}`, op: "op", result: id, artifacts: [], runId: "r1" },
+      { stage: "images", op: "op", itemId: id, key: `k-${id}`, cached: false },
+    ];
+    j.commitAll([item("a"), item("b")]);
     expect(j.runItems("r1").map((i) => i.itemId)).toEqual(["a", "b"]);
     // An item whose result cannot be stored (JSON of a BigInt throws) undoes its whole group.
     const [bad, badItem] = item("c");
-    expect(() => j.commitAll([[...item("d")] as never, [{ ...bad, result: 1n }, badItem]])).toThrow();
+    expect(() => j.commitAll([item("d"), [{ ...bad, result: 1n }, badItem]])).toThrow();
     expect(j.runItems("r1").map((i) => i.itemId)).toEqual(["a", "b"]);
     j.close();
   });

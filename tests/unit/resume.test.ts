@@ -2,6 +2,9 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { RunEvent } from "../../src/events/types.js";
+import { readResumeEvents } from "../../src/cli/commands/resume.js";
+import { EventBus } from "../../src/events/bus.js";
+import { eventsFileReporter } from "../../src/events/reporters/json-lines.js";
 import { carriedEvents, finishedStages, resultsFromEvents, stageOfEvent } from "../../src/pipeline/resume.js";
 import { tempDir } from "../helpers.js";
 
@@ -62,5 +65,21 @@ describe("resume", () => {
     // The candidate not kept is the smoke-pope's.
     expect(results.unkept!()).toEqual([{ id: "a-1.gs7.n0", promptId: "a-1", category: "art", artifact: other }]);
     expect(resultsFromEvents([], runDir)).toEqual({});
+  });
+
+  it("reads events.jsonl a line at a time without the per-item events the records hold; a cut-short last line is left out, a bad earlier one refused", () => {
+    const dir = tempDir();
+    const path = join(dir, "events.jsonl");
+    // Written by the run's own reporter, so the lines have the bus's shape.
+    const bus = new EventBus();
+    bus.subscribe(eventsFileReporter(path));
+    for (const { ts: _, ...body } of events) bus.emit(body as never);
+    const read = readResumeEvents(path);
+    expect(read.map((e) => e.type)).toEqual(events.map((e) => e.type).filter((t) => t !== "image.generated" && t !== "image.selected"));
+    expect(finishedStages(read)).toEqual(["images", "responses"]);
+    writeFileSync(path, `${JSON.stringify(events[0])}\n{"ts":"x","type":"stage.sta`);
+    expect(readResumeEvents(path)).toHaveLength(1);
+    writeFileSync(path, `${JSON.stringify(events[0])}\n{"ts":"x","ty\n${JSON.stringify(events[0])}\n`);
+    expect(() => readResumeEvents(path)).toThrow("events.jsonl line 2 is not JSON");
   });
 });

@@ -420,6 +420,7 @@ function section() {
 export const imagesStage: Stage<"images"> = {
   name: "images",
   events: ["image.generated", "image.scored", "image.selected", "image.records"],
+  recordEvents: ["image.generated", "image.scored", "image.selected"],
   cached: true,
   workers: (config) => referencedWorkers(config, "images"),
   plan({ loaded, forecast }) {

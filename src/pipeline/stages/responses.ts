@@ -13,6 +13,7 @@ import type { ArtifactRecord } from "../../manifest/types.js";
 import { decodingRequest, OPS, respondInput, respondItem, respondKeys, responseScoreKeys, type SampleOutcome } from "../../plan/item-keys.js";
 import { pickPairs } from "../../plan/pairs.js";
 import { sha256 } from "../../store/cas.js";
+import { hasRecords, readRecords, recordsPath, RecordsWriter, zipRecords, type RecordsRef } from "../../store/records.js";
 import { datasetCard, llavaEntry, pairsJsonLine, questionOf, type AnswerRecord, type PairRecord } from "../../store/dataset-format.js";
 import { ChunkGate, chunks } from "../../util/async-queue.js";
 import { runCachedBatches } from "../batch-runner.js";
@@ -24,19 +25,46 @@ import type { KeptImage } from "./images.js";
 
 type DatasetFile = { path: string; sha256: string; bytes: number };
 
+type SelectedPair = { id: string; chosen: string; rejected: string; margin: number };
+
+/** One kept image in the stage's records: its answers in responder and sample order, and its pairs. */
+export interface ImageAnswers {
+  prompt_id: string;
+  answers: AnswerSummary[];
+  pairs: SelectedPair[];
+  dropped_pair?: string;
+}
+
+function answerSummary(a: AnswerRecord): AnswerSummary {
+  return {
+    id: a.id,
+    prompt_id: a.promptId,
+    responder: a.responder,
+    sample_index: a.sampleIndex,
+    finish_reason: a.finishReason,
+    num_tokens: a.numTokens,
+    words: a.text.trim() ? a.text.trim().split(/\s+/).length : 0,
+    text_sha256: sha256(a.text),
+    ...(a.error ? { error: a.error } : {}),
+    scores: { ...a.scores },
+  };
+}
+
 type ResponseEvent =
   | { type: "response.generated"; answer: AnswerRecord; worker: string; cached?: boolean }
   | { type: "response.scored"; id: string; worker: string; score?: number; components?: Record<string, number>; error?: ErrorInfo; cached?: boolean }
   | {
       type: "pairs.selected";
       promptId: string;
-      pairs: { id: string; chosen: string; rejected: string; margin: number }[];
+      pairs: SelectedPair[];
       droppedCandidates: { id: string; reason: string }[];
       droppedPair?: string;
     }
-  | { type: "dataset.written"; files: DatasetFile[]; pairs: number };
+  | { type: "dataset.written"; files: DatasetFile[]; pairs: number }
+  /** The stage's per-image records are written (records/responses.jsonl, kept-image order), with the counts of what was dropped. */
+  | { type: "responses.records"; records: RecordsRef; droppedCandidates: Record<string, number>; droppedImages: Record<string, number> };
 
-/** An answer as the manifest keeps it: texts live in dataset/pairs.jsonl, the manifest has their hashes. */
+/** An answer as the records keep it: texts live in dataset/pairs.jsonl, the records have their hashes. */
 export interface AnswerSummary {
   id: string;
   prompt_id: string;
@@ -60,8 +88,8 @@ declare module "../../manifest/types.js" {
     responses: {
       dropped_candidates: Record<string, number>;
       dropped_images: Record<string, number>;
-      answers: AnswerSummary[];
-      pairs: { prompt_id: string; pairs: { id: string; chosen: string; rejected: string; margin: number }[]; dropped_pair?: string }[];
+      /** Every kept image's answers (with their scores) and pairs: in records/responses.jsonl, an image a line. */
+      records?: RecordsRef;
     };
   }
   interface ManifestOutputs {
@@ -233,7 +261,7 @@ async function answerAndScore(ctx: StageContext, stageRun: StageRun, kept: KeptI
   return { answers, answered: counts.answered, total };
 }
 
-/** The pair policy over each kept image's scored answers, announced per image. */
+/** The pair policy over each kept image's scored answers, announced per image; each image's record written in kept order. */
 function selectPairs(ctx: StageContext, kept: KeptImage[], answers: Map<string, AnswerRecord>) {
   const stage = ctx.loaded.config.stages.responses!;
   const policy: PairPolicy = stage.pairs;
@@ -241,23 +269,26 @@ function selectPairs(ctx: StageContext, kept: KeptImage[], answers: Map<string, 
   const droppedCandidates: Record<string, number> = {};
   const droppedImages: Record<string, number> = {};
   const order = new Map(stage.responders.map((n, i) => [n, i]));
-  for (const image of kept) {
-    const candidates = [...answers.values()]
-      .filter((a) => a.promptId === image.promptId)
-      .sort((a, b) => order.get(a.responder)! - order.get(b.responder)! || a.sampleIndex - b.sampleIndex);
+  const byPrompt = new Map<string, AnswerRecord[]>();
+  for (const a of answers.values()) {
+    const list = byPrompt.get(a.promptId);
+    if (list) list.push(a);
+    else byPrompt.set(a.promptId, [a]);
+  }
+  const writer = new RecordsWriter(ctx.runDir.path, recordsPath("responses"));
+  kept.forEach((image, index) => {
+    const candidates = (byPrompt.get(image.promptId) ?? []).sort((a, b) => order.get(a.responder)! - order.get(b.responder)! || a.sampleIndex - b.sampleIndex);
     const out = pickPairs(candidates, policy);
     for (const d of out.droppedCandidates) droppedCandidates[d.reason] = (droppedCandidates[d.reason] ?? 0) + 1;
-    if (out.droppedPair && out.pairs.length === 0) droppedImages[out.droppedPair] = (droppedImages[out.droppedPair] ?? 0) + 1;
+    const dropped = out.droppedPair && out.pairs.length === 0 ? { dropped_pair: out.droppedPair } : {};
+    if (dropped.dropped_pair) droppedImages[dropped.dropped_pair] = (droppedImages[dropped.dropped_pair] ?? 0) + 1;
     const ids = out.pairs.map((_, i) => (policy.pairs_per_image === 1 ? image.promptId : `${image.promptId}.p${i}`));
     out.pairs.forEach((pair, i) => records.push({ id: ids[i]!, image, pair: pair as PairRecord["pair"], candidates }));
-    ctx.bus.emit({
-      type: "pairs.selected",
-      promptId: image.promptId,
-      pairs: out.pairs.map((p, i) => ({ id: ids[i]!, chosen: p.chosen.id, rejected: p.rejected.id, margin: p.margin })),
-      droppedCandidates: out.droppedCandidates,
-      droppedPair: out.droppedPair,
-    });
-  }
+    const pairs = out.pairs.map((p, i) => ({ id: ids[i]!, chosen: p.chosen.id, rejected: p.rejected.id, margin: p.margin }));
+    ctx.bus.emit({ type: "pairs.selected", promptId: image.promptId, pairs, droppedCandidates: out.droppedCandidates, droppedPair: out.droppedPair });
+    writer.put(index, { prompt_id: image.promptId, answers: candidates.map(answerSummary), pairs, ...dropped } satisfies ImageAnswers);
+  });
+  ctx.bus.emit({ type: "responses.records", records: writer.close(), droppedCandidates, droppedImages });
   return { records, policy, droppedCandidates, droppedImages };
 }
 
@@ -306,44 +337,23 @@ function writeDataset(
 }
 
 function section() {
-  const answers = new Map<string, AnswerSummary>();
-  const pairs: { prompt_id: string; pairs: { id: string; chosen: string; rejected: string; margin: number }[]; dropped_pair?: string }[] = [];
-  const droppedCandidates: Record<string, number> = {};
-  const droppedImages: Record<string, number> = {};
+  let droppedCandidates: Record<string, number> = {};
+  let droppedImages: Record<string, number> = {};
+  let records: RecordsRef | undefined;
   let dataset: { files: DatasetFile[]; pairs: number } | undefined;
   return {
     listen(e: RunEvent) {
-      if (e.type === "response.generated") {
-        const a = e.answer;
-        answers.set(a.id, {
-          id: a.id,
-          prompt_id: a.promptId,
-          responder: a.responder,
-          sample_index: a.sampleIndex,
-          finish_reason: a.finishReason,
-          num_tokens: a.numTokens,
-          words: a.text.trim() ? a.text.trim().split(/\s+/).length : 0,
-          text_sha256: sha256(a.text),
-          ...(a.error ? { error: a.error } : {}),
-          scores: {},
-        });
-      } else if (e.type === "response.scored") {
-        const a = answers.get(e.id);
-        if (!a) return;
-        if (e.score !== undefined) a.scores[e.worker] = e.score;
-        if (e.error) a.error ??= `${e.worker}: ${e.error.code}: ${e.error.message}`;
-      } else if (e.type === "pairs.selected") {
-        pairs.push({ prompt_id: e.promptId, pairs: e.pairs, ...(e.droppedPair && e.pairs.length === 0 ? { dropped_pair: e.droppedPair } : {}) });
-        for (const d of e.droppedCandidates) droppedCandidates[d.reason] = (droppedCandidates[d.reason] ?? 0) + 1;
-        if (e.droppedPair && e.pairs.length === 0) droppedImages[e.droppedPair] = (droppedImages[e.droppedPair] ?? 0) + 1;
+      if (e.type === "responses.records") {
+        ({ records, droppedCandidates, droppedImages } = e);
       } else if (e.type === "dataset.written") {
         dataset = { files: e.files, pairs: e.pairs };
       }
     },
     build() {
       const artifacts: ArtifactRecord[] = (dataset?.files ?? []).map((f) => ({ path: f.path, sha256: f.sha256, bytes: f.bytes, stage: "responses", item: "dataset" }));
+      if (records) artifacts.push({ path: records.path, sha256: records.sha256, bytes: records.bytes, stage: "responses", item: "records" });
       return {
-        section: { dropped_candidates: droppedCandidates, dropped_images: droppedImages, answers: [...answers.values()], pairs },
+        section: { dropped_candidates: droppedCandidates, dropped_images: droppedImages, ...(records ? { records } : {}) },
         ...(dataset ? { outputs: { dataset: { pairs: dataset.pairs, files: dataset.files, sha256: dataset.files.find((f) => f.path.endsWith("pairs.jsonl"))?.sha256 } } } : {}),
         artifacts,
       };
@@ -353,7 +363,8 @@ function section() {
 
 export const responsesStage: Stage<"responses"> = {
   name: "responses",
-  events: ["response.generated", "response.scored", "pairs.selected", "dataset.written"],
+  events: ["response.generated", "response.scored", "pairs.selected", "dataset.written", "responses.records"],
+  recordEvents: ["response.generated", "response.scored", "pairs.selected"],
   cached: true,
   workers: (config) => referencedWorkers(config, "responses"),
   plan({ loaded, forecast }) {
@@ -382,22 +393,36 @@ export const responsesStage: Stage<"responses"> = {
   section,
   compare(before, after, tol, inputs) {
     const stage = "responses";
-    const answersB = before.stages.responses?.answers ?? [];
-    const afterById = new Map((after.stages.responses?.answers ?? []).map((x) => [x.id, x] as const));
-    for (const x of answersB) {
-      const r = afterById.get(x.id);
-      if (!r) return { stage, item: x.id, what: "missing from the replay" };
-      if (x.text_sha256 !== r.text_sha256) {
-        const tb = inputs.texts?.before.get(x.id);
-        const ta = inputs.texts?.after.get(x.id);
-        return { stage, item: x.id, what: tb !== undefined && ta !== undefined ? textDiff(tb, ta) : `text sha256 ${short(x.text_sha256)} vs ${short(r.text_sha256)}` };
+    const rb = before.stages.responses?.records;
+    const ra = after.stages.responses?.records;
+    // Byte-equal records hold equal answers and scores; else they are read, an image at a time, in kept order.
+    if (rb && ra && rb.sha256 !== ra.sha256) {
+      const dirs = inputs.runDirs;
+      if (!hasRecords(dirs?.before, rb) || !hasRecords(dirs?.after, ra)) return { stage, item: rb.path, what: `sha256 ${short(rb.sha256)} vs ${short(ra.sha256)} (the original run's records are not beside its manifest to say which item)` };
+      const pairs = () => zipRecords(readRecords<ImageAnswers>(dirs!.before!, rb), readRecords<ImageAnswers>(dirs!.after!, ra));
+      for (const [p, q] of pairs()) {
+        const byId = new Map((q?.answers ?? []).map((x) => [x.id, x]));
+        for (const x of p.answers) {
+          const r = byId.get(x.id);
+          if (!r) return { stage, item: x.id, what: "missing from the replay" };
+          if (x.text_sha256 !== r.text_sha256) {
+            const tb = inputs.texts?.before.get(x.id);
+            const ta = inputs.texts?.after.get(x.id);
+            return { stage, item: x.id, what: tb !== undefined && ta !== undefined ? textDiff(tb, ta) : `text sha256 ${short(x.text_sha256)} vs ${short(r.text_sha256)}` };
+          }
+        }
       }
-    }
-    for (const x of answersB) {
-      for (const [k, v] of Object.entries(x.scores)) {
-        const s = scoreDiff(v, afterById.get(x.id)!.scores[k], tol.score);
-        if (s) return { stage, item: `${x.id} (${k})`, what: s };
+      for (const [p, q] of pairs()) {
+        const byId = new Map(q!.answers.map((x) => [x.id, x]));
+        for (const x of p.answers) {
+          for (const [k, v] of Object.entries(x.scores)) {
+            const s = scoreDiff(v, byId.get(x.id)!.scores[k], tol.score);
+            if (s) return { stage, item: `${x.id} (${k})`, what: s };
+          }
+        }
       }
+    } else if (!rb !== !ra) {
+      return { stage, item: "records", what: `the answer records are missing from the ${rb ? "replay" : "original run"}` };
     }
     // Under a tolerance the dataset differs whenever an input did within it (it names image hashes): its items were compared above.
     const db = before.outputs.dataset?.sha256;

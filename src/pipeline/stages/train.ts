@@ -105,13 +105,12 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
     // A dataset of the user's own: made the run's, as the responses stage would have.
     let imported: ImportedDataset;
     try {
-      imported = await importDataset(loaded, runDir, store);
+      ({ dataset: imported, imageHashes: imagesOfDataset } = await importDataset(loaded, runDir, store));
     } catch (e) {
       throw new StageFailedError((e as Error).message);
     }
     bus.emit({ type: "train.dataset", dataset: imported });
     ctx.results.dataset = { path: imported.path, sha256: imported.sha256, pairs: imported.pairs };
-    imagesOfDataset = imported.images.map((i) => i.sha256);
   }
   const dataset = ctx.results.dataset;
   if (!dataset || dataset.pairs === 0) throw new StageFailedError("the train stage has no preference pairs to train on");
@@ -365,7 +364,7 @@ export const trainStage: Stage<"train"> = {
     }
     if (e.type === "train.checkpoint") return `train${who} checkpoint at step ${e.step}: ${e.path}`;
     if (e.type === "train.point") return `train sweep point ${e.point.name}: ${e.subset.pairs} pairs (${e.subset.path}, sha256 ${e.subset.sha256.slice(0, 12)})`;
-    if (e.type === "train.dataset") return `train dataset ${e.dataset.source.path} (${e.dataset.source.format}): ${e.dataset.pairs} pairs, ${e.dataset.images.length} images`;
+    if (e.type === "train.dataset") return `train dataset ${e.dataset.source.path} (${e.dataset.source.format}): ${e.dataset.pairs} pairs, ${e.dataset.images.count} images`;
     if (e.type === "train.finished") return `train${who} ${e.interrupted ? "interrupted" : "finished"} after ${e.steps} steps; adapter ${e.adapter.path} (sha256 ${e.adapter.sha256.slice(0, 12)})`;
     return null;
   },
