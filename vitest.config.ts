@@ -1,4 +1,5 @@
-import { relative } from "node:path";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
 import { defineConfig } from "vitest/config";
 import { BaseSequencer, type TestSpecification } from "vitest/node";
 
@@ -48,7 +49,8 @@ export default defineConfig({
     // Do not run more files at once than this machine has cores (real workers use them).
     maxWorkers: 2,
     sequence: { sequencer: HeavyApart },
-    env: { HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1" },
+    // Tiny models are built once per test run, into a cache of the run's own (not the user's).
+    env: { HF_HUB_OFFLINE: "1", TRANSFORMERS_OFFLINE: "1", PDS_DPO_TINY_CACHE: join(tmpdir(), `pdsdpo-test-tiny-${process.pid}`) },
     projects: [
       // Pure modules and stage logic on in-process test workers: one fork's modules serve
       // every file it runs (no test mocks modules or leaves globals changed), instead of each

@@ -1,7 +1,7 @@
 // Overhead: the tiny pipeline (images and responses) through the orchestrator vs
 // bench/direct_pipeline.py, one Python process running the same worker code in a plain
 // sequential loop with the same items, seeds, batch sizes and CPU threads. Both start from
-// the same prebuilt tiny models and an empty store. Each size runs `repeat` times, the two
+// the same prebuilt tiny models (the tiny cache) and an empty store. Each size runs `repeat` times, the two
 // alternating (which goes first swaps every time) so drift in the machine's speed hits both;
 // reported are medians: wall times, the ratio of each pair, the orchestrator's worker start
 // (until the first stage starts, and the slowest worker's process start and model load)
@@ -10,7 +10,7 @@
 // image score, an answer or an answer score). Targets: under 1 ms per item; ratio <= 1.05
 // at 512 prompts.
 import { execa } from "execa";
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
 import { writePrompts } from "./memory.mjs";
@@ -38,11 +38,10 @@ function experimentFor(dir, prompts) {
   return path;
 }
 
-/** A fresh store that shares the prebuilt tiny models. */
-function freshStore(dir, name, models) {
+/** A fresh store (the tiny models, built once, are in the machine's tiny cache). */
+function freshStore(dir, name) {
   const root = join(dir, name);
   mkdirSync(root, { recursive: true });
-  symlinkSync(models, join(root, "models"));
   return root;
 }
 
@@ -119,7 +118,7 @@ const median = (xs) => {
 };
 
 /** One size, `repeat` times, direct and orchestrated alternating which goes first. */
-async function measure(root, models, prompts, repeat) {
+async function measure(root, prompts, repeat) {
   const pairs = [];
   for (let r = 0; r < repeat; r++) {
     const dir = join(root, `p${prompts}-r${r}`);
@@ -127,11 +126,11 @@ async function measure(root, models, prompts, repeat) {
     const config = experimentFor(dir, prompts);
     const runDirect = async () => {
       log(`overhead: ${prompts} prompts, direct loop (${r + 1}/${repeat})`);
-      return direct(workFile(dir, config, freshStore(dir, "direct-store", join(models, "models"))));
+      return direct(workFile(dir, config, freshStore(dir, "direct-store")));
     };
     const runOrch = async () => {
       log(`overhead: ${prompts} prompts, orchestrator (${r + 1}/${repeat})`);
-      return orchestrated(config, freshStore(dir, "orch-store", join(models, "models")));
+      return orchestrated(config, freshStore(dir, "orch-store"));
     };
     let d, o;
     if (r % 2 === 0) {
@@ -175,7 +174,7 @@ export async function overheadBench({ quick = false, sizes, repeat } = {}) {
   const list = sizes ?? (quick ? [8, 16] : [32, 128, 512]);
   const times = repeat ?? (quick ? 1 : 3);
   const root = tempDir();
-  // Build the tiny models once (workers check loads every worker), shared by every store.
+  // Build the tiny models once (workers check loads every worker) into the machine's tiny cache, which every store then uses.
   const warm = join(root, "warm");
   mkdirSync(warm);
   const warmConfig = experimentFor(warm, 4);
@@ -184,7 +183,7 @@ export async function overheadBench({ quick = false, sizes, repeat } = {}) {
   const check = await execa("node", [join(ROOT, "bin/orchestrate.js"), "workers", "check", warmConfig, "--store", models], { reject: false });
   if (check.exitCode !== 0) throw new Error(`overhead: workers check failed: ${check.stderr.split("\n").slice(-3).join(" ")}`);
   const rows = [];
-  for (const prompts of list) rows.push(await measure(root, models, prompts, times));
+  for (const prompts of list) rows.push(await measure(root, prompts, times));
   const f = fit(rows.map((r) => ({ x: r.items, y: r.orchestrator_s - r.direct_s })));
   const last = rows.at(-1);
   const targets = {

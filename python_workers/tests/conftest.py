@@ -13,10 +13,14 @@ the loads overlap the tests before them instead of each test waiting for its own
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Before anything imports huggingface_hub: nothing here may reach the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# Tiny models are built once per session into a cache of its own (never the user's), which
+# every worker the tests start inherits.
+os.environ["PDS_DPO_TINY_CACHE"] = tempfile.mkdtemp(prefix="pdsdpo-pytest-tiny-")
 
 import pytest  # noqa: E402
 
@@ -35,7 +39,7 @@ from worker_harness import (  # noqa: E402
 
 @pytest.fixture(scope="session")
 def store_dir(tmp_path_factory):
-    """The shared content-addressed store; tiny models are built into it once per session."""
+    """The shared content-addressed store (tiny models: PDS_DPO_TINY_CACHE, above)."""
     return tmp_path_factory.mktemp("store")
 
 

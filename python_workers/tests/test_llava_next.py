@@ -180,7 +180,8 @@ def test_prompt_format_option():
         vlm.prompt_format(spec(id="llava-next", options={"prompt_format": "vicuna"}))
 
 
-def test_unknown_prompt_format_fails_the_load_before_any_build(tmp_path):
+def test_unknown_prompt_format_fails_the_load_before_any_build(tmp_path, monkeypatch):
+    monkeypatch.setenv(tiny.TINY_CACHE_ENV, str(tmp_path / "models" / "tiny"))
     ctx = WorkerContext(spec=spec(id="llava-next", options={"prompt_format": "Raw"}), store=None, cache_root=str(tmp_path), device="cpu")
     with pytest.raises(InvalidModelSpec, match="prompt_format 'Raw'"):
         vlm.load_vlm(ctx)

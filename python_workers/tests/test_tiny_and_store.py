@@ -30,7 +30,11 @@ BUILD = textwrap.dedent(
 def builds(basetemp) -> list[CommandSpec]:
     # Roots of their own under the session's temporary directory (the builds start before this module's tests).
     return [
-        CommandSpec((PYTHON, "-c", BUILD, str(basetemp / f"tiny-root-{hash_seed}")), (("PYTHONHASHSEED", hash_seed), ("OMP_NUM_THREADS", "1")))
+        CommandSpec(
+            (PYTHON, "-c", BUILD, str(basetemp / f"tiny-root-{hash_seed}")),
+            # Each its own tiny cache (not the session's), under its root.
+            (("PYTHONHASHSEED", hash_seed), ("OMP_NUM_THREADS", "1"), (tiny.TINY_CACHE_ENV, str(basetemp / f"tiny-root-{hash_seed}" / "models" / "tiny"))),
+        )
         for hash_seed in ("1", "2")
     ]
 
@@ -65,9 +69,10 @@ def test_tiny_build_is_reproducible(two_builds, name):
     assert files_a == files_b
 
 
-def test_ensure_tiny_reuses_the_cached_build(two_builds):
+def test_ensure_tiny_reuses_the_cached_build(two_builds, monkeypatch):
     directory = two_builds[0]["clip-scorer"]
     root = os.path.dirname(os.path.dirname(os.path.dirname(directory)))
+    monkeypatch.setenv(tiny.TINY_CACHE_ENV, os.path.dirname(directory))
     before = os.stat(directory).st_mtime_ns
     assert tiny.ensure_tiny(root, "clip-scorer", 0) == directory
     assert os.stat(directory).st_mtime_ns == before
@@ -75,7 +80,8 @@ def test_ensure_tiny_reuses_the_cached_build(two_builds):
     assert not [n for n in os.listdir(os.path.dirname(directory)) if n.startswith(".build-")]
 
 
-def test_ensure_tiny_unknown_name(tmp_path):
+def test_ensure_tiny_unknown_name(tmp_path, monkeypatch):
+    monkeypatch.setenv(tiny.TINY_CACHE_ENV, str(tmp_path / "models" / "tiny"))
     with pytest.raises(InvalidModelSpec, match="nope"):
         tiny.ensure_tiny(str(tmp_path), "nope", 0)
     assert not (tmp_path / "models").exists()  # failed before building anything
@@ -156,7 +162,7 @@ def test_cli_usage_error_exits_2_with_one_line(tmp_path, kind, model, expect):
         capture_output=True,
         text=True,
         timeout=120,
-        env=worker_env(),
+        env=worker_env() | {tiny.TINY_CACHE_ENV: str(tmp_path / "models" / "tiny")},
     )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -165,3 +171,19 @@ def test_cli_usage_error_exits_2_with_one_line(tmp_path, kind, model, expect):
     assert lines[0].startswith("pds_dpo_workers: ") and expect in lines[0], lines[0]
     assert proc.stdout == ""  # never announced "listening"
     assert not (tmp_path / "models").exists()  # nothing was built
+
+
+def test_tiny_models_are_built_once_per_machine_unless_a_cache_is_named(tmp_path, monkeypatch):
+    # The variable (tests, containers: the store) first; else the user's cache, as the hub's holds real weights.
+    monkeypatch.setenv(tiny.TINY_CACHE_ENV, str(tmp_path / "named"))
+    assert tiny.tiny_dir("/store", "llava", 3) == str(tmp_path / "named" / f"llava-seed3-v{tiny.BUILDER_VERSION}")
+    monkeypatch.delenv(tiny.TINY_CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert tiny.tiny_root("/store") == str(tmp_path / "xdg" / "pds-dpo" / "tiny")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert tiny.tiny_root("/store") == str(tmp_path / "home" / ".cache" / "pds-dpo" / "tiny")
+    # No home to cache in: the store.
+    monkeypatch.delenv("HOME")
+    monkeypatch.setattr(tiny.os.path, "expanduser", lambda p: p)
+    assert tiny.tiny_root("/store") == "/store/models/tiny"

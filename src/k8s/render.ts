@@ -87,6 +87,7 @@ export function renderK8s(loaded: LoadedConfig, o: RenderOptions = DEFAULT_RENDE
   // Caches on the shared store (downloads once for every pod); other scratch in /tmp.
   const cacheEnv = [
     { name: "HF_HOME", value: `${o.storePath}/hf` },
+    { name: "PDS_DPO_TINY_CACHE", value: `${o.storePath}/models/tiny` },
     { name: "XDG_CACHE_HOME", value: "/tmp/cache" },
     { name: "HOME", value: "/tmp" },
   ];

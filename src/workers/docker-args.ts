@@ -66,7 +66,8 @@ export function dockerRunArgs(i: DockerRunInput): string[] {
   // Secrets and the per-run token by name: their values come from docker's own environment.
   for (const name of [...PASSED_SECRETS, RUN_TOKEN_ENV]) args.push("--env", name);
   for (const [k, v] of Object.entries(rt.env).sort(([a], [b]) => (a < b ? -1 : 1))) args.push("--env", `${k}=${v}`);
-  args.push("--env", `PDS_DPO_IMAGE_DIGEST=${i.digest}`, "--env", `HF_HOME=${i.storeRoot}/hf`, "--env", "HOME=/tmp");
+  // Caches in the store, which outlives the container: the hub's and the tiny models'.
+  args.push("--env", `PDS_DPO_IMAGE_DIGEST=${i.digest}`, "--env", `HF_HOME=${i.storeRoot}/hf`, "--env", `PDS_DPO_TINY_CACHE=${i.storeRoot}/models/tiny`, "--env", "HOME=/tmp");
   // Served on the container's 0.0.0.0 without TLS (--insecure): published on the host's loopback
   // only, and every call but health must carry the per-run token.
   args.push(i.imageRef, "--model", modelSpecJson(spec), "--store", i.storeRoot, "--device", rt.device, "--token-env", RUN_TOKEN_ENV, "--insecure");

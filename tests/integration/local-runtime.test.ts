@@ -18,12 +18,15 @@ describe("local runtime", () => {
     const dir = tempDir();
     const config = WorkerSchema.parse({ kind: "image-scorer", model: { source: "tiny", name: "clip-scorer" }, runtime: { type: "local", device: "cpu", cpu_threads: 1 } });
     process.env.PDS_DPO_WORKER_TOKEN = "a-remote-token";
+    // A tiny cache of its own, so the model is built here whatever ran before.
+    const tinyCache = process.env.PDS_DPO_TINY_CACHE;
+    process.env.PDS_DPO_TINY_CACHE = join(dir, "tiny");
     try {
       const steps: LoadStep[] = [];
       const handle = await new LocalRuntime().start({ name: "w", replica: 0, config, baseDir: dir, storeRoot: dir, logPath: join(dir, "w.log"), onLoading: (s) => steps.push(s) });
       const client = new WorkerClient("w", handle.address, handle.connection);
       try {
-        // Its load, step by step, as it happened (a fresh store: the tiny model is built first).
+        // Its load, step by step, as it happened (a fresh tiny cache: the tiny model is built first).
         const names = [...new Set(steps.map((s) => s.step))];
         expect(names.slice(0, 3)).toEqual(["loading the image scorer model clip-scorer", "building the tiny model clip-scorer", "writing model shards"]);
         expect(names).toContain("loading weights");
@@ -40,6 +43,7 @@ describe("local runtime", () => {
       }
     } finally {
       delete process.env.PDS_DPO_WORKER_TOKEN;
+      process.env.PDS_DPO_TINY_CACHE = tinyCache;
     }
   });
 

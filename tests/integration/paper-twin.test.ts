@@ -45,8 +45,10 @@ describe("orchestrate run configs/paper-twin.yaml", () => {
     // The custom code that ran is recorded with its hash: the file the twin ships.
     const code = m.workers.armorm!.info.model.remoteCode!;
     expect(code.map((f) => f.path)).toContain("modeling_custom.py");
-    const twinDir = readdirSync(join(store, "models", "tiny")).find((d) => d.startsWith("armorm-seed0-"))!;
-    const file = readFileSync(join(store, "models", "tiny", twinDir, "modeling_custom.py"));
+    // Tiny models are built into the test run's tiny cache (vitest.config.ts).
+    const tinyCache = process.env.PDS_DPO_TINY_CACHE!;
+    const twinDir = readdirSync(tinyCache).find((d) => d.startsWith("armorm-seed0-"))!;
+    const file = readFileSync(join(tinyCache, twinDir, "modeling_custom.py"));
     expect(code.find((f) => f.path === "modeling_custom.py")!.sha256).toBe(createHash("sha256").update(file).digest("hex"));
 
     // No size in the config: every kept image has the model's default size, never 0x0.

@@ -25,7 +25,7 @@ describe("docker runtime argv", () => {
       "--cpus", "8", "--memory", "32g", "--shm-size", "8g",
       "--env", "HF_TOKEN", "--env", "WANDB_API_KEY", "--env", "PDS_DPO_RUN_TOKEN",
       "--env", "A=1", "--env", "B=2",
-      "--env", "PDS_DPO_IMAGE_DIGEST=sha256:feed", "--env", "HF_HOME=/data/store/hf", "--env", "HOME=/tmp",
+      "--env", "PDS_DPO_IMAGE_DIGEST=sha256:feed", "--env", "HF_HOME=/data/store/hf", "--env", "PDS_DPO_TINY_CACHE=/data/store/models/tiny", "--env", "HOME=/tmp",
       "reg.example/pds-dpo-image-generator@sha256:feed",
       "--model", '{"source":"MODEL_SOURCE_HF","id":"stabilityai/sd3","revision":"abc123","dtype":"float16"}',
       "--store", "/data/store",

@@ -342,8 +342,24 @@ for _family in (twin_diffusion, twin_image_reward, twin_llava_next, twin_armorm,
     BUILDERS.update(_family.BUILDERS)
 
 
+TINY_CACHE_ENV = "PDS_DPO_TINY_CACHE"
+
+
+def tiny_root(cache_root: str) -> str:
+    """Where tiny models are built: $PDS_DPO_TINY_CACHE, else once per machine under the user's
+    cache ($XDG_CACHE_HOME or ~/.cache, pds-dpo/tiny), as the hub's cache holds real weights;
+    under cache_root (the store) only where there is no home. Containers set the variable to
+    their store, which outlives them."""
+    if os.environ.get(TINY_CACHE_ENV):
+        return os.environ[TINY_CACHE_ENV]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    if not base.startswith("~"):
+        return os.path.join(base, "pds-dpo", "tiny")
+    return os.path.join(cache_root, "models", "tiny")
+
+
 def tiny_dir(cache_root: str, name: str, seed: int) -> str:
-    return os.path.join(cache_root, "models", "tiny", f"{name}-seed{seed}-v{BUILDER_VERSION}")
+    return os.path.join(tiny_root(cache_root), f"{name}-seed{seed}-v{BUILDER_VERSION}")
 
 
 def ensure_tiny(cache_root: str, name: str, seed: int) -> str:
