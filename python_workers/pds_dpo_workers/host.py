@@ -48,6 +48,11 @@ PRELOAD: dict[str, tuple[str, ...]] = {
     "dpo-trainer": _LLAVA + ("peft", "trl"),
     "evaluator": _LLAVA + ("peft",),
 }
+# The kind-specific imports that cost seconds (diffusers' pipeline pulls in bitsandbytes and
+# more; peft and trl, bitsandbytes). Of the requests waiting, the host serves first those whose
+# imports are cheapest: their workers load on the other core while it imports the rest,
+# instead of every worker waiting for every import.
+HEAVY = {"diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion": 3, "peft": 1, "trl": 1}
 # What every worker imports (the CLI's serve path, torch and transformers' auto classes).
 COMMON = ("torch", "transformers", "pds_dpo_workers.server", "pds_dpo_workers.environment", "pds_dpo_workers.models.spec", "pds_dpo_workers.kinds.base")
 
@@ -81,13 +86,20 @@ class Host:
         self.children: dict[int, list] = {}
         self.sel = selectors.DefaultSelector()
         self.wake: tuple[int, int] = (-1, -1)
+        # Requests read and not yet started, and the unfinished line after them.
+        self.queue: list[dict] = []
+        self.pending = b""
 
     def emit(self, **fields) -> None:
         self.out.write(json.dumps(fields) + "\n")
         self.out.flush()
 
-    def preload(self, kind: str) -> None:
-        for name in COMMON + PRELOAD.get(kind, ()):
+    def cost(self, kind: str) -> int:
+        """What a kind's imports still cost the host (HEAVY's weights of those not imported yet)."""
+        return sum(HEAVY.get(name, 0) for name in PRELOAD.get(kind, ()) if name not in self.imported)
+
+    def preload(self, kind: str | None) -> None:
+        for name in COMMON + (PRELOAD.get(kind, ()) if kind else ()):
             if name in self.imported:
                 continue
             self.imported.add(name)
@@ -125,6 +137,8 @@ class Host:
         except OSError as e:
             self.emit(id=wid, event="exit", code=1, signal=None, error=f"cannot open log {req['log']}: {e.strerror}")
             return
+        # What every worker needs at the normal priority; only its kind's own at its --nice.
+        self.preload(None)
         self.preload_at(req.get("kind", ""), _nice_of(req["argv"]))
         read_fd, write_fd = os.pipe()
         sys.stdout.flush()
@@ -239,9 +253,9 @@ class Host:
         # The orchestrator ends it by closing stdin; a terminal's Ctrl-C is its business.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, lambda *_: self._stop(0))
+        os.set_blocking(stdin_fd, False)
         self.sel.register(stdin_fd, selectors.EVENT_READ, "stdin")
         self.sel.register(wake_r, selectors.EVENT_READ, "wake")
-        pending = b""
         self.emit(event="host_ready", pid=os.getpid())
         while True:
             for key, _ in self.sel.select(timeout=1.0):
@@ -251,27 +265,49 @@ class Host:
                     except BlockingIOError:
                         pass
                 elif key.data == "stdin":
-                    data = os.read(stdin_fd, 65536)
-                    if not data:
-                        return self._stop(0)
-                    pending += data
-                    while b"\n" in pending:
-                        line, pending = pending.split(b"\n", 1)
-                        if line.strip():
-                            self._request(line)
+                    self._serve(stdin_fd)
                 else:
                     self._read(key.data)
             self.reap()
 
-    def _request(self, line: bytes) -> None:
+    def _parse(self, line: bytes) -> dict | None:
         try:
             req = json.loads(line)
             if not isinstance(req, dict) or not isinstance(req.get("argv"), list) or "id" not in req or "log" not in req:
                 raise ValueError("a request needs id, argv and log")
         except ValueError as e:
             print(f"host: bad request ({e}): {line[:200]!r}", file=sys.stderr, flush=True)
-            return
-        self.start(req)
+            return None
+        return req
+
+    def _receive(self, stdin_fd: int) -> None:
+        """The requests that have arrived, into the queue (never waits); stdin's end stops the host."""
+        while True:
+            try:
+                data = os.read(stdin_fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                self._stop(0)
+            self.pending += data
+            while b"\n" in self.pending:
+                line, self.pending = self.pending.split(b"\n", 1)
+                req = self._parse(line) if line.strip() else None
+                if req is not None:
+                    self.queue.append(req)
+
+    def _serve(self, stdin_fd: int) -> None:
+        """Starts the waiting requests, cheapest imports first (ties in arrival order). The
+        common imports come first: by their end a run's other requests have arrived too."""
+        self._receive(stdin_fd)
+        if self.queue:
+            self.preload(None)
+        while True:
+            self._receive(stdin_fd)
+            if not self.queue:
+                return
+            i = min(range(len(self.queue)), key=lambda k: (self.cost(str(self.queue[k].get("kind", ""))), k))
+            self.start(self.queue.pop(i))
 
     def _stop(self, code: int) -> int:
         self.kill_all()

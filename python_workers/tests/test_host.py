@@ -157,3 +157,23 @@ def test_a_killed_host_takes_its_workers_with_it(host, workers):
     while _alive(pids["b"]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(pids["b"])
+
+
+def test_waiting_requests_start_cheapest_imports_first_after_the_common_ones(tmp_path):
+    # In-process, with the imports and forks recorded instead of done: the order is the point.
+    from pds_dpo_workers import host as host_module
+
+    h = host_module.Host(out=open(os.devnull, "w"))
+    done: list[str] = []
+    h.preload = lambda kind: done.append(f"preload {kind}")  # type: ignore[method-assign]
+    h.start = lambda req: (done.append(req["id"]), h.imported.update(host_module.PRELOAD[req["kind"]]))  # type: ignore[method-assign]
+    r, w = os.pipe()
+    kinds = {"sd": "image-generator", "pick": "image-scorer", "dpo": "dpo-trainer", "a": "responder", "rm": "response-scorer"}
+    os.write(w, b"".join(json.dumps({"id": i, "kind": k, "argv": ["serve"], "log": str(tmp_path / i)}).encode() + b"\n" for i, k in kinds.items()))
+    os.set_blocking(r, False)
+    h._serve(r)
+    # The common imports once, then no import of weight before the kinds that need none (arrival
+    # order among them), then the trainer's peft and trl, then diffusers' pipeline.
+    assert done == ["preload None", "pick", "a", "rm", "dpo", "sd"]
+    os.close(w)
+    os.close(r)
