@@ -49,9 +49,9 @@ PRELOAD: dict[str, tuple[str, ...]] = {
     "evaluator": _LLAVA + ("peft",),
 }
 # The kind-specific imports that cost seconds (diffusers' pipeline pulls in bitsandbytes and
-# more; peft and trl, bitsandbytes). Of the requests waiting, the host serves first those whose
-# imports are cheapest: their workers load on the other core while it imports the rest,
-# instead of every worker waiting for every import.
+# more; peft and trl, bitsandbytes). Of the requests waiting, the host serves first those that
+# need none of them, so their workers load on the other core while it imports the rest; then
+# the others by stage (their --nice: the running stage's first), cheapest first.
 HEAVY = {"diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion": 3, "peft": 1, "trl": 1}
 # What every worker imports (the CLI's serve path, torch and transformers' auto classes).
 COMMON = ("torch", "transformers", "pds_dpo_workers.server", "pds_dpo_workers.environment", "pds_dpo_workers.models.spec", "pds_dpo_workers.kinds.base")
@@ -89,6 +89,7 @@ class Host:
         # Requests read and not yet started, and the unfinished line after them.
         self.queue: list[dict] = []
         self.pending = b""
+        self.stdin_fd = 0
 
     def emit(self, **fields) -> None:
         self.out.write(json.dumps(fields) + "\n")
@@ -111,23 +112,25 @@ class Host:
             else:
                 print(f"host: imported {name} in {time.perf_counter() - t0:.2f}s ({time.process_time() - c0:.2f}s of CPU)", file=sys.stderr, flush=True)
 
-    def preload_at(self, kind: str, nice: int) -> None:
+    def preload_at(self, kind: str | None, nice: int) -> None:
         """preload, at the worker's --nice: a later stage's imports yield to the running
-        stage's loads, as its worker's own load would. In a thread, since only a thread's
-        priority can be lowered and raised back (Linux nice is per thread); it has ended
-        before the fork, so the host still forks with no thread but its own."""
-        if not nice:
+        stage's loads, as its worker's own load would (Linux nice is per thread, so only a
+        thread's can be lowered and raised back). On a thread of its own while the main thread
+        goes on forwarding the started workers' lines (a worker is ready when the orchestrator
+        reads that it listens, not when the host has finished importing for the others); it
+        has ended before the fork, so the host still forks with no thread but its own."""
+
+        def imports() -> None:
+            if nice:
+                from pds_dpo_workers.server import lower_this_thread
+
+                lower_this_thread(nice)
             self.preload(kind)
-            return
 
-        def lowered() -> None:
-            from pds_dpo_workers.server import lower_this_thread
-
-            lower_this_thread(nice)
-            self.preload(kind)
-
-        t = threading.Thread(target=lowered, name="preload")
+        t = threading.Thread(target=imports, name="preload")
         t.start()
+        while t.is_alive():
+            self._pump(0.05)
         t.join()
 
     def start(self, req: dict) -> None:
@@ -138,7 +141,7 @@ class Host:
             self.emit(id=wid, event="exit", code=1, signal=None, error=f"cannot open log {req['log']}: {e.strerror}")
             return
         # What every worker needs at the normal priority; only its kind's own at its --nice.
-        self.preload(None)
+        self.preload_at(None, 0)
         self.preload_at(req.get("kind", ""), _nice_of(req["argv"]))
         read_fd, write_fd = os.pipe()
         sys.stdout.flush()
@@ -256,19 +259,26 @@ class Host:
         os.set_blocking(stdin_fd, False)
         self.sel.register(stdin_fd, selectors.EVENT_READ, "stdin")
         self.sel.register(wake_r, selectors.EVENT_READ, "wake")
+        self.stdin_fd = stdin_fd
         self.emit(event="host_ready", pid=os.getpid())
         while True:
-            for key, _ in self.sel.select(timeout=1.0):
-                if key.data == "wake":
-                    try:
-                        os.read(wake_r, 4096)
-                    except BlockingIOError:
-                        pass
-                elif key.data == "stdin":
-                    self._serve(stdin_fd)
-                else:
-                    self._read(key.data)
-            self.reap()
+            self._pump(1.0)
+            if self.queue:
+                self._serve()
+
+    def _pump(self, timeout: float) -> None:
+        """One turn of the loop: requests read into the queue, the workers' lines forwarded, exits reaped."""
+        for key, _ in self.sel.select(timeout=timeout):
+            if key.data == "wake":
+                try:
+                    os.read(self.wake[0], 4096)
+                except BlockingIOError:
+                    pass
+            elif key.data == "stdin":
+                self._receive(self.stdin_fd)
+            else:
+                self._read(key.data)
+        self.reap()
 
     def _parse(self, line: bytes) -> dict | None:
         try:
@@ -296,18 +306,18 @@ class Host:
                 if req is not None:
                     self.queue.append(req)
 
-    def _serve(self, stdin_fd: int) -> None:
-        """Starts the waiting requests, cheapest imports first (ties in arrival order). The
-        common imports come first: by their end a run's other requests have arrived too."""
-        self._receive(stdin_fd)
-        if self.queue:
-            self.preload(None)
-        while True:
-            self._receive(stdin_fd)
-            if not self.queue:
-                return
-            i = min(range(len(self.queue)), key=lambda k: (self.cost(str(self.queue[k].get("kind", ""))), k))
-            self.start(self.queue.pop(i))
+    def _order(self, k: int) -> tuple:
+        """Which waiting request starts next: those that need no costly import, then by stage, then cost; ties in arrival order."""
+        req = self.queue[k]
+        cost = self.cost(str(req.get("kind", "")))
+        return (cost > 0, _nice_of(req["argv"]), cost, k)
+
+    def _serve(self) -> None:
+        """Starts the waiting requests (_order). The common imports come first: by their end
+        a run's other requests have arrived too."""
+        self.preload_at(None, 0)
+        while self.queue:
+            self.start(self.queue.pop(min(range(len(self.queue)), key=self._order)))
 
     def _stop(self, code: int) -> int:
         self.kill_all()

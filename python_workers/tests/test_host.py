@@ -165,15 +165,19 @@ def test_waiting_requests_start_cheapest_imports_first_after_the_common_ones(tmp
 
     h = host_module.Host(out=open(os.devnull, "w"))
     done: list[str] = []
-    h.preload = lambda kind: done.append(f"preload {kind}")  # type: ignore[method-assign]
+    h.preload_at = lambda kind, nice: done.append(f"preload {kind}") if kind is None else None  # type: ignore[method-assign]
     h.start = lambda req: (done.append(req["id"]), h.imported.update(host_module.PRELOAD[req["kind"]]))  # type: ignore[method-assign]
     r, w = os.pipe()
-    kinds = {"sd": "image-generator", "pick": "image-scorer", "dpo": "dpo-trainer", "a": "responder", "rm": "response-scorer"}
-    os.write(w, b"".join(json.dumps({"id": i, "kind": k, "argv": ["serve"], "log": str(tmp_path / i)}).encode() + b"\n" for i, k in kinds.items()))
+    # id: kind, --nice (the stage: 0 the first)
+    kinds = {"sd": ("image-generator", 0), "pick": ("image-scorer", 0), "dpo": ("dpo-trainer", 19), "a": ("responder", 10), "rm": ("response-scorer", 10), "pope": ("evaluator", 19)}
+    lines = [json.dumps({"id": i, "kind": k, "argv": ["serve", "--nice", str(n)], "log": str(tmp_path / i)}).encode() + b"\n" for i, (k, n) in kinds.items()]
+    os.write(w, b"".join(lines))
     os.set_blocking(r, False)
-    h._serve(r)
-    # The common imports once, then no import of weight before the kinds that need none (arrival
-    # order among them), then the trainer's peft and trl, then diffusers' pipeline.
-    assert done == ["preload None", "pick", "a", "rm", "dpo", "sd"]
+    h._receive(r)
+    h._serve()
+    # The common imports once; the kinds that need no costly import (arrival order); then the
+    # first stage's generator (diffusers' pipeline), then the later stages' (peft: the evaluator's
+    # then costs nothing more, so it comes before the trainer's trl).
+    assert done == ["preload None", "pick", "a", "rm", "sd", "pope", "dpo"]
     os.close(w)
     os.close(r)
