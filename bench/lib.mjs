@@ -23,6 +23,7 @@ export const { imageScoreKeys, OPS } = await dist("plan/item-keys.js");
 export const { chunks } = await dist("util/async-queue.js");
 export const { WorkerSchema } = await dist("config/schema.js");
 export const { blobRef } = await dist("pipeline/stage-util.js");
+export const { readRecords } = await dist("store/records.js");
 
 export function tempDir(prefix = "pdsdpo-bench-") {
   return mkdtempSync(join(tmpdir(), prefix));

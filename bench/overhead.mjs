@@ -14,7 +14,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
 import { writePrompts } from "./memory.mjs";
-import { log, PYTHON, ROOT, table, tempDir, writeResult } from "./lib.mjs";
+import { log, PYTHON, readRecords, ROOT, table, tempDir, writeResult } from "./lib.mjs";
 
 const { loadExperiment } = await import(join(ROOT, "dist/config/load.js"));
 const { planImages } = await import(join(ROOT, "dist/plan/image-plan.js"));
@@ -91,7 +91,8 @@ async function orchestrated(configPath, store) {
     images_s: stage("images").seconds,
     responses_s: stage("responses").seconds,
     items,
-    kept_sha256: manifest.outputs.kept_images.map((k) => k.sha256).sort(),
+    // The kept images, from the image records (a prompt a line).
+    kept_sha256: [...readRecords(join(store, "runs", "bench"), manifest.stages.images.records)].flatMap((p) => (p.kept ? [p.kept.sha256] : [])).sort(),
   };
 }
 
