@@ -116,7 +116,7 @@ export async function nullScorerPool({ replicas, delayMs = 0, readImages = false
 
 /**
  * Scores every item through the pool as the image stage does: fixed batches, one in
- * flight per replica, each result announced on the bus and committed to the journal.
+ * flight per replica, each result announced on the bus and journaled (a call's results in one transaction).
  */
 export async function scoreThrough(ctx, items, batchSize, blobOf) {
   const { pool, bus, cache } = ctx;
@@ -139,6 +139,8 @@ export async function scoreThrough(ctx, items, batchSize, blobOf) {
         cache.computed("images", OPS.imageScore, keyOf.get(s.id) ?? { id: s.id, key: null }, scoreOutcome(s), []);
         done++;
       }
+      // The call's results in one transaction, as the stages' batch runner commits them.
+      cache.flush();
     },
   );
   return done;
