@@ -17,8 +17,11 @@ export interface ScoreOutcome {
   error?: ErrorInfo;
 }
 
+/** Keys in sorted order: a protobuf map arrives in whatever order the worker's library wrote it, and records are compared by their bytes. */
+export const sortedKeys = <T>(o: Record<string, T>): Record<string, T> => Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+
 export function scoreOutcome(s: { id: string; score: number; components: Record<string, number>; error?: ErrorInfo | undefined }): ScoreOutcome {
-  return s.error ? { id: s.id, error: errorInfo(s.error) } : { id: s.id, score: s.score, components: s.components };
+  return s.error ? { id: s.id, error: errorInfo(s.error) } : { id: s.id, score: s.score, components: sortedKeys(s.components) };
 }
 
 /** A failure a retry might not repeat (the worker did not mark it deterministic): never journaled. */

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { IntegrityError } from "../../src/errors.js";
 import { sha256 } from "../../src/store/cas.js";
 import { readLines, readRecords, RecordsWriter, zipRecords } from "../../src/store/records.js";
+import { scoreOutcome } from "../../src/pipeline/item-cache.js";
 import { ChunkGate } from "../../src/util/async-queue.js";
 import { tempDir } from "../helpers.js";
 
@@ -54,6 +55,13 @@ describe("records files", () => {
     mkdirSync(join(dir, "records"));
     writeFileSync(join(dir, ref.path), '{"ok":1}\n{not json\n');
     expect(() => [...readRecords(dir, ref)]).toThrow(/z\.jsonl:2: not a JSON record/);
+  });
+
+  it("a score's components are kept in key order, whatever order the worker's protobuf map had (records compare by bytes)", () => {
+    const a = scoreOutcome({ id: "x", score: 1, components: { logit_scale: 14, cosine: 0.02 } });
+    const b = scoreOutcome({ id: "x", score: 1, components: { cosine: 0.02, logit_scale: 14 } });
+    expect(JSON.stringify(a)).toBe(JSON.stringify(b));
+    expect(Object.keys(a.components!)).toEqual(["cosine", "logit_scale"]);
   });
 
   it("zipRecords pairs by position and ends with the first stream", () => {

@@ -17,7 +17,7 @@ import { hasRecords, readRecords, recordsPath, RecordsWriter, zipRecords, type R
 import { datasetCard, llavaEntry, pairsJsonLine, questionOf, type AnswerRecord, type PairRecord } from "../../store/dataset-format.js";
 import { ChunkGate, chunks } from "../../util/async-queue.js";
 import { runCachedBatches } from "../batch-runner.js";
-import { errorInfo, isTransient, scoreOutcome, type ScoreOutcome } from "../item-cache.js";
+import { errorInfo, isTransient, scoreOutcome, sortedKeys, type ScoreOutcome } from "../item-cache.js";
 import { referencedWorkers, type Stage, type StageContext, type StageRun } from "../stage.js";
 import { allOrAbort, blobRef } from "../stage-util.js";
 import { listSource, type RunningWorker } from "../worker-pool.js";
@@ -46,7 +46,8 @@ function answerSummary(a: AnswerRecord): AnswerSummary {
     words: a.text.trim() ? a.text.trim().split(/\s+/).length : 0,
     text_sha256: sha256(a.text),
     ...(a.error ? { error: a.error } : {}),
-    scores: { ...a.scores },
+    // In scorer-name order, not the order the scorers happened to finish in.
+    scores: sortedKeys(a.scores),
   };
 }
 
