@@ -189,6 +189,7 @@ export async function overheadBench({ quick = false, sizes, repeat } = {}) {
   const last = rows.at(-1);
   const targets = {
     per_item_overhead_ms: { target: "< 1", value: f.b * 1000, met: f.b * 1000 < 1 },
+    ratio_at_128_prompts: { target: "<= 1.05", value: rows.find((r) => r.prompts === 128)?.ratio ?? null, met: (rows.find((r) => r.prompts === 128)?.ratio ?? Infinity) <= 1.05 },
     ratio_at_512_prompts: { target: "<= 1.05", value: last.prompts === 512 ? last.ratio : null, met: last.prompts === 512 && last.ratio <= 1.05 },
   };
   const path = writeResult("overhead", { quick, repeat: times, sizes: rows, fit: { fixed_s: f.a, per_item_ms: f.b * 1000 }, targets });
