@@ -181,6 +181,8 @@ describe("replay manifests", () => {
     expect(manifestProblem([full])).toBe("not a pds-dpo manifest (not a JSON object)");
     expect(manifestProblem({ schema: "other@2" })).toBe('not a pds-dpo manifest (schema "other@2", not pds-dpo/manifest@2)');
     expect(manifestProblem({ schema: "pds-dpo/manifest@2" })).toBe("not a complete manifest: run_id is missing");
+    // An older orchestrator's manifest (its records inside it) is named as such.
+    expect(manifestProblem({ schema: "pds-dpo/manifest@1", run_id: "r" })).toBe("written by an older orchestrator (schema pds-dpo/manifest@1, its image records inside the manifest); replay it with that version");
     expect(manifestProblem({ ...full, config: { file: "/x/e.yaml" } })).toBe("not a complete manifest: config.resolved is missing");
     expect(manifestProblem({ ...full, workers: { a: null } })).toMatch(/^not a complete manifest: workers\.a: expected record/);
     expect(manifestProblem({ ...full, run_id: 7 })).toBe("not a complete manifest: run_id: expected string, received number");
