@@ -61,7 +61,8 @@ describe("crash, resume and replay with real workers", () => {
     const config = experiment(dir);
     const store = join(dir, "store");
 
-    // Killed once a few answers are computed: the images stage is done, the responses stage runs.
+    // Killed once a few answers are computed and some journaled (a call's results are committed
+    // together when it ends): the images stage is done, the responses stage runs.
     const proc = execa("node", [BIN, "run", config, "--store", store, "--run-id", "crash", "--json"], { reject: false, timeout: 280_000, env: { HF_HUB_OFFLINE: "1" } });
     let buf = "";
     let killed = false;
@@ -69,7 +70,7 @@ describe("crash, resume and replay with real workers", () => {
     proc.stdout!.on("data", (chunk: Buffer) => {
       buf += chunk.toString();
       const events = jsonLines(buf.slice(0, buf.lastIndexOf("\n") + 1)) as Event[];
-      if (!killed && events.filter((e) => e.type === "response.generated").length >= 3) {
+      if (!killed && events.filter((e) => e.type === "response.generated").length >= 3 && journalItems(store, "crash").some((r) => r.op === "response.generate")) {
         killed = true;
         atKill = workersOf(store);
         proc.kill("SIGKILL");
