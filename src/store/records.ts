@@ -6,6 +6,7 @@ import { createHash, type Hash } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { IntegrityError } from "../errors.js";
+import { short, type CompareInputs, type Difference } from "../manifest/diff.js";
 
 export const RECORDS_DIR = "records";
 
@@ -155,4 +156,25 @@ export function* zipRecords<A, B>(a: Iterable<A>, b: Iterable<B>): Generator<[A,
   } finally {
     ib.return?.();
   }
+}
+
+/**
+ * Two runs' records of a stage, to compare item by item: `same` when neither has any or they
+ * are byte-equal (equal records hold equal items, so they are not read), a difference when
+ * one run has none or the original's are not beside its manifest, else the records of both,
+ * read again a line at a time on each call, side by side.
+ */
+export function recordsToCompare<T>(
+  stage: string,
+  what: string,
+  before: RecordsRef | undefined,
+  after: RecordsRef | undefined,
+  dirs: CompareInputs["runDirs"],
+): { difference: Difference } | { same: true } | { pairs: () => Generator<[T, T | undefined]> } {
+  if (!before || !after) return before === after ? { same: true } : { difference: { stage, item: "records", what: `the ${what} records are missing from the ${before ? "replay" : "original run"}` } };
+  if (before.sha256 === after.sha256) return { same: true };
+  if (!hasRecords(dirs?.before, before) || !hasRecords(dirs?.after, after)) {
+    return { difference: { stage, item: before.path, what: `sha256 ${short(before.sha256)} vs ${short(after.sha256)} (the original run's records are not beside its manifest to say which item)` } };
+  }
+  return { pairs: () => zipRecords(readRecords<T>(dirs!.before!, before), readRecords<T>(dirs!.after!, after)) };
 }

@@ -6,13 +6,13 @@ import { StageFailedError } from "../../errors.js";
 import type { ErrorInfo, RunEvent } from "../../events/types.js";
 import { OutputMode, type Blob } from "../../gen/pdsdpo/v1/common.js";
 import { ImageDefect, imageDefectToJSON, ImageGeneratorServiceClient, type GeneratedImage } from "../../gen/pdsdpo/v1/image_generator.js";
-import { imageDiff, scoreDiff, short } from "../../manifest/diff.js";
+import { imageDiff, scoreDiff } from "../../manifest/diff.js";
 import { imagePlan, type ImageCandidate } from "../../plan/image-plan.js";
 import { generateKeys, generateParams, imageScoreKeys, OPS } from "../../plan/item-keys.js";
 import { selectBest, type CandidateOutcome } from "../../plan/select.js";
 import type { ArtifactInfo, ContentStore } from "../../store/cas.js";
 import type { ImageRecord } from "../../store/dataset-format.js";
-import { hasRecords, readRecords, recordsPath, RecordsWriter, zipRecords, type RecordsRef } from "../../store/records.js";
+import { readRecords, recordsPath, recordsToCompare, RecordsWriter, type RecordsRef } from "../../store/records.js";
 import { ChunkGate } from "../../util/async-queue.js";
 import { runCachedBatches } from "../batch-runner.js";
 import { errorInfo, isTransient, scoreOutcome, type ScoreOutcome } from "../item-cache.js";
@@ -439,14 +439,10 @@ export const imagesStage: Stage<"images"> = {
   // changed scores of its batch-mates only follow from it.
   compare(before, after, tol, inputs) {
     const stage = "images";
-    const rb = before.stages.images?.records;
-    const ra = after.stages.images?.records;
-    if (!rb || !ra) return rb === ra ? null : { stage, item: "records", what: `the image records are missing from the ${rb ? "replay" : "original run"}` };
-    // Byte-equal records hold equal candidates; only a difference needs reading them.
-    if (rb.sha256 === ra.sha256) return null;
-    const dirs = inputs.runDirs;
-    if (!hasRecords(dirs?.before, rb) || !hasRecords(dirs?.after, ra)) return { stage, item: rb.path, what: `sha256 ${short(rb.sha256)} vs ${short(ra.sha256)} (the original run's records are not beside its manifest to say which item)` };
-    const pairs = () => zipRecords(readRecords<PromptRecord>(dirs!.before!, rb), readRecords<PromptRecord>(dirs!.after!, ra));
+    const records = recordsToCompare<PromptRecord>(stage, "image", before.stages.images?.records, after.stages.images?.records, inputs.runDirs);
+    if ("difference" in records) return records.difference;
+    if ("same" in records) return null;
+    const { pairs } = records;
     for (const [p, q] of pairs()) {
       if (!q) return { stage, item: p.id, what: "missing from the replay" };
       const byId = new Map(q.candidates.map((c) => [c.id, c]));

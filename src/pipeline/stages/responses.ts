@@ -13,7 +13,7 @@ import type { ArtifactRecord } from "../../manifest/types.js";
 import { decodingRequest, OPS, respondInput, respondItem, respondKeys, responseScoreKeys, type SampleOutcome } from "../../plan/item-keys.js";
 import { pickPairs } from "../../plan/pairs.js";
 import { sha256 } from "../../store/cas.js";
-import { hasRecords, readRecords, recordsPath, RecordsWriter, zipRecords, type RecordsRef } from "../../store/records.js";
+import { recordsPath, recordsToCompare, RecordsWriter, type RecordsRef } from "../../store/records.js";
 import { datasetCard, llavaEntry, pairsJsonLine, questionOf, type AnswerRecord, type PairRecord } from "../../store/dataset-format.js";
 import { ChunkGate, chunks } from "../../util/async-queue.js";
 import { runCachedBatches } from "../batch-runner.js";
@@ -394,13 +394,11 @@ export const responsesStage: Stage<"responses"> = {
   section,
   compare(before, after, tol, inputs) {
     const stage = "responses";
-    const rb = before.stages.responses?.records;
-    const ra = after.stages.responses?.records;
     // Byte-equal records hold equal answers and scores; else they are read, an image at a time, in kept order.
-    if (rb && ra && rb.sha256 !== ra.sha256) {
-      const dirs = inputs.runDirs;
-      if (!hasRecords(dirs?.before, rb) || !hasRecords(dirs?.after, ra)) return { stage, item: rb.path, what: `sha256 ${short(rb.sha256)} vs ${short(ra.sha256)} (the original run's records are not beside its manifest to say which item)` };
-      const pairs = () => zipRecords(readRecords<ImageAnswers>(dirs!.before!, rb), readRecords<ImageAnswers>(dirs!.after!, ra));
+    const records = recordsToCompare<ImageAnswers>(stage, "answer", before.stages.responses?.records, after.stages.responses?.records, inputs.runDirs);
+    if ("difference" in records) return records.difference;
+    if ("pairs" in records) {
+      const { pairs } = records;
       for (const [p, q] of pairs()) {
         const byId = new Map((q?.answers ?? []).map((x) => [x.id, x]));
         for (const x of p.answers) {
@@ -422,8 +420,6 @@ export const responsesStage: Stage<"responses"> = {
           }
         }
       }
-    } else if (!rb !== !ra) {
-      return { stage, item: "records", what: `the answer records are missing from the ${rb ? "replay" : "original run"}` };
     }
     // Under a tolerance the dataset differs whenever an input did within it (it names image hashes): its items were compared above.
     const db = before.outputs.dataset?.sha256;
