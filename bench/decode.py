@@ -2,8 +2,11 @@
 
     python bench/decode.py build DIR [--hidden 512 --layers 4]   a LLaVA-1.5 of the tiny one's
         architecture and tokenizer (models/tiny.py), scaled so that one token costs milliseconds
-    python bench/decode.py direct WORK.json   the work's requests answered by the Responder kind's
-        own compute (`_run`), in this process: prints {"tokens", "seconds", "cpu_seconds", "threads"}
+    python bench/decode.py serve WORK.json   loads the work's model once and answers the work's
+        requests once untimed; then, for each line on stdin, answers them again with the Responder
+        kind's own compute (`_run`) in this process and prints {"tokens", "seconds", "cpu_seconds",
+        "threads"}: one process for every round, as the worker is, so that rounds interleave
+        tightly and neither side pays a process start or a cold model between them
 
 WORK.json (written by bench/decode.mjs): {"model": ModelSpec JSON, "store", "cpu_threads",
 "requests": [RespondRequest JSON, ...]}, the same requests the worker answers over gRPC.
@@ -48,7 +51,9 @@ def build(out_dir: str, hidden: int, layers: int) -> None:
     ).save_pretrained(out_dir)
 
 
-def direct(path: str) -> dict:
+def serve(path: str) -> None:
+    import sys
+
     with open(path) as f:
         work = json.load(f)
     import torch
@@ -65,9 +70,12 @@ def direct(path: str) -> dict:
         return sum(m.response.num_tokens for req in requests for m in call(impl, req) if m.HasField("response"))
 
     answer()  # untimed, as the worker's first call is
-    t0, c0 = time.perf_counter(), time.process_time()
-    tokens = answer()
-    return {"tokens": tokens, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0, "threads": torch.get_num_threads()}
+    print(json.dumps({"ready": True}), flush=True)
+    for _ in sys.stdin:
+        t0, c0 = time.perf_counter(), time.process_time()
+        tokens = answer()
+        out = {"tokens": tokens, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0, "threads": torch.get_num_threads()}
+        print(json.dumps(out), flush=True)
 
 
 def main() -> int:
@@ -77,13 +85,13 @@ def main() -> int:
     b.add_argument("out_dir")
     b.add_argument("--hidden", type=int, default=512)
     b.add_argument("--layers", type=int, default=4)
-    d = sub.add_parser("direct")
+    d = sub.add_parser("serve")
     d.add_argument("work")
     args = p.parse_args()
     if args.command == "build":
         build(args.out_dir, args.hidden, args.layers)
     else:
-        print(json.dumps(direct(args.work)))
+        serve(args.work)
     return 0
 
 

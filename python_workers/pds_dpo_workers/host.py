@@ -49,12 +49,16 @@ PRELOAD: dict[str, tuple[str, ...]] = {
     "evaluator": _LLAVA + ("peft",),
 }
 # The kind-specific imports that cost seconds (diffusers' pipeline pulls in bitsandbytes and
-# more; peft and trl, bitsandbytes). Of the requests waiting, the host serves first those that
-# need none of them, so their workers load on the other core while it imports the rest; then
-# the others by stage (their --nice: the running stage's first), cheapest first.
+# torch's inductor; peft and trl, bitsandbytes). Waiting requests start by stage (their --nice:
+# the running stage's first). A request whose costly imports no other waiting request shares
+# is forked at once and imports them itself, on the other core, while the host goes on with
+# the rest: the first stage's generator is then ready as soon as its own imports allow, not
+# after the host has imported for every other worker. Costly imports that several share are
+# imported in the host once, after the requests that need no costly import have started.
 HEAVY = {"diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion": 3, "peft": 1, "trl": 1}
-# What every worker imports (the CLI's serve path, torch and transformers' auto classes).
-COMMON = ("torch", "transformers", "pds_dpo_workers.server", "pds_dpo_workers.environment", "pds_dpo_workers.models.spec", "pds_dpo_workers.kinds.base")
+# What every worker imports (the CLI's serve path, torch and transformers' model base classes:
+# modeling_utils alone is about 1.7 s of CPU, which every kind's model class pulls in).
+COMMON = ("torch", "transformers", "transformers.modeling_utils", "pds_dpo_workers.server", "pds_dpo_workers.environment", "pds_dpo_workers.models.spec", "pds_dpo_workers.kinds.base")
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
@@ -95,9 +99,19 @@ class Host:
         self.out.write(json.dumps(fields) + "\n")
         self.out.flush()
 
+    def costly(self, kind: str) -> set[str]:
+        """A kind's costly imports (HEAVY) the host has not imported yet."""
+        return {name for name in PRELOAD.get(kind, ()) if name in HEAVY and name not in self.imported}
+
     def cost(self, kind: str) -> int:
         """What a kind's imports still cost the host (HEAVY's weights of those not imported yet)."""
-        return sum(HEAVY.get(name, 0) for name in PRELOAD.get(kind, ()) if name not in self.imported)
+        return sum(HEAVY[name] for name in self.costly(kind))
+
+    def alone(self, k: int) -> bool:
+        """Whether waiting request k has costly imports and no other waiting request shares any:
+        it is forked at once and imports them itself (nothing is gained by the host's)."""
+        mine = self.costly(str(self.queue[k].get("kind", "")))
+        return bool(mine) and not any(mine & self.costly(str(r.get("kind", ""))) for i, r in enumerate(self.queue) if i != k)
 
     def preload(self, kind: str | None) -> None:
         for name in COMMON + (PRELOAD.get(kind, ()) if kind else ()):
@@ -133,7 +147,9 @@ class Host:
             self._pump(0.05)
         t.join()
 
-    def start(self, req: dict) -> None:
+    def start(self, req: dict, early: bool = False) -> None:
+        """Forks the worker of `req`, its kind's imports done in the host first unless `early`
+        (the worker imports what it lacks itself)."""
         wid = str(req["id"])
         try:
             log_fd = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -142,7 +158,8 @@ class Host:
             return
         # What every worker needs at the normal priority; only its kind's own at its --nice.
         self.preload_at(None, 0)
-        self.preload_at(req.get("kind", ""), _nice_of(req["argv"]))
+        if not early:
+            self.preload_at(req.get("kind", ""), _nice_of(req["argv"]))
         read_fd, write_fd = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -307,17 +324,21 @@ class Host:
                     self.queue.append(req)
 
     def _order(self, k: int) -> tuple:
-        """Which waiting request starts next: those that need no costly import, then by stage, then cost; ties in arrival order."""
+        """Which waiting request starts next: by stage; in a stage, those forked at once
+        (alone), then those that need no costly import, then the rest cheapest first; ties in
+        arrival order."""
         req = self.queue[k]
         cost = self.cost(str(req.get("kind", "")))
-        return (cost > 0, _nice_of(req["argv"]), cost, k)
+        return (_nice_of(req["argv"]), 0 if self.alone(k) else 1 if cost == 0 else 2, cost, k)
 
     def _serve(self) -> None:
         """Starts the waiting requests (_order). The common imports come first: by their end
         a run's other requests have arrived too."""
         self.preload_at(None, 0)
         while self.queue:
-            self.start(self.queue.pop(min(range(len(self.queue)), key=self._order)))
+            k = min(range(len(self.queue)), key=self._order)
+            early = self.alone(k)
+            self.start(self.queue.pop(k), early)
 
     def _stop(self, code: int) -> int:
         self.kill_all()

@@ -159,14 +159,17 @@ def test_a_killed_host_takes_its_workers_with_it(host, workers):
     assert not _alive(pids["b"])
 
 
-def test_waiting_requests_start_cheapest_imports_first_after_the_common_ones(tmp_path):
+def test_waiting_requests_start_by_stage_and_an_unshared_costly_import_is_the_workers_own(tmp_path):
     # In-process, with the imports and forks recorded instead of done: the order is the point.
     from pds_dpo_workers import host as host_module
 
     h = host_module.Host(out=open(os.devnull, "w"))
     done: list[str] = []
     h.preload_at = lambda kind, nice: done.append(f"preload {kind}") if kind is None else None  # type: ignore[method-assign]
-    h.start = lambda req: (done.append(req["id"]), h.imported.update(host_module.PRELOAD[req["kind"]]))  # type: ignore[method-assign]
+    h.start = lambda req, early=False: (  # type: ignore[method-assign]
+        done.append(req["id"] + (" (imports its own)" if early else "")),
+        None if early else h.imported.update(host_module.PRELOAD[req["kind"]]),
+    )
     r, w = os.pipe()
     # id: kind, --nice (the stage: 0 the first)
     kinds = {"sd": ("image-generator", 0), "pick": ("image-scorer", 0), "dpo": ("dpo-trainer", 19), "a": ("responder", 10), "rm": ("response-scorer", 10), "pope": ("evaluator", 19)}
@@ -175,9 +178,10 @@ def test_waiting_requests_start_cheapest_imports_first_after_the_common_ones(tmp
     os.set_blocking(r, False)
     h._receive(r)
     h._serve()
-    # The common imports once; the kinds that need no costly import (arrival order); then the
-    # first stage's generator (diffusers' pipeline), then the later stages' (peft: the evaluator's
-    # then costs nothing more, so it comes before the trainer's trl).
-    assert done == ["preload None", "pick", "a", "rm", "sd", "pope", "dpo"]
+    # The common imports once; then by stage. The first stage's generator needs diffusers'
+    # pipeline, which no other request needs: it is forked first and imports it itself, while
+    # the host starts the scorer. The last stage shares peft: the host imports it for the
+    # evaluator (the cheaper); the trainer's trl is then its own.
+    assert done == ["preload None", "sd (imports its own)", "pick", "a", "rm", "pope", "dpo (imports its own)"]
     os.close(w)
     os.close(r)
