@@ -4,6 +4,7 @@
 // and the run's signal, a dead worker's RPC error becomes a crash naming it, and each
 // result is handed to the stage and journaled unless its failure may not repeat.
 import type { StageName } from "../config/schema.js";
+import type { ErrorInfo } from "../events/types.js";
 import type { CallControl } from "../workers/grpc-util.js";
 import type { CachedItem } from "./item-cache.js";
 import { guarded } from "./stage-util.js";
@@ -45,8 +46,19 @@ export interface CachedBatches<B, R> {
   /** The RPC's name, for a crash's message. */
   rpc: string;
   onResult: (result: R, origin: ResultOrigin<B>) => void;
+  /**
+   * The result of an item the call ended without (a model that returned nothing for it),
+   * handed to onResult and never journaled; so every item of a finished call has a result
+   * and nothing waits for one that will not come.
+   */
+  missing?: (id: string) => R;
   /** Only this batch of results counts as work units for the deadline (default: size). */
   deadlineItems?: (batch: B) => number;
+}
+
+/** The failure of an item a worker's call ended without (never journaled: a retry may give it). */
+export function noResult(worker: string): ErrorInfo {
+  return { code: "no_result", message: `${worker} ended its call without a result for this item` };
 }
 
 const lengthOf = (batch: unknown) => (Array.isArray(batch) ? batch.length : 1);
@@ -65,11 +77,14 @@ export async function runCachedBatches<B, R>(ctx: StageContext, spec: CachedBatc
       if (!itemOf) return;
       const indexOf = new Map(ids.map((id, i) => [id, i]));
       const options = { deadlineMs: pool.deadlineMs(replica, (spec.deadlineItems ?? size)(batch)), signal };
+      const seen = new Set<string>();
       try {
         for await (const c of guarded(pool, replica, spec.rpc, spec.call(replica, batch, options))) {
+          seen.add(c.id);
           spec.onResult(c.result, { batch, index: indexOf.get(c.id) ?? -1, replica, cached: false });
           cache.computed(spec.stage, spec.op, itemOf(c.id), c.result, c.artifacts ?? [], !c.transient);
         }
+        if (spec.missing) for (const [id, index] of indexOf) if (!seen.has(id)) spec.onResult(spec.missing(id), { batch, index, replica, cached: false });
       } finally {
         // What the call finished is journaled even when it then failed (a crashed worker's results stand).
         cache.flush();

@@ -3,7 +3,7 @@
 // grow with the item count; the manifest keeps only their path, count and sha256, and every
 // reader (report, replay, resume, show) reads them back a line at a time.
 import { createHash, type Hash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { IntegrityError } from "../errors.js";
 import { short, type CompareInputs, type Difference } from "../manifest/diff.js";
@@ -23,17 +23,31 @@ export const recordsPath = (name: string) => `${RECORDS_DIR}/${name}.jsonl`;
 /** Bytes buffered before a write: one syscall per ~64 KiB, not per line. */
 const FLUSH_BYTES = 64 * 1024;
 
+/** How a sequenced file frames its units: JSON lines (none), or a JSON array (llava.json). */
+export interface Framing {
+  /** Before the first unit. */
+  open: string;
+  /** Between two units. */
+  separator: string;
+  /** After the last unit. */
+  close: string;
+  /** The whole file when there is no unit. */
+  empty: string;
+}
+
+const LINES: Framing = { open: "", separator: "", close: "", empty: "" };
+
 /**
- * Appends records in sequence order: `put(seq, record)` may come in any order (items finish
- * out of order across replicas); a record is written once every earlier one has been, so the
- * file's bytes never depend on timing. Written to a temporary name and renamed by `close`: a
- * records file that exists is complete.
+ * Appends units of text in sequence order: `putAll(seq, units)` may come in any order (items
+ * finish out of order across replicas) with any number of units for a sequence number; they
+ * are written once every earlier sequence number's have been, so the file's bytes never depend
+ * on timing. Written to a temporary name and renamed by `close`: a file that exists is complete.
  */
-export class RecordsWriter {
+export class SequencedWriter {
   private readonly fd: number;
   private readonly tmp: string;
   private readonly hash: Hash = createHash("sha256");
-  private readonly waiting = new Map<number, string>();
+  private readonly waiting = new Map<number, string[]>();
   private next = 0;
   private count = 0;
   private bytes = 0;
@@ -44,6 +58,7 @@ export class RecordsWriter {
   constructor(
     private readonly runDir: string,
     readonly rel: string,
+    private readonly framing: Framing = LINES,
   ) {
     const path = join(runDir, rel);
     mkdirSync(dirname(path), { recursive: true });
@@ -51,7 +66,7 @@ export class RecordsWriter {
     this.fd = openSync(this.tmp, "w");
   }
 
-  /** The records put but not yet written (waiting for an earlier sequence number). */
+  /** The sequence numbers put but not yet written (waiting for an earlier one). */
   get pending(): number {
     return this.waiting.size;
   }
@@ -61,22 +76,27 @@ export class RecordsWriter {
     return this.next;
   }
 
-  put(seq: number, record: unknown): void {
+  putAll(seq: number, units: string[]): void {
     if (this.closed) throw new Error(`${this.rel}: put after close`);
     if (seq < this.next || this.waiting.has(seq)) throw new Error(`${this.rel}: record ${seq} put twice`);
-    this.waiting.set(seq, `${JSON.stringify(record)}\n`);
-    for (let line = this.waiting.get(this.next); line !== undefined; line = this.waiting.get(this.next)) {
+    this.waiting.set(seq, units);
+    for (let next = this.waiting.get(this.next); next !== undefined; next = this.waiting.get(this.next)) {
       this.waiting.delete(this.next++);
-      this.append(line);
+      for (const unit of next) this.append(unit);
     }
   }
 
-  private append(line: string): void {
-    this.hash.update(line);
-    this.count++;
-    this.bytes += Buffer.byteLength(line);
-    this.buffer.push(line);
-    this.buffered += line.length;
+  private append(unit: string): void {
+    this.write(this.count++ === 0 ? this.framing.open : this.framing.separator);
+    this.write(unit);
+  }
+
+  private write(text: string): void {
+    if (!text) return;
+    this.hash.update(text);
+    this.bytes += Buffer.byteLength(text);
+    this.buffer.push(text);
+    this.buffered += text.length;
     if (this.buffered >= FLUSH_BYTES) this.flush();
   }
 
@@ -92,13 +112,29 @@ export class RecordsWriter {
    * never finished): what waits behind one is written in order after it.
    */
   close(): RecordsRef {
-    for (const seq of [...this.waiting.keys()].sort((a, b) => a - b)) this.append(this.waiting.get(seq)!);
+    for (const seq of [...this.waiting.keys()].sort((a, b) => a - b)) for (const unit of this.waiting.get(seq)!) this.append(unit);
     this.waiting.clear();
+    this.write(this.count === 0 ? this.framing.empty : this.framing.close);
     this.flush();
     closeSync(this.fd);
     this.closed = true;
     renameSync(this.tmp, join(this.runDir, this.rel));
     return { path: this.rel, count: this.count, bytes: this.bytes, sha256: this.hash.digest("hex") };
+  }
+
+  /** Closes and removes the unfinished file: what a failed stage leaves of a file that is only whole or absent. */
+  abandon(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd);
+    rmSync(this.tmp, { force: true });
+  }
+}
+
+/** A stage's records: one JSON object a line, in sequence order (`count`: the records). */
+export class RecordsWriter extends SequencedWriter {
+  put(seq: number, record: unknown): void {
+    this.putAll(seq, [`${JSON.stringify(record)}\n`]);
   }
 }
 

@@ -89,6 +89,23 @@ describe("image stage", { timeout: 30_000 }, () => {
     expect(fleet.worker("pick").calls.slice(scoredBefore).flatMap((c) => c.ids).sort()).toEqual(["art-002.gs9.n0", "industrial-001.gs5.n0", "industrial-001.gs9.n0"]);
   });
 
+  it("a generator or scorer that ends its call without an item's result: that candidate fails (no_result) and the others are kept as usual", async () => {
+    fleet.heal();
+    fleet.worker("sd").faults = { omit: (id) => id === "art-001.gs5.n0" };
+    fleet.worker("pick").faults = { omit: (id) => id === "art-002.gs5.n0" };
+    const r = await runIn(experiment(STAGE.images({ guidance_scales: "[5, 7]" }), 2), store, { runId: "omitted", cache: "off" });
+    fleet.heal();
+    expect(r.status).toBe("succeeded");
+    const [art1, art2] = imagePrompts(r.runDir, r.manifest);
+    expect(art1!.candidates[0]!.error).toEqual({ code: "no_result", message: "sd ended its call without a result for this item" });
+    expect(art1!.candidates[0]!.sha256).toBeUndefined();
+    expect(art2!.candidates[0]!.error).toEqual({ code: "no_result", message: "pick ended its call without a result for this item" });
+    // Each prompt keeps its other candidate.
+    expect(art1!.kept?.id).toBe("art-001.gs7.n0");
+    expect(art2!.kept?.id).toBe("art-002.gs7.n0");
+    expect(r.manifest.stages.images!.counts).toMatchObject({ candidates: 4, generated: 3, failed: 2, scored: 2, kept: 2 });
+  });
+
   it("the CLI: defective images are reported and never kept; --json streams every event as a JSON line", async () => {
     fleet.heal();
     fleet.worker("sd").faults = { defects: (id) => (id.startsWith("art-001") ? [ImageDefect.IMAGE_DEFECT_NAN_PIXELS] : id.startsWith("art-002") ? [ImageDefect.IMAGE_DEFECT_ALL_BLACK] : []) };

@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { tempDir } from "../helpers.js";
+import { journalItems, tempDir } from "../helpers.js";
 import { responseRecords } from "../support/records.js";
 import { Fleet, ofType, runIn, STAGE, workers, writeExperiment, type WorkerDefs } from "../support/fleet.js";
 
@@ -44,7 +44,7 @@ async function responsesRun(defs: WorkerDefs, stages: string, o: { prompts?: num
     const pairsPath = join(r.runDir, "dataset/pairs.jsonl");
     const text = readFileSync(pairsPath, "utf8").trim();
     const pairs = text ? text.split("\n").map((l) => JSON.parse(l) as PairLine) : [];
-    return { r, section, pairs, fleet };
+    return { r, section, pairs, fleet, store };
   } finally {
     await fleet.stop();
   }
@@ -183,5 +183,28 @@ describe("response stage", { timeout: 30_000 }, () => {
     const written = ofType(r.events, "dataset.written")[0]!;
     expect((written.files as { path: string }[]).map((f) => f.path)).toEqual(["dataset/pairs.jsonl", "dataset/llava.json", "dataset/README.md"]);
     expect(r.manifest.outputs.dataset).toMatchObject({ pairs: pairs.length });
+  });
+
+  it("a responder or scorer that ends its call without an item's result: that answer fails (no_result, never journaled) and the stage goes on", async () => {
+    const defs = workers(["sd", "pick", "a", "b", "rm"], {
+      // Responder a returns nothing for art-002; the scorer nothing for b's answer to art-001.
+      a: { faults: { omit: (id) => id === "art-002.a" } },
+      rm: { faults: { omit: (id) => id === "art-001.b.s0" } },
+    });
+    const { r, section: m, store } = await responsesRun(defs, [STAGE.images(), STAGE.responses()].join("\n"));
+    const failed = Object.fromEntries(m.answers.filter((a) => a.error).map((a) => [a.id, a.error]));
+    expect(failed).toEqual({
+      "art-002.a.s0": "no_result: a ended its call without a result for this item",
+      "art-001.b.s0": "rm: no_result: rm ended its call without a result for this item",
+    });
+    expect(m.dropped_candidates).toEqual({ failed: 2 });
+    expect(m.dropped_images).toMatchObject({ too_few_candidates: 2 });
+    expect(m.counts).toMatchObject({ images: 3, answered: 6, failed: 2 });
+    // Never journaled: a resumed or later run asks again. The items that came are.
+    const journaled = journalItems(store, r.runId).map((x) => x.item_id);
+    expect(journaled).toContain("art-001.a");
+    expect(journaled).not.toContain("art-002.a");
+    expect(journaled).toContain("art-001.a.s0@rm");
+    expect(journaled).not.toContain("art-001.b.s0@rm");
   });
 });

@@ -95,6 +95,8 @@ export interface Faults {
   defects?: (id: string) => ImageDefect[];
   /** Scorers: a fixed score for an item (equal scores make ties). */
   score?: (id: string) => number | undefined;
+  /** The call ends without this item's results (a model that returns nothing for it). */
+  omit?: (id: string) => boolean;
   /** The call never answers, until it is cancelled or the worker stops. */
   hang?: (call: CallInfo) => boolean;
   /** After this many results the call fails with UNAVAILABLE (a replica lost mid-stream). */
@@ -463,7 +465,7 @@ export class TestWorker {
       if (isResult) results++;
     };
     const out: Out<R> = {
-      result: (msg) => send(msg, true),
+      result: (msg) => (f.omit?.((msg as { event?: { value?: { id?: string } } }).event?.value?.id ?? "") ? Promise.resolve() : send(msg, true)),
       send: (msg) => send(msg, false),
       get cancelled() {
         return gone();

@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { IntegrityError } from "../../src/errors.js";
 import { sha256 } from "../../src/store/cas.js";
-import { readLines, readRecords, RecordsWriter, zipRecords } from "../../src/store/records.js";
+import { readLines, readRecords, RecordsWriter, SequencedWriter, zipRecords } from "../../src/store/records.js";
+import { answerWindow } from "../../src/pipeline/stages/responses.js";
 import { scoreOutcome } from "../../src/pipeline/item-cache.js";
 import { ChunkGate } from "../../src/util/async-queue.js";
 import { tempDir } from "../helpers.js";
@@ -35,6 +36,33 @@ describe("records files", () => {
     w.put(5, "d");
     expect(w.close().count).toBe(3);
     expect(readFileSync(join(dir, "records/y.jsonl"), "utf8")).toBe('"a"\n"c"\n"d"\n');
+  });
+
+  it("a JSON array written an element at a time, any number per sequence number, is JSON.stringify's pretty print byte for byte; a failed one is removed", () => {
+    const dir = tempDir();
+    const framing = { open: "[\n", separator: ",\n", close: "\n]\n", empty: "[]\n" };
+    const unit = (x: unknown) => `  ${JSON.stringify(x, null, 2).replace(/\n/g, "\n  ")}`;
+    const entries = [{ id: "a", c: [{ from: "human", value: "line\nbreak" }] }, { id: "b", c: [] }, { id: "c", n: 1 }];
+    for (const [name, groups] of [["none", []], ["one", [[entries[0]]]], ["many", [[entries[1], entries[2]], [], [entries[0]]]]] as const) {
+      const w = new SequencedWriter(dir, `${name}.json`, framing);
+      // Sequence 1 first: it waits for 0.
+      [...groups.entries()].reverse().forEach(([seq, g]) => w.putAll(seq, g.map(unit)));
+      const ref = w.close();
+      const text = readFileSync(join(dir, `${name}.json`), "utf8");
+      expect(text).toBe(`${JSON.stringify(groups.flat(), null, 2)}\n`);
+      expect(ref).toMatchObject({ count: groups.flat().length, bytes: Buffer.byteLength(text), sha256: sha256(text) });
+    }
+    const failed = new SequencedWriter(dir, "failed.json", framing);
+    failed.putAll(0, [unit(entries[0])]);
+    failed.abandon();
+    expect(existsSync(join(dir, "failed.json"))).toBe(false);
+    expect(existsSync(join(dir, "failed.json.partial"))).toBe(false);
+  });
+
+  it("the response stage's window: the floor, every responder's pipeline full, and a scoring slice's span of images", () => {
+    expect(answerWindow(2, [16, 16], [32])).toBe(1024);
+    // 4 x depth 2 x (64 x 4 replicas + 64) + 2 x ceil(4096 / 1) + 2
+    expect(answerWindow(1, [256, 64], [4096])).toBe(4 * 2 * 320 + 2 * 4096 + 2);
   });
 
   it("lines are read a chunk at a time, a character cut by a chunk's end kept whole", () => {

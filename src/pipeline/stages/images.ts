@@ -14,7 +14,7 @@ import type { ArtifactInfo, ContentStore } from "../../store/cas.js";
 import type { ImageRecord } from "../../store/dataset-format.js";
 import { readRecords, recordsPath, recordsToCompare, RecordsWriter, type RecordsRef } from "../../store/records.js";
 import { ChunkGate } from "../../util/async-queue.js";
-import { runCachedBatches } from "../batch-runner.js";
+import { noResult, runCachedBatches } from "../batch-runner.js";
 import { errorInfo, isTransient, scoreOutcome, type ScoreOutcome } from "../item-cache.js";
 import { referencedWorkers, type Stage, type StageContext, type StageResults, type StageRun } from "../stage.js";
 import { allOrAbort, blobRef } from "../stage-util.js";
@@ -75,7 +75,7 @@ declare module "../../manifest/types.js" {
 declare module "../stage.js" {
   interface StageResults {
     /** Read from the stage's records when called (a later stage's input, never held by the run). */
-    images?: () => KeptImage[];
+    images?: () => Iterable<KeptImage>;
     /** Generated candidates the scorer did not keep (no later stage trains on them): the evaluate stage's smoke-pope. */
     unkept?: () => UnkeptImage[];
   }
@@ -118,7 +118,12 @@ function unkeptOfRecord(p: PromptRecord): UnkeptImage[] {
 
 /** What later stages read of the image stage: read from its records when asked, never held by the run. */
 function resultsOfRecords(runDir: string, ref: RecordsRef, results: StageResults): void {
-  results.images = () => [...readRecords<PromptRecord>(runDir, ref)].flatMap((p) => keptOfRecord(p) ?? []);
+  results.images = function* () {
+    for (const p of readRecords<PromptRecord>(runDir, ref)) {
+      const kept = keptOfRecord(p);
+      if (kept) yield kept;
+    }
+  };
   results.unkept = () => {
     // Of every prompt, so a kept image's byte-equal twin under another prompt is left out too.
     const kept = new Set<string>();
@@ -357,6 +362,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
             yield { id: img.id, result: img, artifacts: img.artifact ? [img.artifact.sha256] : [], transient: isTransient(img.error) };
           }
         },
+        missing: (id) => ({ id, defects: [], error: noResult(stage.generator) }),
         onResult: (img, { replica, cached }) => onGenerated(img, replica.name, cached),
       },
       calls,
@@ -380,6 +386,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
             yield { id: s.id, result: s, transient: isTransient(s.error) };
           }
         },
+        missing: (id) => ({ id, error: noResult(stage.scorer) }),
         onResult: (s, { replica, cached }) => onScored(s, replica.name, cached),
       },
       calls,

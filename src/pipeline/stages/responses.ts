@@ -3,7 +3,7 @@
 // dataset files (pairs.jsonl, llava.json, README.md).
 import { ResponseScorerServiceClient } from "../../gen/pdsdpo/v1/response_scorer.js";
 import { ResponderServiceClient } from "../../gen/pdsdpo/v1/responder.js";
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { responseScorers, type PairPolicy } from "../../config/schema.js";
 import type { ErrorInfo, RunEvent } from "../../events/types.js";
@@ -11,16 +11,17 @@ import type { WorkerInfo } from "../../gen/pdsdpo/v1/common.js";
 import { scoreDiff, short, textDiff, tolerant } from "../../manifest/diff.js";
 import type { ArtifactRecord } from "../../manifest/types.js";
 import { decodingRequest, OPS, respondInput, respondItem, respondKeys, responseScoreKeys, type SampleOutcome } from "../../plan/item-keys.js";
+import { StageFailedError } from "../../errors.js";
 import { pickPairs } from "../../plan/pairs.js";
 import { sha256 } from "../../store/cas.js";
-import { recordsPath, recordsToCompare, RecordsWriter, type RecordsRef } from "../../store/records.js";
+import { recordsPath, recordsToCompare, RecordsWriter, SequencedWriter, type RecordsRef } from "../../store/records.js";
 import { datasetCard, llavaEntry, pairsJsonLine, questionOf, type AnswerRecord, type PairRecord } from "../../store/dataset-format.js";
-import { ChunkGate, chunks } from "../../util/async-queue.js";
-import { runCachedBatches } from "../batch-runner.js";
+import { ChunkGate } from "../../util/async-queue.js";
+import { noResult, runCachedBatches } from "../batch-runner.js";
 import { errorInfo, isTransient, scoreOutcome, sortedKeys, type ScoreOutcome } from "../item-cache.js";
 import { referencedWorkers, type Stage, type StageContext, type StageRun } from "../stage.js";
 import { allOrAbort, blobRef } from "../stage-util.js";
-import { listSource, type RunningWorker } from "../worker-pool.js";
+import { PIPELINE_DEPTH, type BatchSource } from "../worker-pool.js";
 import type { KeptImage } from "./images.js";
 
 type DatasetFile = { path: string; sha256: string; bytes: number };
@@ -106,54 +107,168 @@ declare module "../stage.js" {
 
 const modelOf = (info: WorkerInfo) => ({ id: info.model?.spec?.id || info.model?.spec?.path || "", revision: info.model?.resolvedRevision ?? "" });
 
-async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
-  const { bus } = ctx;
-  const kept = ctx.results.images?.() ?? [];
-  const { answers, answered, total } = await answerAndScore(ctx, stageRun, kept);
-  const { records, policy, droppedCandidates, droppedImages } = selectPairs(ctx, kept, answers);
-  const files = writeDataset(ctx, records, policy, { droppedCandidates, droppedImages, answered, total, kept: kept.length });
-  bus.emit({ type: "dataset.written", files, pairs: records.length });
-  ctx.results.dataset = { path: files[0]!.path, sha256: files[0]!.sha256, pairs: records.length };
-  stageRun.counts = {
-    images: kept.length,
-    candidates: total,
-    answered,
-    failed: [...answers.values()].filter((a) => a.error).length,
-    scored: [...answers.values()].filter((a) => a.score !== undefined).length,
-    pairs: records.length,
-    images_without_pair: Object.values(droppedImages).reduce((a, b) => a + b, 0),
-  };
-  if (records.length === 0) bus.emit({ type: "warning", message: "no preference pair was made (see the manifest's dropped reasons)" });
+/** One kept image being answered: its answers by slot (responder, then sample) as they come. */
+interface OpenImage {
+  image: KeptImage;
+  index: number;
+  answers: (AnswerRecord | undefined)[];
+  /** Per slot: scorers still to settle the answer (score or failure). */
+  left: number[];
+  /** Per scorer and slot: settled already (a result is taken once). */
+  settled: boolean[];
+  /** Answers not yet final (answered and, if scoreable, settled by every scorer). */
+  pending: number;
 }
 
-/** Every responder answers every kept image while every scorer scores the answers as they come; each answer gets its weighted score. */
-async function answerAndScore(ctx: StageContext, stageRun: StageRun, kept: KeptImage[]) {
-  const { loaded, bus, pool, signal } = ctx;
+/** An answer as a scorer's batch holds it. */
+interface ToScore {
+  open: OpenImage;
+  slot: number;
+  answer: AnswerRecord;
+}
+
+/**
+ * Kept images answered ahead of the last one written: bounds what the stage holds. Enough
+ * that every responder keeps its replicas' pipelines full while the slowest one catches up,
+ * and that a scoring slice (which spans images) can always fill.
+ */
+export function answerWindow(perImage: number, responderBatches: number[], scoreBatches: number[]): number {
+  const answering = responderBatches.reduce((a, b) => a + b, 0);
+  const scoring = Math.max(0, ...scoreBatches);
+  return Math.max(1024, 4 * PIPELINE_DEPTH * answering + 2 * Math.ceil(scoring / perImage) + 2);
+}
+
+/** The stage's dataset files, written an image at a time in kept order. */
+function datasetWriters(runDir: StageContext["runDir"]) {
+  return {
+    pairs: new SequencedWriter(runDir.path, "dataset/pairs.jsonl"),
+    // JSON.stringify(entries, null, 2), an entry at a time.
+    llava: new SequencedWriter(runDir.path, "dataset/llava.json", { open: "[\n", separator: ",\n", close: "\n]\n", empty: "[]\n" }),
+  };
+}
+
+/** One llava.json entry as an element of the pretty-printed array (two spaces deeper). */
+const llavaUnit = (rec: PairRecord) => `  ${JSON.stringify(llavaEntry(rec), null, 2).replace(/\n/g, "\n  ")}`;
+
+/**
+ * Every responder answers every kept image while every scorer scores the answers as they
+ * come. An image is finished once its answers are final: weighted scores, the pair policy,
+ * its record, its pairs and llava entries written, in kept order; then it is forgotten, so
+ * memory follows what is in flight, not the number of kept images.
+ */
+async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
+  const { loaded, bus, pool, signal, runDir } = ctx;
   const stage = loaded.config.stages.responses!;
-  const byPrompt = new Map(kept.map((k) => [k.promptId, k]));
+  const policy: PairPolicy = stage.pairs;
   const responders = stage.responders.map((n) => pool.get(n));
   const scorers = responseScorers(stage).map((s) => ({ weight: s.weight, worker: pool.get(s.worker) }));
   const samples = stage.decoding.num_samples;
-  const total = kept.length * responders.length * samples;
-  const counts = (stageRun.counts = { candidates: total, answered: 0 });
+  const perImage = responders.length * samples;
+  // The kept images are read from the image stage's records: counted first, then read as answered.
+  let keptCount = 0;
+  for (const _ of ctx.results.images?.() ?? []) keptCount++;
+  const keptImages = (ctx.results.images?.() ?? [])[Symbol.iterator]();
+  const total = keptCount * perImage;
+  const counts = { answered: 0, failed: 0, scored: 0, pairs: 0, withoutPair: 0 };
+  const report = () => ({
+    images: keptCount,
+    candidates: total,
+    answered: counts.answered,
+    failed: counts.failed,
+    scored: counts.scored,
+    pairs: counts.pairs,
+    images_without_pair: counts.withoutPair,
+  });
+  stageRun.counts = report();
   stageRun.begin(total);
 
   const decoding = decodingRequest(stage.decoding);
-  const answers = new Map<string, AnswerRecord>();
   // Scoring batches are fixed slices of (image, responder, sample) order: never shaped by timing.
-  const answerIds = kept.flatMap((k) => responders.flatMap((w) => Array.from({ length: samples }, (_, i) => `${k.promptId}.${w.name}.s${i}`)));
-  const gates = scorers.map((s) => new ChunkGate<AnswerRecord>(answerIds, s.worker.batchSize));
+  const gates = scorers.map((s) => new ChunkGate<ToScore>(total, s.worker.batchSize));
+  const records = new RecordsWriter(runDir.path, recordsPath("responses"));
+  const dataset = datasetWriters(runDir);
+  const droppedCandidates: Record<string, number> = {};
+  const droppedImages: Record<string, number> = {};
+  const open = new Map<number, OpenImage>();
+  const window = answerWindow(
+    perImage,
+    responders.map((w) => w.batchSize * pool.replicas(w.name).length),
+    scorers.map((s) => s.worker.batchSize * pool.replicas(s.worker.name).length),
+  );
+  // Images read from the records so far, each responder's next image, and the next image to write.
+  let pulled = 0;
+  const cursor = responders.map(() => 0);
+  let written = 0;
+  let waiting: (() => void)[] = [];
+  const wake = () => {
+    const ws = waiting;
+    waiting = [];
+    for (const w of ws) w();
+  };
   // The first failing task aborts the others; so does the run's own signal.
   const abort = new AbortController();
   const calls = AbortSignal.any([signal, abort.signal]);
+  calls.addEventListener("abort", wake);
+
+  const openAt = (i: number): OpenImage => {
+    while (pulled <= i) {
+      const next = keptImages.next();
+      if (next.done) throw new StageFailedError(`the image records ended after ${pulled} kept images, ${keptCount} were counted`);
+      open.set(pulled, { image: next.value, index: pulled, answers: [], left: [], settled: [], pending: perImage });
+      pulled++;
+    }
+    return open.get(i)!;
+  };
+
+  /** Every final image from the next one to write on: pairs picked, its record and dataset lines written, then forgotten. */
+  const writeFinished = () => {
+    for (let o = open.get(written); o && o.pending === 0; o = open.get(written)) {
+      open.delete(written);
+      finishImage(o);
+      written++;
+    }
+    stageRun.counts = report();
+    wake();
+  };
+
+  const finishImage = ({ image, index, answers }: OpenImage) => {
+    const candidates = answers.filter((a): a is AnswerRecord => a !== undefined);
+    for (const a of candidates) {
+      if (a.error) counts.failed++;
+      if (scorers.every((s) => s.worker.name in a.scores)) {
+        a.score = scorers.reduce((sum, s) => sum + s.weight * a.scores[s.worker.name]!, 0);
+        counts.scored++;
+      }
+    }
+    const out = pickPairs(candidates, policy);
+    for (const d of out.droppedCandidates) droppedCandidates[d.reason] = (droppedCandidates[d.reason] ?? 0) + 1;
+    const dropped = out.droppedPair && out.pairs.length === 0 ? { dropped_pair: out.droppedPair } : {};
+    if (dropped.dropped_pair) {
+      droppedImages[dropped.dropped_pair] = (droppedImages[dropped.dropped_pair] ?? 0) + 1;
+      counts.withoutPair++;
+    }
+    const ids = out.pairs.map((_, i) => (policy.pairs_per_image === 1 ? image.promptId : `${image.promptId}.p${i}`));
+    const pairRecords = out.pairs.map((pair, i): PairRecord => ({ id: ids[i]!, image, pair: pair as PairRecord["pair"], candidates }));
+    counts.pairs += pairRecords.length;
+    const pairs = out.pairs.map((p, i) => ({ id: ids[i]!, chosen: p.chosen.id, rejected: p.rejected.id, margin: p.margin }));
+    bus.emit({ type: "pairs.selected", promptId: image.promptId, pairs, droppedCandidates: out.droppedCandidates, droppedPair: out.droppedPair });
+    records.put(index, { prompt_id: image.promptId, answers: candidates.map(answerSummary), pairs, ...dropped } satisfies ImageAnswers);
+    dataset.pairs.putAll(index, pairRecords.map((r) => `${pairsJsonLine(r, policy)}\n`));
+    dataset.llava.putAll(index, pairRecords.map(llavaUnit));
+  };
+
+  const settle = (o: OpenImage) => {
+    if (--o.pending === 0 && o.index === written) writeFinished();
+  };
 
   /** One answer, computed now or reused from the journal (`cached`). */
-  const onAnswer = (w: RunningWorker, image: KeptImage, r: SampleOutcome, cached: boolean) => {
-    const id = `${image.promptId}.${w.name}.s${r.sampleIndex}`;
-    if (answers.has(id)) return;
+  const onAnswer = (ri: number, o: OpenImage, r: SampleOutcome, cached: boolean) => {
+    const w = responders[ri]!;
+    const slot = ri * samples + r.sampleIndex;
+    if (r.sampleIndex < 0 || r.sampleIndex >= samples || o.answers[slot]) return;
     const answer: AnswerRecord = {
-      id,
-      promptId: image.promptId,
+      id: `${o.image.promptId}.${w.name}.s${r.sampleIndex}`,
+      promptId: o.image.promptId,
       responder: w.name,
       model: modelOf(w.info),
       sampleIndex: r.sampleIndex,
@@ -164,28 +279,52 @@ async function answerAndScore(ctx: StageContext, stageRun: StageRun, kept: KeptI
       ...(r.error ? { error: `${r.error.code}: ${r.error.message}` } : {}),
       scores: {},
     };
-    answers.set(id, answer);
+    o.answers[slot] = answer;
     counts.answered++;
     bus.emit({ type: "response.generated", answer, worker: w.name, ...(cached ? { cached } : {}) });
     stageRun.progress("respond", counts.answered, total);
     // Failed answers are never scored: they cannot become a pair; nor can empty ones unless the policy keeps them.
-    for (const g of gates) g.resolve(id, !answer.error && (answer.text.trim() || stage.pairs.keep_empty) ? answer : null);
+    const scoreable = !answer.error && (answer.text.trim() !== "" || stage.pairs.keep_empty);
+    const position = o.index * perImage + slot;
+    for (const g of gates) g.resolveAt(position, scoreable ? { open: o, slot, answer } : null);
+    if (scoreable && scorers.length > 0) o.left[slot] = scorers.length;
+    else settle(o);
+  };
+
+  // Batches of kept images in kept order, each responder at its own pace, never more than the window ahead of the last image written.
+  const sourceOf = (ri: number): BatchSource<OpenImage[]> => {
+    const batch = responders[ri]!.batchSize;
+    return {
+      async next() {
+        while (cursor[ri]! < keptCount && Math.min(cursor[ri]! + batch, keptCount) > written + window) {
+          if (calls.aborted) return null;
+          await new Promise<void>((resolve) => waiting.push(resolve));
+        }
+        const from = cursor[ri]!;
+        if (from >= keptCount) return null;
+        const chunk: OpenImage[] = [];
+        for (let i = from; i < Math.min(from + batch, keptCount); i++) chunk.push(openAt(i));
+        cursor[ri] = from + chunk.length;
+        return chunk;
+      },
+    };
   };
 
   // One RPC item is one kept image; its samples are journaled together once all are in.
-  const respond = (w: RunningWorker) =>
-    runCachedBatches<KeptImage[], SampleOutcome[]>(
+  const respond = (ri: number) => {
+    const w = responders[ri]!;
+    return runCachedBatches<OpenImage[], SampleOutcome[]>(
       ctx,
       {
         stage: "responses",
         op: OPS.respond,
         worker: w.name,
-        source: listSource(chunks(kept, w.batchSize)),
+        source: sourceOf(ri),
         deadlineItems: (c) => c.length * samples,
-        items: (chunk, replica) => respondKeys(replica.fingerprint, loaded.config.seed, w.name, decoding, chunk.map(respondInput)),
+        items: (chunk, replica) => respondKeys(replica.fingerprint, loaded.config.seed, w.name, decoding, chunk.map((o) => respondInput(o.image))),
         rpc: "Respond",
         async *call(replica, chunk, options) {
-          const items = chunk.map((k) => ({ ...respondItem(loaded.config.seed, w.name, respondInput(k)), image: blobRef(k.artifact), decoding }));
+          const items = chunk.map((o) => ({ ...respondItem(loaded.config.seed, w.name, respondInput(o.image)), image: blobRef(o.image.artifact), decoding }));
           const pending = new Map(items.map((it) => [it.id, [] as SampleOutcome[]]));
           for await (const msg of replica.client.stream(ResponderServiceClient, "Respond", (c, deadline) => c.respond({ items, maxBatchSize: chunk.length }, { deadline }), options)) {
             if (msg.event?.$case !== "response") continue;
@@ -197,21 +336,29 @@ async function answerAndScore(ctx: StageContext, stageRun: StageRun, kept: KeptI
             pending.delete(r.id);
             yield { id: r.id, result: got.sort((a, b) => a.sampleIndex - b.sampleIndex), transient: got.some((x) => isTransient(x.error)) };
           }
+          // An item the responder gave fewer samples than asked: the ones it gave, the others failed (never journaled).
+          for (const [id, got] of pending) if (got.length > 0) yield { id, result: withMissingSamples(got, samples, w.name), transient: true };
         },
+        missing: () => withMissingSamples([], samples, w.name),
         onResult: (samplesOf, { batch, index, cached }) => {
-          const image = batch[index];
-          if (image) for (const r of samplesOf) onAnswer(w, image, r, cached);
+          const o = batch[index];
+          if (o) for (const r of samplesOf) onAnswer(ri, o, r, cached);
         },
       },
       calls,
     );
+  };
 
-  const score = (s: (typeof scorers)[number], gate: ChunkGate<AnswerRecord>) => {
-    const done = new Set<string>();
-    const onScore = (r: ScoreOutcome, cached: boolean) => {
-      const answer = answers.get(r.id);
-      if (!answer || done.has(r.id)) return;
-      done.add(r.id);
+  const score = (si: number, gate: ChunkGate<ToScore>) => {
+    const s = scorers[si]!;
+    let done = 0;
+    const onScore = (r: ScoreOutcome, item: ToScore | undefined, cached: boolean) => {
+      if (!item || item.answer.id !== r.id) return;
+      const { open: o, slot, answer } = item;
+      const key = si * perImage + slot;
+      if (o.settled[key]) return;
+      o.settled[key] = true;
+      done++;
       const c = cached ? { cached: true } : {};
       if (r.error) {
         answer.error ??= `${s.worker.name}: ${r.error.code}: ${r.error.message}`;
@@ -220,11 +367,15 @@ async function answerAndScore(ctx: StageContext, stageRun: StageRun, kept: KeptI
         answer.scores[s.worker.name] = r.score!;
         bus.emit({ type: "response.scored", id: r.id, worker: s.worker.name, score: r.score, components: r.components, ...c });
       }
-      stageRun.progress(`score:${s.worker.name}`, done.size, total);
+      stageRun.progress(`score:${s.worker.name}`, done, total);
+      if (--o.left[slot]! === 0) {
+        answer.scores = sortedKeys(answer.scores);
+        settle(o);
+      }
     };
-    const requestItems = (batch: AnswerRecord[]) =>
-      batch.map((a) => ({ id: a.id, question: questionOf(byPrompt.get(a.promptId)!.instruction), answer: a.text, image: blobRef(byPrompt.get(a.promptId)!.artifact) }));
-    return runCachedBatches<AnswerRecord[], ScoreOutcome>(
+    const requestItems = (batch: ToScore[]) =>
+      batch.map(({ open: o, answer }) => ({ id: answer.id, question: questionOf(o.image.instruction), answer: answer.text, image: blobRef(o.image.artifact) }));
+    return runCachedBatches<ToScore[], ScoreOutcome>(
       ctx,
       {
         stage: "responses",
@@ -235,10 +386,10 @@ async function answerAndScore(ctx: StageContext, stageRun: StageRun, kept: KeptI
           responseScoreKeys(
             replica.fingerprint,
             s.worker.name,
-            requestItems(batch).map((it, i) => ({ answerId: it.id, question: it.question, answer: it.answer, imageSha256: byPrompt.get(batch[i]!.promptId)!.artifact.sha256 })),
+            requestItems(batch).map((it, i) => ({ answerId: it.id, question: it.question, answer: it.answer, imageSha256: batch[i]!.open.image.artifact.sha256 })),
           ),
         // Results arrive under the answer id; each scorer journals its own item of it.
-        resultIds: (batch) => batch.map((a) => a.id),
+        resultIds: (batch) => batch.map((a) => a.answer.id),
         rpc: "Score",
         async *call(replica, batch, options) {
           for await (const msg of replica.client.stream(ResponseScorerServiceClient, "Score", (c, deadline) => c.score({ items: requestItems(batch), maxBatchSize: batch.length, scoreEmptyAnswers: stage.pairs.keep_empty }, { deadline }), options)) {
@@ -247,71 +398,54 @@ async function answerAndScore(ctx: StageContext, stageRun: StageRun, kept: KeptI
             yield { id: r.id, result: r, transient: isTransient(r.error) };
           }
         },
-        onResult: (r, { cached }) => onScore(r, cached),
+        missing: (id) => ({ id, error: noResult(s.worker.name) }),
+        onResult: (r, { batch, index, cached }) => onScore(r, batch[index], cached),
       },
       calls,
     );
   };
 
-  const responding = Promise.all(responders.map(respond)).finally(() => gates.forEach((g) => g.finish()));
-  await allOrAbort([responding.then(() => undefined), ...scorers.map((s, i) => score(s, gates[i]!))], abort);
-
-  for (const a of answers.values()) {
-    if (scorers.every((s) => s.worker.name in a.scores)) a.score = scorers.reduce((sum, s) => sum + s.weight * a.scores[s.worker.name]!, 0);
+  let finished = false;
+  try {
+    const responding = Promise.all(responders.map((_, ri) => respond(ri))).finally(() => gates.forEach((g) => g.finish()));
+    await allOrAbort([responding.then(() => undefined), ...scorers.map((_, si) => score(si, gates[si]!))], abort);
+    // Every call has ended: an answer still unsettled had no result from some scorer; an image still open, none from some responder.
+    for (const o of [...open.values()].sort((a, b) => a.index - b.index)) o.pending = 0;
+    writeFinished();
+    finished = true;
+  } finally {
+    // A failed stage still names what it finished (images written in kept order before it
+    // failed); its dataset files are whole or absent.
+    const ref = records.close();
+    bus.emit({ type: "responses.records", records: ref, droppedCandidates, droppedImages });
+    if (!finished) for (const w of Object.values(dataset)) w.abandon();
   }
-  return { answers, answered: counts.answered, total };
-}
-
-/** The pair policy over each kept image's scored answers, announced per image; each image's record written in kept order. */
-function selectPairs(ctx: StageContext, kept: KeptImage[], answers: Map<string, AnswerRecord>) {
-  const stage = ctx.loaded.config.stages.responses!;
-  const policy: PairPolicy = stage.pairs;
-  const records: PairRecord[] = [];
-  const droppedCandidates: Record<string, number> = {};
-  const droppedImages: Record<string, number> = {};
-  const order = new Map(stage.responders.map((n, i) => [n, i]));
-  const byPrompt = new Map<string, AnswerRecord[]>();
-  for (const a of answers.values()) {
-    const list = byPrompt.get(a.promptId);
-    if (list) list.push(a);
-    else byPrompt.set(a.promptId, [a]);
-  }
-  const writer = new RecordsWriter(ctx.runDir.path, recordsPath("responses"));
-  kept.forEach((image, index) => {
-    const candidates = (byPrompt.get(image.promptId) ?? []).sort((a, b) => order.get(a.responder)! - order.get(b.responder)! || a.sampleIndex - b.sampleIndex);
-    const out = pickPairs(candidates, policy);
-    for (const d of out.droppedCandidates) droppedCandidates[d.reason] = (droppedCandidates[d.reason] ?? 0) + 1;
-    const dropped = out.droppedPair && out.pairs.length === 0 ? { dropped_pair: out.droppedPair } : {};
-    if (dropped.dropped_pair) droppedImages[dropped.dropped_pair] = (droppedImages[dropped.dropped_pair] ?? 0) + 1;
-    const ids = out.pairs.map((_, i) => (policy.pairs_per_image === 1 ? image.promptId : `${image.promptId}.p${i}`));
-    out.pairs.forEach((pair, i) => records.push({ id: ids[i]!, image, pair: pair as PairRecord["pair"], candidates }));
-    const pairs = out.pairs.map((p, i) => ({ id: ids[i]!, chosen: p.chosen.id, rejected: p.rejected.id, margin: p.margin }));
-    ctx.bus.emit({ type: "pairs.selected", promptId: image.promptId, pairs, droppedCandidates: out.droppedCandidates, droppedPair: out.droppedPair });
-    writer.put(index, { prompt_id: image.promptId, answers: candidates.map(answerSummary), pairs, ...dropped } satisfies ImageAnswers);
-  });
-  ctx.bus.emit({ type: "responses.records", records: writer.close(), droppedCandidates, droppedImages });
-  return { records, policy, droppedCandidates, droppedImages };
-}
-
-function writeDataset(
-  ctx: StageContext,
-  records: PairRecord[],
-  policy: PairPolicy,
-  stats: { droppedCandidates: Record<string, number>; droppedImages: Record<string, number>; answered: number; total: number; kept: number },
-): DatasetFile[] {
-  const { runDir, loaded, pool } = ctx;
-  const dir = join(runDir.path, "dataset");
-  mkdirSync(dir, { recursive: true });
-  const written = (name: string, content: string) => {
-    const path = join(dir, name);
-    runDir.writeAtomic(path, content);
-    const data = readFileSync(path);
-    return { path: runDir.rel(path), sha256: sha256(data), bytes: data.length };
+  const file = (w: SequencedWriter) => {
+    const r = w.close();
+    return { path: r.path, sha256: r.sha256, bytes: r.bytes };
   };
-  const files = [
-    written("pairs.jsonl", records.map((r) => `${pairsJsonLine(r, policy)}\n`).join("")),
-    written("llava.json", `${JSON.stringify(records.map(llavaEntry), null, 2)}\n`),
-  ];
+  const files = [file(dataset.pairs), file(dataset.llava)];
+  files.push(writeCard(ctx, files, policy, { droppedCandidates, droppedImages, answered: counts.answered, total, kept: keptCount, pairs: counts.pairs }));
+  bus.emit({ type: "dataset.written", files, pairs: counts.pairs });
+  ctx.results.dataset = { path: files[0]!.path, sha256: files[0]!.sha256, pairs: counts.pairs };
+  stageRun.counts = report();
+  if (counts.pairs === 0) bus.emit({ type: "warning", message: "no preference pair was made (see the manifest's dropped reasons)" });
+}
+
+/** An item's samples, those missing failed: the responder ended its call without them. */
+function withMissingSamples(got: SampleOutcome[], samples: number, worker: string): SampleOutcome[] {
+  const out = [...got];
+  for (let i = 0; i < samples; i++) if (!got.some((g) => g.sampleIndex === i)) out.push({ sampleIndex: i, text: "", numTokens: 0, finishReason: "error", error: noResult(worker) });
+  return out.sort((a, b) => a.sampleIndex - b.sampleIndex);
+}
+
+function writeCard(
+  ctx: StageContext,
+  files: DatasetFile[],
+  policy: PairPolicy,
+  stats: { droppedCandidates: Record<string, number>; droppedImages: Record<string, number>; answered: number; total: number; kept: number; pairs: number },
+): DatasetFile {
+  const { runDir, loaded, pool } = ctx;
   const stage = loaded.config.stages.responses!;
   const roles = [
     ...stage.responders.map((w) => [w, "responder"] as const),
@@ -322,7 +456,7 @@ function writeDataset(
   const card = datasetCard({
     name: loaded.config.name,
     runId: runDir.runId,
-    counts: { kept_images: stats.kept, candidates: stats.total, answered: stats.answered, pairs: records.length },
+    counts: { kept_images: stats.kept, candidates: stats.total, answered: stats.answered, pairs: stats.pairs },
     droppedCandidates: stats.droppedCandidates,
     droppedImages: stats.droppedImages,
     policy,
@@ -333,8 +467,10 @@ function writeDataset(
     }),
     files,
   });
-  files.push(written("README.md", card));
-  return files;
+  const path = join(runDir.path, "dataset", "README.md");
+  runDir.writeAtomic(path, card);
+  const data = readFileSync(path);
+  return { path: runDir.rel(path), sha256: sha256(data), bytes: data.length };
 }
 
 function section() {

@@ -100,7 +100,7 @@ function artifactInfo(ref: { uri: string; sha256: string; bytes: number; mediaTy
 async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
   const { loaded, bus, store, runDir } = ctx;
   const stage = loaded.config.stages.train!;
-  let imagesOfDataset = (ctx.results.images?.() ?? []).map((k) => k.artifact.sha256);
+  let imagesOfDataset = Array.from(ctx.results.images?.() ?? [], (k) => k.artifact.sha256);
   if (stage.dataset) {
     // A dataset of the user's own: made the run's, as the responses stage would have.
     let imported: ImportedDataset;
