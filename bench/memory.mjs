@@ -1,7 +1,8 @@
 // Memory: the orchestrator's peak RSS on real runs of 10,000, 100,000 and 1,000,000 image
-// candidates (prompts x 4 guidance scales, --until images) through the real CLI, the journal,
-// the store and the run directory, against bench-only no-op workers (bench/null_generator.py,
-// bench/null_scorer.py) on the remote runtime, so a million items take minutes. The peak is
+// candidates (prompts x 4 guidance scales), then the response stage on every kept image (two
+// responders, one response scorer), through the real CLI, the journal, the store and the run
+// directory, against bench-only no-op workers (bench/null_generator.py, bench/null_scorer.py,
+// bench/null_responses.py) on the remote runtime, so a million items take minutes. The peak is
 // the process's own maxRSS, written at exit by a preloaded module, so a spike at the very end
 // (manifest, report) is counted too. Targets: under 300 MB at 1,000,000 items, and a manifest
 // whose size does not grow with the item count.
@@ -45,9 +46,12 @@ async function oneCase(items) {
   const dir = tempDir();
   writePrompts(join(dir, "prompts.jsonl"), prompts);
   // The model "directories" the config names (the no-op workers load nothing from them).
-  for (const m of ["null-generator", "null-scorer"]) mkdirSync(join(dir, m));
+  for (const m of ["null-generator", "null-scorer", "null-responder-a", "null-responder-b", "null-response-scorer"]) mkdirSync(join(dir, m));
   const gen = await startNull("null_generator.py", ["--model-path", join(dir, "null-generator")]);
   const score = await startNull("null_scorer.py", ["--hashed-scores", "--model-path", join(dir, "null-scorer")]);
+  const [ra, rb] = await Promise.all(["a", "b"].map((x) => startNull("null_responses.py", ["--kind", "responder", "--model-path", join(dir, `null-responder-${x}`)])));
+  const rs = await startNull("null_responses.py", ["--kind", "response-scorer", "--model-path", join(dir, "null-response-scorer")]);
+  const procs = [gen, score, ra, rb, rs];
   try {
     const remote = (endpoint) => ({ type: "remote", endpoints: [endpoint], start_timeout_s: 120 });
     const experiment = {
@@ -56,8 +60,14 @@ async function oneCase(items) {
       workers: {
         sd: { kind: "image-generator", model: { source: "path", path: "null-generator" }, runtime: remote(gen.endpoint), batch_size: 256, item_timeout_s: 600 },
         pick: { kind: "image-scorer", model: { source: "path", path: "null-scorer" }, runtime: remote(score.endpoint), batch_size: 256, item_timeout_s: 600 },
+        a: { kind: "responder", model: { source: "path", path: "null-responder-a" }, runtime: remote(ra.endpoint), batch_size: 128, item_timeout_s: 600 },
+        b: { kind: "responder", model: { source: "path", path: "null-responder-b" }, runtime: remote(rb.endpoint), batch_size: 128, item_timeout_s: 600 },
+        rm: { kind: "response-scorer", model: { source: "path", path: "null-response-scorer" }, runtime: remote(rs.endpoint), batch_size: 256, item_timeout_s: 600 },
       },
-      stages: { images: { prompts: "prompts.jsonl", generator: "sd", scorer: "pick", guidance_scales: SCALES, steps: 1, size: 4 } },
+      stages: {
+        images: { prompts: "prompts.jsonl", generator: "sd", scorer: "pick", guidance_scales: SCALES, steps: 1, size: 4 },
+        responses: { responders: ["a", "b"], scorer: "rm", decoding: { max_new_tokens: 32, do_sample: false, num_samples: 1 } },
+      },
     };
     writeFileSync(join(dir, "e.yaml"), stringify(experiment));
     writeFileSync(join(dir, "peak.cjs"), PEAK);
@@ -76,19 +86,21 @@ async function oneCase(items) {
     const manifestPath = join(runDir, "manifest.json");
     const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
     const counts = manifest.stages.images.counts;
+    const answers = manifest.stages.responses.counts;
     return {
       items,
       candidates: counts.candidates,
       scored: counts.scored,
       kept: counts.kept,
+      answers: answers.answered,
+      pairs: answers.pairs,
       seconds,
       peak_rss_mb: Number(readFileSync(peakFile, "utf8")) / 1e6,
       manifest_bytes: statSync(manifestPath).size,
-      records_mb: statSync(join(runDir, manifest.stages.images.records.path)).size / 1e6,
+      records_mb: (statSync(join(runDir, manifest.stages.images.records.path)).size + statSync(join(runDir, manifest.stages.responses.records.path)).size) / 1e6,
     };
   } finally {
-    gen.proc.kill();
-    score.proc.kill();
+    for (const p of procs) p.proc.kill();
     // A million items leave gigabytes (events, records, journal, links): kept only for a profile.
     if (!process.env.BENCH_NODE_ARGS) rmSync(dir, { recursive: true, force: true });
   }

@@ -12,17 +12,14 @@ usage: python bench/null_generator.py [--variants N] [--port P] [--parent-pid PI
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import hashlib
 import struct
 import threading
 import zlib
 
-from pds_dpo_workers.kinds import kind_entry
-from pds_dpo_workers.kinds.base import Kind, WorkerContext
+from null_kinds import NullKind, context, parser, run
+from pds_dpo_workers.kinds.base import WorkerContext
 from pds_dpo_workers.proto import common_pb2, image_generator_pb2 as pb
-from pds_dpo_workers.server import ServeOptions, serve
 
 SIZE = 4
 
@@ -38,7 +35,7 @@ def png(variant: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", SIZE, SIZE, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
-class NullGenerator(Kind):
+class NullGenerator(NullKind):
     """The image-generator kind, served from its row of the kinds table, with no model."""
 
     TITLE = "null generator"
@@ -46,10 +43,6 @@ class NullGenerator(Kind):
     def __init__(self, ctx: WorkerContext, variants: int) -> None:
         super().__init__(ctx)
         self.images = [png(v) for v in range(variants)]
-
-    def load(self) -> common_pb2.LoadedModel:
-        weights = hashlib.sha256(b"null-generator").hexdigest()
-        return common_pb2.LoadedModel(spec=self.ctx.spec, resolved_revision="bench", weights_sha256=weights, model_class="NullGenerator")
 
     def _run(self, request, emit, cancel: threading.Event) -> None:
         for item in request.items:
@@ -61,16 +54,10 @@ class NullGenerator(Kind):
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
+    p = parser("bench:null-generator")
     p.add_argument("--variants", type=int, default=1024)
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--parent-pid", type=int)
-    # The model path the config names (resolved against its directory), so a remote runtime accepts it.
-    p.add_argument("--model-path", default="bench:null-generator")
     a = p.parse_args()
-    spec = common_pb2.ModelSpec(source=common_pb2.MODEL_SOURCE_PATH, path=a.model_path)
-    ctx = WorkerContext(spec=spec, store=None, cache_root=".", device="cpu")
-    return asyncio.run(serve(kind_entry("image-generator"), NullGenerator(ctx, a.variants), ServeOptions(port=a.port, parent_pid=a.parent_pid)))
+    return run("image-generator", NullGenerator(context(a), a.variants), a)
 
 
 if __name__ == "__main__":

@@ -38,13 +38,14 @@ export function buildDiagnostics(r: RunRecords) {
             dropped: countBy(each(prompts(), (p) => (p.kept ? [] : [p.dropped_reason ?? "unknown"]))),
           }
         : null,
+    // The pairs likewise, from dataset/pairs.jsonl.
     responses: r.pairs
       ? {
-          pairs: r.pairs.length,
-          length_words: lengthDistribution(r.pairs),
-          ...scoreDistribution(r.pairs),
-          responder_win_rates: responderWinRates(r.pairs),
-          hard_negatives: hardNegativeComposition(r.pairs),
+          pairs: countOf(r.pairs()),
+          length_words: lengthDistribution(r.pairs()),
+          ...scoreDistribution(r.pairs()),
+          responder_win_rates: responderWinRates(r.pairs()),
+          hard_negatives: hardNegativeComposition(r.pairs()),
           dropped_candidates: responses?.dropped_candidates ?? {},
           dropped_images: responses?.dropped_images ?? {},
         }
@@ -60,6 +61,12 @@ export type Diagnostics = ReturnType<typeof buildDiagnostics>;
 /** Lazily, what f makes of each x (none, one or several). */
 function* each<T, U>(xs: Iterable<T>, f: (x: T) => U[]): Generator<U> {
   for (const x of xs) yield* f(x);
+}
+
+function countOf(xs: Iterable<unknown>): number {
+  let n = 0;
+  for (const _ of xs) n++;
+  return n;
 }
 
 function countBy(xs: Iterable<string>): Record<string, number> {

@@ -117,36 +117,45 @@ export function hardNegativeClass(chosen: string, rejected: string): HardNegativ
   return "fluent but different";
 }
 
-export function hardNegativeComposition(pairs: PairDiag[]): Record<HardNegativeClass, number> {
+export function hardNegativeComposition(pairs: Iterable<PairDiag>): Record<HardNegativeClass, number> {
   const out = Object.fromEntries(HARD_NEGATIVE_CLASSES.map((c) => [c, 0])) as Record<HardNegativeClass, number>;
   for (const p of pairs) out[hardNegativeClass(p.chosen.text, p.rejected.text)]++;
   return out;
 }
 
-export function lengthDistribution(pairs: PairDiag[], bins = 10): Histogram {
+/** Numbers of each pair, in one pass over pairs read a line at a time: the texts are not kept. */
+function columns(pairs: Iterable<PairDiag>, of: ((p: PairDiag) => number)[]): number[][] {
+  const out = of.map(() => [] as number[]);
+  for (const p of pairs) of.forEach((f, i) => out[i]!.push(f(p)));
+  return out;
+}
+
+export function lengthDistribution(pairs: Iterable<PairDiag>, bins = 10): Histogram {
+  const [chosen, rejected] = columns(pairs, [(p) => words(p.chosen.text).length, (p) => words(p.rejected.text).length]);
   return histogram(
     [
-      { name: "chosen", values: pairs.map((p) => words(p.chosen.text).length) },
-      { name: "rejected", values: pairs.map((p) => words(p.rejected.text).length) },
+      { name: "chosen", values: chosen! },
+      { name: "rejected", values: rejected! },
     ],
     bins,
   );
 }
 
-export function scoreDistribution(pairs: PairDiag[], bins = 10): { scores: Histogram; margins: Histogram } {
+export function scoreDistribution(pairs: Iterable<PairDiag>, bins = 10): { scores: Histogram; margins: Histogram } {
+  const [chosen, rejected, margins] = columns(pairs, [(p) => p.chosen.score, (p) => p.rejected.score, (p) => p.margin]);
   return {
     scores: histogram(
       [
-        { name: "chosen", values: pairs.map((p) => p.chosen.score) },
-        { name: "rejected", values: pairs.map((p) => p.rejected.score) },
+        { name: "chosen", values: chosen! },
+        { name: "rejected", values: rejected! },
       ],
       bins,
     ),
-    margins: histogram([{ name: "margin", values: pairs.map((p) => p.margin) }], bins),
+    margins: histogram([{ name: "margin", values: margins! }], bins),
   };
 }
 
-export function responderWinRates(pairs: PairDiag[]): { responder: string; chosen: number; rejected: number; winRate: number }[] {
+export function responderWinRates(pairs: Iterable<PairDiag>): { responder: string; chosen: number; rejected: number; winRate: number }[] {
   const tally = new Map<string, { chosen: number; rejected: number }>();
   const get = (r: string) => tally.get(r) ?? tally.set(r, { chosen: 0, rejected: 0 }).get(r)!;
   for (const p of pairs) {

@@ -8,10 +8,18 @@ import { sweepMarkdown } from "./sweep.js";
 
 export const GALLERY_SIZE = 12;
 
+/** The first n of xs, reading no further. */
+function firstOf<T>(xs: Iterable<T>, n: number): T[] {
+  const out: T[] = [];
+  if (n <= 0) return out;
+  for (const x of xs) if (out.push(x) >= n) break;
+  return out;
+}
+
 export function writeReport(runDir: string): { html: string; json: string } {
   const records = readRunRecords(runDir);
   const diagnostics = buildDiagnostics(records);
-  const gallery: GalleryItem[] = (records.pairs ?? []).slice(0, GALLERY_SIZE).map((p) => ({
+  const gallery: GalleryItem[] = firstOf(records.pairs?.() ?? [], GALLERY_SIZE).map((p) => ({
     id: p.id,
     imageDataUri: `data:image/png;base64,${readFileSync(join(runDir, p.image)).toString("base64")}`,
     instruction: p.instruction,
