@@ -7,8 +7,12 @@
 // back to back, which goes first swapping every round. A shared machine's speed drifts by
 // more than the 3% the target allows, so the ratio is the median of the rounds' ratios, each
 // taken between two calls seconds apart, not the ratio of two medians taken minutes apart.
+// A second in-process process is the control: its ratio to the first is what two identical
+// processes differ by on this machine. The worker's log says how long each call computed on
+// its model thread, so time spent around the computation (gRPC, the event loop) shows apart.
 // Target: worker_tokens_per_s >= 0.97 x direct_tokens_per_s.
-//   node bench/decode.mjs [--quick]   (--quick: fewer, shorter requests; one torch thread only)
+//   node bench/decode.mjs [--quick] [--rounds N] [--cases 512x4/1,64x2/1]
+//   (--quick: fewer, shorter requests, two rounds, one torch thread only; --cases: hidden x layers / threads)
 import { execa } from "execa";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -64,10 +68,10 @@ for i in range(${n}):
   return out.stdout.trim().split("\n").map((h) => Buffer.from(h, "hex"));
 }
 
-export async function decodeBench({ quick = false } = {}) {
+export async function decodeBench({ quick = false, rounds: roundsOpt, cases: only } = {}) {
   const batch = 4;
   const maxNewTokens = quick ? 16 : 48;
-  const rounds = quick ? 2 : 9;
+  const rounds = roundsOpt ?? (quick ? 2 : 9);
   const n = quick ? 4 : 8;
   const root = tempDir("pdsdpo-decode-");
   const store = new ContentStore(root);
@@ -80,7 +84,9 @@ export async function decodeBench({ quick = false } = {}) {
   // work, as a GPU's is by kernel launches: where sharing the GIL with gRPC's threads would show.
   const cases = [];
   const all = [{ hidden: 512, layers: 4, cpuThreads: 1 }, { hidden: 512, layers: 4, cpuThreads: undefined }, { hidden: 64, layers: 2, cpuThreads: 1 }];
-  for (const { hidden, layers, cpuThreads } of quick ? all.filter((c) => c.cpuThreads) : all) {
+  const name = (c) => `${c.hidden}x${c.layers}/${c.cpuThreads ?? "default"}`;
+  const picked = only ? all.filter((c) => only.includes(name(c))) : quick ? all.filter((c) => c.cpuThreads) : all;
+  for (const { hidden, layers, cpuThreads } of picked) {
     const modelDir = join(root, `model-${hidden}x${layers}`);
     log(`decode: building a LLaVA of hidden size ${hidden} and ${layers} layers in ${modelDir}`);
     await python(["build", modelDir, "--hidden", String(hidden), "--layers", String(layers)]);
@@ -91,9 +97,12 @@ export async function decodeBench({ quick = false } = {}) {
     const config = WorkerSchema.parse({ kind: "responder", model: { source: "path", path: modelDir }, runtime });
     const handle = await new LocalRuntime().start({ name: "decode", replica: 0, config, baseDir: root, storeRoot: root, logPath: join(root, "decode.log") });
     const client = new WorkerClient("decode", handle.address, handle.connection);
+    // Two in-process sides: the second is the control, the spread between two identical processes.
     const direct = await inProcess(work);
+    const twin = await inProcess(work);
     const worker = [];
     const local = [];
+    const control = [];
     try {
       const viaWorker = async () => {
         let tokens = 0;
@@ -112,21 +121,22 @@ export async function decodeBench({ quick = false } = {}) {
       await viaWorker();
       for (let r = 0; r < rounds; r++) {
         log(`decode: hidden ${hidden}, ${cpuThreads ?? "default"} thread(s), round ${r + 1}/${rounds}`);
-        if (r % 2 === 0) {
-          worker.push(await viaWorker());
-          local.push(await direct.round());
-        } else {
-          local.push(await direct.round());
-          worker.push(await viaWorker());
-        }
+        // Each side goes first, second and third in turn.
+        const sides = [async () => worker.push(await viaWorker()), async () => local.push(await direct.round()), async () => control.push(await twin.round())];
+        for (let k = 0; k < sides.length; k++) await sides[(r + k) % sides.length]();
       }
     } finally {
       client.close();
-      await Promise.allSettled([handle.stop(), direct.stop()]);
+      await Promise.allSettled([handle.stop(), direct.stop(), twin.stop()]);
     }
+    // The worker's own account of each call (its log): the wall and the model thread's CPU of the
+    // call's work alone, which tells a slower computation from time spent around it (gRPC, the loop).
+    const computed = [...readFileSync(join(root, "decode.log"), "utf8").matchAll(/call computed in ([\d.]+)s \(([\d.]+)s of CPU on the model thread\)/g)].slice(-rounds);
+    computed.forEach(([, wall, cpu], i) => Object.assign(worker[i] ?? {}, { compute_seconds: Number(wall), model_thread_cpu_seconds: Number(cpu) }));
     const rate = (r) => r.tokens / r.seconds;
     const perToken = (runs) => median(runs.map((r) => (1000 * r.cpu_seconds) / r.tokens));
     const ratios = worker.map((w, i) => rate(w) / rate(local[i]));
+    const controls = control.map((c, i) => rate(c) / rate(local[i]));
     const c = {
       hidden_size: hidden,
       layers,
@@ -136,10 +146,17 @@ export async function decodeBench({ quick = false } = {}) {
       // The median of the rounds' ratios (each round's two calls back to back).
       ratio: median(ratios),
       round_ratios: ratios,
+      // The same for a second in-process process against the first: what "no difference" looks like here.
+      control_ratio: median(controls),
+      control_round_ratios: controls,
       worker_cpu_ms_per_token: perToken(worker),
       direct_cpu_ms_per_token: perToken(local),
+      // Of the worker's wall per call, the share its model thread computed.
+      worker_compute_share: median(worker.filter((w) => w.compute_seconds).map((w) => w.compute_seconds / w.seconds)),
+      worker_model_thread_cpu_ms_per_token: median(worker.filter((w) => w.model_thread_cpu_seconds).map((w) => (1000 * w.model_thread_cpu_seconds) / w.tokens)),
       worker_runs: worker,
       direct_runs: local,
+      control_runs: control,
     };
     cases.push(c);
   }
@@ -159,7 +176,7 @@ export async function decodeBench({ quick = false } = {}) {
     load_average: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number),
     targets: { ratio: { target: ">= 0.97 (every case)", value: worst, met: worst >= 0.97 } },
   });
-  const rows = cases.map((c) => ({ hidden: c.hidden_size, threads: c.cpu_threads, "worker tok/s": c.worker_tokens_per_s, "in-process tok/s": c.direct_tokens_per_s, ratio: c.ratio, "round ratios": c.round_ratios.map((x) => x.toFixed(2)).join("/"), "worker cpu ms/tok": c.worker_cpu_ms_per_token, "in-process cpu ms/tok": c.direct_cpu_ms_per_token }));
+  const rows = cases.map((c) => ({ hidden: c.hidden_size, threads: c.cpu_threads, "worker tok/s": c.worker_tokens_per_s, "in-process tok/s": c.direct_tokens_per_s, ratio: c.ratio, "round ratios": c.round_ratios.map((x) => x.toFixed(2)).join("/"), control: c.control_ratio, "worker cpu ms/tok": c.worker_cpu_ms_per_token, "of it model thread": c.worker_model_thread_cpu_ms_per_token, "in-process cpu ms/tok": c.direct_cpu_ms_per_token, "compute share": c.worker_compute_share }));
   console.log(`\nDecode in a worker against in-process (${path})\n${table(rows)}`);
   return { cases };
 }
@@ -170,4 +187,8 @@ function cpuOf(pid) {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await decodeBench({ quick: process.argv.includes("--quick") });
+if (import.meta.url === `file://${process.argv[1]}`) {
+  // --rounds N; --cases 512x4/1,64x2/1 (hidden x layers / torch threads, "default" for torch's own).
+  const arg = (flag) => (process.argv.includes(flag) ? process.argv[process.argv.indexOf(flag) + 1] : undefined);
+  await decodeBench({ quick: process.argv.includes("--quick"), rounds: arg("--rounds") ? Number(arg("--rounds")) : undefined, cases: arg("--cases")?.split(",") });
+}

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import queue as _queue
 import threading
+import time
 from typing import AsyncIterator, Callable, TypeVar
 
 T = TypeVar("T")
@@ -52,6 +53,7 @@ class ModelRunner:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def run() -> None:
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 work(emit, cancel)
             except Cancelled:
@@ -59,6 +61,9 @@ class ModelRunner:
             except BaseException as e:  # noqa: BLE001 - re-raised on the event loop
                 loop.call_soon_threadsafe(queue.put_nowait, _Failure(e))
                 return
+            finally:
+                # What the call's work cost on this thread alone (the process's CPU includes gRPC's).
+                log.info("call computed in %.3fs (%.3fs of CPU on the model thread)", time.perf_counter() - t0, time.thread_time() - c0)
             loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
         async with self._lock:
