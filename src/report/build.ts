@@ -1,13 +1,5 @@
 // Pure: every diagnostic of a run from its records, as one JSON-ready object.
-import {
-  hardNegativeComposition,
-  imageScoreByGuidance,
-  lengthDistribution,
-  promptClassByCategory,
-  responderWinRates,
-  scoreDistribution,
-  trainingCurves,
-} from "./diagnostics.js";
+import { imageScoreByGuidance, pairSummary, promptClassByCategory, trainingCurves } from "./diagnostics.js";
 import type { RunRecords } from "./records.js";
 import { sweepLossCurves, sweepTable } from "./sweep.js";
 import { benchmarksOf, detailTable, paperTable } from "../eval/summary.js";
@@ -38,14 +30,10 @@ export function buildDiagnostics(r: RunRecords) {
             dropped: countBy(each(prompts(), (p) => (p.kept ? [] : [p.dropped_reason ?? "unknown"]))),
           }
         : null,
-    // The pairs likewise, from dataset/pairs.jsonl.
+    // The pairs in one pass over dataset/pairs.jsonl.
     responses: r.pairs
       ? {
-          pairs: countOf(r.pairs()),
-          length_words: lengthDistribution(r.pairs()),
-          ...scoreDistribution(r.pairs()),
-          responder_win_rates: responderWinRates(r.pairs()),
-          hard_negatives: hardNegativeComposition(r.pairs()),
+          ...pairSummary(r.pairs()),
           dropped_candidates: responses?.dropped_candidates ?? {},
           dropped_images: responses?.dropped_images ?? {},
         }
@@ -61,12 +49,6 @@ export type Diagnostics = ReturnType<typeof buildDiagnostics>;
 /** Lazily, what f makes of each x (none, one or several). */
 function* each<T, U>(xs: Iterable<T>, f: (x: T) => U[]): Generator<U> {
   for (const x of xs) yield* f(x);
-}
-
-function countOf(xs: Iterable<unknown>): number {
-  let n = 0;
-  for (const _ of xs) n++;
-  return n;
 }
 
 function countBy(xs: Iterable<string>): Record<string, number> {

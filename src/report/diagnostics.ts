@@ -49,10 +49,17 @@ export interface Histogram {
 
 /** Equal-width bins over all series together, so their counts compare bin by bin. */
 export function histogram(series: { name: string; values: number[] }[], bins = 10): Histogram {
-  const all = series.flatMap((s) => s.values).filter(Number.isFinite);
-  if (all.length === 0) return { edges: [], series: series.map((s) => ({ name: s.name, counts: [] })) };
-  let lo = Math.min(...all);
-  let hi = Math.max(...all);
+  // A loop, not Math.min(...values): a run's hundreds of thousands of values overflow the stack as arguments.
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const s of series) {
+    for (const v of s.values) {
+      if (!Number.isFinite(v)) continue;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+  }
+  if (lo > hi) return { edges: [], series: series.map((s) => ({ name: s.name, counts: [] })) };
   if (lo === hi) {
     lo -= 0.5;
     hi += 0.5;
@@ -117,55 +124,59 @@ export function hardNegativeClass(chosen: string, rejected: string): HardNegativ
   return "fluent but different";
 }
 
-export function hardNegativeComposition(pairs: Iterable<PairDiag>): Record<HardNegativeClass, number> {
-  const out = Object.fromEntries(HARD_NEGATIVE_CLASSES.map((c) => [c, 0])) as Record<HardNegativeClass, number>;
-  for (const p of pairs) out[hardNegativeClass(p.chosen.text, p.rejected.text)]++;
-  return out;
-}
-
-/** Numbers of each pair, in one pass over pairs read a line at a time: the texts are not kept. */
-function columns(pairs: Iterable<PairDiag>, of: ((p: PairDiag) => number)[]): number[][] {
-  const out = of.map(() => [] as number[]);
-  for (const p of pairs) of.forEach((f, i) => out[i]!.push(f(p)));
-  return out;
-}
-
-export function lengthDistribution(pairs: Iterable<PairDiag>, bins = 10): Histogram {
-  const [chosen, rejected] = columns(pairs, [(p) => words(p.chosen.text).length, (p) => words(p.rejected.text).length]);
-  return histogram(
-    [
-      { name: "chosen", values: chosen! },
-      { name: "rejected", values: rejected! },
-    ],
-    bins,
-  );
-}
-
-export function scoreDistribution(pairs: Iterable<PairDiag>, bins = 10): { scores: Histogram; margins: Histogram } {
-  const [chosen, rejected, margins] = columns(pairs, [(p) => p.chosen.score, (p) => p.rejected.score, (p) => p.margin]);
+/**
+ * Every pair diagnostic in one pass over the pairs (a run's pairs are read a line at a time
+ * from dataset/pairs.jsonl): the count, word lengths, scores, margins, each responder's wins
+ * and the hard-negative classes. Only numbers per pair are kept, never the texts.
+ */
+export function pairSummary(pairs: Iterable<PairDiag>, bins = 10) {
+  const hard = Object.fromEntries(HARD_NEGATIVE_CLASSES.map((c) => [c, 0])) as Record<HardNegativeClass, number>;
+  const tally = new Map<string, { chosen: number; rejected: number }>();
+  const get = (r: string) => tally.get(r) ?? tally.set(r, { chosen: 0, rejected: 0 }).get(r)!;
+  const col = { chosenWords: [] as number[], rejectedWords: [] as number[], chosenScores: [] as number[], rejectedScores: [] as number[], margins: [] as number[] };
+  let count = 0;
+  for (const p of pairs) {
+    count++;
+    col.chosenWords.push(words(p.chosen.text).length);
+    col.rejectedWords.push(words(p.rejected.text).length);
+    col.chosenScores.push(p.chosen.score);
+    col.rejectedScores.push(p.rejected.score);
+    col.margins.push(p.margin);
+    get(p.chosen.responder).chosen++;
+    get(p.rejected.responder).rejected++;
+    hard[hardNegativeClass(p.chosen.text, p.rejected.text)]++;
+  }
   return {
-    scores: histogram(
+    pairs: count,
+    length_words: histogram(
       [
-        { name: "chosen", values: chosen! },
-        { name: "rejected", values: rejected! },
+        { name: "chosen", values: col.chosenWords },
+        { name: "rejected", values: col.rejectedWords },
       ],
       bins,
     ),
-    margins: histogram([{ name: "margin", values: margins! }], bins),
+    scores: histogram(
+      [
+        { name: "chosen", values: col.chosenScores },
+        { name: "rejected", values: col.rejectedScores },
+      ],
+      bins,
+    ),
+    margins: histogram([{ name: "margin", values: col.margins }], bins),
+    responder_win_rates: [...tally]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([responder, t]) => ({ responder, ...t, winRate: t.chosen / (t.chosen + t.rejected) })),
+    hard_negatives: hard,
   };
 }
 
-export function responderWinRates(pairs: Iterable<PairDiag>): { responder: string; chosen: number; rejected: number; winRate: number }[] {
-  const tally = new Map<string, { chosen: number; rejected: number }>();
-  const get = (r: string) => tally.get(r) ?? tally.set(r, { chosen: 0, rejected: 0 }).get(r)!;
-  for (const p of pairs) {
-    get(p.chosen.responder).chosen++;
-    get(p.rejected.responder).rejected++;
-  }
-  return [...tally]
-    .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([responder, t]) => ({ responder, ...t, winRate: t.chosen / (t.chosen + t.rejected) }));
+export const hardNegativeComposition = (pairs: Iterable<PairDiag>) => pairSummary(pairs).hard_negatives;
+export const lengthDistribution = (pairs: Iterable<PairDiag>, bins = 10): Histogram => pairSummary(pairs, bins).length_words;
+export function scoreDistribution(pairs: Iterable<PairDiag>, bins = 10): { scores: Histogram; margins: Histogram } {
+  const { scores, margins } = pairSummary(pairs, bins);
+  return { scores, margins };
 }
+export const responderWinRates = (pairs: Iterable<PairDiag>) => pairSummary(pairs).responder_win_rates;
 
 // ---------- images ----------
 

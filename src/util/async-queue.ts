@@ -30,6 +30,21 @@ export class AsyncQueue<T> {
   }
 }
 
+/** Waiters for a condition to change: `wait()` resolves at the next `wakeAll()` (the waiter then checks again). */
+export class Waiters {
+  private waiting: (() => void)[] = [];
+
+  wait(): Promise<void> {
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  wakeAll(): void {
+    const ws = this.waiting;
+    this.waiting = [];
+    for (const w of ws) w();
+  }
+}
+
 /** Pure: consecutive chunks of at most `size` items, in order. */
 export function chunks<T>(items: T[], size: number): T[][] {
   const out: T[][] = [];

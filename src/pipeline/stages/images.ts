@@ -13,7 +13,7 @@ import { selectBest, type CandidateOutcome } from "../../plan/select.js";
 import type { ArtifactInfo, ContentStore } from "../../store/cas.js";
 import type { ImageRecord } from "../../store/dataset-format.js";
 import { readRecords, recordsPath, recordsToCompare, RecordsWriter, type RecordsRef } from "../../store/records.js";
-import { ChunkGate } from "../../util/async-queue.js";
+import { ChunkGate, Waiters } from "../../util/async-queue.js";
 import { noResult, runCachedBatches } from "../batch-runner.js";
 import { errorInfo, isTransient, scoreOutcome, type ScoreOutcome } from "../item-cache.js";
 import { referencedWorkers, type Stage, type StageContext, type StageResults, type StageRun } from "../stage.js";
@@ -213,12 +213,9 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
   const window = inFlightWindow(perPrompt, generator.batchSize, pool.replicas(stage.generator).length, scorer.batchSize, pool.replicas(stage.scorer).length);
   let dispatched = 0;
   // Replica loops waiting for the window to move (a prompt written, or the stage aborted).
-  let waiting: (() => void)[] = [];
-  const wake = () => {
-    const ws = waiting;
-    waiting = [];
-    for (const w of ws) w();
-  };
+  const windowMoved = new Waiters();
+  const wake = () => windowMoved.wakeAll();
+
   // The first failing task aborts the other; so does the run's own signal.
   const abort = new AbortController();
   const calls = AbortSignal.any([signal, abort.signal]);
@@ -258,7 +255,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
     async next() {
       while (dispatched < plan.total && dispatched - records.written * perPrompt >= window) {
         if (calls.aborted) return null;
-        await new Promise<void>((resolve) => waiting.push(resolve));
+        await windowMoved.wait();
       }
       if (dispatched >= plan.total) return null;
       const chunk: ImageCandidate[] = [];

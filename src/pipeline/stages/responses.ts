@@ -16,7 +16,7 @@ import { pickPairs } from "../../plan/pairs.js";
 import { sha256 } from "../../store/cas.js";
 import { recordsPath, recordsToCompare, RecordsWriter, SequencedWriter, type RecordsRef } from "../../store/records.js";
 import { datasetCard, llavaEntry, pairsJsonLine, questionOf, type AnswerRecord, type PairRecord } from "../../store/dataset-format.js";
-import { ChunkGate } from "../../util/async-queue.js";
+import { ChunkGate, Waiters } from "../../util/async-queue.js";
 import { noResult, runCachedBatches } from "../batch-runner.js";
 import { errorInfo, isTransient, scoreOutcome, sortedKeys, type ScoreOutcome } from "../item-cache.js";
 import { referencedWorkers, type Stage, type StageContext, type StageRun } from "../stage.js";
@@ -199,12 +199,9 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
   let pulled = 0;
   const cursor = responders.map(() => 0);
   let written = 0;
-  let waiting: (() => void)[] = [];
-  const wake = () => {
-    const ws = waiting;
-    waiting = [];
-    for (const w of ws) w();
-  };
+  const windowMoved = new Waiters();
+  const wake = () => windowMoved.wakeAll();
+
   // The first failing task aborts the others; so does the run's own signal.
   const abort = new AbortController();
   const calls = AbortSignal.any([signal, abort.signal]);
@@ -298,7 +295,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
       async next() {
         while (cursor[ri]! < keptCount && Math.min(cursor[ri]! + batch, keptCount) > written + window) {
           if (calls.aborted) return null;
-          await new Promise<void>((resolve) => waiting.push(resolve));
+          await windowMoved.wait();
         }
         const from = cursor[ri]!;
         if (from >= keptCount) return null;
