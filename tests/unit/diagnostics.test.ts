@@ -55,6 +55,14 @@ describe("histogram", () => {
     expect(histogram([{ name: "x", values: [5] }], 2)).toEqual({ edges: [4.5, 5, 5.5], series: [{ name: "x", counts: [0, 1] }] });
     expect(histogram([{ name: "x", values: [] }], 4)).toEqual({ edges: [], series: [{ name: "x", counts: [] }] });
   });
+  it("a million values, non-finite ones left out (a large run's report: never spread as arguments)", () => {
+    const values = Array.from({ length: 1_000_000 }, (_, i) => i % 10);
+    values.push(Number.NaN, Number.POSITIVE_INFINITY);
+    const h = histogram([{ name: "x", values }], 10);
+    expect(h.edges[0]).toBe(0);
+    expect(h.edges.at(-1)).toBe(9);
+    expect(h.series[0]!.counts.reduce((a, b) => a + b, 0)).toBe(1_000_000);
+  });
 });
 
 describe("pair diagnostics", () => {

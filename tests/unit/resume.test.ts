@@ -61,7 +61,7 @@ describe("resume", () => {
     writeFileSync(join(runDir, records.path), `${JSON.stringify(prompt)}\n`);
     const results = resultsFromEvents(events, runDir);
     expect(results.dataset).toEqual({ path: "dataset/pairs.jsonl", sha256: "cd", pairs: 1 });
-    expect(results.images!()).toEqual([{ promptId: "a-1", promptIndex: 0, category: "art", t2iPrompt: "a lighthouse", instruction: "<image> What?", candidateId: "a-1.gs5.n0", guidanceScale: 5, score: 0.5, sha256: "ab", artifact, path: "images/a-1.png" }]);
+    expect([...results.images!()]).toEqual([{ promptId: "a-1", promptIndex: 0, category: "art", t2iPrompt: "a lighthouse", instruction: "<image> What?", candidateId: "a-1.gs5.n0", guidanceScale: 5, score: 0.5, sha256: "ab", artifact, path: "images/a-1.png" }]);
     // The candidate not kept is the smoke-pope's.
     expect(results.unkept!()).toEqual([{ id: "a-1.gs7.n0", promptId: "a-1", category: "art", artifact: other }]);
     expect(resultsFromEvents([], runDir)).toEqual({});
