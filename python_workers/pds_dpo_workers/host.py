@@ -57,8 +57,11 @@ PRELOAD: dict[str, tuple[str, ...]] = {
 # imported in the host once, after the requests that need no costly import have started.
 HEAVY = {"diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion": 3, "peft": 1, "trl": 1}
 # What every worker imports (the CLI's serve path, torch and transformers' model base classes:
-# modeling_utils alone is about 1.7 s of CPU, which every kind's model class pulls in).
+# modeling_utils alone is about 1.7 s of CPU, which every kind's model class pulls in). A worker
+# forked at once (see HEAVY) is forked after torch, the first of them: it imports the rest
+# itself on the other core while the host imports it for the others.
 COMMON = ("torch", "transformers", "transformers.modeling_utils", "pds_dpo_workers.server", "pds_dpo_workers.environment", "pds_dpo_workers.models.spec", "pds_dpo_workers.kinds.base")
+BASE = COMMON[:1]
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
@@ -113,8 +116,8 @@ class Host:
         mine = self.costly(str(self.queue[k].get("kind", "")))
         return bool(mine) and not any(mine & self.costly(str(r.get("kind", ""))) for i, r in enumerate(self.queue) if i != k)
 
-    def preload(self, kind: str | None) -> None:
-        for name in COMMON + (PRELOAD.get(kind, ()) if kind else ()):
+    def preload(self, kind: str | None, names: tuple[str, ...] = COMMON) -> None:
+        for name in names + (PRELOAD.get(kind, ()) if kind else ()):
             if name in self.imported:
                 continue
             self.imported.add(name)
@@ -126,7 +129,7 @@ class Host:
             else:
                 print(f"host: imported {name} in {time.perf_counter() - t0:.2f}s ({time.process_time() - c0:.2f}s of CPU)", file=sys.stderr, flush=True)
 
-    def preload_at(self, kind: str | None, nice: int) -> None:
+    def preload_at(self, kind: str | None, nice: int, names: tuple[str, ...] = COMMON) -> None:
         """preload, at the worker's --nice: a later stage's imports yield to the running
         stage's loads, as its worker's own load would (Linux nice is per thread, so only a
         thread's can be lowered and raised back). On a thread of its own while the main thread
@@ -139,7 +142,7 @@ class Host:
                 from pds_dpo_workers.server import lower_this_thread
 
                 lower_this_thread(nice)
-            self.preload(kind)
+            self.preload(kind, names)
 
         t = threading.Thread(target=imports, name="preload")
         t.start()
@@ -157,8 +160,8 @@ class Host:
             self.emit(id=wid, event="exit", code=1, signal=None, error=f"cannot open log {req['log']}: {e.strerror}")
             return
         # What every worker needs at the normal priority; only its kind's own at its --nice.
-        self.preload_at(None, 0)
         if not early:
+            self.preload_at(None, 0)
             self.preload_at(req.get("kind", ""), _nice_of(req["argv"]))
         read_fd, write_fd = os.pipe()
         sys.stdout.flush()
@@ -332,9 +335,9 @@ class Host:
         return (_nice_of(req["argv"]), 0 if self.alone(k) else 1 if cost == 0 else 2, cost, k)
 
     def _serve(self) -> None:
-        """Starts the waiting requests (_order). The common imports come first: by their end
-        a run's other requests have arrived too."""
-        self.preload_at(None, 0)
+        """Starts the waiting requests (_order). torch's import comes first: by its end a run's
+        other requests have arrived too."""
+        self.preload_at(None, 0, BASE)
         while self.queue:
             k = min(range(len(self.queue)), key=self._order)
             early = self.alone(k)

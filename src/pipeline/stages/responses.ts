@@ -411,6 +411,7 @@ async function run(ctx: StageContext, stageRun: StageRun): Promise<void> {
     writeFinished();
     finished = true;
   } finally {
+    keptImages.return?.(); // the image records file, when the stage ended before reading it all
     // A failed stage still names what it finished (images written in kept order before it
     // failed); its dataset files are whole or absent.
     const ref = records.close();
