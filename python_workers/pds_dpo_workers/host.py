@@ -4,7 +4,8 @@
 
     {"id": "sd", "kind": "image-generator", "argv": ["serve", ...], "env": {...}, "log": "/run/logs/sd.log"}
 
-For each, it imports what that kind loads (PRELOAD; once for every later worker), then forks
+For each, it imports what that kind loads (PRELOAD; once for every later worker; a worker
+whose costly imports no other waiting one shares imports them itself: HEAVY), then forks
 a child that becomes `pds_dpo_workers serve` with that argv: its own process and process
 group, its stderr appended to `log`, `env` set in its environment. A child is the same
 worker a spawned one is: it loads its model, serves, and exits on SIGTERM or when its parent
