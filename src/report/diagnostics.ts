@@ -170,13 +170,6 @@ export function pairSummary(pairs: Iterable<PairDiag>, bins = 10) {
   };
 }
 
-export const hardNegativeComposition = (pairs: Iterable<PairDiag>) => pairSummary(pairs).hard_negatives;
-export const lengthDistribution = (pairs: Iterable<PairDiag>, bins = 10): Histogram => pairSummary(pairs, bins).length_words;
-export function scoreDistribution(pairs: Iterable<PairDiag>, bins = 10): { scores: Histogram; margins: Histogram } {
-  const { scores, margins } = pairSummary(pairs, bins);
-  return { scores, margins };
-}
-export const responderWinRates = (pairs: Iterable<PairDiag>) => pairSummary(pairs).responder_win_rates;
 
 // ---------- images ----------
 

@@ -2,14 +2,11 @@ import { describe, expect, it } from "vitest";
 import {
   classifyPrompt,
   hardNegativeClass,
-  hardNegativeComposition,
   histogram,
   imageScoreByGuidance,
-  lengthDistribution,
+  pairSummary,
   promptClassByCategory,
   repetition,
-  responderWinRates,
-  scoreDistribution,
   trainingCurves,
   type PairDiag,
 } from "../../src/report/diagnostics.js";
@@ -80,25 +77,25 @@ describe("pair diagnostics", () => {
 
   it("composition, lengths, scores and win rates of hand-made pairs", () => {
     const pairs = [pair("one two three four five six", "seven eight nine ten eleven twelve", 3, 1), pair("alpha beta gamma delta epsilon", "x", 2, 1.5, "b", "a")];
-    expect(hardNegativeComposition(pairs)).toMatchObject({ "fluent but different": 1, "artifact/fragment": 1, "ambiguous duplicate": 0 });
-    const len = lengthDistribution(pairs, 5);
+    expect(pairSummary(pairs).hard_negatives).toMatchObject({ "fluent but different": 1, "artifact/fragment": 1, "ambiguous duplicate": 0 });
+    const len = pairSummary(pairs, 5).length_words;
     expect(len.series.map((s) => s.counts.reduce((a, b) => a + b, 0))).toEqual([2, 2]);
-    const { scores, margins } = scoreDistribution(pairs, 4);
+    const { scores, margins } = pairSummary(pairs, 4);
     expect(scores.series.find((s) => s.name === "chosen")!.counts.reduce((a, b) => a + b, 0)).toBe(2);
     expect(margins.series[0]!.counts.reduce((a, b) => a + b, 0)).toBe(2);
-    expect(responderWinRates(pairs)).toEqual([
+    expect(pairSummary(pairs).responder_win_rates).toEqual([
       { responder: "a", chosen: 1, rejected: 1, winRate: 0.5 },
       { responder: "b", chosen: 1, rejected: 1, winRate: 0.5 },
     ]);
   });
 
   it("empty and single-pair datasets", () => {
-    expect(responderWinRates([])).toEqual([]);
-    expect(Object.values(hardNegativeComposition([])).every((v) => v === 0)).toBe(true);
-    expect(lengthDistribution([]).edges).toEqual([]);
+    expect(pairSummary([]).responder_win_rates).toEqual([]);
+    expect(Object.values(pairSummary([]).hard_negatives).every((v) => v === 0)).toBe(true);
+    expect(pairSummary([]).length_words.edges).toEqual([]);
     const one = [pair("a cat on a mat today", "a dog in a park today")];
-    expect(scoreDistribution(one, 2).margins.series[0]!.counts).toEqual([0, 1]);
-    expect(responderWinRates(one)).toEqual([
+    expect(pairSummary(one, 2).margins.series[0]!.counts).toEqual([0, 1]);
+    expect(pairSummary(one).responder_win_rates).toEqual([
       { responder: "a", chosen: 1, rejected: 0, winRate: 1 },
       { responder: "b", chosen: 0, rejected: 1, winRate: 0 },
     ]);
