@@ -198,34 +198,78 @@ export function decodePrompts(bytes: Uint8Array, keyPath: string, file: string):
   }
 }
 
+/** Bytes read from a prompts file at a time: a million prompts are never in memory at once. */
+const READ_CHUNK = 1 << 16;
+
 export function readPrompts(path: string, keyPath: string): { prompts: PromptFile; issues: ConfigIssue[]; sha256: string } {
-  let bytes: Buffer;
+  let fd: number;
   try {
-    bytes = readFileSync(path);
+    fd = openSync(path, "r");
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     return { prompts: NO_PROMPTS, sha256: "", issues: [{ path: keyPath, message: code === "ENOENT" ? `file not found: ${path}` : `cannot read ${path}: ${code}` }] };
   }
-  const sha256 = createHash("sha256").update(bytes).digest("hex");
-  // Checked whole, decoded a line at a time: only a bad file is decoded whole (for its message).
-  if (invalidUtf8Offset(bytes) >= 0) return { prompts: NO_PROMPTS, issues: [decodePrompts(bytes, keyPath, path).issue!], sha256 };
+  const hash = createHash("sha256");
+  // Strict UTF-8 checked over the whole stream as it is read; a bad file is read again whole, for its message.
+  const utf8 = new TextDecoder("utf-8", { fatal: true });
+  let badUtf8 = false;
+  const chunk = Buffer.alloc(READ_CHUNK);
+  /** The next chunk's bytes (hashed and checked), or null at the end of the file. */
+  const next = (): Buffer | null => {
+    const n = readSync(fd, chunk, 0, READ_CHUNK, null);
+    const bytes = n === 0 ? null : chunk.subarray(0, n);
+    try {
+      // Without bytes: the end, where a sequence left unfinished is an error too.
+      if (bytes) utf8.decode(bytes, { stream: true });
+      else utf8.decode();
+    } catch {
+      badUtf8 = true;
+    }
+    if (bytes) hash.update(bytes);
+    return bytes;
+  };
   const ranges: number[] = [];
   const hashes: number[] = [];
-  let line = [0, 0];
+  let line: Buffer = Buffer.alloc(0);
+  let lineStart = 0;
+  // Every line of the file (the text after its last newline too), until a byte that is not UTF-8.
   function* lines(): Generator<string> {
-    for (let start = 0; start <= bytes.length; ) {
-      const nl = bytes.indexOf(10, start);
-      const end = nl < 0 ? bytes.length : nl;
-      line = [start, end];
-      yield bytes.toString("utf8", start, end);
-      start = end + 1;
+    let pending: Buffer[] = [];
+    let offset = 0;
+    for (let bytes = next(); bytes && !badUtf8; bytes = next()) {
+      let start = 0;
+      for (let nl = bytes.indexOf(10); nl >= 0; nl = bytes.indexOf(10, start)) {
+        line = pending.length ? Buffer.concat([...pending, bytes.subarray(start, nl)]) : bytes.subarray(start, nl);
+        lineStart = offset + start - (line.length - (nl - start));
+        pending = [];
+        yield line.toString("utf8");
+        start = nl + 1;
+      }
+      // The chunk's buffer is read into again: a line's unfinished start is copied.
+      if (start < bytes.length) pending.push(Buffer.from(bytes.subarray(start)));
+      offset += bytes.length;
     }
+    if (badUtf8) return;
+    line = Buffer.concat(pending);
+    lineStart = offset - line.length;
+    yield line.toString("utf8");
   }
-  const issues = parsePromptLines(lines(), keyPath, path, () => {
-    ranges.push(line[0]!, line[1]!);
-    hashes.push(lineHash(bytes, line[0]!, line[1]!));
-  });
-  return { prompts: new PromptFile(path, Float64Array.from(ranges), Uint32Array.from(hashes)), issues, sha256 };
+  let issues: ConfigIssue[];
+  try {
+    issues = parsePromptLines(lines(), keyPath, path, () => {
+      ranges.push(lineStart, lineStart + line.length);
+      hashes.push(lineHash(line, 0, line.length));
+    });
+    // A file found not to be JSON lines early is still hashed (and checked) to its end.
+    while (!badUtf8 && next());
+  } finally {
+    closeSync(fd);
+  }
+  if (badUtf8) {
+    const bytes = readFileSync(path);
+    return { prompts: NO_PROMPTS, issues: [decodePrompts(bytes, keyPath, path).issue!], sha256: createHash("sha256").update(bytes).digest("hex") };
+  }
+  return { prompts: new PromptFile(path, Float64Array.from(ranges), Uint32Array.from(hashes)), issues, sha256: hash.digest("hex") };
 }
 
 /** No prompts (a train-only experiment, or a file that could not be read). */

@@ -138,7 +138,7 @@ export class RecordsWriter extends SequencedWriter {
   }
 }
 
-const CHUNK = 1 << 20;
+const CHUNK = 1 << 16;
 
 /** Every line of a file, read a chunk at a time (never the whole file in memory). */
 export function* readLines(path: string): Generator<string> {

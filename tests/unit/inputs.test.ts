@@ -56,6 +56,26 @@ describe("prompts file", () => {
     expect(read.sha256).toBe(createHash("sha256").update(Buffer.from(`\ufeff${prompt({ t2i_prompt: "café ✓" })}\n`)).digest("hex"));
   });
 
+  it("a file of many read chunks: lines and multi-byte characters cut at any chunk boundary read back whole", () => {
+    // Lines of varying length, with two- to four-byte characters, over many 64 KiB reads; the last without a newline.
+    const lines = Array.from({ length: 3000 }, (_, i) => prompt({ id: `p-${i}`, t2i_prompt: `café${"é".repeat(i % 97)} ✓ 𝄞`, instruction: `<image> ${"x".repeat((i * 37) % 301)}?` }));
+    const text = lines.join("\n");
+    const path = write("chunks.jsonl", text);
+    const read = readPrompts(path, "k");
+    expect(read.issues).toEqual([]);
+    expect(read.sha256).toBe(createHash("sha256").update(text).digest("hex"));
+    expect(read.prompts.length).toBe(3000);
+    for (const i of [0, 1, 777, 1500, 2998, 2999]) expect(JSON.stringify(read.prompts.at(i))).toBe(lines[i]);
+    expect([...read.prompts].map((p) => p.id)).toEqual(lines.map((_, i) => `p-${i}`));
+    // A bad byte far past the first read names its own line and offset, and only that.
+    const bad = Buffer.concat([Buffer.from(`${lines.slice(0, 2000).join("\n")}\nnot json\n`), Buffer.from([0xc3, 0x28]), Buffer.from("\n")]);
+    const badPath = write("chunks-bad.jsonl", bad);
+    expect(readPrompts(badPath, "k").issues.map((i) => i.message)).toEqual([`${badPath}:2002: not valid UTF-8: byte 0xc3 at byte offset ${bad.length - 3}`]);
+    // A sequence the file's end cuts short.
+    const cut = write("chunks-cut.jsonl", Buffer.concat([Buffer.from(`${lines[0]}\n`), Buffer.from([0xe2, 0x9c])]));
+    expect(readPrompts(cut, "k").issues.map((i) => i.message)).toEqual([`${cut}:2: not valid UTF-8: byte 0xe2 at byte offset ${Buffer.byteLength(lines[0]!) + 1}`]);
+  });
+
   it("a NUL or other control character in any field is an issue naming line and field; tab and newline are fine", () => {
     const ok = prompt({ id: "a-0", t2i_prompt: "a cat\twith a hat", instruction: "<image> line one\nline two" });
     expect(promptIssues(`${ok}\n${prompt({ t2i_prompt: "a\u0000cat" })}\n`)).toEqual(["p.jsonl:2: t2i_prompt: control character U+0000 at character 2"]);
