@@ -42,21 +42,22 @@ import traceback
 # that fails to import here is left to the worker, which reports it the way it always does.
 _LLAVA = ("transformers.models.llava.modeling_llava", "transformers.models.llava.processing_llava", "transformers.models.clip.image_processing_clip")
 PRELOAD: dict[str, tuple[str, ...]] = {
-    "image-generator": ("diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion", "transformers.models.clip.modeling_clip"),
+    "image-generator": ("pds_dpo_workers.diffusers_lean", "transformers.models.clip.modeling_clip"),
     "image-scorer": ("transformers.models.clip.modeling_clip", "transformers.models.clip.processing_clip", "transformers.models.clip.image_processing_clip"),
     "responder": _LLAVA,
     "response-scorer": ("transformers.models.llama.modeling_llama",),
     "dpo-trainer": _LLAVA + ("peft", "trl"),
     "evaluator": _LLAVA + ("peft",),
 }
-# The kind-specific imports that cost seconds (diffusers' pipeline pulls in bitsandbytes and
-# torch's inductor; peft and trl, bitsandbytes). Waiting requests start by stage (their --nice:
-# the running stage's first). A request whose costly imports no other waiting request shares
-# is forked at once and imports them itself, on the other core, while the host goes on with
-# the rest: the first stage's generator is then ready as soon as its own imports allow, not
-# after the host has imported for every other worker. Costly imports that several share are
-# imported in the host once, after the requests that need no costly import have started.
-HEAVY = {"diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion": 3, "peft": 1, "trl": 1}
+# The kind-specific imports that cost seconds (diffusers' pipelines, without bitsandbytes about
+# 0.6 s of CPU; peft and trl pull in bitsandbytes and torch's dynamo, about 1.5 s). Waiting
+# requests start by stage (their --nice: the running stage's first). A request whose costly
+# imports no other waiting request shares is forked at once and imports them itself, on the
+# other core, while the host goes on with the rest: the first stage's generator is then ready
+# as soon as its own imports allow, not after the host has imported for every other worker.
+# Costly imports that several share are imported in the host once, after the requests that
+# need no costly import have started.
+HEAVY = {"pds_dpo_workers.diffusers_lean": 1, "peft": 1, "trl": 1}
 # What every worker imports (the CLI's serve path, torch and transformers' model base classes:
 # modeling_utils alone is about 1.7 s of CPU, which every kind's model class pulls in). A worker
 # forked at once (see HEAVY) is forked after torch, the first of them: it imports the rest

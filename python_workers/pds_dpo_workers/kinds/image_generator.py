@@ -129,7 +129,7 @@ class DiffusionPipelineGenerator:
     """Any text-to-image pipeline that diffusers' DiffusionPipeline loads."""
 
     def __init__(self, ctx: WorkerContext) -> None:
-        from diffusers import DiffusionPipeline
+        from pds_dpo_workers.diffusers_lean import DiffusionPipeline
 
         resolved = resolve(ctx.spec, ctx.cache_root)
         try:
