@@ -198,3 +198,20 @@ def test_size_and_generator_device_are_checked_per_item(generator_worker):
             errors[resp.image.id] = resp.image.error.code if resp.image.HasField("error") else ""
     # SD1.5's check_inputs wants multiples of 8.
     assert errors == {"half": "invalid_input", "not-8": "invalid_input", "device": "invalid_input", "ok": ""}
+
+
+def test_diffusers_pipelines_are_imported_without_bitsandbytes_or_peft():
+    """The generator's diffusers leaves out the quantizers and LoRA loaders it never uses (their
+    import of bitsandbytes compiles with torch.compile: seconds of each generator's start)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pds_dpo_workers.diffusers_lean as d; "
+        "from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline; "
+        "assert issubclass(StableDiffusionPipeline, d.DiffusionPipeline); "
+        "print(sorted(m for m in ('bitsandbytes', 'peft') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
