@@ -145,19 +145,21 @@ export function* readLines(path: string): Generator<string> {
   const fd = openSync(path, "r");
   try {
     const buf = Buffer.alloc(CHUNK);
-    let rest = "";
+    // The bytes after the last newline so far, kept as bytes (not text) until their line ends:
+    // a line longer than a chunk may have a character cut by a chunk's end.
+    let rest: Buffer[] = [];
     for (let n = readSync(fd, buf, 0, CHUNK, null); n > 0; n = readSync(fd, buf, 0, CHUNK, null)) {
-      // Split on the last newline of the chunk's bytes, so a multi-byte character is never cut.
       const end = buf.lastIndexOf(10, n - 1);
       if (end < 0) {
-        rest += buf.toString("utf8", 0, n);
+        rest.push(Buffer.from(buf.subarray(0, n)));
         continue;
       }
-      const text = rest + buf.toString("utf8", 0, end);
-      rest = buf.toString("utf8", end + 1, n);
+      const text = (rest.length ? Buffer.concat([...rest, buf.subarray(0, end)]) : buf.subarray(0, end)).toString("utf8");
+      rest = end + 1 < n ? [Buffer.from(buf.subarray(end + 1, n))] : [];
       for (const line of text.split("\n")) if (line) yield line;
     }
-    if (rest) yield rest;
+    const last = Buffer.concat(rest).toString("utf8");
+    if (last) yield last;
   } finally {
     closeSync(fd);
   }

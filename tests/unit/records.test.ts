@@ -68,9 +68,10 @@ describe("records files", () => {
   it("lines are read a chunk at a time, a character cut by a chunk's end kept whole", () => {
     const dir = tempDir();
     const path = join(dir, "lines.jsonl");
-    // Lines of multi-byte characters that straddle the 1 MiB chunk boundary, and one longer than a chunk.
+    // Lines of multi-byte characters that straddle chunk boundaries (a chunk is 64 KiB; the
+    // bytes after a chunk's last newline may end inside a character), and lines longer than a chunk.
     const lines = Array.from({ length: 3000 }, (_, i) => `${i}:${"é漢".repeat(100 + (i % 7))}`);
-    lines.push("x".repeat((1 << 20) + 17), "last without newline");
+    lines.push("x".repeat((1 << 20) + 17), "é漢".repeat(40_000), "last without newline");
     writeFileSync(path, lines.join("\n"));
     expect([...readLines(path)]).toEqual(lines);
   });
