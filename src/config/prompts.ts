@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { z } from "zod";
 import { IntegrityError, type ConfigIssue } from "../errors.js";
+import { lineBytes } from "../util/line-bytes.js";
 
 /** Longest prompt id: it names files (images/<id>.png) and journal rows. */
 export const MAX_PROMPT_ID = 128;
@@ -198,9 +199,6 @@ export function decodePrompts(bytes: Uint8Array, keyPath: string, file: string):
   }
 }
 
-/** Bytes read from a prompts file at a time: a million prompts are never in memory at once. */
-const READ_CHUNK = 1 << 16;
-
 export function readPrompts(path: string, keyPath: string): { prompts: PromptFile; issues: ConfigIssue[]; sha256: string } {
   let fd: number;
   try {
@@ -209,59 +207,42 @@ export function readPrompts(path: string, keyPath: string): { prompts: PromptFil
     const code = (e as NodeJS.ErrnoException).code;
     return { prompts: NO_PROMPTS, sha256: "", issues: [{ path: keyPath, message: code === "ENOENT" ? `file not found: ${path}` : `cannot read ${path}: ${code}` }] };
   }
+  // Hashed and checked as strict UTF-8 a chunk at a time as it is read (a million prompts'
+  // file is never in memory whole); a bad file is read again whole, for its message.
   const hash = createHash("sha256");
-  // Strict UTF-8 checked over the whole stream as it is read; a bad file is read again whole, for its message.
   const utf8 = new TextDecoder("utf-8", { fatal: true });
   let badUtf8 = false;
-  const chunk = Buffer.alloc(READ_CHUNK);
-  /** The next chunk's bytes (hashed and checked), or null at the end of the file. */
-  const next = (): Buffer | null => {
-    const n = readSync(fd, chunk, 0, READ_CHUNK, null);
-    const bytes = n === 0 ? null : chunk.subarray(0, n);
+  const check = (decode: () => void) => {
     try {
-      // Without bytes: the end, where a sequence left unfinished is an error too.
-      if (bytes) utf8.decode(bytes, { stream: true });
-      else utf8.decode();
+      decode();
     } catch {
       badUtf8 = true;
     }
-    if (bytes) hash.update(bytes);
-    return bytes;
   };
+  const read = lineBytes(fd, (bytes) => {
+    hash.update(bytes);
+    check(() => utf8.decode(bytes, { stream: true }));
+  });
   const ranges: number[] = [];
   const hashes: number[] = [];
-  let line: Buffer = Buffer.alloc(0);
-  let lineStart = 0;
-  // Every line of the file (the text after its last newline too), until a byte that is not UTF-8.
+  let line: { bytes: Buffer; start: number } = { bytes: Buffer.alloc(0), start: 0 };
+  // The lines as text, until a chunk with a byte that is not UTF-8; `read` itself is not
+  // closed when the parse stops early, so the rest of the file is still hashed and checked.
   function* lines(): Generator<string> {
-    let pending: Buffer[] = [];
-    let offset = 0;
-    for (let bytes = next(); bytes && !badUtf8; bytes = next()) {
-      let start = 0;
-      for (let nl = bytes.indexOf(10); nl >= 0; nl = bytes.indexOf(10, start)) {
-        line = pending.length ? Buffer.concat([...pending, bytes.subarray(start, nl)]) : bytes.subarray(start, nl);
-        lineStart = offset + start - (line.length - (nl - start));
-        pending = [];
-        yield line.toString("utf8");
-        start = nl + 1;
-      }
-      // The chunk's buffer is read into again: a line's unfinished start is copied.
-      if (start < bytes.length) pending.push(Buffer.from(bytes.subarray(start)));
-      offset += bytes.length;
+    for (let r = read.next(); !r.done && !badUtf8; r = read.next()) {
+      line = r.value;
+      yield line.bytes.toString("utf8");
     }
-    if (badUtf8) return;
-    line = Buffer.concat(pending);
-    lineStart = offset - line.length;
-    yield line.toString("utf8");
   }
   let issues: ConfigIssue[];
   try {
     issues = parsePromptLines(lines(), keyPath, path, () => {
-      ranges.push(lineStart, lineStart + line.length);
-      hashes.push(lineHash(line, 0, line.length));
+      ranges.push(line.start, line.start + line.bytes.length);
+      hashes.push(lineHash(line.bytes, 0, line.bytes.length));
     });
-    // A file found not to be JSON lines early is still hashed (and checked) to its end.
-    while (!badUtf8 && next());
+    while (!badUtf8 && !read.next().done);
+    // The end: a sequence left unfinished there is not UTF-8 either.
+    check(() => utf8.decode());
   } finally {
     closeSync(fd);
   }

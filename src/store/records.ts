@@ -3,10 +3,11 @@
 // grow with the item count; the manifest keeps only their path, count and sha256, and every
 // reader (report, replay, resume, show) reads them back a line at a time.
 import { createHash, type Hash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { IntegrityError } from "../errors.js";
 import { short, type CompareInputs, type Difference } from "../manifest/diff.js";
+import { lineBytes } from "../util/line-bytes.js";
 
 export const RECORDS_DIR = "records";
 
@@ -138,28 +139,11 @@ export class RecordsWriter extends SequencedWriter {
   }
 }
 
-const CHUNK = 1 << 16;
-
-/** Every line of a file, read a chunk at a time (never the whole file in memory). */
+/** Every line of a file but empty ones, read a chunk at a time (never the whole file in memory). */
 export function* readLines(path: string): Generator<string> {
   const fd = openSync(path, "r");
   try {
-    const buf = Buffer.alloc(CHUNK);
-    // The bytes after the last newline so far, kept as bytes (not text) until their line ends:
-    // a line longer than a chunk may have a character cut by a chunk's end.
-    let rest: Buffer[] = [];
-    for (let n = readSync(fd, buf, 0, CHUNK, null); n > 0; n = readSync(fd, buf, 0, CHUNK, null)) {
-      const end = buf.lastIndexOf(10, n - 1);
-      if (end < 0) {
-        rest.push(Buffer.from(buf.subarray(0, n)));
-        continue;
-      }
-      const text = (rest.length ? Buffer.concat([...rest, buf.subarray(0, end)]) : buf.subarray(0, end)).toString("utf8");
-      rest = end + 1 < n ? [Buffer.from(buf.subarray(end + 1, n))] : [];
-      for (const line of text.split("\n")) if (line) yield line;
-    }
-    const last = Buffer.concat(rest).toString("utf8");
-    if (last) yield last;
+    for (const { bytes } of lineBytes(fd)) if (bytes.length) yield bytes.toString("utf8");
   } finally {
     closeSync(fd);
   }
