@@ -185,10 +185,11 @@ def test_waiting_requests_start_by_stage_and_an_unshared_costly_import_is_the_wo
     os.set_blocking(r, False)
     h._receive(r)
     h._serve()
-    # torch first; then by stage. The first stage's generator needs diffusers' pipeline, which
+    # torch first; then by stage. The first stage's generator needs diffusers' pipelines, which
     # no other request needs: it is forked at once and imports the rest itself, while the host
-    # imports the common rest (in start, not recorded here) and starts the scorer. The last stage shares peft: the host
-    # imports it for the evaluator (the cheaper); the trainer's trl is then its own.
+    # imports the common rest (in start, not recorded here) and starts the scorer. The last
+    # stage shares peft: the host imports it for the evaluator (the cheaper); the trainer's trl
+    # is then its own.
     assert done == ["preload torch", "sd (imports its own)", "pick", "a", "rm", "pope", "dpo (imports its own)"]
     os.close(w)
     os.close(r)
