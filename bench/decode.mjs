@@ -10,7 +10,8 @@
 // the two in-process rates), not the ratio of two medians taken minutes apart. The second
 // in-process process against the first is the control: what two identical processes differ by
 // on this machine. The worker's log says how long each call computed on
-// its model thread, so time spent around the computation (gRPC, the event loop) shows apart.
+// its model thread, so time spent around the computation (gRPC, the event loop) shows apart;
+// after the rounds, 30 calls with no items time what a call costs with nothing to compute.
 // Target: worker_tokens_per_s >= 0.97 x direct_tokens_per_s.
 //   node bench/decode.mjs [--quick] [--rounds N] [--cases 512x4/1,64x2/1]
 //   (--quick: fewer, shorter requests, two rounds, one torch thread only; --cases: hidden x layers / threads)
@@ -96,7 +97,9 @@ export async function decodeBench({ quick = false, rounds: roundsOpt, cases: onl
     writeFileSync(work, JSON.stringify({ model: { source: "MODEL_SOURCE_PATH", id: "decode-bench", path: modelDir }, store: root, cpu_threads: cpuThreads, requests: [RespondRequest.toJSON(request)] }));
     const runtime = { type: "local", device: "cpu", ...(cpuThreads ? { cpu_threads: cpuThreads } : {}) };
     const config = WorkerSchema.parse({ kind: "responder", model: { source: "path", path: modelDir }, runtime });
-    const handle = await new LocalRuntime().start({ name: "decode", replica: 0, config, baseDir: root, storeRoot: root, logPath: join(root, "decode.log") });
+    // A log per case: the model thread's account of each call is read back from it below.
+    const logPath = join(root, `decode-${name({ hidden, layers, cpuThreads }).replace("/", "-")}.log`);
+    const handle = await new LocalRuntime().start({ name: "decode", replica: 0, config, baseDir: root, storeRoot: root, logPath });
     const client = new WorkerClient("decode", handle.address, handle.connection);
     // Two in-process sides: the second is the control, the spread between two identical processes.
     const direct = await inProcess(work);
@@ -104,6 +107,7 @@ export async function decodeBench({ quick = false, rounds: roundsOpt, cases: onl
     const worker = [];
     const local = [];
     const control = [];
+    const emptyCalls = [];
     try {
       const viaWorker = async () => {
         let tokens = 0;
@@ -126,13 +130,21 @@ export async function decodeBench({ quick = false, rounds: roundsOpt, cases: onl
         const sides = [async () => worker.push(await viaWorker()), async () => local.push(await direct.round()), async () => control.push(await twin.round())];
         for (let k = 0; k < sides.length; k++) await sides[(r + k) % sides.length]();
       }
+      // A call with no items, the same way: what one call costs with nothing to compute (the
+      // client, gRPC both ways, the model thread's hand-off), paid once per call whatever its size.
+      const empty = RespondRequest.fromPartial({ items: [], maxBatchSize: batch });
+      for (let i = 0; i < 30; i++) {
+        const t0 = performance.now();
+        for await (const msg of client.stream(ResponderServiceClient, "respond", (c, deadline) => c.respond(empty, undefined, { deadline }), { deadlineMs: 60_000 })) void msg;
+        emptyCalls.push(performance.now() - t0);
+      }
     } finally {
       client.close();
       await Promise.allSettled([handle.stop(), direct.stop(), twin.stop()]);
     }
     // The worker's own account of each call (its log): the wall and the model thread's CPU of the
     // call's work alone, which tells a slower computation from time spent around it (gRPC, the loop).
-    const computed = [...readFileSync(join(root, "decode.log"), "utf8").matchAll(/call computed in ([\d.]+)s \(([\d.]+)s of CPU on the model thread\)/g)].slice(-rounds);
+    const computed = [...readFileSync(logPath, "utf8").matchAll(/call computed in ([\d.]+)s \(([\d.]+)s of CPU on the model thread\)/g)].slice(1, 1 + rounds); // after the untimed first call, before the empty calls
     computed.forEach(([, wall, cpu], i) => Object.assign(worker[i] ?? {}, { compute_seconds: Number(wall), model_thread_cpu_seconds: Number(cpu) }));
     const rate = (r) => r.tokens / r.seconds;
     const perToken = (runs) => median(runs.map((r) => (1000 * r.cpu_seconds) / r.tokens));
@@ -157,6 +169,9 @@ export async function decodeBench({ quick = false, rounds: roundsOpt, cases: onl
       // Of the worker's wall per call, the share its model thread computed.
       worker_compute_share: median(worker.filter((w) => w.compute_seconds).map((w) => w.compute_seconds / w.seconds)),
       worker_model_thread_cpu_ms_per_token: median(worker.filter((w) => w.model_thread_cpu_seconds).map((w) => (1000 * w.model_thread_cpu_seconds) / w.tokens)),
+      // The median wall of a call with no items, and its share of a worker call here.
+      empty_call_ms: median(emptyCalls),
+      empty_call_share: median(emptyCalls) / 1000 / median(worker.map((w) => w.seconds)),
       worker_runs: worker,
       direct_runs: local,
       control_runs: control,
@@ -179,7 +194,7 @@ export async function decodeBench({ quick = false, rounds: roundsOpt, cases: onl
     load_average: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number),
     targets: { ratio: { target: ">= 0.97 (every case)", value: worst, met: worst >= 0.97 } },
   });
-  const rows = cases.map((c) => ({ hidden: c.hidden_size, threads: c.cpu_threads, "worker tok/s": c.worker_tokens_per_s, "in-process tok/s": c.direct_tokens_per_s, ratio: c.ratio, "round ratios": c.round_ratios.map((x) => x.toFixed(2)).join("/"), control: c.control_ratio, "worker cpu ms/tok": c.worker_cpu_ms_per_token, "of it model thread": c.worker_model_thread_cpu_ms_per_token, "in-process cpu ms/tok": c.direct_cpu_ms_per_token, "compute share": c.worker_compute_share }));
+  const rows = cases.map((c) => ({ hidden: c.hidden_size, threads: c.cpu_threads, "worker tok/s": c.worker_tokens_per_s, "in-process tok/s": c.direct_tokens_per_s, ratio: c.ratio, "round ratios": c.round_ratios.map((x) => x.toFixed(2)).join("/"), control: c.control_ratio, "worker cpu ms/tok": c.worker_cpu_ms_per_token, "of it model thread": c.worker_model_thread_cpu_ms_per_token, "in-process cpu ms/tok": c.direct_cpu_ms_per_token, "compute share": c.worker_compute_share, "empty call ms": c.empty_call_ms }));
   console.log(`\nDecode in a worker against in-process (${path})\n${table(rows)}`);
   return { cases };
 }
