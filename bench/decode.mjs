@@ -74,13 +74,16 @@ export async function decodeBench({ quick = false, rounds: roundsOpt, cases: onl
   const batch = 4;
   const maxNewTokens = quick ? 16 : 48;
   const rounds = roundsOpt ?? (quick ? 2 : 15);
-  const n = quick ? 4 : 8;
+  const n = 2 * batch; // two batches: the pipelined side sends them as two calls
   const root = tempDir("pdsdpo-decode-");
   const store = new ContentStore(root);
   const images = (await pngs(n)).map((b) => store.put(b, "image/png"));
   const decoding = { maxNewTokens, doSample: false, numSamples: 1 };
   const items = images.map((ref, i) => ({ id: `q${i}`, image: refBlob(ref), instruction: `Describe picture ${i} in detail.`, seed: i, decoding }));
   const request = RespondRequest.fromPartial({ items, maxBatchSize: batch });
+  // The same items as the orchestrator sends them: a call per batch, two in flight per replica
+  // (src/pipeline/worker-pool.ts), so one call's start and end overlap the other's computing.
+  const halves = [items.slice(0, batch), items.slice(batch)].map((part) => RespondRequest.fromPartial({ items: part, maxBatchSize: batch }));
   // The scaled model with one torch thread (what the tiny configs give each worker) and with
   // torch's default (every core); and a small one whose decoding is bound by Python's per-token
   // work, as a GPU's is by kernel launches: where sharing the GIL with gRPC's threads would show.
@@ -105,29 +108,45 @@ export async function decodeBench({ quick = false, rounds: roundsOpt, cases: onl
     const direct = await inProcess(work);
     const twin = await inProcess(work);
     const worker = [];
+    const pipelined = [];
     const local = [];
     const control = [];
     const emptyCalls = [];
     try {
-      const viaWorker = async () => {
+      // The model thread logs one line per call, in the order the calls came (the worker
+      // computes one at a time, first come first served): `calls` numbers them.
+      let calls = 0;
+      const call = async (req) => {
         let tokens = 0;
-        const t0 = performance.now();
-        const cpu0 = cpuOf(handle.pid);
-        for await (const msg of client.stream(ResponderServiceClient, "respond", (c, deadline) => c.respond(request, undefined, { deadline }), { deadlineMs: 600_000 })) {
+        calls += 1;
+        for await (const msg of client.stream(ResponderServiceClient, "respond", (c, deadline) => c.respond(req, undefined, { deadline }), { deadlineMs: 600_000 })) {
           if (msg.event?.$case === "response") {
             const r = msg.event.value;
             if (r.error) throw new Error(`decode: ${r.id}: ${r.error.message}`);
             tokens += r.numTokens;
           }
         }
-        return { tokens, seconds: (performance.now() - t0) / 1000, cpu_seconds: cpuOf(handle.pid) - cpu0 };
+        return tokens;
+      };
+      // `reqs` at once: the whole request as one call, or its halves both in flight.
+      const viaWorker = async (reqs) => {
+        const t0 = performance.now();
+        const cpu0 = cpuOf(handle.pid);
+        const line = calls;
+        const tokens = (await Promise.all(reqs.map(call))).reduce((a, b) => a + b, 0);
+        return { tokens, seconds: (performance.now() - t0) / 1000, cpu_seconds: cpuOf(handle.pid) - cpu0, line };
       };
       // One untimed call first (allocator and caches warm; decode.py serve does the same), then alternating rounds.
-      await viaWorker();
+      await viaWorker([request]);
       for (let r = 0; r < rounds; r++) {
         log(`decode: hidden ${hidden}, ${cpuThreads ?? "default"} thread(s), round ${r + 1}/${rounds}`);
-        // Each side goes first, second and third in turn.
-        const sides = [async () => worker.push(await viaWorker()), async () => local.push(await direct.round()), async () => control.push(await twin.round())];
+        // Each side goes first, second, third and fourth in turn.
+        const sides = [
+          async () => worker.push(await viaWorker([request])),
+          async () => local.push(await direct.round()),
+          async () => pipelined.push(await viaWorker(halves)),
+          async () => control.push(await twin.round()),
+        ];
         for (let k = 0; k < sides.length; k++) await sides[(r + k) % sides.length]();
       }
       // A call with no items, the same way: what one call costs with nothing to compute (the
@@ -144,13 +163,15 @@ export async function decodeBench({ quick = false, rounds: roundsOpt, cases: onl
     }
     // The worker's own account of each call (its log): the wall and the model thread's CPU of the
     // call's work alone, which tells a slower computation from time spent around it (gRPC, the loop).
-    const computed = [...readFileSync(logPath, "utf8").matchAll(/call computed in ([\d.]+)s \(([\d.]+)s of CPU on the model thread\)/g)].slice(1, 1 + rounds); // after the untimed first call, before the empty calls
-    computed.forEach(([, wall, cpu], i) => Object.assign(worker[i] ?? {}, { compute_seconds: Number(wall), model_thread_cpu_seconds: Number(cpu) }));
+    const computed = [...readFileSync(logPath, "utf8").matchAll(/call computed in ([\d.]+)s \(([\d.]+)s of CPU on the model thread\)/g)];
+    for (const w of worker) Object.assign(w, { compute_seconds: Number(computed[w.line][1]), model_thread_cpu_seconds: Number(computed[w.line][2]) });
     const rate = (r) => r.tokens / r.seconds;
     const perToken = (runs) => median(runs.map((r) => (1000 * r.cpu_seconds) / r.tokens));
     // Each round's worker call against both in-process calls of the round (their geometric mean):
     // two references a round halve the reference's share of the round's noise.
-    const ratios = worker.map((w, i) => rate(w) / Math.sqrt(rate(local[i]) * rate(control[i])));
+    const against = (runs) => runs.map((w, i) => rate(w) / Math.sqrt(rate(local[i]) * rate(control[i])));
+    const ratios = against(worker);
+    const pipelinedRatios = against(pipelined);
     const controls = control.map((c, i) => rate(c) / rate(local[i]));
     const c = {
       hidden_size: hidden,
@@ -161,6 +182,10 @@ export async function decodeBench({ quick = false, rounds: roundsOpt, cases: onl
       // The median of the rounds' ratios (each round's three calls back to back).
       ratio: median(ratios),
       round_ratios: ratios,
+      // The same with the request's two batches as two calls both in flight, as the pipeline calls a worker.
+      pipelined_tokens_per_s: median(pipelined.map(rate)),
+      pipelined_ratio: median(pipelinedRatios),
+      pipelined_round_ratios: pipelinedRatios,
       // The same for a second in-process process against the first: what "no difference" looks like here.
       control_ratio: median(controls),
       control_round_ratios: controls,
@@ -173,6 +198,7 @@ export async function decodeBench({ quick = false, rounds: roundsOpt, cases: onl
       empty_call_ms: median(emptyCalls),
       empty_call_share: median(emptyCalls) / 1000 / median(worker.map((w) => w.seconds)),
       worker_runs: worker,
+      pipelined_runs: pipelined,
       direct_runs: local,
       control_runs: control,
     };
@@ -194,7 +220,7 @@ export async function decodeBench({ quick = false, rounds: roundsOpt, cases: onl
     load_average: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number),
     targets: { ratio: { target: ">= 0.97 (every case)", value: worst, met: worst >= 0.97 } },
   });
-  const rows = cases.map((c) => ({ hidden: c.hidden_size, threads: c.cpu_threads, "worker tok/s": c.worker_tokens_per_s, "in-process tok/s": c.direct_tokens_per_s, ratio: c.ratio, "round ratios": c.round_ratios.map((x) => x.toFixed(2)).join("/"), control: c.control_ratio, "worker cpu ms/tok": c.worker_cpu_ms_per_token, "of it model thread": c.worker_model_thread_cpu_ms_per_token, "in-process cpu ms/tok": c.direct_cpu_ms_per_token, "compute share": c.worker_compute_share, "empty call ms": c.empty_call_ms }));
+  const rows = cases.map((c) => ({ hidden: c.hidden_size, threads: c.cpu_threads, "worker tok/s": c.worker_tokens_per_s, "in-process tok/s": c.direct_tokens_per_s, ratio: c.ratio, "round ratios": c.round_ratios.map((x) => x.toFixed(2)).join("/"), pipelined: c.pipelined_ratio, control: c.control_ratio, "worker cpu ms/tok": c.worker_cpu_ms_per_token, "of it model thread": c.worker_model_thread_cpu_ms_per_token, "in-process cpu ms/tok": c.direct_cpu_ms_per_token, "compute share": c.worker_compute_share, "empty call ms": c.empty_call_ms }));
   console.log(`\nDecode in a worker against in-process (${path})\n${table(rows)}`);
   return { cases };
 }

@@ -66,38 +66,42 @@ class ModelRunner:
                 log.info("call computed in %.3fs (%.3fs of CPU on the model thread)", time.perf_counter() - t0, time.thread_time() - c0)
             loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
-        async with self._lock:
-            finished = loop.create_future()
+        # The lock is the model's: held from the job's submission until its work has ended, not
+        # until its results are sent, so the next call (the orchestrator keeps two in flight)
+        # computes while this one's last results and its end go out.
+        await self._lock.acquire()
+        finished = loop.create_future()
+        finished.add_done_callback(lambda _: self._lock.release())
 
-            def job() -> None:
-                try:
-                    run()
-                finally:
-                    try:
-                        loop.call_soon_threadsafe(lambda: finished.done() or finished.set_result(None))
-                    except RuntimeError:  # the loop has closed: nobody waits any more
-                        pass
-
-            self._submit(job)
+        def job() -> None:
             try:
-                while True:
-                    item = await queue.get()
-                    if item is _DONE:
-                        break
-                    if isinstance(item, _Failure):
-                        raise item.error
-                    yield item
+                run()
             finally:
-                cancel.set()
-                # Keep the lock until the batch has really stopped: the model is not
-                # safe to share between two batches. A shutdown cancels this wait too
-                # (asyncio.run cancels what is left): it still waits, so that a cancelled
-                # batch ends cleanly (a trainer saves its checkpoint) before the process exits.
-                while not finished.done():
-                    try:
-                        await asyncio.shield(finished)
-                    except asyncio.CancelledError:
-                        pass
+                try:
+                    loop.call_soon_threadsafe(lambda: finished.done() or finished.set_result(None))
+                except RuntimeError:  # the loop has closed: nobody waits any more
+                    pass
+
+        self._submit(job)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, _Failure):
+                    raise item.error
+                yield item
+        finally:
+            cancel.set()
+            # Wait until the batch has really stopped (the model is not safe to share between
+            # two batches, and the lock goes with the work's end). A shutdown cancels this wait
+            # too (asyncio.run cancels what is left): it still waits, so that a cancelled batch
+            # ends cleanly (a trainer saves its checkpoint) before the process exits.
+            while not finished.done():
+                try:
+                    await asyncio.shield(finished)
+                except asyncio.CancelledError:
+                    pass
 
 
 def _serve_jobs(jobs: "_queue.SimpleQueue") -> None:

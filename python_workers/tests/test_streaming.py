@@ -35,6 +35,31 @@ def test_calls_share_one_thread_and_a_failure_does_not_end_it():
     assert len(threads) == 3 and len(set(threads)) == 1 and threads[0] != threading.get_ident()
 
 
+def test_the_next_call_computes_while_the_results_of_the_one_before_are_still_being_sent():
+    # The model is free once a call's work has ended: the orchestrator keeps two calls in flight,
+    # and the second computes while the first's last results and its end still go out.
+    runner = ModelRunner()
+    second_ran = threading.Event()
+
+    def first(emit, cancel):
+        for i in range(3):
+            emit(i)
+
+    def second(emit, cancel):
+        second_ran.set()
+        emit("second")
+
+    async def main():
+        a = runner.stream(first)
+        assert await a.__anext__() == 0  # the rest of the first call's results wait unsent
+        b = asyncio.ensure_future(runner.stream(second).__anext__())
+        ran = await asyncio.to_thread(second_ran.wait, 5)
+        rest = [x async for x in a]
+        return ran, await b, rest
+
+    assert asyncio.run(main()) == (True, "second", [1, 2])
+
+
 def test_a_call_abandoned_midway_stops_its_work_before_the_next_runs():
     runner = ModelRunner()
     events: list[str] = []
