@@ -82,7 +82,11 @@ class ModelRunner:
                 except RuntimeError:  # the loop has closed: nobody waits any more
                     pass
 
-        self._submit(job)
+        try:
+            self._submit(job)
+        except BaseException:
+            self._lock.release()  # no work started: nothing will end it
+            raise
         try:
             while True:
                 item = await queue.get()
