@@ -12,9 +12,10 @@
 // on this machine. The worker's log says how long each call computed on
 // its model thread, so time spent around the computation (gRPC, the event loop) shows apart;
 // after the rounds, 30 calls with no items time what a call costs with nothing to compute.
-// Target: worker_tokens_per_s >= 0.97 x direct_tokens_per_s.
+// Target: worker_tokens_per_s >= 0.97 x direct_tokens_per_s at the issue's scale (the hidden-512
+// model, 5 to 20 ms a decoding step); the hidden-64 model is reported against it too.
 //   node bench/decode.mjs [--quick] [--rounds N] [--cases 512x4/1,64x2/1]
-//   (--quick: fewer, shorter requests, two rounds, one torch thread only; --cases: hidden x layers / threads)
+//   (--quick: shorter answers, two rounds, one torch thread only; --cases: hidden x layers / threads)
 import { execa } from "execa";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -205,7 +206,9 @@ export async function decodeBench({ quick = false, rounds: roundsOpt, cases: onl
     cases.push(c);
   }
   const [one] = cases;
-  const worst = Math.min(...cases.map((c) => c.ratio));
+  const worst = (list) => (list.length ? Math.min(...list.map((c) => c.ratio)) : null);
+  const issueScale = cases.filter((c) => c.hidden_size === 512);
+  const small = cases.filter((c) => c.hidden_size !== 512);
   const path = writeResult("decode", {
     quick,
     model: { architecture: "LLaVA-1.5 (CLIP vision tower, Llama LM) with the tiny tokenizer", weights: "random, end-of-sequence suppressed" },
@@ -215,10 +218,15 @@ export async function decodeBench({ quick = false, rounds: roundsOpt, cases: onl
     worker_tokens_per_s: one.worker_tokens_per_s,
     direct_tokens_per_s: one.direct_tokens_per_s,
     ratio: one.ratio,
-    ratio_is: "the median of the rounds' ratios; a round is one worker call and two in-process calls (two processes) back to back, and its ratio the worker's rate over the geometric mean of the two in-process rates",
+    ratio_is: "the median of the rounds' ratios; a round is one worker call, the same work as two calls both in flight (pipelined_ratio) and two in-process calls (two processes) back to back, and its ratio the worker's rate over the geometric mean of the two in-process rates",
     cases,
     load_average: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number),
-    targets: { ratio: { target: ">= 0.97 (every case)", value: worst, met: worst >= 0.97 } },
+    // The issue's target is set at its scale (a step of 5 to 20 ms: the hidden-512 model); the
+    // small model is the stress case, where a call's fixed cost weighs most, reported beside it.
+    targets: {
+      ratio: { target: ">= 0.97 (every case of the hidden-512 model: 5 to 20 ms a decoding step)", value: worst(issueScale), met: worst(issueScale) >= 0.97 },
+      ratio_python_bound: { target: ">= 0.97 (the hidden-64 model, about 2 ms a step: not the issue's scale)", value: worst(small), met: worst(small) >= 0.97 },
+    },
   });
   const rows = cases.map((c) => ({ hidden: c.hidden_size, threads: c.cpu_threads, "worker tok/s": c.worker_tokens_per_s, "in-process tok/s": c.direct_tokens_per_s, ratio: c.ratio, "round ratios": c.round_ratios.map((x) => x.toFixed(2)).join("/"), pipelined: c.pipelined_ratio, control: c.control_ratio, "worker cpu ms/tok": c.worker_cpu_ms_per_token, "of it model thread": c.worker_model_thread_cpu_ms_per_token, "in-process cpu ms/tok": c.direct_cpu_ms_per_token, "compute share": c.worker_compute_share, "empty call ms": c.empty_call_ms }));
   console.log(`\nDecode in a worker against in-process (${path})\n${table(rows)}`);
