@@ -180,7 +180,7 @@ export async function decodeBench({ quick = false, rounds: roundsOpt, cases: onl
       cpu_threads: cpuThreads ?? "default",
       worker_tokens_per_s: median(worker.map(rate)),
       direct_tokens_per_s: median(local.map(rate)),
-      // The median of the rounds' ratios (each round's three calls back to back).
+      // The median of the rounds' ratios (each round's four calls back to back).
       ratio: median(ratios),
       round_ratios: ratios,
       // The same with the request's two batches as two calls both in flight, as the pipeline calls a worker.

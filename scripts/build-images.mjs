@@ -47,12 +47,14 @@ export function variants(kinds = workerKinds()) {
 }
 
 /** The files of the workers' package that go into the base image (the build context), sorted. */
-export function packageFiles() {
+export function packageFiles(base = root) {
   const out = [];
   const walk = (dir) => {
-    for (const e of readdirSync(join(root, dir), { withFileTypes: true })) {
+    for (const e of readdirSync(join(base, dir), { withFileTypes: true })) {
       const rel = `${dir}/${e.name}`;
-      if (e.name === "__pycache__" || e.name.endsWith(".egg-info") || e.name.endsWith(".pyc") || e.name === "tests") continue;
+      // Hidden entries are tools' caches (pytest writes python_workers/.pytest_cache while the
+      // images build beside it): in the hash, they would rebuild the base after every test run.
+      if (e.name.startsWith(".") || e.name === "__pycache__" || e.name.endsWith(".egg-info") || e.name.endsWith(".pyc") || e.name === "tests") continue;
       if (e.isDirectory()) walk(rel);
       else if (e.isFile()) out.push(rel);
     }

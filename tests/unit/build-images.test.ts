@@ -1,4 +1,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
 // @ts-expect-error: a plain .mjs script without types
 import { buildPlan, contentHashes, packageFiles, variants, workerKinds } from "../../scripts/build-images.mjs";
@@ -52,6 +55,17 @@ describe("npm run images", () => {
     expect(files).toContain("python_workers/pyproject.toml");
     expect(files).toContain("python_workers/pds_dpo_workers/server.py");
     expect(files.filter((f) => /__pycache__|\.pyc$|egg-info|python_workers\/tests\//.test(f))).toEqual([]);
+    // A tool's hidden cache (pytest's, written while the images build beside it) is not part of it.
+    const tree = mkdtempSync(join(tmpdir(), "pdsdpo-pkg-"));
+    try {
+      for (const f of ["python_workers/pyproject.toml", "python_workers/pkg/a.py", "python_workers/.pytest_cache/v/cache/nodeids", "python_workers/pkg/.mypy_cache/x.json", "python_workers/pkg/__pycache__/a.pyc"]) {
+        mkdirSync(dirname(join(tree, f)), { recursive: true });
+        writeFileSync(join(tree, f), "x");
+      }
+      expect(packageFiles(tree)).toEqual(["python_workers/pkg/a.py", "python_workers/pyproject.toml"]);
+    } finally {
+      rmSync(tree, { recursive: true, force: true });
+    }
   });
 
   it("bad options: one line naming the option, exit 2", () => {
