@@ -14,7 +14,7 @@
 // after the rounds, 30 calls with no items time what a call costs with nothing to compute.
 // Target: worker_tokens_per_s >= 0.97 x direct_tokens_per_s at the issue's scale (the hidden-512
 // model, 5 to 20 ms a decoding step); the hidden-64 model is reported against it too.
-//   node bench/decode.mjs [--quick] [--rounds N] [--cases 512x4/1,64x2/1]
+//   node bench/decode.mjs [--quick] [--rounds N] [--cases 512x4/1,64x2/1] [--device cuda]
 //   (--quick: shorter answers, two rounds, one torch thread only; --cases: hidden x layers / threads)
 import { execa } from "execa";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -71,7 +71,7 @@ for i in range(${n}):
   return out.stdout.trim().split("\n").map((h) => Buffer.from(h, "hex"));
 }
 
-export async function decodeBench({ quick = false, rounds: roundsOpt, cases: only } = {}) {
+export async function decodeBench({ quick = false, rounds: roundsOpt, cases: only, device = "cpu" } = {}) {
   const batch = 4;
   const maxNewTokens = quick ? 16 : 48;
   const rounds = roundsOpt ?? (quick ? 2 : 15);
@@ -98,8 +98,8 @@ export async function decodeBench({ quick = false, rounds: roundsOpt, cases: onl
     await python(["build", modelDir, "--hidden", String(hidden), "--layers", String(layers)]);
     // The same request for the in-process run, as proto JSON.
     const work = join(root, `work-${hidden}-${cpuThreads ?? "default"}.json`);
-    writeFileSync(work, JSON.stringify({ model: { source: "MODEL_SOURCE_PATH", id: "decode-bench", path: modelDir }, store: root, cpu_threads: cpuThreads, requests: [RespondRequest.toJSON(request)] }));
-    const runtime = { type: "local", device: "cpu", ...(cpuThreads ? { cpu_threads: cpuThreads } : {}) };
+    writeFileSync(work, JSON.stringify({ model: { source: "MODEL_SOURCE_PATH", id: "decode-bench", path: modelDir }, store: root, device, cpu_threads: cpuThreads, requests: [RespondRequest.toJSON(request)] }));
+    const runtime = { type: "local", device, ...(cpuThreads ? { cpu_threads: cpuThreads } : {}) };
     const config = WorkerSchema.parse({ kind: "responder", model: { source: "path", path: modelDir }, runtime });
     // A log per case: the model thread's account of each call is read back from it below.
     const logPath = join(root, `decode-${name({ hidden, layers, cpuThreads }).replace("/", "-")}.log`);
@@ -211,6 +211,7 @@ export async function decodeBench({ quick = false, rounds: roundsOpt, cases: onl
   const small = cases.filter((c) => c.hidden_size !== 512);
   const path = writeResult("decode", {
     quick,
+    device,
     model: { architecture: "LLaVA-1.5 (CLIP vision tower, Llama LM) with the tiny tokenizer", weights: "random, end-of-sequence suppressed" },
     requests: { items: n, batch, max_new_tokens: maxNewTokens, greedy: true },
     rounds,
@@ -240,7 +241,13 @@ function cpuOf(pid) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  // --rounds N; --cases 512x4/1,64x2/1 (hidden x layers / torch threads, "default" for torch's own).
+  // --rounds N; --cases 512x4/1,64x2/1 (hidden x layers / torch threads, "default" for torch's own);
+  // --device cuda: both sides on the GPU (the same script where a GPU is; fp32, the scaled models).
   const arg = (flag) => (process.argv.includes(flag) ? process.argv[process.argv.indexOf(flag) + 1] : undefined);
-  await decodeBench({ quick: process.argv.includes("--quick"), rounds: arg("--rounds") ? Number(arg("--rounds")) : undefined, cases: arg("--cases")?.split(",") });
+  const device = arg("--device") ?? "cpu";
+  if (!["cpu", "cuda"].includes(device)) {
+    console.error(`decode: --device must be cpu or cuda, not ${device}`);
+    process.exit(2);
+  }
+  await decodeBench({ quick: process.argv.includes("--quick"), rounds: arg("--rounds") ? Number(arg("--rounds")) : undefined, cases: arg("--cases")?.split(","), device });
 }

@@ -8,7 +8,7 @@
         "threads"}: one process for every round, as the worker is, so that rounds interleave
         tightly and neither side pays a process start or a cold model between them
 
-WORK.json (written by bench/decode.mjs): {"model": ModelSpec JSON, "store", "cpu_threads",
+WORK.json (written by bench/decode.mjs): {"model": ModelSpec JSON, "store", "device", "cpu_threads",
 "requests": [RespondRequest JSON, ...]}, the same requests the worker answers over gRPC.
 """
 
@@ -63,7 +63,7 @@ def serve(path: str) -> None:
     from pds_dpo_workers.proto import responder_pb2
 
     store = prepare(work)
-    impl = load("responder", work["model"], store, work["store"], "cpu")
+    impl = load("responder", work["model"], store, work["store"], work.get("device", "cpu"))
     requests = [json_format.ParseDict(r, responder_pb2.RespondRequest()) for r in work["requests"]]
 
     def answer() -> int:
